@@ -1,0 +1,64 @@
+"""InsertExits and TapPoints: extra outputs at points inside the network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import tvm
+from tvm import relax
+
+from .cuts import EXITS_ATTR, NUM_OUTPUTS_ATTR, body_bindings, output_fields, resolve_point
+from .rebuild import emit_inlined, replace_function
+
+
+@tvm.transform.module_pass(opt_level=0, name="eenn.InsertExits")
+class InsertExits:
+    """Attach exit heads at points of `main`; it then returns its outputs followed by one output per exit.
+
+    Parameters
+    ----------
+    heads : Mapping from point (ONNX tensor or binding name) to a `relax.Function` of one argument
+        (the activation there) returning the exit's output, or to None for the activation itself.
+        Exits are numbered in graph order, whatever the order of the mapping.
+    """
+
+    def __init__(self, heads: Mapping[str, relax.Function | None], func_name: str = "main"):
+        self.heads = dict(heads)
+        self.func_name = func_name
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        func = mod[self.func_name]
+        if exit_count(func):
+            raise ValueError("the function already has exits: insert all exits in one InsertExits")
+        heads = {resolve_point(func, p): h for p, h in self.heads.items()}
+        bindings, out = body_bindings(func)
+        order = [b.var.name for b in bindings if b.var.name in heads]
+
+        bb = relax.BlockBuilder()
+        with bb.function(self.func_name, list(func.params), attrs=dict(func.attrs or {}), pure=True):
+            with bb.dataflow():
+                exits = []
+                for binding in bindings:
+                    bb.emit_normalized(binding)
+                    if binding.var.name in heads:
+                        exits.append(self._emit_exit(bb, heads[binding.var.name], binding.var, len(exits)))
+                gv = bb.emit_output(relax.Tuple(output_fields(out) + exits))
+            bb.emit_func_output(gv)
+        new = bb.get()[self.func_name]
+        new = new.with_attrs({EXITS_ATTR: order, NUM_OUTPUTS_ATTR: len(output_fields(out))})
+        return replace_function(mod, self.func_name, new)
+
+    @staticmethod
+    def _emit_exit(bb, head: relax.Function | None, tap: relax.Var, index: int) -> relax.Var:
+        if head is None:
+            return tap
+        return emit_inlined(bb, head, [tap], f"exit_{index}")
+
+
+def TapPoints(points: Sequence[str], func_name: str = "main") -> tvm.transform.Pass:  # noqa: N802 (a Pass factory, named like one)
+    """`main` also returns the activation at each point, so one run of the backbone yields every feature."""
+    return InsertExits({p: None for p in points}, func_name)
+
+
+def exit_count(func: relax.Function) -> int:
+    return len(func.attrs[EXITS_ATTR]) if func.attrs and EXITS_ATTR in func.attrs else 0

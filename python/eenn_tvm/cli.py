@@ -1,0 +1,43 @@
+"""The `eenn-tvm` command line: one subcommand per stage, human tables by default, `--json` for pipelines.
+
+Bad input ends with one line on stderr and exit code 2; see `errors.EennError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+
+import click
+
+from . import __version__
+from .commands import register_all
+from .errors import EennError
+
+
+class _Group(click.Group):
+    """Turns bad input into one line and exit code 2, instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EennError as err:
+            _fail(str(err))
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                _fail(f"the disk is full ({err.filename or 'writing output'}): free some space and run again")
+            raise
+
+
+def _fail(message: str):
+    click.echo(f"eenn-tvm: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eenn-tvm")
+def main():
+    """Turn a trained ONNX network into an early-exit network and deploy it with Apache TVM."""
+
+
+register_all(main)

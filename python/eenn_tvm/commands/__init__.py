@@ -1,0 +1,10 @@
+"""One module per subcommand; each exposes a click command named `command`."""
+
+from . import analyze
+
+COMMANDS = [analyze.command]
+
+
+def register_all(group) -> None:
+    for command in COMMANDS:
+        group.add_command(command)

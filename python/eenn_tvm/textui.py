@@ -1,0 +1,33 @@
+"""Small helpers for what people read in a terminal: tables and short numbers."""
+
+from __future__ import annotations
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned text columns, right-aligned numeric ones."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    numeric = [all(_looks_numeric(r[i]) for r in rows) and rows != [] for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def human_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:g}"
+
+
+def shorten(text: str, width: int) -> str:
+    """Keep both ends of long ONNX names: the end usually says which layer it is."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep // 2] + "…" + text[len(text) - (keep - keep // 2) :]
+
+
+def _looks_numeric(cell: str) -> bool:
+    return bool(cell) and (cell[0].isdigit() or cell[0] in "-+.") and not cell.startswith("-" * len(cell)) if cell else False

@@ -1,0 +1,1 @@
+"""The backends: `host` builds and runs TVM modules for llvm hosts."""
