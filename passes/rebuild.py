@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
 from tvm import relax
 
 
 @relax.expr_functor.mutator
 class Substitute(relax.PyExprMutator):
-    """Rewrites expressions with some variables replaced by others."""
-
-    def __init__(self, mapping: dict[relax.Var, relax.Var] | None = None):
-        super().__init__()
-        for old, new in (mapping or {}).items():
-            self.map(old, new)
+    """Rewrites expressions with some variables replaced by others (register them with `map`)."""
 
     def map(self, old: relax.Var, new: relax.Var) -> None:
         self.set_var_remap(old, new)
@@ -24,9 +20,11 @@ def emit_inlined(bb: relax.BlockBuilder, func: relax.Function, args: list[relax.
     if len(func.params) != len(args):
         raise ValueError(f"{name} takes {len(func.params)} arguments, given {len(args)}")
     for param, arg in zip(func.params, args):
-        if not tvm.ir.structural_equal(param.ty, arg.ty):
+        if not tvm_ffi.structural_equal(param.ty, arg.ty):
             raise ValueError(f"{name} takes {param.ty} but the value at its point is {arg.ty}")
-    subst = Substitute(dict(zip(func.params, args)))
+    subst = Substitute()
+    for param, arg in zip(func.params, args):
+        subst.map(param, arg)
     for block in func.body.blocks:
         for binding in block.bindings:
             new_var = bb.emit(subst.visit_expr(binding.value), name_hint=f"{name}_{binding.var.name}")

@@ -5,7 +5,7 @@ function by `eenn_tvm.passes.crossing_values`), that is a float feature map with
 block boundary: cuts between a layer and its activation, batch-norm or pooling are moved to after
 them, cuts after a pure reshape back to before it, and cuts inside a depthwise-separable block (after
 its depthwise half) are not offered. Points with no convolution or matrix product after them are
-not offered either: an exit there saves nothing.
+not offered either (an exit there saves nothing), nor points with nothing computed before them.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def analyze(model: ImportedModel) -> Analysis:
             continue
         if len(shape) < 2 or shape[0] != batch or not graph.is_float(tensor):
             continue
-        if graph.is_mid_block(index):
+        if graph.is_mid_block(index) or graph.macs_through[index] == 0:
             continue
         points.append(
             ExitPoint(
