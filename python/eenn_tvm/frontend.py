@@ -63,8 +63,10 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         model = onnx.load(str(path), load_external_data=True)
     except DecodeError:
         raise EennError(f"{path}: not an ONNX model (the file does not parse: truncated, or another format)") from None
-    except (FileNotFoundError, OSError) as err:
-        raise EennError(f"{path}: cannot read its external weight data ({err}): keep the data files beside the model") from None
+    except (OSError, onnx.checker.ValidationError) as err:
+        raise EennError(
+            f"{path}: cannot read its external weight data ({_first_line(err)}): keep the data files beside the model"
+        ) from None
     if not model.graph.node:
         raise EennError(f"{path}: not an ONNX model (no graph in it: truncated, or another format)")
     try:
@@ -227,6 +229,6 @@ def _quiet():
 def _first_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # TVM errors put the message last, after a traceback.
-    return lines[-1] if isinstance(err, tvm.error.TVMError) else lines[0]
+    # TVM errors carry a C++ traceback before their message.
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
