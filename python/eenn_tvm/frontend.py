@@ -159,6 +159,8 @@ def to_relax(model: onnx.ModelProto, input_shapes: dict[str, Shape]) -> tvm.IRMo
     importer = _NamingImporter(input_shapes, "float32")
     with _quiet():
         mod = importer.from_onnx(model.graph, opset)
+    if len(mod["main"].body.blocks) != 1:
+        raise EennError("the model has control flow (If): eenn-tvm needs a straight-line graph; export without it")
     main = mod["main"].with_attr(TENSOR_NAMES_ATTR, importer.binding_names)
     mod["main"] = main
     return mod
