@@ -7,12 +7,13 @@
 Points are named by ONNX tensor name (as `eenn_tvm.frontend` records them) or by Relax binding name.
 """
 
-from .cuts import crossing_values, exit_points_of, resolve_point
+from .cuts import binding_var, crossing_values, exit_points_of, resolve_point
 from .exits import InsertExits, TapPoints
 from .split import SplitAtExits, segment_names
 
 __all__ = [
     "InsertExits",
+    "binding_var",
     "SplitAtExits",
     "TapPoints",
     "crossing_values",

@@ -42,6 +42,12 @@ def resolve_point(func: relax.Function, point: str) -> str:
     raise ValueError(f"no tensor named {point!r} in the model")
 
 
+def binding_var(func: relax.Function, point: str) -> relax.Var:
+    """The variable bound at a point (ONNX tensor or binding name)."""
+    name = resolve_point(func, point)
+    return next(b.var for b in body_bindings(func)[0] if b.var.name == name)
+
+
 def exit_points_of(func: relax.Function) -> list[str]:
     """Binding names of the exits `InsertExits` attached, in graph order."""
     attrs = func.attrs or {}

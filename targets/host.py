@@ -68,6 +68,30 @@ class SegmentRunner:
         return per_segment
 
 
+class EarlyExitRunner:
+    """Runs an early-exit module sample by sample: stops at the first segment whose exit says `take`."""
+
+    def __init__(self, module: HostModule):
+        self.segments = SegmentRunner(module)
+
+    @property
+    def exits(self) -> int:
+        return len(self.segments.segments) - 1
+
+    def infer(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+        """(exit index, or `exits` for the end of the network; the logits there) for one sample."""
+        carry = [x]
+        for index, name in enumerate(self.segments.segments):
+            outputs = self.segments.module(name, *carry)
+            if index == self.exits:
+                return index, outputs[0]
+            activation, logits, _confidence, take = outputs
+            if take.item():
+                return index, logits
+            carry = [activation]
+        raise AssertionError("unreachable")
+
+
 def _to_numpy(value) -> list[np.ndarray]:
     if isinstance(value, tvm.runtime.Tensor):
         return [value.numpy()]

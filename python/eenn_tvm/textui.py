@@ -31,3 +31,20 @@ def shorten(text: str, width: int) -> str:
 
 def _looks_numeric(cell: str) -> bool:
     return bool(cell) and (cell[0].isdigit() or cell[0] in "-+.") and not cell.startswith("-" * len(cell)) if cell else False
+
+
+def progress(iterable, label: str, unit_scale: int = 1, total: int | None = None):
+    """A progress bar on stderr (stdout stays clean for --json); items count `unit_scale` samples each."""
+    import sys
+
+    import click
+
+    items = list(iterable)
+    length = total if total is not None else len(items) * unit_scale
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
+        done = 0
+        for item in items:
+            yield item
+            step = min(unit_scale, length - done)
+            done += step
+            bar.update(step)

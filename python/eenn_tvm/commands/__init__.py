@@ -1,8 +1,8 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from . import analyze
+from . import analyze, augment, run
 
-COMMANDS = [analyze.command]
+COMMANDS = [analyze.command, augment.command, run.command]
 
 
 def register_all(group) -> None:

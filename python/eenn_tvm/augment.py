@@ -1,0 +1,226 @@
+"""The augmentation stage: from a trained model and labelled data to a plan with exits, heads, thresholds.
+
+Steps: analyze -> features (one backbone run, cached) -> heads for every (point, kind), trained on the
+train split -> search on the validation split -> the Shallow-Deep-Networks baseline on the same data
+-> outputs: plan.json, heads/, eenn.onnx, the host module with the exit logic compiled in, report.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import data as datasets
+from . import features as feature_cache
+from . import heads as exit_heads
+from .analysis import Analysis, analyze
+from .costs import CostFunction, MacCost
+from .decision import RULES, confidence
+from .early_exit import early_exit_module
+from .errors import EennError
+from .frontend import ImportedModel, import_onnx
+from .onnx_export import with_exit_heads
+from .outputs import atomic_folder
+from .plan import Baseline, Evaluation, Plan, PlannedExit
+from .report import write_report
+from .search import Option, Problem, Result, search, single_threshold
+from .targets.host import HostModule, build
+from .textui import progress
+
+SDN_FRACTIONS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
+HOST_MODULE = "eenn_host.so"
+
+
+@dataclass
+class Settings:
+    max_accuracy_drop: float = 0.01
+    decision: str = "maxprob"
+    val_fraction: float = 0.2
+    seed: int = 0
+    cache_dir: Path | None = feature_cache.DEFAULT_CACHE
+
+
+@dataclass
+class _Trained:
+    """Everything the search saw: heads per (point, kind), and the problem built on the validation split."""
+
+    heads: dict[tuple[int, str], exit_heads.Head]
+    problem: Problem
+    val_samples: int
+
+
+def augment(
+    model_path: str | Path,
+    data_path: str | Path,
+    out: str | Path,
+    settings: Settings,
+    input_shapes: dict | None = None,
+    cost: Callable[[Analysis], CostFunction] = MacCost,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> Plan:
+    _check_settings(settings)
+    timings = {}
+    clock = time.perf_counter()
+    model = import_onnx(model_path, input_shapes)
+    analysis = analyze(model)
+    if not analysis.exit_points:
+        raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
+    input_shape, classes = _io_of(model)
+    data = datasets.load_npz(data_path, input_shape[1:], classes)
+    datasets.require_per_class(data, classes)
+    train_idx, val_idx = datasets.split(data.y, settings.val_fraction, settings.seed)
+    log(f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
+        f"{len(val_idx)} set the thresholds")
+
+    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
+    timings["features"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    costs = cost(analysis)
+    trained = _train_and_score(analysis, features, data.y, train_idx, val_idx, classes, settings, costs)
+    timings["heads"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+
+    result = search(trained.problem)
+    baseline_points = sdn_points(analysis, costs)
+    baseline_options = [i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points]
+    baseline = single_threshold(trained.problem, baseline_options)
+    timings["search"] = time.perf_counter() - clock
+
+    plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings)
+    _write(out, plan, model, analysis, trained, result, log)
+    return plan
+
+
+def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
+    """The candidate points nearest to the fixed cost fractions of the baseline (deduplicated)."""
+    fractions = np.array([costs.reach(p) / costs.total() for p in analysis.exit_points])
+    return sorted({int(np.abs(fractions - f).argmin()) for f in SDN_FRACTIONS})
+
+
+def _check_settings(settings: Settings) -> None:
+    if not 0 <= settings.max_accuracy_drop < 1:
+        raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop} must be a fraction in [0, 1), e.g. 0.01")
+    if settings.decision not in RULES:
+        raise EennError(f"--decision {settings.decision}: choose one of {', '.join(RULES)}")
+
+
+def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
+    if len(model.input_shapes) != 1:
+        raise EennError(f"the model has {len(model.input_shapes)} inputs: augment supports single-input classifiers")
+    out = next(o for o in model.onnx.graph.output if o.name == model.output_names[0])
+    dims = [d.dim_value for d in out.type.tensor_type.shape.dim]
+    if len(dims) != 2 or dims[1] < 2:
+        raise EennError(f"the model's output {out.name!r} is {dims}: augment needs a classifier with output (1, classes)")
+    return next(iter(model.input_shapes.values())), dims[1]
+
+
+def _train_and_score(analysis, features, labels, train_idx, val_idx, classes, settings, costs) -> _Trained:
+    jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
+    heads, options = {}, []
+    y_val = labels[val_idx]
+    for i, kind in progress(jobs, "exit heads"):
+        point = analysis.exit_points[i]
+        pooled = features.pooled[point.name][exit_heads.HEAD_KINDS[kind][0]]
+        head = exit_heads.train(kind, pooled[train_idx], labels[train_idx], classes, settings.seed)
+        logits = head.logits(pooled[val_idx])
+        heads[i, kind] = head
+        options.append(
+            Option(i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val, costs.head(head, point))
+        )
+    final_correct = features.final[val_idx].argmax(1) == y_val
+    problem = Problem(
+        options=options,
+        reach_cost=[costs.reach(p) for p in analysis.exit_points],
+        final_cost=costs.total(),
+        final_correct=final_correct,
+        min_accuracy=float(final_correct.mean()) - settings.max_accuracy_drop,
+    )
+    return _Trained(heads, problem, len(val_idx))
+
+
+def _evaluation(problem: Problem, result: Result, analysis: Analysis, costs: CostFunction) -> Evaluation:
+    outcome = result.outcome
+    return Evaluation(
+        samples=problem.samples,
+        baseline_accuracy=float(problem.final_correct.mean()),
+        accuracy=outcome.accuracy,
+        mean_macs=outcome.mean_cost if costs.name == "macs" else float("nan"),
+        mac_fraction=outcome.mean_cost / problem.final_cost,
+        exit_histogram=outcome.exit_counts,
+    )
+
+
+def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings) -> Plan:
+    options = trained.problem.options
+    exits = []
+    for index, e in enumerate(result.exits):
+        point = analysis.exit_points[e.point]
+        head = trained.heads[e.point, options[e.option].kind]
+        exits.append(
+            PlannedExit(
+                index=index,
+                point=point.name,
+                binding=point.binding,
+                shape=point.shape,
+                head=head.kind,
+                threshold=e.threshold,
+                macs_to_reach=point.macs_before,
+                head_macs=head.macs(point.shape),
+                head_param_bytes=head.param_bytes(),
+                weights=f"heads/exit_{index}.npz",
+            )
+        )
+    input_name, input_shape = next(iter(model.input_shapes.items()))
+    return Plan(
+        model={
+            "name": model.name,
+            "onnx": "eenn.onnx",
+            "input_name": input_name,
+            "input_shape": list(input_shape),
+            "output_name": model.output_names[0],
+            "classes": _io_of(model)[1],
+            "total_macs": analysis.total_macs,
+        },
+        decision=settings.decision,
+        exits=exits,
+        validation=_evaluation(trained.problem, result, analysis, costs),
+        baseline=Baseline(
+            points=[analysis.exit_points[e.point].name for e in baseline.exits],
+            threshold=baseline.exits[0].threshold if baseline.exits else float("inf"),
+            validation=_evaluation(trained.problem, baseline, analysis, costs),
+        ),
+        pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
+        search={
+            "max_accuracy_drop": settings.max_accuracy_drop,
+            "val_fraction": settings.val_fraction,
+            "seed": settings.seed,
+            "cost": costs.name,
+            "data": str(data_path),
+            "validation_samples": trained.val_samples,
+            "candidate_points": len(analysis.exit_points),
+            "heads_trained": len(trained.heads),
+            "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
+            "seconds": {k: round(v, 2) for k, v in timings.items()},
+        },
+        artifacts={"host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "report": "report.md"},
+    )
+
+
+def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _Trained, result: Result, log) -> None:
+    chosen = [(analysis.exit_points[e.point], trained.heads[e.point, trained.problem.options[e.option].kind], e.threshold)
+              for e in result.exits]
+    with atomic_folder(out) as tmp:
+        (tmp / "heads").mkdir()
+        for planned, (_, head, _) in zip(plan.exits, chosen):
+            head.save(tmp / planned.weights)
+        onnx.save(with_exit_heads(model.onnx, [(p.name, p.shape, h) for p, h, _ in chosen]), str(tmp / "eenn.onnx"))
+        log("building the host module (TVM, llvm)")
+        mod = early_exit_module(model.mod, [(p.name, h, t) for p, h, t in chosen], plan.decision)
+        HostModule(build(mod)).export(tmp / HOST_MODULE)
+        plan.save(tmp)
+        write_report(tmp, plan)

@@ -1,0 +1,66 @@
+"""`eenn-tvm augment`: train exits, choose them and their thresholds, build the early-exit network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..augment import Settings, augment
+from ..decision import RULES
+from ..features import DEFAULT_CACHE
+from ..textui import format_table
+from .options import echo_json, input_shape_option, input_shapes_from, json_option
+
+
+@click.command("augment")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Labelled data (.npz with x and y) to train the exit heads and set the thresholds.")
+@click.option("--max-accuracy-drop", default=0.01, show_default=True, type=float,
+              help="Accuracy the early-exit network may lose on validation, as a fraction (0.01 = 1 point).")
+@click.option("--decision", default="maxprob", show_default=True, type=click.Choice(RULES),
+              help="Confidence rule compared with each exit's threshold.")
+@click.option("--val-fraction", default=0.2, show_default=True, type=float,
+              help="Share of the data held out (stratified) to set the thresholds; the rest trains the heads.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE, show_default=True,
+              help="Where backbone features are cached between runs.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write (replaced as a whole when done).")
+@input_shape_option
+@json_option
+def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, cache_dir, no_cache, out, input_shapes, as_json):
+    """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
+
+    Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
+    the TVM host module with the exit logic compiled in, and OUT/report.md. Figures are on the validation
+    split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
+    """
+    settings = Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir)
+    plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), log=_log)
+    if as_json:
+        echo_json(plan.to_json())
+        return
+    v, b = plan.validation, plan.baseline.validation
+    click.echo(f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:")
+    click.echo(format_table(
+        ["", "accuracy", "mean MACs", "MAC reduction"],
+        [
+            ["original model", f"{100 * v.baseline_accuracy:.2f}%", f"{plan.model['total_macs']:,}", "-"],
+            ["eenn-tvm", f"{100 * v.accuracy:.2f}%", f"{v.mean_macs:,.0f}", f"{100 * (1 - v.mac_fraction):.1f}%"],
+            ["SDN baseline", f"{100 * b.accuracy:.2f}%", f"{b.mean_macs:,.0f}", f"{100 * (1 - b.mac_fraction):.1f}%"],
+        ],
+    ))
+    click.echo()
+    click.echo(format_table(
+        ["exit", "point", "head", "threshold", "MACs to reach", "leave here"],
+        [[str(e.index), e.point, e.head, f"{e.threshold:.4f}", f"{e.macs_to_reach:,}", str(n)]
+         for e, n in zip(plan.exits, v.exit_histogram)],
+    ))
+    click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)

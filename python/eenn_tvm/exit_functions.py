@@ -1,0 +1,63 @@
+"""Exit heads with the decision compiled in, as Relax functions for `InsertExits`.
+
+Each returns (logits (1, classes), confidence (1,), take (1,) bool): the runtime only branches on
+`take`; softmax, the confidence rule and the threshold comparison run inside the built module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tvm import relax
+
+from .features import POOL_BINS
+from .heads import Head
+
+_POOL_OPS = {3: relax.op.nn.adaptive_avg_pool1d, 4: relax.op.nn.adaptive_avg_pool2d, 5: relax.op.nn.adaptive_avg_pool3d}
+
+
+def exit_function(head: Head, tap_ty: relax.TensorType, rule: str, threshold: float) -> relax.Function:
+    x = relax.Var("x", tap_ty)
+    bb = relax.BlockBuilder()
+    with bb.function("exit", [x]):
+        with bb.dataflow():
+            logits = emit_head(bb, head, x)
+            conf = _emit_confidence(bb, logits, rule)
+            take = bb.emit(relax.op.greater_equal(conf, relax.const(np.float32(threshold))), name_hint="take")
+            out = bb.emit_output(relax.Tuple([logits, conf, take]))
+        bb.emit_func_output(out)
+    return bb.get()["exit"]
+
+
+def emit_head(bb: relax.BlockBuilder, head: Head, x: relax.Expr) -> relax.Var:
+    """Pooling, then the dense layers with ReLU between: the same arithmetic as `Head.logits`."""
+    shape = [int(d) for d in x.ty.shape]
+    a = x
+    if len(shape) > 2:
+        bins = POOL_BINS[head.pooling]
+        pooled = bb.emit(_POOL_OPS[len(shape)](a, output_size=[bins] * (len(shape) - 2)), name_hint="pooled")
+        a = bb.emit(relax.op.reshape(pooled, [shape[0], math.prod(int(d) for d in list(pooled.ty.shape)[1:])]), name_hint="features")
+    for i, (w, b) in enumerate(head.layers):
+        a = bb.emit(relax.op.add(relax.op.matmul(a, relax.const(w)), relax.const(b)), name_hint=f"dense{i}")
+        if i < len(head.layers) - 1:
+            a = bb.emit(relax.op.nn.relu(a), name_hint=f"relu{i}")
+    return a
+
+
+def _emit_confidence(bb: relax.BlockBuilder, logits: relax.Var, rule: str) -> relax.Var:
+    p = bb.emit(relax.op.nn.softmax(logits, axis=-1), name_hint="prob")
+    if rule == "maxprob":
+        return bb.emit(relax.op.max(p, axis=[-1]), name_hint="confidence")
+    if rule == "margin":
+        top2 = bb.emit(relax.op.topk(p, k=2, axis=-1, ret_type="values"), name_hint="top2")
+        first = relax.op.squeeze(relax.op.strided_slice(top2, axes=[1], begin=[0], end=[1]), axis=[1])
+        second = relax.op.squeeze(relax.op.strided_slice(top2, axes=[1], begin=[1], end=[2]), axis=[1])
+        return bb.emit(relax.op.subtract(first, second), name_hint="confidence")
+    if rule == "entropy":
+        classes = int(logits.ty.shape[-1])
+        logp = relax.op.log(relax.op.maximum(p, relax.const(np.float32(1e-30))))
+        h = relax.op.negative(relax.op.sum(relax.op.multiply(p, logp), axis=[-1]))
+        scaled = relax.op.divide(h, relax.const(np.float32(math.log(classes))))
+        return bb.emit(relax.op.subtract(relax.const(np.float32(1.0)), scaled), name_hint="confidence")
+    raise ValueError(f"unknown decision rule {rule!r}")

@@ -1,0 +1,126 @@
+"""Features, once: one run of the backbone over the data with every candidate point tapped.
+
+The taps are pooled as the heads need them and cached on disk, keyed by the model and the data, so
+training heads and searching never run the backbone again. The bulk run uses onnxruntime on the
+simplified model: for this many small batch-1 inferences it is several times faster than TVM's
+untuned host build (see bench/features.py), and its outputs match TVM's to 1e-5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .analysis import ExitPoint
+from .frontend import ImportedModel
+from .textui import progress
+
+# Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
+POOL_BINS = {"gap": 1, "pool2": 2}
+CHUNK = 512  # samples whose raw taps are held at once before pooling
+DEFAULT_CACHE = Path(os.environ.get("EENN_CACHE", Path.home() / ".cache" / "eenn-tvm"))
+
+
+def adaptive_avg_pool(a: np.ndarray, bins: int) -> np.ndarray:
+    """(N, C, *spatial) -> (N, C * bins**len(spatial)), with torch's adaptive-pooling bin edges."""
+    for axis in range(2, a.ndim):
+        size = a.shape[axis]
+        pieces = [
+            a.take(range(math.floor(i * size / bins), math.ceil((i + 1) * size / bins)), axis=axis).mean(axis=axis, keepdims=True)
+            for i in range(bins)
+        ]
+        a = np.concatenate(pieces, axis=axis)
+    return a.reshape(len(a), -1)
+
+
+@dataclass
+class Features:
+    """Pooled activations at every candidate point, and the model's own output, for every sample."""
+
+    pooled: dict[str, dict[str, np.ndarray]]  # point name -> pooling -> (N, F)
+    final: np.ndarray  # (N, classes) the model's output
+
+    def subset(self, index: np.ndarray) -> Features:
+        return Features({p: {k: v[index] for k, v in d.items()} for p, d in self.pooled.items()}, self.final[index])
+
+
+def extract(
+    model: ImportedModel, points: list[ExitPoint], x: np.ndarray, cache_dir: Path | None = DEFAULT_CACHE
+) -> Features:
+    """Features at `points` for all samples `x`, from the cache when this model and data were seen before."""
+    key = _cache_key(model, points, x)
+    where = cache_dir / "features" / key if cache_dir else None
+    if where and (where / "done").exists():
+        return _load(where, points)
+    features = _run_backbone(model, points, x)
+    if where:
+        _save(where, features)
+    return features
+
+
+def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> Features:
+    import onnxruntime as ort  # imported here: only the bulk run needs it
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.onnx)
+    infos = {v.name: v for v in proto.graph.value_info}
+    for p in points:
+        proto.graph.output.append(infos[p.name])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    pooled = {p.name: {k: [] for k in POOL_BINS} for p in points}
+    finals = []
+    for start in progress(range(0, len(x), CHUNK), "features", unit_scale=CHUNK, total=len(x)):
+        outs = [session.run(None, {input_name: x[i : i + 1]}) for i in range(start, min(start + CHUNK, len(x)))]
+        finals.append(np.concatenate([o[0] for o in outs]))
+        for j, p in enumerate(points, start=len(model.output_names)):
+            taps = np.concatenate([o[j] for o in outs])
+            for kind, bins in POOL_BINS.items():
+                pooled[p.name][kind].append(adaptive_avg_pool(taps, bins).astype(np.float32))
+    return Features(
+        {p: {k: np.concatenate(v) for k, v in d.items()} for p, d in pooled.items()},
+        np.concatenate(finals).reshape(len(x), -1),
+    )
+
+
+def _cache_key(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(model.onnx.SerializeToString(deterministic=True))
+    h.update(json.dumps([p.name for p in points]).encode())
+    h.update(json.dumps(POOL_BINS).encode())
+    h.update(str(x.shape).encode())
+    h.update(np.ascontiguousarray(x).data)
+    return h.hexdigest()[:32]
+
+
+def _save(where: Path, features: Features) -> None:
+    """Write to a temporary folder and rename it into place, so a cache entry is whole or absent."""
+    where.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=where.parent, prefix=".tmp-"))
+    try:
+        np.save(tmp / "final.npy", features.final)
+        for i, (point, kinds) in enumerate(features.pooled.items()):
+            for kind, array in kinds.items():
+                np.save(tmp / f"{i}_{kind}.npy", array)
+        (tmp / "done").write_text("\n".join(features.pooled))
+        shutil.rmtree(where, ignore_errors=True)
+        tmp.rename(where)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a cache that cannot be written only costs time
+    
+
+def _load(where: Path, points: list[ExitPoint]) -> Features:
+    pooled = {p.name: {k: np.load(where / f"{i}_{k}.npy") for k in POOL_BINS} for i, p in enumerate(points)}
+    return Features(pooled, np.load(where / "final.npy"))

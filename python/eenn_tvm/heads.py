@@ -1,0 +1,135 @@
+"""Exit heads: small classifiers on pooled features, trained after training with the backbone frozen.
+
+Trained with numpy and scipy's L-BFGS on the cached features (no torch at run time), deterministic
+for a seed. Features are standardised for training and the standardisation is folded back into the
+first layer, so a deployed head is just pooling followed by one or two dense layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+
+# kind -> (pooling of the feature map, hidden units or None for a linear head)
+HEAD_KINDS = {
+    "gap_linear": ("gap", None),
+    "pool2_linear": ("pool2", None),
+    "pool2_mlp": ("pool2", 32),
+}
+L2 = 1e-3  # weight decay on standardised features
+MAX_ITER = 200
+# Heads train on a seeded subsample at most this large: their few parameters gain little from more,
+# and the matrix products over the samples are what training costs.
+MAX_TRAIN_SAMPLES = 20_000
+
+
+@dataclass
+class Head:
+    kind: str
+    layers: list[tuple[np.ndarray, np.ndarray]]  # (weight (in, out), bias (out,)) per dense layer; ReLU between
+
+    @property
+    def pooling(self) -> str:
+        return HEAD_KINDS[self.kind][0]
+
+    @property
+    def classes(self) -> int:
+        return self.layers[-1][1].shape[0]
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        a = features
+        for i, (w, b) in enumerate(self.layers):
+            a = a @ w + b
+            if i < len(self.layers) - 1:
+                a = np.maximum(a, 0)
+        return a
+
+    def macs(self, shape: list[int]) -> int:
+        """Pooling (one per input element) plus the dense layers (one per weight); ReLUs one per unit."""
+        pooling = math.prod(shape[1:]) if len(shape) > 2 else 0
+        dense = sum(w.size for w, _ in self.layers)
+        relus = sum(b.size for _, b in self.layers[:-1])
+        return pooling + dense + relus
+
+    def param_bytes(self) -> int:
+        return 4 * sum(w.size + b.size for w, b in self.layers)
+
+    def save(self, path: Path) -> None:
+        arrays = {f"{name}{k}": a for k, layer in enumerate(self.layers) for name, a in zip("wb", layer)}
+        np.savez(path, kind=np.array(self.kind), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Head:
+        with np.load(path) as npz:
+            count = sum(1 for f in npz.files if f.startswith("w"))
+            return cls(str(npz["kind"]), [(npz[f"w{k}"], npz[f"b{k}"]) for k in range(count)])
+
+
+def kinds_for(shape: list[int]) -> list[str]:
+    """Head kinds worth training at a point: on a map with no spatial extent, 2x2 pooling adds nothing."""
+    spatial = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return [k for k, (pooling, _) in HEAD_KINDS.items() if pooling == "gap" or spatial > 1]
+
+
+def train(kind: str, x: np.ndarray, y: np.ndarray, classes: int, seed: int) -> Head:
+    """Fit a head of `kind` to pooled features x (N, F) and labels y."""
+    _, hidden = HEAD_KINDS[kind]
+    rng = np.random.default_rng(seed)
+    if len(x) > MAX_TRAIN_SAMPLES:
+        keep = np.sort(rng.choice(len(x), MAX_TRAIN_SAMPLES, replace=False))
+        x, y = x[keep], y[keep]
+    x = x.astype(np.float64)
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = ((x - mean) / scale).astype(np.float32)
+    dims = [(z.shape[1], classes)] if hidden is None else [(z.shape[1], hidden), (hidden, classes)]
+    layers = _fit(dims, z, y, rng, zero_init=hidden is None)
+    w0, b0 = layers[0]
+    layers[0] = (w0 / scale[:, None], b0 - (mean / scale) @ w0)
+    return Head(kind, [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers])
+
+
+def _fit(dims, z, y, rng, zero_init: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Minimise softmax cross-entropy + L2 over dense layers with ReLU between, by L-BFGS."""
+    sizes = [(i * o, o) for i, o in dims]
+    onehot = np.eye(dims[-1][1], dtype=np.float32)[y]
+
+    def unpack(theta):
+        layers, at = [], 0
+        for (i, o), (nw, nb) in zip(dims, sizes):
+            w = theta[at : at + nw].reshape(i, o).astype(np.float32)
+            layers.append((w, theta[at + nw : at + nw + nb].astype(np.float32)))
+            at += nw + nb
+        return layers
+
+    def loss_and_grad(theta):
+        layers = unpack(theta)
+        acts = [z]
+        for k, (w, b) in enumerate(layers):
+            a = acts[-1] @ w + b
+            acts.append(np.maximum(a, 0) if k < len(layers) - 1 else a)
+        logits = acts[-1] - acts[-1].max(1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(1, keepdims=True)
+        n = len(z)
+        loss = -np.log(p[np.arange(n), y] + 1e-12).mean() + 0.5 * L2 * sum((w * w).sum() for w, _ in layers)
+        delta = (p - onehot) / n
+        grads = []
+        for k in range(len(layers) - 1, -1, -1):
+            w, _ = layers[k]
+            grads.append((acts[k].T @ delta + L2 * w, delta.sum(0)))
+            if k:
+                delta = (delta @ w.T) * (acts[k] > 0)
+        flat = np.concatenate([g.ravel() for gw, gb in reversed(grads) for g in (gw, gb)])
+        return float(loss), flat.astype(np.float64)
+
+    parts = []
+    for (i, o), (nw, nb) in zip(dims, sizes):
+        w = np.zeros(nw) if zero_init else rng.standard_normal(nw) * math.sqrt(2.0 / i)
+        parts += [w, np.zeros(nb)]
+    result = minimize(loss_and_grad, np.concatenate(parts), jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITER})
+    return unpack(result.x)

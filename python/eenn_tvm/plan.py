@@ -1,0 +1,89 @@
+"""The plan: the one document the stages hand on (versioned JSON in OUT/plan.json).
+
+`augment` writes it; `run` (and later `map`, `build`) read it. Everything a later stage needs is in
+it or in a file it names relative to its own folder; nothing is kept anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import EennError
+
+FORMAT = "eenn-tvm plan"
+VERSION = 1
+
+
+@dataclass
+class PlannedExit:
+    index: int
+    point: str  # ONNX tensor name in the (simplified) model
+    binding: str  # Relax binding name
+    shape: list[int]
+    head: str  # head kind, see heads.HEAD_KINDS
+    threshold: float
+    macs_to_reach: int  # backbone MACs up to the point
+    head_macs: int
+    head_param_bytes: int
+    weights: str  # .npz file of the head's layers, relative to the plan
+
+
+@dataclass
+class Evaluation:
+    samples: int
+    baseline_accuracy: float  # the original model
+    accuracy: float
+    mean_macs: float
+    mac_fraction: float  # mean MACs per inference / the original model's MACs
+    exit_histogram: list[int]  # samples leaving at each exit, then at the end
+
+
+@dataclass
+class Baseline:
+    """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold."""
+
+    points: list[str]
+    threshold: float
+    validation: Evaluation
+
+
+@dataclass
+class Plan:
+    model: dict  # name, onnx (file relative to the plan), input_name, input_shape, classes, total_macs
+    decision: str  # confidence rule, see decision.RULES
+    exits: list[PlannedExit]
+    validation: Evaluation
+    baseline: Baseline
+    pareto: list[list[float]]  # [mean MAC fraction, validation accuracy], cheapest first
+    search: dict  # the settings and timings of the search
+    artifacts: dict = field(default_factory=dict)  # what else is in the folder: name -> file
+    version: int = VERSION
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, **asdict(self)}
+
+    def save(self, folder: Path) -> None:
+        (folder / "plan.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Plan:
+        path = Path(folder) / "plan.json"
+        if not path.is_file():
+            raise EennError(f"{folder}: no plan.json in it: give the -o folder that `eenn-tvm augment` wrote")
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise EennError(f"{path}: not valid JSON ({err}): run `eenn-tvm augment` again") from None
+        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+            raise EennError(f"{path}: not a version-{VERSION} eenn-tvm plan: run `eenn-tvm augment` again")
+        doc.pop("format")
+        return cls(
+            **{
+                **doc,
+                "exits": [PlannedExit(**e) for e in doc["exits"]],
+                "validation": Evaluation(**doc["validation"]),
+                "baseline": Baseline(**{**doc["baseline"], "validation": Evaluation(**doc["baseline"]["validation"])}),
+            }
+        )

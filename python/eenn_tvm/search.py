@@ -1,0 +1,254 @@
+"""Search: which exits to keep, which head at each, and their thresholds.
+
+Minimises the expected cost per inference on the validation split subject to validation accuracy
+>= the original model's validation accuracy minus the tolerance. Costs come from the caller (MACs by
+default; a cost model plugs in the same way), so the search knows nothing about what a cost is.
+
+Every sample runs one at a time through the cascade: it leaves at the first exit whose confidence
+reaches that exit's threshold, else it runs to the end, and pays the backbone up to where it leaves
+plus every head it passed through.
+
+The method is a greedy descent followed by exact coordinate descent. Its engine evaluates, for one
+point and all (head, threshold) choices there at once, the cost and accuracy of the whole cascade:
+the samples that reach the point and what each would cost if it went on are fixed by the other exits,
+so a sort of the point's confidences and two cumulative sums give every threshold. A step therefore
+costs O(points x heads x N log N), whatever the number of candidate points, and a ResNet-152's
+~50 points do not blow it up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GREEDY_LEVELS = 64  # thresholds per (point, head) the greedy descent considers; refinement considers all
+EPS = 1e-9
+
+
+@dataclass
+class Option:
+    """A trained head at a candidate point, scored on the validation split."""
+
+    point: int  # index of the candidate point, in graph order
+    kind: str
+    confidence: np.ndarray  # (N,)
+    correct: np.ndarray  # (N,) bool
+    head_cost: float
+
+
+@dataclass
+class Problem:
+    options: list[Option]
+    reach_cost: list[float]  # cost of the backbone up to each candidate point
+    final_cost: float  # cost of the whole backbone
+    final_correct: np.ndarray  # (N,) bool: the original model's correctness
+    min_accuracy: float
+
+    @property
+    def samples(self) -> int:
+        return len(self.final_correct)
+
+
+@dataclass(frozen=True)
+class Exit:
+    point: int
+    option: int  # index into Problem.options
+    threshold: float
+
+
+@dataclass
+class Outcome:
+    mean_cost: float
+    accuracy: float
+    exit_counts: list[int]  # samples leaving at each exit, then at the end
+
+
+@dataclass
+class Result:
+    exits: list[Exit]
+    outcome: Outcome
+    pareto: list[tuple[float, float]] = field(default_factory=list)  # (mean cost, accuracy), cost ascending
+
+
+def evaluate(problem: Problem, exits: list[Exit]) -> Outcome:
+    alive, heads, cost, correct, slot = _cascade(problem, exits)
+    cost = np.where(alive, problem.final_cost + heads, cost)
+    correct = np.where(alive, problem.final_correct, correct)
+    counts = np.bincount(slot, minlength=len(exits) + 1)
+    return Outcome(float(cost.mean()), float(correct.mean()), counts.tolist())
+
+
+def search(problem: Problem) -> Result:
+    """The cheapest cascade within the accuracy floor, and the accuracy/cost Pareto front around it."""
+    min_correct = math.ceil(problem.min_accuracy * problem.samples - 1e-6)
+    seen: list[tuple[float, int]] = []
+    exits = _greedy(problem, {}, min_correct, seen)
+    exits = _refine(problem, exits, min_correct, seen)
+    # Trace the front further down in accuracy, for the report; the choice above is already made.
+    floor = min_correct - max(3 * (problem.samples - min_correct), problem.samples // 20)
+    _greedy(problem, dict(exits), max(floor, 0), seen)
+    chosen = _as_list(exits)
+    return Result(chosen, evaluate(problem, chosen), _front(seen, problem.samples))
+
+
+def single_threshold(problem: Problem, options: list[int]) -> Result:
+    """The baseline's decision: exits at the given options, one threshold shared by all of them."""
+    pooled = np.concatenate([problem.options[i].confidence for i in options])
+    candidates = np.unique(np.quantile(pooled, np.linspace(0, 1, 1001)).astype(np.float32))
+    best, seen = None, []
+    for t in [*candidates, np.float32(np.inf)]:
+        exits = [Exit(problem.options[i].point, i, float(t)) for i in options]
+        outcome = evaluate(problem, exits)
+        seen.append((outcome.mean_cost * problem.samples, round(outcome.accuracy * problem.samples)))
+        if outcome.accuracy >= problem.min_accuracy - EPS and (best is None or outcome.mean_cost < best.outcome.mean_cost):
+            best = Result(exits, outcome)
+    if best is None:  # unreachable: the infinite threshold reproduces the original model
+        raise AssertionError("no feasible single threshold")
+    best.pareto = _front(seen, problem.samples)
+    return best
+
+
+# --- the engine -------------------------------------------------------------------------------------
+
+
+def _cascade(problem: Problem, exits: list[Exit]):
+    """Per sample: still running after these exits?, head cost paid by one that is, and for those that
+    left: their cost, correctness and exit slot."""
+    n = problem.samples
+    alive = np.ones(n, bool)
+    cost = np.zeros(n)
+    correct = np.zeros(n, bool)
+    slot = np.full(n, len(exits))
+    heads = 0.0
+    for i, e in enumerate(exits):
+        option = problem.options[e.option]
+        heads += option.head_cost
+        leave = alive & (option.confidence >= np.float32(e.threshold))
+        cost[leave] = problem.reach_cost[e.point] + heads
+        correct[leave] = option.correct[leave]
+        slot[leave] = i
+        alive &= ~leave
+    return alive, heads, cost, correct, slot
+
+
+@dataclass
+class _Move:
+    point: int
+    exit: Exit | None  # None: no exit at the point
+    total_cost: float
+    total_correct: int
+
+
+def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int | None) -> list[_Move]:
+    """Every choice at one point (no exit, or a head and a threshold) with the whole cascade's totals."""
+    before = _as_list({p: e for p, e in exits.items() if p < point})
+    after = _as_list({p: e for p, e in exits.items() if p > point})
+    alive, head_before, cost, correct, _ = _cascade(problem, before)
+    done_cost, done_correct = cost[~alive].sum(), int(correct[~alive].sum())
+    s_alive, s_heads, s_cost, s_correct, _ = _cascade(problem, after)
+    rest_cost = np.where(s_alive, problem.final_cost + s_heads, s_cost)[alive]
+    rest_correct = np.where(s_alive, problem.final_correct, s_correct)[alive]
+    reaching = int(alive.sum())
+    base_cost = done_cost + reaching * head_before + rest_cost.sum()
+    base_correct = done_correct + int(rest_correct.sum())
+    moves = [_Move(point, None, base_cost, base_correct)]
+    if reaching == 0:
+        return moves
+    for index, option in enumerate(problem.options):
+        if option.point != point:
+            continue
+        conf = option.confidence[alive]
+        order = np.argsort(-conf, kind="stable")
+        c = conf[order]
+        gain_cost = np.cumsum(problem.reach_cost[point] - rest_cost[order])
+        gain_correct = np.cumsum(option.correct[alive][order].astype(np.int64) - rest_correct[order])
+        # k samples leave when the threshold lies between the k-th and (k+1)-th confidence.
+        ks = np.flatnonzero(np.append(c[:-1] > c[1:], True)) + 1
+        if levels is not None and len(ks) > levels:
+            ks = np.unique(ks[np.linspace(0, len(ks) - 1, levels).round().astype(int)])
+        head_total = reaching * option.head_cost
+        for k in ks:
+            threshold = _threshold_between(c[k - 1], c[k] if k < len(c) else None)
+            moves.append(
+                _Move(
+                    point,
+                    Exit(point, index, threshold),
+                    base_cost + head_total + gain_cost[k - 1],
+                    base_correct + int(gain_correct[k - 1]),
+                )
+            )
+    return moves
+
+
+def _threshold_between(upper: np.float32, lower: np.float32 | None) -> float:
+    """A float32 threshold t with upper >= t > lower, so `confidence >= t` splits them exactly."""
+    if lower is None:
+        return 0.0  # every sample that reaches the exit leaves
+    t = np.float32((np.float64(upper) + np.float64(lower)) / 2)
+    if t <= lower:
+        t = np.nextafter(lower, np.float32(np.inf))
+    return float(t)
+
+
+def _greedy(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
+    """Take the move that saves the most cost per sample of accuracy lost, until none stays feasible."""
+    outcome = evaluate(problem, _as_list(exits))
+    cost, correct = outcome.mean_cost * problem.samples, round(outcome.accuracy * problem.samples)
+    seen.append((cost, correct))
+    points = sorted({o.point for o in problem.options})
+    while True:
+        best, best_score = None, None
+        for point in points:
+            for move in _moves_at(problem, exits, point, GREEDY_LEVELS):
+                if move.total_cost >= cost - EPS or move.total_correct < min_correct:
+                    continue
+                saved, lost = cost - move.total_cost, correct - move.total_correct
+                score = (1, saved) if lost <= 0 else (0, saved / lost)
+                if best_score is None or score > best_score:
+                    best, best_score = move, score
+        if best is None:
+            return exits
+        exits = _apply(exits, best)
+        cost, correct = best.total_cost, best.total_correct
+        seen.append((cost, correct))
+
+
+def _refine(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
+    """Coordinate descent: at each point in turn, the best head and exact threshold given the others."""
+    points = sorted({o.point for o in problem.options})
+    for _ in range(10):
+        improved = False
+        for point in points:
+            moves = [m for m in _moves_at(problem, exits, point, None) if m.total_correct >= min_correct]
+            current = evaluate(problem, _as_list(exits)).mean_cost * problem.samples
+            best = min(moves, key=lambda m: (m.total_cost, -m.total_correct), default=None)
+            if best is not None and best.total_cost < current - 1e-6 * max(current, 1.0):
+                exits = _apply(exits, best)
+                seen.append((best.total_cost, best.total_correct))
+                improved = True
+        if not improved:
+            break
+    return exits
+
+
+def _apply(exits: dict[int, Exit], move: _Move) -> dict[int, Exit]:
+    new = {p: e for p, e in exits.items() if p != move.point}
+    if move.exit is not None:
+        new[move.point] = move.exit
+    return new
+
+
+def _as_list(exits: dict[int, Exit]) -> list[Exit]:
+    return [exits[p] for p in sorted(exits)]
+
+
+def _front(seen: list[tuple[float, int]], samples: int) -> list[tuple[float, float]]:
+    """The non-dominated (mean cost, accuracy) pairs, cheapest first."""
+    front, best_correct = [], -1
+    for cost, correct in sorted(set(seen), key=lambda s: (s[0], -s[1])):
+        if correct > best_correct:
+            front.append((cost / samples, correct / samples))
+            best_correct = correct
+    return front
