@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GREEDY_LEVELS = 64  # thresholds per (point, head) the greedy descent considers; refinement considers all
+PAIR_LIMIT = 8  # pairwise refinement runs when at most this many exits are kept (its cost grows with them)
 EPS = 1e-9
 
 
@@ -86,6 +87,7 @@ def search(problem: Problem) -> Result:
     seen: list[tuple[float, int]] = []
     exits = _greedy(problem, {}, min_correct, seen)
     exits = _refine(problem, exits, min_correct, seen)
+    exits = _refine_pairs(problem, exits, min_correct, seen)
     # Trace the front further down in accuracy, for the report; the choice above is already made.
     floor = min_correct - max(3 * (problem.samples - min_correct), problem.samples // 20)
     _greedy(problem, dict(exits), max(floor, 0), seen)
@@ -134,14 +136,28 @@ def _cascade(problem: Problem, exits: list[Exit]):
 
 
 @dataclass
-class _Move:
+class _Moves:
+    """All choices at one point, as arrays: option -1 means no exit there."""
+
     point: int
-    exit: Exit | None  # None: no exit at the point
-    total_cost: float
-    total_correct: int
+    option: np.ndarray  # (M,) int
+    threshold: np.ndarray  # (M,) float
+    total_cost: np.ndarray  # (M,) float: the whole cascade's summed cost over the samples
+    total_correct: np.ndarray  # (M,) int
+
+    def exit(self, i: int) -> Exit | None:
+        return None if self.option[i] < 0 else Exit(self.point, int(self.option[i]), float(self.threshold[i]))
+
+    def best_feasible(self, min_correct: int) -> int | None:
+        """The cheapest move that keeps the accuracy floor (ties: the more accurate)."""
+        feasible = np.flatnonzero(self.total_correct >= min_correct)
+        if len(feasible) == 0:
+            return None
+        order = np.lexsort((-self.total_correct[feasible], self.total_cost[feasible]))
+        return int(feasible[order[0]])
 
 
-def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int | None) -> list[_Move]:
+def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int | None) -> _Moves:
     """Every choice at one point (no exit, or a head and a threshold) with the whole cascade's totals."""
     before = _as_list({p: e for p, e in exits.items() if p < point})
     after = _as_list({p: e for p, e in exits.items() if p > point})
@@ -153,11 +169,9 @@ def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int 
     reaching = int(alive.sum())
     base_cost = done_cost + reaching * head_before + rest_cost.sum()
     base_correct = done_correct + int(rest_correct.sum())
-    moves = [_Move(point, None, base_cost, base_correct)]
-    if reaching == 0:
-        return moves
+    parts = [([-1], [np.inf], [base_cost], [base_correct])]
     for index, option in enumerate(problem.options):
-        if option.point != point:
+        if option.point != point or reaching == 0:
             continue
         conf = option.confidence[alive]
         order = np.argsort(-conf, kind="stable")
@@ -168,18 +182,20 @@ def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int 
         ks = np.flatnonzero(np.append(c[:-1] > c[1:], True)) + 1
         if levels is not None and len(ks) > levels:
             ks = np.unique(ks[np.linspace(0, len(ks) - 1, levels).round().astype(int)])
-        head_total = reaching * option.head_cost
-        for k in ks:
-            threshold = _threshold_between(c[k - 1], c[k] if k < len(c) else None)
-            moves.append(
-                _Move(
-                    point,
-                    Exit(point, index, threshold),
-                    base_cost + head_total + gain_cost[k - 1],
-                    base_correct + int(gain_correct[k - 1]),
-                )
-            )
-    return moves
+        thresholds = [_threshold_between(c[k - 1], c[k] if k < len(c) else None) for k in ks]
+        parts.append((
+            np.full(len(ks), index),
+            thresholds,
+            base_cost + reaching * option.head_cost + gain_cost[ks - 1],
+            base_correct + gain_correct[ks - 1],
+        ))
+    return _Moves(
+        point,
+        np.concatenate([np.asarray(p[0], np.int64) for p in parts]),
+        np.concatenate([np.asarray(p[1], np.float64) for p in parts]),
+        np.concatenate([np.asarray(p[2], np.float64) for p in parts]),
+        np.concatenate([np.asarray(p[3], np.int64) for p in parts]),
+    )
 
 
 def _threshold_between(upper: np.float32, lower: np.float32 | None) -> float:
@@ -201,17 +217,22 @@ def _greedy(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: li
     while True:
         best, best_score = None, None
         for point in points:
-            for move in _moves_at(problem, exits, point, GREEDY_LEVELS):
-                if move.total_cost >= cost - EPS or move.total_correct < min_correct:
-                    continue
-                saved, lost = cost - move.total_cost, correct - move.total_correct
-                score = (1, saved) if lost <= 0 else (0, saved / lost)
-                if best_score is None or score > best_score:
-                    best, best_score = move, score
+            moves = _moves_at(problem, exits, point, GREEDY_LEVELS)
+            saved, lost = cost - moves.total_cost, correct - moves.total_correct
+            ok = np.flatnonzero((saved > EPS) & (moves.total_correct >= min_correct))
+            if len(ok) == 0:
+                continue
+            free = ok[lost[ok] <= 0]
+            # Moves that lose nothing come first (the biggest saving); then the best saving per sample lost.
+            pick = free[saved[free].argmax()] if len(free) else ok[(saved[ok] / lost[ok]).argmax()]
+            score = (1, saved[pick]) if lost[pick] <= 0 else (0, saved[pick] / lost[pick])
+            if best_score is None or score > best_score:
+                best, best_score = (moves, int(pick)), score
         if best is None:
             return exits
-        exits = _apply(exits, best)
-        cost, correct = best.total_cost, best.total_correct
+        moves, pick = best
+        exits = _apply(exits, moves.point, moves.exit(pick))
+        cost, correct = moves.total_cost[pick], int(moves.total_correct[pick])
         seen.append((cost, correct))
 
 
@@ -221,22 +242,47 @@ def _refine(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: li
     for _ in range(10):
         improved = False
         for point in points:
-            moves = [m for m in _moves_at(problem, exits, point, None) if m.total_correct >= min_correct]
             current = evaluate(problem, _as_list(exits)).mean_cost * problem.samples
-            best = min(moves, key=lambda m: (m.total_cost, -m.total_correct), default=None)
-            if best is not None and best.total_cost < current - 1e-6 * max(current, 1.0):
-                exits = _apply(exits, best)
-                seen.append((best.total_cost, best.total_correct))
+            moves = _moves_at(problem, exits, point, None)
+            pick = moves.best_feasible(min_correct)
+            if pick is not None and moves.total_cost[pick] < current - 1e-6 * max(current, 1.0):
+                exits = _apply(exits, point, moves.exit(pick))
+                seen.append((moves.total_cost[pick], int(moves.total_correct[pick])))
                 improved = True
         if not improved:
             break
     return exits
 
 
-def _apply(exits: dict[int, Exit], move: _Move) -> dict[int, Exit]:
-    new = {p: e for p, e in exits.items() if p != move.point}
-    if move.exit is not None:
-        new[move.point] = move.exit
+def _refine_pairs(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
+    """Escape what one point at a time cannot: for neighbouring kept exits, every move at one (on the
+    greedy grid, or removal) followed by the exact best at the other."""
+    if len(exits) > PAIR_LIMIT:
+        return exits
+    for _ in range(5):
+        current = evaluate(problem, _as_list(exits)).mean_cost * problem.samples
+        best_exits, best_cost = None, current - 1e-6 * max(current, 1.0)
+        kept = sorted(exits)
+        pairs = [pair for a, b in zip(kept, kept[1:]) for pair in ((a, b), (b, a))]
+        for first, second in pairs:
+            moves = _moves_at(problem, exits, first, GREEDY_LEVELS)
+            for i in range(len(moves.option)):
+                trial = _apply(exits, first, moves.exit(i))
+                follow = _moves_at(problem, trial, second, None)
+                pick = follow.best_feasible(min_correct)
+                if pick is not None and follow.total_cost[pick] < best_cost:
+                    best_exits, best_cost = _apply(trial, second, follow.exit(pick)), follow.total_cost[pick]
+                    seen.append((best_cost, int(follow.total_correct[pick])))
+        if best_exits is None:
+            return exits
+        exits = _refine(problem, best_exits, min_correct, seen)
+    return exits
+
+
+def _apply(exits: dict[int, Exit], point: int, exit: Exit | None) -> dict[int, Exit]:
+    new = {p: e for p, e in exits.items() if p != point}
+    if exit is not None:
+        new[point] = exit
     return new
 
 

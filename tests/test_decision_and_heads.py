@@ -1,0 +1,106 @@
+"""Exit heads and decision rules: numpy, Relax (TVM) and ONNX compute the same thing."""
+
+import numpy as np
+import pytest
+from tvm import relax
+
+from conftest import ort_run
+from eenn_tvm import heads
+from eenn_tvm.decision import RULES, confidence
+from eenn_tvm.exit_functions import exit_function
+from eenn_tvm.features import POOL_BINS, adaptive_avg_pool
+from eenn_tvm.onnx_export import with_exit_heads
+from eenn_tvm.targets.host import HostModule, build
+
+
+def blobs(n=600, features=12, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, features)) * 3
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.standard_normal((n, features))).astype(np.float32), y
+
+
+@pytest.mark.parametrize("kind", list(heads.HEAD_KINDS))
+def test_heads_learn_separable_classes_and_are_deterministic(kind):
+    x, y = blobs()
+    first = heads.train(kind, x[:400], y[:400], 3, seed=5)
+    again = heads.train(kind, x[:400], y[:400], 3, seed=5)
+    assert (first.logits(x[400:]).argmax(1) == y[400:]).mean() > 0.95
+    for (w1, b1), (w2, b2) in zip(first.layers, again.layers):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(b1, b2)
+
+
+def test_head_cost_counts_pooling_dense_layers_and_relus():
+    mlp = heads.Head("pool2_mlp", [(np.zeros((64, 32)), np.zeros(32)), (np.zeros((32, 10)), np.zeros(10))])
+    assert mlp.macs([1, 16, 7, 7]) == 16 * 49 + 64 * 32 + 32 * 10 + 32
+    assert mlp.param_bytes() == 4 * (64 * 32 + 32 + 32 * 10 + 10)
+    assert heads.kinds_for([1, 64, 1, 1]) == ["gap_linear"]
+    assert set(heads.kinds_for([1, 8, 5])) == set(heads.HEAD_KINDS)
+
+
+def test_head_saves_and_loads(tmp_path):
+    x, y = blobs()
+    head = heads.train("pool2_mlp", x, y, 3, seed=0)
+    head.save(tmp_path / "h.npz")
+    loaded = heads.Head.load(tmp_path / "h.npz")
+    assert loaded.kind == head.kind
+    np.testing.assert_array_equal(loaded.logits(x), head.logits(x))
+
+
+def test_confidence_rules_on_known_values():
+    undecided = np.zeros((1, 4), np.float32)
+    certain = np.array([[30.0, 0, 0, 0]], np.float32)
+    for rule in RULES:
+        assert confidence(certain, rule)[0] == pytest.approx(1.0, abs=1e-6)
+    assert confidence(undecided, "maxprob")[0] == pytest.approx(0.25)
+    assert confidence(undecided, "margin")[0] == pytest.approx(0.0)
+    assert confidence(undecided, "entropy")[0] == pytest.approx(0.0, abs=1e-6)
+    two_way = np.log(np.array([[0.6, 0.3, 0.1]], np.float32))
+    assert confidence(two_way, "margin")[0] == pytest.approx(0.3, abs=1e-6)
+
+
+def random_head(kind, shape, classes, seed):
+    rng = np.random.default_rng(seed)
+    features = shape[1] * POOL_BINS[heads.HEAD_KINDS[kind][0]] ** (len(shape) - 2)
+    dims = [features] + ([16] if heads.HEAD_KINDS[kind][1] else []) + [classes]
+    return heads.Head(kind, [(rng.standard_normal((i, o)).astype(np.float32), rng.standard_normal(o).astype(np.float32))
+                             for i, o in zip(dims, dims[1:])])
+
+
+@pytest.mark.parametrize("shape", [[1, 6, 7, 5], [1, 4, 9], [1, 12]])
+@pytest.mark.parametrize("kind", list(heads.HEAD_KINDS))
+@pytest.mark.parametrize("rule", RULES)
+def test_compiled_exit_matches_numpy_head_and_decision(shape, kind, rule):
+    head = random_head(kind, shape, 5, seed=len(shape))
+    a = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    features = adaptive_avg_pool(a, POOL_BINS[head.pooling]) if len(shape) > 2 else a
+    logits = head.logits(features)
+    conf = confidence(logits, rule)[0]
+    for threshold, expected in [(conf - 1e-3, True), (conf + 1e-3, False)]:
+        func = exit_function(head, relax.TensorType(shape, "float32"), rule, float(threshold))
+        out_logits, out_conf, take = HostModule(build(tvm_module(func)))("exit", a)
+        np.testing.assert_allclose(out_logits, logits, atol=1e-4)
+        assert out_conf[0] == pytest.approx(conf, abs=1e-5)
+        assert bool(take[0]) is expected
+
+
+def tvm_module(func):
+    import tvm
+
+    return tvm.IRModule({"exit": func.with_attr("global_symbol", "exit")})
+
+
+def test_onnx_export_computes_the_heads(zoo_model):
+    from eenn_tvm.analysis import analyze
+    from eenn_tvm.frontend import import_onnx
+
+    model = import_onnx(zoo_model("ecg", "dynamo").path)
+    points = analyze(model).exit_points[:2]
+    chosen = [(p.name, p.shape, random_head(kind, p.shape, 5, i)) for i, (p, kind) in enumerate(zip(points, ["pool2_mlp", "gap_linear"]))]
+    x = np.random.default_rng(0).standard_normal(model.input_shapes["x"]).astype(np.float32)
+    inner = ort_run(model.onnx, x, [p.name for p in points])
+    outputs = ort_run(with_exit_heads(model.onnx, chosen), x)
+    for i, (name, shape, head) in enumerate(chosen):
+        features = adaptive_avg_pool(inner[name], POOL_BINS[head.pooling])
+        np.testing.assert_allclose(outputs[f"exit_{i}"], head.logits(features), atol=1e-4)
