@@ -182,7 +182,7 @@ def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int 
         ks = np.flatnonzero(np.append(c[:-1] > c[1:], True)) + 1
         if levels is not None and len(ks) > levels:
             ks = np.unique(ks[np.linspace(0, len(ks) - 1, levels).round().astype(int)])
-        thresholds = [_threshold_between(c[k - 1], c[k] if k < len(c) else None) for k in ks]
+        thresholds = _thresholds_between(c, ks)
         parts.append((
             np.full(len(ks), index),
             thresholds,
@@ -198,14 +198,14 @@ def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int 
     )
 
 
-def _threshold_between(upper: np.float32, lower: np.float32 | None) -> float:
-    """A float32 threshold t with upper >= t > lower, so `confidence >= t` splits them exactly."""
-    if lower is None:
-        return 0.0  # every sample that reaches the exit leaves
-    t = np.float32((np.float64(upper) + np.float64(lower)) / 2)
-    if t <= lower:
-        t = np.nextafter(lower, np.float32(np.inf))
-    return float(t)
+def _thresholds_between(c: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """For confidences c sorted descending: float32 thresholds t with c[k-1] >= t > c[k], so that
+    `confidence >= t` lets exactly the first k leave (t = 0 lets all leave)."""
+    upper = c[ks - 1].astype(np.float64)
+    lower = c[np.minimum(ks, len(c) - 1)]
+    t = ((upper + lower.astype(np.float64)) / 2).astype(np.float32)
+    t = np.where(t <= lower, np.nextafter(lower, np.float32(np.inf)), t)
+    return np.where(ks == len(c), np.float32(0.0), t).astype(np.float64)
 
 
 def _greedy(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:

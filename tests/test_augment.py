@@ -1,0 +1,127 @@
+"""augment + run end to end on real data (Fashion-MNIST and the example ResNet-8), and bad data."""
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import REPO
+from test_cli import assert_one_line_error, run_cli
+
+EXAMPLE = REPO / "examples" / "fashion_mnist"
+MODEL = EXAMPLE / "resnet8.onnx"
+
+
+@pytest.fixture(scope="session")
+def fashion(tmp_path_factory):
+    """Small train and test files from Debian's Fashion-MNIST: 4000 to augment on, 1000 held out."""
+    sys.path.insert(0, str(EXAMPLE))
+    import fashion_mnist
+
+    if not fashion_mnist.DATA_DIR.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    folder = tmp_path_factory.mktemp("fashion")
+    x, y = fashion_mnist.load("train")
+    np.savez(folder / "train.npz", x=x[:4000], y=y[:4000])
+    x, y = fashion_mnist.load("test")
+    np.savez(folder / "test.npz", x=x[:1000], y=y[:1000])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def augmented(fashion, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "eenn"
+    cache = tmp_path_factory.mktemp("cache")
+    code, stdout, stderr = run_cli(
+        "augment", MODEL, "--data", fashion / "train.npz", "--max-accuracy-drop", "0.01", "--cache-dir", cache, "-o", out, "--json"
+    )
+    assert code == 0, stderr
+    return out, json.loads(stdout), cache
+
+
+def test_augment_writes_the_plan_and_all_artifacts(augmented):
+    out, plan, _ = augmented
+    for name in ["plan.json", "eenn.onnx", "eenn_host.so", "report.md", "pareto.png", "exits.png"]:
+        assert (out / name).is_file(), name
+    assert plan["version"] == 1 and plan["exits"]
+    for e in plan["exits"]:
+        assert (out / e["weights"]).is_file()
+        assert {"point", "head", "threshold", "macs_to_reach"} <= e.keys()
+    outputs = [o.name for o in onnx.load(str(out / "eenn.onnx")).graph.output]
+    assert outputs == ["logits"] + [f"exit_{i}" for i in range(len(plan["exits"]))]
+
+
+def test_validation_accuracy_keeps_the_floor_and_beats_the_baseline(augmented):
+    _, plan, _ = augmented
+    v, b = plan["validation"], plan["baseline"]["validation"]
+    assert v["accuracy"] >= v["baseline_accuracy"] - 0.01 - 1e-9
+    assert b["accuracy"] >= b["baseline_accuracy"] - 0.01 - 1e-9
+    assert v["mac_fraction"] < b["mac_fraction"] < 1.0
+    assert v["mac_fraction"] < 0.6
+
+
+def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, fashion):
+    out, plan, _ = augmented
+    code, stdout, stderr = run_cli("run", out, "--data", fashion / "test.npz", "--json")
+    assert code == 0, stderr
+    tvm = json.loads(stdout)
+    code, stdout, _ = run_cli("run", out, "--data", fashion / "test.npz", "--json", "--engine", "onnxruntime")
+    ort = json.loads(stdout)
+    for key in ["baseline_accuracy", "accuracy", "mean_macs", "mac_reduction", "exit_histogram"]:
+        assert tvm[key] == ort[key], key
+    assert tvm["samples"] == 1000 and sum(tvm["exit_histogram"]) == 1000
+    assert tvm["mac_reduction"] > 0.4
+    assert tvm["baseline_accuracy"] - tvm["accuracy"] < 0.03
+
+
+def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
+    out, plan, cache = augmented
+    code, stdout, _ = run_cli("augment", MODEL, "--data", fashion / "train.npz", "--cache-dir", cache, "-o", tmp_path / "again", "--json")
+    assert code == 0
+    again = json.loads(stdout)
+    for doc in (plan, again):
+        doc["search"].pop("seconds")
+    assert again == plan
+
+
+def bad_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays,fragment",
+    [
+        ({"x": np.zeros((100, 28, 28), np.float32), "y": np.zeros(100, int)}, "samples are 28x28 but the model takes 1x28x28"),
+        ({"x": np.zeros((100, 1, 28, 28), np.uint8), "y": np.zeros(100, int)}, "x is uint8"),
+        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.full(100, 12)}, "labels run from 12 to 12"),
+        ({"x": np.zeros((90, 1, 28, 28), np.float32), "y": np.arange(90) % 10}, "fewer than 10 samples"),
+        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(99, int)}, "same number of samples"),
+        ({"x": np.zeros((100, 1, 28, 28), np.float32)}, "has no array y"),
+        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(100, np.float32)}, "labels must be integers"),
+    ],
+)
+def test_bad_data_is_one_line_and_writes_nothing(tmp_path, arrays, fragment):
+    data = bad_npz(tmp_path / "bad.npz", **arrays)
+    assert_one_line_error(["augment", MODEL, "--data", data, "-o", tmp_path / "out", "--no-cache"], fragment)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.npz"]
+
+
+def test_data_that_is_not_npz(tmp_path):
+    path = tmp_path / "data.npz"
+    path.write_text("x,y\n1,2\n")
+    assert_one_line_error(["augment", MODEL, "--data", path, "-o", tmp_path / "out"], "not a readable .npz")
+
+
+def test_tolerance_out_of_range(tmp_path, fashion):
+    assert_one_line_error(
+        ["augment", MODEL, "--data", fashion / "train.npz", "--max-accuracy-drop", "-0.1", "-o", tmp_path / "o"],
+        "--max-accuracy-drop",
+    )
+
+
+def test_run_needs_an_augment_folder(tmp_path):
+    assert_one_line_error(["run", tmp_path, "--data", tmp_path / "x.npz"], "no plan.json")
