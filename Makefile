@@ -1,11 +1,17 @@
 # The two entry points the README opens with. Both set up what they need first.
 .PHONY: example test setup setup-dev
 
-example: setup
-	.venv/bin/eenn-tvm analyze examples/fashion_mnist/resnet8.onnx
+FASHION = examples/fashion_mnist
+
+example: setup $(FASHION)/train.npz
+	.venv/bin/eenn-tvm augment $(FASHION)/resnet8.onnx --data $(FASHION)/train.npz --max-accuracy-drop 0.01 -o out/fashion_mnist
+	.venv/bin/eenn-tvm run out/fashion_mnist --data $(FASHION)/test.npz
 
 test: setup-dev
 	.venv/bin/python -m pytest -q
+
+$(FASHION)/train.npz: | setup
+	.venv/bin/python $(FASHION)/make_data.py
 
 setup:
 	scripts/setup.sh

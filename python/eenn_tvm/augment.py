@@ -92,7 +92,7 @@ def augment(
     timings["search"] = time.perf_counter() - clock
 
     plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings)
-    _write(out, plan, model, analysis, trained, result, log)
+    _write(out, plan, model, analysis, trained, result, baseline, log)
     return plan
 
 
@@ -155,13 +155,12 @@ def _evaluation(problem: Problem, result: Result, analysis: Analysis, costs: Cos
     )
 
 
-def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings) -> Plan:
-    options = trained.problem.options
-    exits = []
+def _planned_exits(analysis: Analysis, trained: _Trained, result: Result, prefix: str) -> list[PlannedExit]:
+    planned = []
     for index, e in enumerate(result.exits):
         point = analysis.exit_points[e.point]
-        head = trained.heads[e.point, options[e.option].kind]
-        exits.append(
+        head = trained.heads[e.point, trained.problem.options[e.option].kind]
+        planned.append(
             PlannedExit(
                 index=index,
                 point=point.name,
@@ -172,14 +171,17 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
                 macs_to_reach=point.macs_before,
                 head_macs=head.macs(point.shape),
                 head_param_bytes=head.param_bytes(),
-                weights=f"heads/exit_{index}.npz",
+                weights=f"heads/{prefix}_{index}.npz",
             )
         )
+    return planned
+
+
+def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings) -> Plan:
     input_name, input_shape = next(iter(model.input_shapes.items()))
     return Plan(
         model={
             "name": model.name,
-            "onnx": "eenn.onnx",
             "input_name": input_name,
             "input_shape": list(input_shape),
             "output_name": model.output_names[0],
@@ -187,11 +189,10 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "total_macs": analysis.total_macs,
         },
         decision=settings.decision,
-        exits=exits,
+        exits=_planned_exits(analysis, trained, result, "exit"),
         validation=_evaluation(trained.problem, result, analysis, costs),
         baseline=Baseline(
-            points=[analysis.exit_points[e.point].name for e in baseline.exits],
-            threshold=baseline.exits[0].threshold if baseline.exits else float("inf"),
+            exits=_planned_exits(analysis, trained, baseline, "baseline"),
             validation=_evaluation(trained.problem, baseline, analysis, costs),
         ),
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
@@ -207,20 +208,23 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
             "seconds": {k: round(v, 2) for k, v in timings.items()},
         },
-        artifacts={"host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "report": "report.md"},
+        artifacts={"host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "baseline_onnx": "baseline.onnx", "report": "report.md"},
     )
 
 
-def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _Trained, result: Result, log) -> None:
-    chosen = [(analysis.exit_points[e.point], trained.heads[e.point, trained.problem.options[e.option].kind], e.threshold)
-              for e in result.exits]
+def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _Trained, result: Result,
+           baseline: Result, log) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
-        for planned, (_, head, _) in zip(plan.exits, chosen):
-            head.save(tmp / planned.weights)
-        onnx.save(with_exit_heads(model.onnx, [(p.name, p.shape, h) for p, h, _ in chosen]), str(tmp / "eenn.onnx"))
+        for planned, name, chosen in [(plan.exits, "eenn_onnx", result), (plan.baseline.exits, "baseline_onnx", baseline)]:
+            heads = [trained.heads[e.point, trained.problem.options[e.option].kind] for e in chosen.exits]
+            for exit_plan, head in zip(planned, heads):
+                head.save(tmp / exit_plan.weights)
+            onnx_with_heads = with_exit_heads(model.onnx, [(e.point, e.shape, h) for e, h in zip(planned, heads)])
+            onnx.save(onnx_with_heads, str(tmp / plan.artifacts[name]))
         log("building the host module (TVM, llvm)")
-        mod = early_exit_module(model.mod, [(p.name, h, t) for p, h, t in chosen], plan.decision)
+        heads = [trained.heads[e.point, trained.problem.options[e.option].kind] for e in result.exits]
+        mod = early_exit_module(model.mod, [(e.point, h, e.threshold) for e, h in zip(plan.exits, heads)], plan.decision)
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         plan.save(tmp)
         write_report(tmp, plan)

@@ -2,7 +2,8 @@
 
 Two engines: `tvm` runs the host module `augment` built (exit logic compiled in); `onnxruntime` runs
 eenn.onnx and applies the plan's rule and thresholds in numpy, so the figures can be checked
-independently. The baseline is the original model (the first output of eenn.onnx) in onnxruntime.
+independently. Beside them, on the same data: the original model (the first output of eenn.onnx) and
+the Shallow-Deep-Networks style baseline (baseline.onnx with its one threshold), both in onnxruntime.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from .data import Dataset
 from .decision import confidence
-from .plan import Plan
+from .plan import Plan, PlannedExit
 from .textui import progress
 
 ENGINES = ("tvm", "onnxruntime")
@@ -25,57 +26,65 @@ ENGINES = ("tvm", "onnxruntime")
 class RunResult:
     engine: str
     samples: int
-    baseline_accuracy: float
+    baseline_accuracy: float  # the original model
     accuracy: float
     accuracy_drop: float
     total_macs: int
     mean_macs: float
     mac_reduction: float  # 1 - mean MACs per inference / the original model's MACs
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
+    sdn_baseline: dict  # the Shallow-Deep-Networks style baseline on the same data: accuracy, mac_reduction, ...
     seconds: float
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def exit_costs(plan: Plan) -> list[int]:
+def exit_costs(exits: list[PlannedExit], total_macs: int) -> list[int]:
     """MACs a sample pays when it leaves at exit i (the backbone so far and every head it passed), then at the end."""
     costs, heads = [], 0
-    for e in plan.exits:
+    for e in exits:
         heads += e.head_macs
         costs.append(e.macs_to_reach + heads)
-    return costs + [plan.model["total_macs"] + heads]
+    return costs + [total_macs + heads]
 
 
 def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> RunResult:
     folder = Path(folder)
     start = time.perf_counter()
-    session = _onnx_session(folder / plan.artifacts["eenn_onnx"])
-    ort_outputs = [session.run(None, {plan.model["input_name"]: data.x[i : i + 1]}) for i in range(len(data))]
-    baseline_pred = np.array([o[0].argmax() for o in ort_outputs])
+    eenn_outputs = _onnx_outputs(folder / plan.artifacts["eenn_onnx"], plan, data)
+    baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
         exit_index, pred = _run_tvm(folder / plan.artifacts["host_module"], data)
     elif engine == "onnxruntime":
-        exit_index, pred = _apply_thresholds(plan, ort_outputs)
+        exit_index, pred = _apply_thresholds(plan.exits, plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    costs = np.array(exit_costs(plan), dtype=np.float64)
-    mean_macs = float(costs[exit_index].mean())
-    total = plan.model["total_macs"]
+    sdn_outputs = _onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan, data)
+    sdn = _figures(plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs))
+    ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
-    accuracy = float((pred == data.y).mean())
     return RunResult(
         engine=engine,
         samples=len(data),
         baseline_accuracy=baseline_accuracy,
-        accuracy=accuracy,
-        accuracy_drop=baseline_accuracy - accuracy,
-        total_macs=total,
-        mean_macs=mean_macs,
-        mac_reduction=1.0 - mean_macs / total,
-        exit_histogram=np.bincount(exit_index, minlength=len(plan.exits) + 1).tolist(),
+        accuracy_drop=baseline_accuracy - ours["accuracy"],
+        total_macs=plan.model["total_macs"],
+        **ours,
+        sdn_baseline=sdn,
         seconds=time.perf_counter() - start,
     )
+
+
+def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np.ndarray, pred: np.ndarray) -> dict:
+    costs = np.array(exit_costs(exits, plan.model["total_macs"]), dtype=np.float64)
+    mean_macs = float(costs[exit_index].mean())
+    return {
+        "accuracy": float((pred == data.y).mean()),
+        "mean_macs": mean_macs,
+        "mac_reduction": 1.0 - mean_macs / plan.model["total_macs"],
+        "exit_histogram": np.bincount(exit_index, minlength=len(exits) + 1).tolist(),
+    }
 
 
 def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -89,24 +98,27 @@ def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return exits, preds
 
 
-def _apply_thresholds(plan: Plan, outputs: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The cascade in numpy on eenn.onnx's outputs: [final, exit_0, exit_1, ...] per sample."""
+def _apply_thresholds(exits: list[PlannedExit], rule: str, outputs: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample."""
     n = len(outputs)
-    exits = np.full(n, len(plan.exits), np.int64)
+    exit_index = np.full(n, len(exits), np.int64)
     preds = np.array([o[0].argmax() for o in outputs])
     alive = np.ones(n, bool)
-    for i, e in enumerate(plan.exits):
+    for i, e in enumerate(exits):
         logits = np.concatenate([o[1 + i] for o in outputs])
-        leave = alive & (confidence(logits, plan.decision) >= np.float32(e.threshold))
-        exits[leave] = i
+        leave = alive & (confidence(logits, rule) >= np.float32(e.threshold))
+        exit_index[leave] = i
         preds[leave] = logits[leave].argmax(1)
         alive &= ~leave
-    return exits, preds
+    return exit_index, preds
 
 
-def _onnx_session(path: Path):
+def _onnx_outputs(path: Path, plan: Plan, data: Dataset) -> list[list[np.ndarray]]:
+    """All outputs of an ONNX model for each sample, one sample at a time (the models have batch 1)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = plan.model["input_name"]
+    return [session.run(None, {name: data.x[i : i + 1]}) for i in range(len(data))]

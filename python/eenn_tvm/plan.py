@@ -44,8 +44,7 @@ class Evaluation:
 class Baseline:
     """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold."""
 
-    points: list[str]
-    threshold: float
+    exits: list[PlannedExit]  # all with the same threshold
     validation: Evaluation
 
 
@@ -84,6 +83,9 @@ class Plan:
                 **doc,
                 "exits": [PlannedExit(**e) for e in doc["exits"]],
                 "validation": Evaluation(**doc["validation"]),
-                "baseline": Baseline(**{**doc["baseline"], "validation": Evaluation(**doc["baseline"]["validation"])}),
+                "baseline": Baseline(
+                    exits=[PlannedExit(**e) for e in doc["baseline"]["exits"]],
+                    validation=Evaluation(**doc["baseline"]["validation"]),
+                ),
             }
         )

@@ -23,7 +23,7 @@ def write_report(folder: Path, plan: Plan) -> None:
         "|---|---|---|---|",
         f"| original model | {100 * v.baseline_accuracy:.2f} % | {plan.model['total_macs']:,} | – |",
         f"| **eenn-tvm** ({len(plan.exits)} exits) | {100 * v.accuracy:.2f} % | {v.mean_macs:,.0f} | {100 * (1 - v.mac_fraction):.1f} % |",
-        f"| SDN-style baseline ({len(plan.baseline.points)} exits, one threshold) | {100 * b.accuracy:.2f} % | "
+        f"| SDN-style baseline ({len(plan.baseline.exits)} exits, one threshold) | {100 * b.accuracy:.2f} % | "
         f"{b.mean_macs:,.0f} | {100 * (1 - b.mac_fraction):.1f} % |",
         "",
         "## Exits",

@@ -27,12 +27,14 @@ def command(out, data_path, engine, as_json):
     if as_json:
         echo_json(result.to_json())
         return
+    sdn = result.sdn_baseline
     click.echo(f"{plan.model['name']} on {result.samples} samples ({engine}):")
     click.echo(format_table(
         ["", "accuracy", "mean MACs / inference", "MAC reduction"],
         [
             ["original model", f"{100 * result.baseline_accuracy:.2f}%", f"{result.total_macs:,}", "-"],
             ["early-exit network", f"{100 * result.accuracy:.2f}%", f"{result.mean_macs:,.0f}", f"{100 * result.mac_reduction:.1f}%"],
+            ["SDN baseline", f"{100 * sdn['accuracy']:.2f}%", f"{sdn['mean_macs']:,.0f}", f"{100 * sdn['mac_reduction']:.1f}%"],
         ],
     ))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
