@@ -119,7 +119,7 @@ def _save(where: Path, features: Features) -> None:
         tmp.rename(where)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)  # a cache that cannot be written only costs time
-    
+
 
 def _load(where: Path, points: list[ExitPoint]) -> Features:
     pooled = {p.name: {k: np.load(where / f"{i}_{k}.npy") for k in POOL_BINS} for i, p in enumerate(points)}

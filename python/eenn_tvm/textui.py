@@ -6,7 +6,7 @@ from __future__ import annotations
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
     """Left-aligned text columns, right-aligned numeric ones."""
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    numeric = [all(_looks_numeric(r[i]) for r in rows) and rows != [] for i in range(len(headers))]
+    numeric = [bool(rows) and all(_looks_numeric(r[i]) for r in rows) for i in range(len(headers))]
 
     def line(cells):
         return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
@@ -30,7 +30,7 @@ def shorten(text: str, width: int) -> str:
 
 
 def _looks_numeric(cell: str) -> bool:
-    return bool(cell) and (cell[0].isdigit() or cell[0] in "-+.") and not cell.startswith("-" * len(cell)) if cell else False
+    return bool(cell) and (cell[0].isdigit() or (cell[0] in "+-." and cell[1:2].isdigit()))
 
 
 def progress(iterable, label: str, unit_scale: int = 1, total: int | None = None):
