@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
+from .errors import EennError
 from .frontend import ImportedModel, graph_inputs
 from .macs import is_depthwise, node_macs
 from .passes.cuts import crossing_values
@@ -129,7 +130,13 @@ class _Graph:
         macs = params = 0
         seen = set()
         for node in self.nodes:
-            m = node_macs(node, self.shapes)
+            try:
+                m = node_macs(node, self.shapes)
+            except KeyError as missing:
+                raise EennError(
+                    f"the shape of tensor {missing} ({node.op_type} node {node.name!r}) cannot be inferred: "
+                    "give static shapes with --input-shape or export with shape information"
+                ) from None
             if m is None:
                 self.uncounted.add(node.op_type)
             macs += m or 0

@@ -6,7 +6,9 @@ Bad input ends with one line on stderr and exit code 2; see `errors.EennError`.
 from __future__ import annotations
 
 import errno
+import os
 import sys
+import traceback
 
 import click
 
@@ -26,12 +28,24 @@ class _Group(click.Group):
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 _fail(f"the disk is full ({err.filename or 'writing output'}): free some space and run again")
+            _internal_error(err)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except Exception as err:  # a bug in eenn-tvm, not bad input: say so in one line
+            _internal_error(err)
 
 
 def _fail(message: str):
     click.echo(f"eenn-tvm: error: {message}", err=True)
     sys.exit(2)
+
+
+def _internal_error(err: Exception):
+    if os.environ.get("EENN_DEBUG"):
+        traceback.print_exc()
+    first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+    click.echo(f"eenn-tvm: internal error: {type(err).__name__}: {first} (set EENN_DEBUG=1 for the traceback; please report it)", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
