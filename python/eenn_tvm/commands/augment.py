@@ -10,7 +10,7 @@ from ..augment import Settings, augment
 from ..decision import RULES
 from ..features import DEFAULT_CACHE
 from ..textui import format_table
-from .options import echo_json, input_shape_option, input_shapes_from, json_option
+from .options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
 
 
 @click.command("augment")
@@ -45,13 +45,10 @@ def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, c
         return
     v, b = plan.validation, plan.baseline.validation
     click.echo(f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:")
-    click.echo(format_table(
-        ["", "accuracy", "mean MACs", "MAC reduction"],
-        [
-            ["original model", f"{100 * v.baseline_accuracy:.2f}%", f"{plan.model['total_macs']:,}", "-"],
-            ["eenn-tvm", f"{100 * v.accuracy:.2f}%", f"{v.mean_macs:,.0f}", f"{100 * (1 - v.mac_fraction):.1f}%"],
-            ["SDN baseline", f"{100 * b.accuracy:.2f}%", f"{b.mean_macs:,.0f}", f"{100 * (1 - b.mac_fraction):.1f}%"],
-        ],
+    click.echo(savings_table(
+        v.baseline_accuracy,
+        plan.model["total_macs"],
+        [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
     ))
     click.echo()
     click.echo(format_table(

@@ -7,6 +7,7 @@ import json
 import click
 
 from ..frontend import parse_input_shape
+from ..textui import format_table
 
 input_shape_option = click.option(
     "--input-shape",
@@ -25,3 +26,11 @@ def input_shapes_from(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
 
 def echo_json(document) -> None:
     click.echo(json.dumps(document, indent=2))
+
+
+def savings_table(original_accuracy: float, total_macs: int, rows: list[tuple[str, float, float]]) -> str:
+    """The original model, then (label, accuracy, mean MACs) per early-exit network, with the MAC reduction."""
+    table = [["original model", f"{100 * original_accuracy:.2f}%", f"{total_macs:,}", "-"]]
+    for label, accuracy, mean_macs in rows:
+        table.append([label, f"{100 * accuracy:.2f}%", f"{mean_macs:,.0f}", f"{100 * (1 - mean_macs / total_macs):.1f}%"])
+    return format_table(["", "accuracy", "mean MACs / inference", "MAC reduction"], table)

@@ -7,8 +7,7 @@ import click
 from ..data import load_npz
 from ..evaluate import ENGINES, run
 from ..plan import Plan
-from ..textui import format_table
-from .options import echo_json, json_option
+from .options import echo_json, json_option, savings_table
 
 
 @click.command("run")
@@ -29,13 +28,10 @@ def command(out, data_path, engine, as_json):
         return
     sdn = result.sdn_baseline
     click.echo(f"{plan.model['name']} on {result.samples} samples ({engine}):")
-    click.echo(format_table(
-        ["", "accuracy", "mean MACs / inference", "MAC reduction"],
-        [
-            ["original model", f"{100 * result.baseline_accuracy:.2f}%", f"{result.total_macs:,}", "-"],
-            ["early-exit network", f"{100 * result.accuracy:.2f}%", f"{result.mean_macs:,.0f}", f"{100 * result.mac_reduction:.1f}%"],
-            ["SDN baseline", f"{100 * sdn['accuracy']:.2f}%", f"{sdn['mean_macs']:,.0f}", f"{100 * sdn['mac_reduction']:.1f}%"],
-        ],
+    click.echo(savings_table(
+        result.baseline_accuracy,
+        result.total_macs,
+        [("early-exit network", result.accuracy, result.mean_macs), ("SDN baseline", sdn["accuracy"], sdn["mean_macs"])],
     ))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo("exits: " + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram)))
