@@ -35,6 +35,13 @@ class PlainCNN(nn.Module):
         return self.fc2(self.fc1(self.block2(self.block1(x))))
 
 
+class PooledClassifier(nn.Module):
+    """stem -> blocks -> global average pool -> linear: the layout most of the zoo shares."""
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -45,7 +52,7 @@ class BasicBlock(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
-class ResNet(nn.Module):
+class ResNet(PooledClassifier):
     input_shape = (1, 3, 16, 16)
     boundaries = [(1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1)]
 
@@ -56,11 +63,8 @@ class ResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(16, 10)
 
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
-
-class MobileNet(nn.Module):
+class MobileNet(PooledClassifier):
     input_shape = (1, 3, 32, 32)
     boundaries = [(1, 8, 16, 16), (1, 16, 16, 16), (1, 32, 8, 8), (1, 32, 1, 1)]
 
@@ -74,9 +78,6 @@ class MobileNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(32, 10)
 
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
-
 
 class InceptionBlock(nn.Module):
     def __init__(self, cin):
@@ -89,36 +90,30 @@ class InceptionBlock(nn.Module):
         return torch.cat([self.b1(x), self.b3(x), self.bp(x)], 1)
 
 
-class Inception(nn.Module):
+class Inception(PooledClassifier):
     input_shape = (1, 3, 16, 16)
     boundaries = [(1, 8, 16, 16), (1, 24, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1)]
 
     def __init__(self):
         super().__init__()
         self.stem = conv_bn_relu(3, 8)
-        self.mixed = InceptionBlock(8)
-        self.reduce = conv_bn_relu(24, 16, stride=2)
+        self.blocks = nn.Sequential(InceptionBlock(8), conv_bn_relu(24, 16, stride=2))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(16, 10)
 
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.reduce(self.mixed(self.stem(x)))), 1))
 
-
-class ECGNet(nn.Module):
+class ECGNet(PooledClassifier):
     input_shape = (1, 1, 256)
     boundaries = [(1, 8, 64), (1, 16, 16), (1, 32, 4), (1, 32, 1)]
 
     def __init__(self):
         super().__init__()
+        self.stem = nn.Identity()
         self.blocks = nn.Sequential(
             *(nn.Sequential(conv_bn_relu(cin, cout, k=7, stride=2, dims=1), nn.MaxPool1d(2)) for cin, cout in [(1, 8), (8, 16), (16, 32)])
         )
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.fc = nn.Linear(32, 5)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.pool(self.blocks(x)), 1))
 
 
 class MLP(nn.Module):
