@@ -19,11 +19,10 @@ def emit_inlined(bb: relax.BlockBuilder, func: relax.Function, args: list[relax.
     """Emit the body of `func` applied to `args` into the current dataflow block; returns its result."""
     if len(func.params) != len(args):
         raise ValueError(f"{name} takes {len(func.params)} arguments, given {len(args)}")
+    subst = Substitute()
     for param, arg in zip(func.params, args):
         if not tvm_ffi.structural_equal(param.ty, arg.ty):
             raise ValueError(f"{name} takes {param.ty} but the value at its point is {arg.ty}")
-    subst = Substitute()
-    for param, arg in zip(func.params, args):
         subst.map(param, arg)
     for block in func.body.blocks:
         for binding in block.bindings:

@@ -53,6 +53,10 @@ class _Trained:
     problem: Problem
     val_samples: int
 
+    def heads_of(self, result: Result) -> list[exit_heads.Head]:
+        """The trained head behind each exit the search chose."""
+        return [self.heads[e.point, self.problem.options[e.option].kind] for e in result.exits]
+
 
 def augment(
     model_path: str | Path,
@@ -157,9 +161,8 @@ def _evaluation(problem: Problem, result: Result, analysis: Analysis, costs: Cos
 
 def _planned_exits(analysis: Analysis, trained: _Trained, result: Result, prefix: str) -> list[PlannedExit]:
     planned = []
-    for index, e in enumerate(result.exits):
+    for index, (e, head) in enumerate(zip(result.exits, trained.heads_of(result))):
         point = analysis.exit_points[e.point]
-        head = trained.heads[e.point, trained.problem.options[e.option].kind]
         planned.append(
             PlannedExit(
                 index=index,
@@ -217,14 +220,14 @@ def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
         for planned, name, chosen in [(plan.exits, "eenn_onnx", result), (plan.baseline.exits, "baseline_onnx", baseline)]:
-            heads = [trained.heads[e.point, trained.problem.options[e.option].kind] for e in chosen.exits]
+            heads = trained.heads_of(chosen)
             for exit_plan, head in zip(planned, heads):
                 head.save(tmp / exit_plan.weights)
             onnx_with_heads = with_exit_heads(model.onnx, [(e.point, e.shape, h) for e, h in zip(planned, heads)])
             onnx.save(onnx_with_heads, str(tmp / plan.artifacts[name]))
         log("building the host module (TVM, llvm)")
-        heads = [trained.heads[e.point, trained.problem.options[e.option].kind] for e in result.exits]
-        mod = early_exit_module(model.mod, [(e.point, h, e.threshold) for e, h in zip(plan.exits, heads)], plan.decision)
+        exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
+        mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         plan.save(tmp)
         write_report(tmp, plan)
