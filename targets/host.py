@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +9,7 @@ import tvm
 from tvm import relax
 
 from ..passes.split import segment_names
+from .native import native_stderr_silenced
 
 HOST_TARGET = "llvm"
 
@@ -31,12 +29,12 @@ class HostModule:
 
     @classmethod
     def load(cls, path: str | Path) -> HostModule:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             return cls(tvm.runtime.load_module(str(path)))
 
     def export(self, path: str | Path) -> None:
         """Write a shared library (`.so`, needs a host C++ compiler) or a `.tar` of objects."""
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self.executable.export_library(str(path))
 
     def has(self, name: str) -> bool:
@@ -95,20 +93,6 @@ class EarlyExitRunner:
                 return index, logits
             carry = [activation]
         raise AssertionError("unreachable")
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """TVM's C++ runtime logs a warning per saved or loaded VM scope; users need none of them."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _to_numpy(value) -> list[np.ndarray]:

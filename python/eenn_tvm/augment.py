@@ -34,6 +34,7 @@ from .textui import progress
 
 SDN_FRACTIONS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 HOST_MODULE = "eenn_host.so"
+MODEL_ONNX = "model.onnx"  # the backbone as imported (shapes fixed, constants folded): later stages rebuild from it
 
 
 @dataclass
@@ -211,7 +212,7 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
             "seconds": {k: round(v, 2) for k, v in timings.items()},
         },
-        artifacts={"host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "baseline_onnx": "baseline.onnx", "report": "report.md"},
+        artifacts={"model_onnx": MODEL_ONNX, "host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "baseline_onnx": "baseline.onnx", "report": "report.md"},
     )
 
 
@@ -219,6 +220,7 @@ def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _
            baseline: Result, log) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
+        onnx.save(model.onnx, str(tmp / MODEL_ONNX))
         for planned, name, chosen in [(plan.exits, "eenn_onnx", result), (plan.baseline.exits, "baseline_onnx", baseline)]:
             heads = trained.heads_of(chosen)
             for exit_plan, head in zip(planned, heads):

@@ -1,0 +1,51 @@
+"""`eenn-tvm verify`: run the firmware in QEMU on real inputs and compare it with the host."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..textui import format_table
+from ..verify import TOLERANCE, verify
+from .options import echo_json, json_option
+
+
+@click.command("verify")
+@click.argument("firmware", type=click.Path(file_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="Labelled inputs (.npz with x and y), scaled as the model expects.")
+@click.option("--n", "count", default=100, show_default=True, type=click.IntRange(min=1), help="Samples to run.")
+@json_option
+def command(firmware, data_path, count, as_json):
+    """Run FIRMWARE (from `eenn-tvm build`) in qemu-system-arm and compare every sample with the host.
+
+    The host is onnxruntime for a plain model and the TVM host module for an early-exit network. Exits
+    with status 1 when a class, an exit or an output (beyond 1e-4) differs. Instruction counts come from
+    QEMU's -icount mode and are deterministic.
+    """
+    click.echo(f"running up to {count} samples in qemu-system-arm ...", err=True)
+    result = verify(firmware, data_path, count)
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        _print(result)
+    if not result.within_tolerance or result.class_mismatches:
+        sys.exit(1)
+
+
+def _print(r) -> None:
+    verdict = "match" if r.within_tolerance and not r.class_mismatches else "MISMATCH"
+    click.echo(f"{r.target} on QEMU {r.machine}, {r.samples} samples: {verdict} "
+               f"(class mismatches {r.class_mismatches}, exit mismatches {r.exit_mismatches}, "
+               f"max abs error {r.max_abs_error:.2e}, tolerance {TOLERANCE:g}); accuracy {100 * r.accuracy:.2f}%")
+    rows = [[str(e["exit"]), str(e["samples"]), f"{e['instructions_mean']:,.0f}",
+             "-" if e["plan_macs"] is None else f"{e['plan_macs']:,}"] for e in r.instructions_per_exit]
+    click.echo(format_table(["exit", "samples", "instructions / inference", "plan MACs"], rows))
+    click.echo(f"mean instructions per inference: {r.instructions_mean:,.0f}")
+    if r.plan_vs_measured:
+        p = r.plan_vs_measured
+        click.echo(f"cost vs a full pass: plan {100 * p['predicted_fraction']:.1f}%, measured "
+                   f"{100 * p['measured_fraction']:.1f}% (exit rate {100 * p['exit_rate']:.1f}%)")
+    click.echo(f"flash {r.flash_bytes:,} bytes; RAM {r.ram_bytes:,} bytes (arena {r.arena_bytes:,}, lower bound "
+               f"{r.ram_lower_bound_bytes:,}; stack used {r.stack_bytes_used:,})")

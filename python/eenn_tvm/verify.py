@@ -1,0 +1,122 @@
+"""`verify`: the firmware on an emulated Cortex-M against the host, sample by sample.
+
+The reference is onnxruntime on the ONNX model (a plain model) or the early-exit network's TVM host module
+(an `augment` output): the firmware must pick the same class at the same exit, with outputs within 1e-4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Dataset, load_npz
+from .firmware import load_manifest
+from .targets.mcu.qemu import Run, run_in_qemu
+
+TOLERANCE = 1e-4
+
+
+@dataclass
+class Verification:
+    samples: int
+    class_mismatches: int
+    exit_mismatches: int
+    max_abs_error: float
+    within_tolerance: bool
+    accuracy: float  # of the firmware, against the labels
+    instructions_mean: float
+    instructions_per_exit: list[dict]  # exit, samples, mean instructions, plan MACs to get there
+    flash_bytes: int
+    ram_bytes: int
+    stack_bytes_used: int
+    arena_bytes: int
+    ram_lower_bound_bytes: int
+    plan_vs_measured: dict | None  # early-exit networks: the cost relative to a full pass, predicted and measured
+    target: str
+    machine: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def verify(folder: str | Path, data_path: str | Path, n: int = 100) -> Verification:
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    data = load_npz(data_path, tuple(manifest["input_shape"][1:]), manifest["classes"])
+    data = Dataset(data.x[:n], data.y[:n])
+    device = run_in_qemu(folder / manifest["elf"], manifest["machine"], data.x, manifest["classes"])
+    exits, scores = _reference(folder / manifest["reference"], manifest, data)
+    final = len(manifest["exits"])
+    same_exit = device.exit_index == exits
+    errors = np.abs(device.scores - scores).max(axis=1)
+    max_error = float(errors[same_exit].max()) if same_exit.any() else float("inf")
+    sizes, memory = manifest["sizes"], manifest["memory"]
+    return Verification(
+        samples=len(data),
+        class_mismatches=int((device.class_index != scores.argmax(1)).sum()),
+        exit_mismatches=int((~same_exit).sum()),
+        max_abs_error=max_error,
+        within_tolerance=bool(same_exit.all() and max_error <= TOLERANCE),
+        accuracy=float((device.class_index == data.y).mean()),
+        instructions_mean=float(device.instructions.mean()),
+        instructions_per_exit=_per_exit(device, manifest, final),
+        flash_bytes=sizes["flash"],
+        ram_bytes=sizes["ram"],
+        stack_bytes_used=device.stack_bytes,
+        arena_bytes=memory["arena_bytes"],
+        ram_lower_bound_bytes=memory["lower_bound_bytes"] + memory["workspace_bytes"],
+        plan_vs_measured=_plan_vs_measured(device, manifest, final),
+        target=manifest["target"],
+        machine=manifest["machine"],
+    )
+
+
+def _reference(path: Path, manifest: dict, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(exit index, outputs at that exit) per sample on the host."""
+    if manifest["kind"] == "eenn":
+        from .targets.host import EarlyExitRunner, HostModule
+
+        runner = EarlyExitRunner(HostModule.load(path))
+        results = [runner.infer(data.x[i : i + 1]) for i in range(len(data))]
+        return np.array([e for e, _ in results]), np.stack([s.reshape(-1) for _, s in results])
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    outputs = [session.run(None, {manifest["input_name"]: data.x[i : i + 1]})[0].reshape(-1) for i in range(len(data))]
+    return np.zeros(len(data), np.int64), np.stack(outputs)
+
+
+def _macs_through(manifest: dict, exit_index: int) -> int | None:
+    """MACs a sample spends when it leaves at `exit_index`: the backbone up to there and every head it passed."""
+    exits, total = manifest["exits"], manifest["total_macs"]
+    if total is None:
+        return None
+    heads = sum(e["head_macs"] for e in exits[: exit_index + 1])
+    return (exits[exit_index]["macs_to_reach"] if exit_index < len(exits) else total) + heads
+
+
+def _per_exit(device: Run, manifest: dict, final: int) -> list[dict]:
+    rows = []
+    for index in range(final + 1):
+        taken = device.exit_index == index
+        if taken.any():
+            rows.append({"exit": "end" if index == final else index, "samples": int(taken.sum()),
+                         "instructions_mean": float(device.instructions[taken].mean()),
+                         "plan_macs": _macs_through(manifest, index)})
+    return rows
+
+
+def _plan_vs_measured(device: Run, manifest: dict, final: int) -> dict | None:
+    """Mean cost per inference relative to a pass through every segment: predicted from the plan's MACs for
+    the exits these samples took, measured in instructions (a full pass = the samples that reached the end)."""
+    full = device.exit_index == final
+    if manifest["kind"] != "eenn" or not full.any():
+        return None
+    predicted = np.mean([_macs_through(manifest, int(e)) for e in device.exit_index]) / _macs_through(manifest, final)
+    measured = device.instructions.mean() / device.instructions[full].mean()
+    return {"predicted_fraction": float(predicted), "measured_fraction": float(measured),
+            "exit_rate": float(1 - full.mean())}

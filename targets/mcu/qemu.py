@@ -1,0 +1,65 @@
+"""Run a firmware's verify program in `qemu-system-arm`: inputs in, one record per sample out.
+
+`-icount shift=0` makes the emulated core execute one instruction per virtual nanosecond, so the counts
+the firmware reads from SysTick are deterministic: the same firmware and inputs give the same numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import EennError
+
+
+@dataclass
+class Run:
+    status: np.ndarray
+    class_index: np.ndarray
+    exit_index: np.ndarray
+    confidence: np.ndarray
+    scores: np.ndarray  # (samples, classes)
+    instructions: np.ndarray  # per sample (0 where the host runs it)
+    stack_bytes: int  # deepest stack use seen during all inferences
+
+
+def record_dtype(classes: int) -> np.dtype:
+    """The layout verify_main.c writes (little-endian, as on every Cortex-M and x86 host)."""
+    return np.dtype([("status", "<i4"), ("class_index", "<i4"), ("exit_index", "<i4"), ("confidence", "<f4"),
+                     ("ticks_low", "<u4"), ("ticks_high", "<u4"), ("scores", "<f4", (classes,))])
+
+
+def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
+    if shutil.which("qemu-system-arm") is None:
+        raise EennError("qemu-system-arm is not installed: apt-get install qemu-system-arm (scripts/setup.sh does it)")
+    command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(Path(elf).resolve())]
+    return _run(command, inputs, classes, timeout=60 + 5 * len(inputs))
+
+
+def run_on_host(executable: Path, inputs: np.ndarray, classes: int) -> Run:
+    return _run([str(Path(executable).resolve())], inputs, classes, timeout=60 + len(inputs))
+
+
+def _run(command: list[str], inputs: np.ndarray, classes: int, timeout: float) -> Run:
+    with tempfile.TemporaryDirectory(prefix="eenn-verify-") as work:
+        np.ascontiguousarray(inputs, dtype="<f4").tofile(Path(work) / "inputs.bin")
+        try:
+            done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise EennError(f"the firmware did not finish within {timeout:.0f} s in {command[0]}") from None
+        summary = re.search(r"eenn: samples=(\d+) milli_instructions_per_tick=(\d+) stack_bytes=(\d+)", done.stdout)
+        if summary is None or int(summary.group(1)) != len(inputs):
+            tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            raise EennError(f"the firmware stopped before reporting every sample: {tail[0]}")
+        records = np.fromfile(Path(work) / "results.bin", dtype=record_dtype(classes))
+    ticks = records["ticks_low"].astype(np.int64) + (records["ticks_high"].astype(np.int64) << 32)
+    instructions = ticks * int(summary.group(2)) // 1000
+    return Run(records["status"], records["class_index"], records["exit_index"], records["confidence"],
+               records["scores"], instructions, int(summary.group(3)))

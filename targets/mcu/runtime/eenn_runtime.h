@@ -1,0 +1,45 @@
+/* eenn_runtime.h: what TVM's compiled kernels need on a bare-metal target, and how the driver calls them.
+ *
+ * Kernels use TVM's packed calling convention; a driver passes each tensor as a DLTensor pointer through
+ * EENN_RUN. Kernels that need scratch memory take it from a LIFO workspace over a static buffer. */
+#ifndef EENN_RUNTIME_H
+#define EENN_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EENN_ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define EENN_ALIGNED(n)
+#endif
+
+#define EENN_MAX_KERNEL_ARGS 16
+
+typedef int32_t (*eenn_kernel_t)(void *self, void *args, int32_t num_args, void *result);
+
+/* Calls `kernel` on `count` tensors (inputs first, the output last); 0 on success. */
+int32_t eenn_call(eenn_kernel_t kernel, DLTensor *const *tensors, int32_t count);
+
+/* One line per kernel in the generated driver: run it, and leave the caller with `status` on failure. */
+#define EENN_TENSORS(...) ((DLTensor *const[]){__VA_ARGS__})
+#define EENN_RUN(status, kernel, ...)                                                                    \
+  do {                                                                                                  \
+    if (eenn_call((eenn_kernel_t)(kernel), EENN_TENSORS(__VA_ARGS__),                                   \
+                  (int32_t)(sizeof(EENN_TENSORS(__VA_ARGS__)) / sizeof(DLTensor *))) != 0)              \
+      return (status);                                                                                  \
+  } while (0)
+
+/* The scratch memory kernels allocate from; reset before each inference. */
+void eenn_workspace_reset(uint8_t *buffer, size_t bytes);
+/* The most workspace bytes held at once since the last reset. */
+size_t eenn_workspace_high_water(void);
+
+int32_t eenn_argmax(const float *values, int32_t count);
+/* The largest softmax probability of `logits`, computed stably. */
+float eenn_max_probability(const float *logits, int32_t count);
+float eenn_max(const float *values, int32_t count);
+
+#endif /* EENN_RUNTIME_H */
