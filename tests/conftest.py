@@ -3,7 +3,9 @@ and onnxruntime as the numerical reference."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import zoo
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EENN_SHARED", REPO.parent / "shared"))
 MLPERF = SHARED / "models" / "mlperf-tiny"
+EXAMPLE = REPO / "examples" / "fashion_mnist"
+MODEL = EXAMPLE / "resnet8.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +62,32 @@ def ort_run(model: onnx.ModelProto | Path, x: np.ndarray, extra_outputs: list[st
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: x}
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+
+
+@pytest.fixture(scope="session")
+def fashion(tmp_path_factory):
+    """Small train and test files from Debian's Fashion-MNIST: 4000 to augment on, 1000 held out."""
+    sys.path.insert(0, str(EXAMPLE))
+    import fashion_mnist
+
+    if not fashion_mnist.DATA_DIR.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+    folder = tmp_path_factory.mktemp("fashion")
+    x, y = fashion_mnist.load("train")
+    np.savez(folder / "train.npz", x=x[:4000], y=y[:4000])
+    x, y = fashion_mnist.load("test")
+    np.savez(folder / "test.npz", x=x[:1000], y=y[:1000])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def augmented(fashion, tmp_path_factory):
+    from test_cli import run_cli
+
+    out = tmp_path_factory.mktemp("runs") / "eenn"
+    cache = tmp_path_factory.mktemp("cache")
+    code, stdout, stderr = run_cli(
+        "augment", MODEL, "--data", fashion / "train.npz", "--max-accuracy-drop", "0.01", "--cache-dir", cache, "-o", out, "--json"
+    )
+    assert code == 0, stderr
+    return out, json.loads(stdout), cache

@@ -1,44 +1,13 @@
 """augment + run end to end on real data (Fashion-MNIST and the example ResNet-8), and bad data."""
 
 import json
-import sys
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import REPO
+from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
-
-EXAMPLE = REPO / "examples" / "fashion_mnist"
-MODEL = EXAMPLE / "resnet8.onnx"
-
-
-@pytest.fixture(scope="session")
-def fashion(tmp_path_factory):
-    """Small train and test files from Debian's Fashion-MNIST: 4000 to augment on, 1000 held out."""
-    sys.path.insert(0, str(EXAMPLE))
-    import fashion_mnist
-
-    if not fashion_mnist.DATA_DIR.exists():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
-    folder = tmp_path_factory.mktemp("fashion")
-    x, y = fashion_mnist.load("train")
-    np.savez(folder / "train.npz", x=x[:4000], y=y[:4000])
-    x, y = fashion_mnist.load("test")
-    np.savez(folder / "test.npz", x=x[:1000], y=y[:1000])
-    return folder
-
-
-@pytest.fixture(scope="session")
-def augmented(fashion, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "eenn"
-    cache = tmp_path_factory.mktemp("cache")
-    code, stdout, stderr = run_cli(
-        "augment", MODEL, "--data", fashion / "train.npz", "--max-accuracy-drop", "0.01", "--cache-dir", cache, "-o", out, "--json"
-    )
-    assert code == 0, stderr
-    return out, json.loads(stdout), cache
 
 
 def test_augment_writes_the_plan_and_all_artifacts(augmented):

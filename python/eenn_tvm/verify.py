@@ -6,6 +6,7 @@ The reference is onnxruntime on the ONNX model (a plain model) or the early-exit
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 
 from .data import Dataset, load_npz
 from .firmware import load_manifest
-from .targets.mcu.qemu import Run, run_in_qemu
+from .targets.mcu.project import compile_project
+from .targets.mcu.qemu import Run, run_in_qemu, run_on_host
 
 TOLERANCE = 1e-4
 
@@ -35,18 +37,22 @@ class Verification:
     ram_lower_bound_bytes: int
     plan_vs_measured: dict | None  # early-exit networks: the cost relative to a full pass, predicted and measured
     target: str
-    machine: str
+    machine: str  # the QEMU board, or "host" for the sanitizer build on this computer
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def verify(folder: str | Path, data_path: str | Path, n: int = 100) -> Verification:
+RUNNERS = ("qemu", "host")
+
+
+def verify(folder: str | Path, data_path: str | Path, n: int = 100, on: str = "qemu") -> Verification:
+    """`on="host"` compiles the same C for this computer, with AddressSanitizer and UndefinedBehaviorSanitizer."""
     folder = Path(folder)
     manifest = load_manifest(folder)
     data = load_npz(data_path, tuple(manifest["input_shape"][1:]), manifest["classes"])
     data = Dataset(data.x[:n], data.y[:n])
-    device = run_in_qemu(folder / manifest["elf"], manifest["machine"], data.x, manifest["classes"])
+    device = _run(folder, manifest, data, on)
     exits, scores = _reference(folder / manifest["reference"], manifest, data)
     final = len(manifest["exits"])
     same_exit = device.exit_index == exits
@@ -69,8 +75,16 @@ def verify(folder: str | Path, data_path: str | Path, n: int = 100) -> Verificat
         ram_lower_bound_bytes=memory["lower_bound_bytes"] + memory["workspace_bytes"],
         plan_vs_measured=_plan_vs_measured(device, manifest, final),
         target=manifest["target"],
-        machine=manifest["machine"],
+        machine=manifest["machine"] if on == "qemu" else "host",
     )
+
+
+def _run(folder: Path, manifest: dict, data: Dataset, on: str) -> Run:
+    if on == "qemu":
+        return run_in_qemu(folder / manifest["elf"], manifest["machine"], data.x, manifest["classes"])
+    with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
+        compile_project(folder, Path(build), cross=False, sanitize=True)
+        return run_on_host(Path(build) / "eenn_verify", data.x, manifest["classes"])
 
 
 def _reference(path: Path, manifest: dict, data: Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -127,7 +127,9 @@ class _Reader:
             elif isinstance(value, relax.Var):
                 values[binding.var] = self._renamed(values[value], f"s{index}_{binding.var.name}")
             elif isinstance(value, relax.Tuple):
-                values[binding.var] = [values[f] for f in value.fields]
+                values[binding.var] = _flat([values[f] for f in value.fields])
+            elif isinstance(value, relax.TupleGetItem):
+                values[binding.var] = values[value.tuple_value][value.index]
             else:
                 raise EennError(f"the microcontroller backend cannot lower `{value}` in segment {index}")
         outputs = values[func.body.body] if isinstance(func.body.body, relax.Var) else None
@@ -166,6 +168,11 @@ class _Reader:
             candidate, n = f"{base}_{n}", n + 1
         self._names.add(candidate)
         return candidate
+
+
+def _flat(items: list) -> list[Tensor]:
+    """Exit heads return tuples inside the segment's tuple; the driver sees one flat list of tensors."""
+    return [t for item in items for t in (_flat(item) if isinstance(item, list) else [item])]
 
 
 def _bindings(func: relax.Function) -> list[relax.Binding]:

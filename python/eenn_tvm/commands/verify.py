@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..textui import format_table
-from ..verify import TOLERANCE, verify
+from ..verify import RUNNERS, TOLERANCE, verify
 from .options import echo_json, json_option
 
 
@@ -16,16 +16,18 @@ from .options import echo_json, json_option
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
               help="Labelled inputs (.npz with x and y), scaled as the model expects.")
 @click.option("--n", "count", default=100, show_default=True, type=click.IntRange(min=1), help="Samples to run.")
+@click.option("--on", "runner", default="qemu", show_default=True, type=click.Choice(RUNNERS),
+              help="qemu: the Cortex-M firmware, emulated; host: the same C built for this computer with ASan and UBSan.")
 @json_option
-def command(firmware, data_path, count, as_json):
+def command(firmware, data_path, count, runner, as_json):
     """Run FIRMWARE (from `eenn-tvm build`) in qemu-system-arm and compare every sample with the host.
 
     The host is onnxruntime for a plain model and the TVM host module for an early-exit network. Exits
     with status 1 when a class, an exit or an output (beyond 1e-4) differs. Instruction counts come from
     QEMU's -icount mode and are deterministic.
     """
-    click.echo(f"running up to {count} samples in qemu-system-arm ...", err=True)
-    result = verify(firmware, data_path, count)
+    click.echo(f"running up to {count} samples ({runner}) ...", err=True)
+    result = verify(firmware, data_path, count, runner)
     if as_json:
         echo_json(result.to_json())
     else:
@@ -36,7 +38,8 @@ def command(firmware, data_path, count, as_json):
 
 def _print(r) -> None:
     verdict = "match" if r.within_tolerance and not r.class_mismatches else "MISMATCH"
-    click.echo(f"{r.target} on QEMU {r.machine}, {r.samples} samples: {verdict} "
+    where = "this host (ASan, UBSan)" if r.machine == "host" else f"QEMU {r.machine}"
+    click.echo(f"{r.target} on {where}, {r.samples} samples: {verdict} "
                f"(class mismatches {r.class_mismatches}, exit mismatches {r.exit_mismatches}, "
                f"max abs error {r.max_abs_error:.2e}, tolerance {TOLERANCE:g}); accuracy {100 * r.accuracy:.2f}%")
     rows = [[str(e["exit"]), str(e["samples"]), f"{e['instructions_mean']:,.0f}",

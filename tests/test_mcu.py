@@ -1,0 +1,157 @@
+"""The microcontroller backend as a user meets it: `eenn-tvm build` writes a CMake firmware project that
+arm-none-eabi-gcc compiles, `eenn-tvm verify` runs it in qemu-system-arm (or built for this host with
+AddressSanitizer and UndefinedBehaviorSanitizer) and compares every sample with onnxruntime or TVM."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import zoo
+
+from conftest import MLPERF
+from test_cli import assert_one_line_error, run_cli
+
+CIFAR_IMAGES = MLPERF / "cifar10_20_images.npz"
+
+
+@pytest.fixture(scope="session")
+def firmware(tmp_path_factory):
+    """firmware(source, target, *options) -> (folder, manifest), built once per session."""
+    built = {}
+
+    def get(source, target, *options):
+        key = (str(source), target, options)
+        if key not in built:
+            out = tmp_path_factory.mktemp("firmware") / f"{target}"
+            code, stdout, stderr = run_cli("build", source, "--target", target, "-o", out, "--json", *options)
+            assert code == 0, stderr
+            built[key] = out, json.loads(stdout)
+        return built[key]
+
+    return get
+
+
+def random_data(path, shape, classes, n=8, scale=1.0):
+    rng = np.random.default_rng(0)
+    np.savez(path, x=(scale * rng.standard_normal((n, *shape[1:]))).astype(np.float32), y=rng.integers(0, classes, n))
+    return path
+
+
+def verify(folder, data, *options):
+    code, stdout, stderr = run_cli("verify", folder, "--data", data, "--json", *options)
+    assert code in (0, 1), stderr
+    return code, json.loads(stdout)
+
+
+def test_mlperf_resnet8_on_cortex_m4_matches_onnxruntime_on_real_cifar_images(firmware, mlperf_model):
+    folder, manifest = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    code, result = verify(folder, CIFAR_IMAGES)
+    assert code == 0
+    assert result["samples"] == 20 and result["class_mismatches"] == 0 and result["exit_mismatches"] == 0
+    assert result["max_abs_error"] <= 1e-4
+    assert result["accuracy"] >= 0.9  # the reference model gets 19 of these 20 right
+    assert result["instructions_mean"] > 12_500_992  # at least one instruction per MAC
+    assert result["flash_bytes"] > 4 * 78_000 and result["ram_bytes"] >= result["ram_lower_bound_bytes"]
+
+
+def test_kws_dscnn_on_cortex_m3_without_fpu_matches_onnxruntime(firmware, mlperf_model, tmp_path):
+    folder, manifest = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
+    code, result = verify(folder, random_data(tmp_path / "mfcc.npz", manifest["input_shape"], 12, n=4, scale=10))
+    assert code == 0 and result["class_mismatches"] == 0 and result["max_abs_error"] <= 1e-4
+
+
+@pytest.mark.parametrize("target", ["cortex-m3", "cortex-m4", "cortex-m7"])
+def test_early_exit_network_takes_the_same_exits_in_qemu_as_on_the_host(firmware, augmented, fashion, target):
+    out, plan, _ = augmented
+    folder, manifest = firmware(out, target)
+    assert manifest["kind"] == "eenn" and len(manifest["exits"]) == len(plan["exits"])
+    code, result = verify(folder, fashion / "test.npz", "--n", "40")
+    assert code == 0, result
+    assert result["exit_mismatches"] == 0 and result["class_mismatches"] == 0 and result["max_abs_error"] <= 1e-4
+    per_exit = result["instructions_per_exit"]
+    assert len(per_exit) >= 2, "the samples should leave at more than one exit"
+    # Leaving earlier costs fewer instructions, and the mean falls with the exit rate as the plan predicts.
+    means = [row["instructions_mean"] for row in per_exit]
+    assert means == sorted(means)
+    p = result["plan_vs_measured"]
+    assert p["measured_fraction"] < 1 and abs(p["measured_fraction"] - p["predicted_fraction"]) < 0.15
+
+
+@pytest.mark.parametrize("family", list(zoo.MODELS))
+def test_generated_c_is_clean_under_asan_and_ubsan(firmware, zoo_model, family, tmp_path):
+    model = zoo_model(family, "legacy")
+    folder, manifest = firmware(model.path, "cortex-m4")
+    code, result = verify(folder, random_data(tmp_path / "x.npz", model.input_shape, manifest["classes"]), "--on", "host")
+    assert code == 0 and result["machine"] == "host"
+    assert result["max_abs_error"] <= 1e-4 and result["class_mismatches"] == 0
+
+
+def test_early_exit_network_is_clean_under_asan_and_ubsan(firmware, augmented, fashion):
+    folder, _ = firmware(augmented[0], "cortex-m4")
+    code, result = verify(folder, fashion / "test.npz", "--n", "40", "--on", "host")
+    assert code == 0 and result["exit_mismatches"] == 0
+
+
+@pytest.mark.parametrize("family", ["resnet", "mobilenet", "inception"])
+def test_arena_stays_within_a_quarter_of_the_lower_bound(firmware, zoo_model, family):
+    _, manifest = firmware(zoo_model(family, "legacy").path, "cortex-m4")
+    memory = manifest["memory"]
+    assert memory["lower_bound_bytes"] <= memory["arena_bytes"] <= 1.25 * memory["lower_bound_bytes"]
+
+
+def test_instruction_counts_are_deterministic(firmware, mlperf_model, tmp_path):
+    folder, manifest = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
+    data = random_data(tmp_path / "mfcc.npz", manifest["input_shape"], 12, n=2, scale=10)
+    assert verify(folder, data)[1]["instructions_mean"] == verify(folder, data)[1]["instructions_mean"]
+
+
+def test_c_kernels_compiled_by_gcc_match_too(firmware, mlperf_model, tmp_path):
+    folder, manifest = firmware(mlperf_model("kws_dscnn"), "cortex-m4", "--kernels", "c")
+    assert manifest["kernels"] == "c"
+    code, result = verify(folder, random_data(tmp_path / "mfcc.npz", manifest["input_shape"], 12, n=2, scale=10))
+    assert code == 0 and result["max_abs_error"] <= 1e-4
+
+
+def test_the_project_builds_out_of_the_box_with_cmake(firmware, mlperf_model, tmp_path):
+    folder, _ = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
+    toolchain = folder / "cmake" / "arm-none-eabi.cmake"
+    build = tmp_path / "build"
+    for command in (["cmake", "-S", folder, "-B", build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"], ["cmake", "--build", build]):
+        subprocess.run([str(c) for c in command], check=True, capture_output=True)
+    assert (build / "eenn_verify.elf").is_file() and (build / "libeenn_model.a").is_file()
+
+
+def test_the_library_has_no_malloc_and_no_printf(firmware, mlperf_model):
+    folder, _ = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
+    library = folder / "bin" / "libeenn_model.a"
+    undefined = subprocess.run(["arm-none-eabi-nm", "-u", library], capture_output=True, text=True, check=True).stdout
+    for symbol in ("malloc", "free", "printf", "puts", "fopen"):
+        assert f" {symbol}\n" not in undefined
+
+
+def test_builds_are_deterministic(mlperf_model, tmp_path):
+    for out in ("a", "b"):
+        assert run_cli("build", mlperf_model("kws_dscnn"), "--target", "cortex-m3", "-o", tmp_path / out)[0] == 0
+    for name in ("eenn_model.c", "eenn_weights.c", "eenn_model.h", "kernels/kernels.c"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_a_budget_the_model_does_not_fit_is_one_clear_line_and_nothing_is_written(mlperf_model, tmp_path):
+    out = tmp_path / "fw"
+    code, stdout, stderr = run_cli("build", mlperf_model("resnet8_cifar10"), "--target", "cortex-m4", "--ram", "65536", "-o", out)
+    last = stderr.strip().splitlines()[-1]  # after the progress lines
+    assert code == 2 and stdout == "" and last.startswith("eenn-tvm: error: ") and "RAM" in last and "65,536" in last
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["missing.onnx", "empty_folder"])
+def test_a_source_that_is_neither_model_nor_augment_output_is_one_clear_line(source, tmp_path):
+    (tmp_path / "empty_folder").mkdir()
+    assert_one_line_error(["build", tmp_path / source, "--target", "cortex-m4", "-o", tmp_path / "fw"])
+
+
+def test_verify_rejects_data_of_the_wrong_shape(firmware, mlperf_model, tmp_path):
+    folder, _ = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
+    data = random_data(tmp_path / "x.npz", (1, 3, 32, 32), 12)
+    assert_one_line_error(["verify", folder, "--data", data], "49x10")
