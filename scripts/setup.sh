@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 
-# g++ links exported host modules; the Fashion-MNIST package is the example's data set.
-apt_packages=(g++ dataset-fashion-mnist)
+# g++ links exported host modules; the Fashion-MNIST package is the example's data set; the Arm
+# cross-compiler, newlib, CMake and QEMU build and run the microcontroller firmware.
+apt_packages=(g++ dataset-fashion-mnist cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

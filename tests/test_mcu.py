@@ -4,12 +4,13 @@ AddressSanitizer and UndefinedBehaviorSanitizer) and compares every sample with 
 
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 import zoo
 
-from conftest import MLPERF
+from conftest import MLPERF, REPO
 from test_cli import assert_one_line_error, run_cli
 
 CIFAR_IMAGES = MLPERF / "cifar10_20_images.npz"
@@ -64,7 +65,7 @@ def test_kws_dscnn_on_cortex_m3_without_fpu_matches_onnxruntime(firmware, mlperf
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m4", "cortex-m7"])
 def test_early_exit_network_takes_the_same_exits_in_qemu_as_on_the_host(firmware, augmented, fashion, target):
     out, plan, _ = augmented
-    folder, manifest = firmware(out, target)
+    folder, manifest = firmware(out, target, "--ram", "262144")  # a larger part than the M3 default
     assert manifest["kind"] == "eenn" and len(manifest["exits"]) == len(plan["exits"])
     code, result = verify(folder, fashion / "test.npz", "--n", "40")
     assert code == 0, result
@@ -88,7 +89,7 @@ def test_generated_c_is_clean_under_asan_and_ubsan(firmware, zoo_model, family, 
 
 
 def test_early_exit_network_is_clean_under_asan_and_ubsan(firmware, augmented, fashion):
-    folder, _ = firmware(augmented[0], "cortex-m4")
+    folder, _ = firmware(augmented[0], "cortex-m4", "--ram", "262144")
     code, result = verify(folder, fashion / "test.npz", "--n", "40", "--on", "host")
     assert code == 0 and result["exit_mismatches"] == 0
 
@@ -120,6 +121,17 @@ def test_the_project_builds_out_of_the_box_with_cmake(firmware, mlperf_model, tm
     for command in (["cmake", "-S", folder, "-B", build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"], ["cmake", "--build", build]):
         subprocess.run([str(c) for c in command], check=True, capture_output=True)
     assert (build / "eenn_verify.elf").is_file() and (build / "libeenn_model.a").is_file()
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_the_repository_cmake_builds_the_c_runtime_for_the_host_and_for_cortex_m(cross, tmp_path):
+    command = ["cmake", "-S", REPO, "-B", tmp_path, f"-DPython3_EXECUTABLE={sys.executable}"]
+    if cross:
+        command += [f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'targets/mcu/cmake/arm-none-eabi.cmake'}",
+                    "-DEENN_CPU_FLAGS=-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"]
+    subprocess.run([str(c) for c in command], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(tmp_path)], check=True, capture_output=True)
+    assert (tmp_path / "libeenn_runtime.a").is_file()
 
 
 def test_the_library_has_no_malloc_and_no_printf(firmware, mlperf_model):

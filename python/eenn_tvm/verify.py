@@ -7,6 +7,7 @@ The reference is onnxruntime on the ONNX model (a plain model) or the early-exit
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,12 +47,15 @@ class Verification:
 RUNNERS = ("qemu", "host")
 
 
-def verify(folder: str | Path, data_path: str | Path, n: int = 100, on: str = "qemu") -> Verification:
-    """`on="host"` compiles the same C for this computer, with AddressSanitizer and UndefinedBehaviorSanitizer."""
+def verify(folder: str | Path, data_path: str | Path, n: int = 100, on: str = "qemu",
+           log: Callable[[str], None] = lambda _: None) -> Verification:
+    """`on="host"` compiles the same C for this computer, with AddressSanitizer and UndefinedBehaviorSanitizer
+    (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
     manifest = load_manifest(folder)
     data = load_npz(data_path, tuple(manifest["input_shape"][1:]), manifest["classes"])
     data = Dataset(data.x[:n], data.y[:n])
+    log(f"running {len(data)} samples on {manifest['machine'] if on == 'qemu' else 'this host'}")
     device = _run(folder, manifest, data, on)
     exits, scores = _reference(folder / manifest["reference"], manifest, data)
     final = len(manifest["exits"])
@@ -128,7 +132,7 @@ def _plan_vs_measured(device: Run, manifest: dict, final: int) -> dict | None:
     """Mean cost per inference relative to a pass through every segment: predicted from the plan's MACs for
     the exits these samples took, measured in instructions (a full pass = the samples that reached the end)."""
     full = device.exit_index == final
-    if manifest["kind"] != "eenn" or not full.any():
+    if manifest["kind"] != "eenn" or not full.any() or not device.instructions.any():
         return None
     predicted = np.mean([_macs_through(manifest, int(e)) for e in device.exit_index]) / _macs_through(manifest, final)
     measured = device.instructions.mean() / device.instructions[full].mean()

@@ -67,9 +67,8 @@ def write_project(folder: Path, program: Program, spec: driver.DriverSpec, memor
     _fill(HERE / "board" / "mps.ld.in", folder / "board" / f"{board.machine}.ld", MACHINE=board.machine,
           FLASH_ORIGIN=hex(board.flash_origin), FLASH_BYTES=hex(board.flash_bytes), RAM_ORIGIN=hex(board.ram_origin),
           RAM_BYTES=hex(board.ram_bytes), STACK_BYTES=hex(stack_bytes))
-    (folder / "cmake").mkdir()
-    _fill(HERE / "cmake" / "arm-none-eabi.cmake.in", folder / "cmake" / "arm-none-eabi.cmake", CORE=core.name,
-          GCC_FLAGS=" ".join(core.gcc_flags))
+    shutil.copytree(HERE / "cmake", folder / "cmake", ignore=shutil.ignore_patterns("*.in"))
+    (folder / "cmake" / "eenn_cpu.cmake").write_text(f'# {core.name}\nset(EENN_CPU_FLAGS "{" ".join(core.gcc_flags)}")\n')
     _fill(HERE / "cmake" / "CMakeLists.txt.in", folder / "CMakeLists.txt", MODEL=spec.model, CORE=core.name,
           MACHINE=board.machine, KERNELS=f"{kernel_kind} ({kernel_source})", KERNEL_SOURCE=kernel_source)
 

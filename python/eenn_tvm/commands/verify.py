@@ -26,8 +26,7 @@ def command(firmware, data_path, count, runner, as_json):
     with status 1 when a class, an exit or an output (beyond 1e-4) differs. Instruction counts come from
     QEMU's -icount mode and are deterministic.
     """
-    click.echo(f"running up to {count} samples ({runner}) ...", err=True)
-    result = verify(firmware, data_path, count, runner)
+    result = verify(firmware, data_path, count, runner, log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(result.to_json())
     else:
