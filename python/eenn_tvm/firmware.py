@@ -81,7 +81,7 @@ def build_firmware(
     source: str | Path,
     target: str,
     out: str | Path,
-    kernel_kind: str = "llvm",
+    kernel_kind: str = "auto",
     flash_budget: int | None = None,
     ram_budget: int | None = None,
     stack_bytes: int = project.DEFAULT_STACK_BYTES,
@@ -92,6 +92,8 @@ def build_firmware(
     core = core_named(target)
     if kernel_kind not in kernels.KERNEL_KINDS:
         raise EennError(f"unknown kernel kind {kernel_kind!r}: choose one of {', '.join(kernels.KERNEL_KINDS)}")
+    if kernel_kind == "auto":
+        kernel_kind = core.kernels
     network = network_from(source, input_shapes)
     log(f"lowering {len(network.segments)} segment(s) of {network.name} for {core.name}")
     program = lower(network.mod, network.segments)

@@ -123,8 +123,10 @@ def _dl_tensor(t: Tensor | Constant, data: str) -> str:
     code = _C_TYPES[t.dtype][1]
     bits = 8 if t.dtype == "bool" else np.dtype(t.dtype).itemsize * 8
     dims = ", ".join(map(str, shape)) or "1"
-    return (f"static int64_t {t.name}_shape[] = {{{dims}}};\n"
-            f"static DLTensor {t.name} = {{{data}, {{kDLCPU, 0}}, {len(shape)}, {{{code}, {bits}, 1}}, {t.name}_shape, NULL, 0}};")
+    # Shapes stay in flash: kernels only read them (DLTensor's field is not const, hence the cast).
+    return (f"static const int64_t {t.name}_shape[] = {{{dims}}};\n"
+            f"static DLTensor {t.name} = {{{data}, {{kDLCPU, 0}}, {len(shape)}, {{{code}, {bits}, 1}}, "
+            f"(int64_t *){t.name}_shape, NULL, 0}};")
 
 
 def _segment_function(segment: Segment) -> str:

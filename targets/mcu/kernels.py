@@ -15,7 +15,7 @@ import tvm
 from ..native import native_stderr_silenced
 from .cores import Core
 
-KERNEL_KINDS = ("llvm", "c")
+KERNEL_KINDS = ("auto", "llvm", "c")  # auto: what the core builds best with (Core.kernels)
 _RELEASE = {"tirx.disable_assert": True}
 
 # The TVM headers the C kernels include, from the wheels' include folders: (package, path inside it).

@@ -17,8 +17,9 @@ from .options import echo_json, input_shape_option, input_shapes_from, json_opti
 @click.option("--target", required=True, type=click.Choice(list(CORES)), help="The Cortex-M core to build for.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
               help="Folder of the firmware project (replaced as a whole when done).")
-@click.option("--kernels", "kernel_kind", default="llvm", show_default=True, type=click.Choice(KERNEL_KINDS),
-              help="llvm: Thumb objects from TVM's LLVM backend (fewer instructions); c: TVM's C output, compiled by gcc.")
+@click.option("--kernels", "kernel_kind", default="auto", show_default=True, type=click.Choice(KERNEL_KINDS),
+              help="llvm: Thumb objects from TVM's LLVM backend (fewer instructions); c: TVM's C output, compiled by "
+                   "gcc; auto: llvm, except c on the Cortex-M0+.")
 @click.option("--flash", type=int, metavar="BYTES", help="Flash budget of the part (default: a typical part with this core).")
 @click.option("--ram", type=int, metavar="BYTES", help="RAM budget of the part (default: a typical part with this core).")
 @click.option("--stack", "stack_bytes", default=DEFAULT_STACK_BYTES, show_default=True, type=int, metavar="BYTES",

@@ -26,7 +26,9 @@ uint64_t board_counter_ticks(void) {
 }
 
 /* Two instructions per iteration: subs, bne. */
-static void known_loop(uint32_t n) { __asm volatile("1: subs %0, %0, #1\n\tbne 1b" : "+l"(n)::"cc"); }
+static void known_loop(uint32_t n) {
+  __asm volatile(".syntax unified\n1: subs %0, %0, #1\n\tbne 1b" : "+l"(n)::"cc");
+}
 
 uint32_t board_counter_start(void) {
   uint64_t t0, t1;
