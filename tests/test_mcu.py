@@ -170,3 +170,10 @@ def test_verify_rejects_data_of_the_wrong_shape(firmware, mlperf_model, tmp_path
     folder, _ = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
     data = random_data(tmp_path / "x.npz", (1, 3, 32, 32), 12)
     assert_one_line_error(["verify", folder, "--data", data], "49x10")
+
+
+def test_a_model_with_external_weight_files_builds_and_verifies_on_cortex_m7(firmware, zoo_model, tmp_path):
+    model = zoo_model("resnet", "dynamo")  # torch's dynamo exporter keeps the weights in a .data file beside it
+    folder, manifest = firmware(model.path, "cortex-m7")
+    code, result = verify(folder, random_data(tmp_path / "x.npz", model.input_shape, manifest["classes"], n=2))
+    assert code == 0 and result["machine"] == "mps2-an500" and result["max_abs_error"] <= 1e-4

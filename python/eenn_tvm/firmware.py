@@ -46,7 +46,7 @@ class Network:
     output_is_probability: bool
     exits: list[dict]  # per exit: index, point, macs_to_reach, head_macs (from the plan)
     total_macs: int | None
-    reference: Path  # file verify runs on the host
+    reference: Path | onnx.ModelProto  # what verify runs on the host: the host module file, or the model as imported
 
 
 def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
@@ -59,7 +59,7 @@ def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
     mod = SplitAtExits(points=[])(model.mod)
     (input_name, shape), = model.input_shapes.items()
     return Network(model.name, "model", mod, segment_names(1), input_name, list(shape), _classes(model.onnx),
-                   _ends_in_softmax(model.onnx), [], None, path)
+                   _ends_in_softmax(model.onnx), [], None, model.onnx)
 
 
 def _eenn_from_plan(folder: Path) -> Network:
@@ -111,9 +111,8 @@ def build_firmware(
             project.keep_binaries(Path(build), tmp)
         sizes = project.measure_sizes(tmp / project.BINARIES, memory, workspace, stack_bytes)
         _check_budget(core, sizes, flash_budget or core.flash_budget, ram_budget or core.ram_budget)
-        (tmp / REFERENCE).mkdir()
-        shutil.copyfile(network.reference, tmp / REFERENCE / network.reference.name)
-        manifest = _manifest(network, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget)
+        reference = _write_reference(network, tmp / REFERENCE)
+        manifest = _manifest(network, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget, reference)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -136,8 +135,18 @@ def _check_budget(core: Core, sizes: project.Sizes, flash: int, ram: int) -> Non
                         f"(raise --flash/--ram for a bigger part, or place fewer segments on the device)")
 
 
+def _write_reference(network: Network, folder: Path) -> str:
+    """The model as imported (weights inline, even if the original kept them in external files), or the host module."""
+    folder.mkdir()
+    if isinstance(network.reference, onnx.ModelProto):
+        onnx.save(network.reference, str(folder / "model.onnx"))
+        return f"{REFERENCE}/model.onnx"
+    shutil.copyfile(network.reference, folder / network.reference.name)
+    return f"{REFERENCE}/{network.reference.name}"
+
+
 def _manifest(network: Network, core: Core, kernel_kind: str, memory, workspace: int, sizes: project.Sizes,
-              flash_budget, ram_budget) -> dict:
+              flash_budget, ram_budget, reference: str) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -152,7 +161,7 @@ def _manifest(network: Network, core: Core, kernel_kind: str, memory, workspace:
         "segments": len(network.segments),
         "exits": network.exits,
         "total_macs": network.total_macs,
-        "reference": f"{REFERENCE}/{network.reference.name}",
+        "reference": reference,
         "elf": f"{project.BINARIES}/{project.ELF}",
         "memory": {"arena_bytes": memory.arena_bytes, "lower_bound_bytes": memory.lower_bound_bytes,
                    "workspace_bytes": workspace, "stack_reserved_bytes": sizes.stack},
