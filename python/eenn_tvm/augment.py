@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from .onnx_export import with_exit_heads
 from .outputs import atomic_folder
 from .plan import Baseline, Evaluation, Plan, PlannedExit
 from .report import write_report
-from .search import Option, Problem, Result, search, single_threshold
+from .search import Option, Problem, Result, evaluate, search, single_threshold
 from .targets.host import HostModule, build
 from .textui import progress
 
@@ -65,7 +65,7 @@ def augment(
     out: str | Path,
     settings: Settings,
     input_shapes: dict | None = None,
-    cost: Callable[[Analysis], CostFunction] = MacCost,
+    cost: Callable[[ImportedModel, Analysis], CostFunction] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> Plan:
     _check_settings(settings)
@@ -85,7 +85,7 @@ def augment(
     features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
     timings["features"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    costs = cost(analysis)
+    costs = cost(model, analysis) if cost else MacCost(analysis)
     trained = _train_and_score(analysis, features, data.y, train_idx, val_idx, classes, settings, costs)
     timings["heads"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -148,16 +148,30 @@ def _train_and_score(analysis, features, labels, train_idx, val_idx, classes, se
     return _Trained(heads, problem, len(val_idx))
 
 
-def _evaluation(problem: Problem, result: Result, analysis: Analysis, costs: CostFunction) -> Evaluation:
+def _evaluation(problem: Problem, result: Result, analysis: Analysis, trained: _Trained, costs: CostFunction) -> Evaluation:
+    """Figures in MACs always; in the searched cost too when that is not MACs."""
     outcome = result.outcome
+    in_macs = outcome if costs.name == "macs" else evaluate(_in_macs(problem, analysis, trained), result.exits)
+    predicted = None
+    if costs.name != "macs":
+        predicted = {"cost": costs.name, "mean": outcome.mean_cost, "full": problem.final_cost,
+                     "fraction": outcome.mean_cost / problem.final_cost}
     return Evaluation(
         samples=problem.samples,
         baseline_accuracy=float(problem.final_correct.mean()),
         accuracy=outcome.accuracy,
-        mean_macs=outcome.mean_cost if costs.name == "macs" else float("nan"),
-        mac_fraction=outcome.mean_cost / problem.final_cost,
+        mean_macs=in_macs.mean_cost,
+        mac_fraction=in_macs.mean_cost / analysis.total_macs,
         exit_histogram=outcome.exit_counts,
+        predicted=predicted,
     )
+
+
+def _in_macs(problem: Problem, analysis: Analysis, trained: _Trained) -> Problem:
+    macs = MacCost(analysis)
+    points = analysis.exit_points
+    options = [replace(o, head_cost=macs.head(trained.heads[o.point, o.kind], points[o.point])) for o in problem.options]
+    return replace(problem, options=options, reach_cost=[macs.reach(p) for p in points], final_cost=macs.total())
 
 
 def _planned_exits(analysis: Analysis, trained: _Trained, result: Result, prefix: str) -> list[PlannedExit]:
@@ -194,10 +208,10 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         },
         decision=settings.decision,
         exits=_planned_exits(analysis, trained, result, "exit"),
-        validation=_evaluation(trained.problem, result, analysis, costs),
+        validation=_evaluation(trained.problem, result, analysis, trained, costs),
         baseline=Baseline(
             exits=_planned_exits(analysis, trained, baseline, "baseline"),
-            validation=_evaluation(trained.problem, baseline, analysis, costs),
+            validation=_evaluation(trained.problem, baseline, analysis, trained, costs),
         ),
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
         search={

@@ -46,7 +46,7 @@ class Network:
     output_is_probability: bool
     exits: list[dict]  # per exit: index, point, macs_to_reach, head_macs (from the plan)
     total_macs: int | None
-    reference: Path | onnx.ModelProto  # what verify runs on the host: the host module file, or the model as imported
+    reference: Path | onnx.ModelProto | None  # what verify runs on the host: the host module, or the model as imported
 
 
 def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
@@ -88,21 +88,34 @@ def build_firmware(
     input_shapes: dict | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> dict:
-    """Write the firmware project to `out` and return its manifest (also in out/firmware.json)."""
+    """Write the firmware project for a model file or an augment folder to `out`; returns its manifest."""
     core = core_named(target)
+    return write_firmware(network_from(source, input_shapes), core, out, kernel_kind, flash_budget, ram_budget,
+                          stack_bytes, log)
+
+
+def write_firmware(
+    network: Network,
+    core: Core,
+    out: str | Path,
+    kernel_kind: str = "auto",
+    flash_budget: int | None = None,
+    ram_budget: int | None = None,
+    stack_bytes: int = project.DEFAULT_STACK_BYTES,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict:
+    """Lower, generate, compile and size `network` for `core` into `out` (also out/firmware.json)."""
     if kernel_kind not in kernels.KERNEL_KINDS:
         raise EennError(f"unknown kernel kind {kernel_kind!r}: choose one of {', '.join(kernels.KERNEL_KINDS)}")
     if kernel_kind == "auto":
         kernel_kind = core.kernels
-    network = network_from(source, input_shapes)
     log(f"lowering {len(network.segments)} segment(s) of {network.name} for {core.name}")
     program = lower(network.mod, network.segments)
     source_c = kernels.c_source(program.kernels)
     workspace = kernels.workspace_bytes(source_c)
     spec = driver.DriverSpec(network.name, core.name, network.classes, len(network.segments),
                              network.output_is_probability, workspace)
-    last = program.segments[-1]
-    memory = plan_memory(program, live_until_end=last.outputs[:1])
+    memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
     with atomic_folder(out) as tmp:
         log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
         project.write_project(tmp, program, spec, memory, core, kernel_kind, stack_bytes)
@@ -135,8 +148,10 @@ def _check_budget(core: Core, sizes: project.Sizes, flash: int, ram: int) -> Non
                         f"(raise --flash/--ram for a bigger part, or place fewer segments on the device)")
 
 
-def _write_reference(network: Network, folder: Path) -> str:
+def _write_reference(network: Network, folder: Path) -> str | None:
     """The model as imported (weights inline, even if the original kept them in external files), or the host module."""
+    if network.reference is None:
+        return None
     folder.mkdir()
     if isinstance(network.reference, onnx.ModelProto):
         onnx.save(network.reference, str(folder / "model.onnx"))

@@ -38,6 +38,7 @@ class Evaluation:
     mean_macs: float
     mac_fraction: float  # mean MACs per inference / the original model's MACs
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
+    predicted: dict | None = None  # with a platform: {"cost", "mean", "full", "fraction"} of the searched cost
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from . import analyze, augment, build, run, verify
+from . import analyze, augment, build, profile, run, verify
 
-COMMANDS = [analyze.command, augment.command, run.command, build.command, verify.command]
+COMMANDS = [analyze.command, augment.command, run.command, build.command, verify.command, profile.command]
 
 
 def register_all(group) -> None:

@@ -7,6 +7,10 @@ from pathlib import Path
 import click
 
 from ..augment import Settings, augment
+from ..costmodel import CostModel
+from ..costs import OBJECTIVES, PredictedCost
+from ..errors import EennError
+from ..platform import load_platform
 from ..decision import RULES
 from ..features import DEFAULT_CACHE
 from ..textui import format_table
@@ -29,9 +33,17 @@ from .options import echo_json, input_shape_option, input_shapes_from, json_opti
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
               help="Folder to write (replaced as a whole when done).")
+@click.option("--platform", "platform_name", metavar="NAME|FILE.toml",
+              help="Minimise the predicted cost on the platform's device tier instead of MACs (see `eenn-tvm profile`).")
+@click.option("--objective", default="energy", show_default=True, type=click.Choice(OBJECTIVES),
+              help="With --platform: expected energy or expected latency per inference.")
+@click.option("--cost-model", "cost_model_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json if it exists, "
+                   "else the analytic model (MACs / throughput).")
 @input_shape_option
 @json_option
-def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, cache_dir, no_cache, out, input_shapes, as_json):
+def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, cache_dir, no_cache, out,
+            platform_name, objective, cost_model_path, input_shapes, as_json):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
     Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
@@ -39,7 +51,8 @@ def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, c
     split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
     """
     settings = Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir)
-    plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), log=_log)
+    cost = _predicted_cost(platform_name, objective, cost_model_path, decision) if platform_name else None
+    plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
     if as_json:
         echo_json(plan.to_json())
         return
@@ -50,6 +63,10 @@ def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, c
         plan.model["total_macs"],
         [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
     ))
+    if v.predicted:
+        click.echo(f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
+                   f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
+                   f"SDN baseline {100 * (1 - b.predicted['fraction']):.1f}% less)")
     click.echo()
     click.echo(format_table(
         ["exit", "point", "head", "threshold", "MACs to reach", "leave here"],
@@ -57,6 +74,20 @@ def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, c
          for e, n in zip(plan.exits, v.exit_histogram)],
     ))
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
+
+
+def _predicted_cost(platform_name, objective, cost_model_path, decision):
+    platform = load_platform(platform_name)
+    path = cost_model_path or Path("costs") / f"{platform.name}.model.json"
+    if path.is_file():
+        cost_model = CostModel.load(path, platform)
+    elif cost_model_path:
+        raise EennError(f"{path}: no such cost model: make one with `eenn-tvm profile --platform {platform_name}`")
+    else:
+        cost_model = CostModel(platform)
+    device = platform.device.name
+    _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")
+    return lambda model, analysis: PredictedCost(model, analysis, cost_model, device, objective, decision)
 
 
 def _log(message: str) -> None:
