@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from eenn_tvm.errors import EennError
 from eenn_tvm.firmware import build_firmware
 from eenn_tvm.textui import format_table
@@ -44,7 +43,7 @@ def workloads(args, scratch: Path) -> list[tuple[str, Path, Path, int]]:
 def measure(source: Path, data: Path, samples: int, core: str, kind: str, scratch: Path) -> dict:
     out = scratch / f"{core}-{kind}"
     try:
-        manifest = build_firmware(source, core, out, kind, flash_budget=8 << 20, ram_budget=RAM_FOR_ALL)
+        build_firmware(source, core, out, kind, flash_budget=8 << 20, ram_budget=RAM_FOR_ALL)
     except EennError as err:  # e.g. LLVM's soft-float helper names on Armv6-M
         return {"core": core, "kernels": kind, "error": str(err)}
     result = verify(out, data, samples)

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import zoo
-from zoo import ALL_ZOO
-
 from eenn_tvm.analysis import analyze
 from eenn_tvm.frontend import import_onnx
+from zoo import ALL_ZOO
 
 
 def _normalised(shape):

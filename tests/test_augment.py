@@ -5,7 +5,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 

@@ -6,9 +6,8 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper
-
 from eenn_tvm.cli import main
+from onnx import TensorProto, helper
 
 
 def run_cli(*args):

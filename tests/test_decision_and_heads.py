@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-from tvm import relax
-
 from conftest import ort_run
 from eenn_tvm import heads
 from eenn_tvm.decision import RULES, confidence
@@ -11,6 +9,7 @@ from eenn_tvm.exit_functions import exit_function
 from eenn_tvm.features import POOL_BINS, adaptive_avg_pool
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.targets.host import HostModule, build
+from tvm import relax
 
 
 def blobs(n=600, features=12, classes=3, seed=0):

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import zoo
-
 from conftest import MLPERF, REPO
 from test_cli import assert_one_line_error, run_cli
 

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-
 from eenn_tvm.search import Exit, Option, Problem, evaluate, search, single_threshold
 
 

@@ -23,7 +23,6 @@ from tvm.relax.frontend.onnx import onnx_frontend
 from .errors import EennError
 from .passes.cuts import TENSOR_NAMES_ATTR
 
-
 Shape = tuple[int, ...]
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-
 # kind -> (pooling of the feature map, hidden units or None for a linear head)
 HEAD_KINDS = {
     "gap_linear": ("gap", None),

@@ -6,9 +6,10 @@ Errors name the file and the field: `fin.toml: targets[1].active_power_w: missin
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from . import targets
 from .errors import EennError

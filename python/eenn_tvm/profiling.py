@@ -49,6 +49,10 @@ def measure_all(platform: Platform, workloads: list[Workload], dataset: Path,
                 progress: Callable[[str], None] = lambda _: None) -> list[dict]:
     """Measure every (workload, measurable target) pair not in the dataset yet; append them; return all rows."""
     rows = read_dataset(dataset)
+    by_key = {w.key: w for w in workloads}
+    for row in rows:  # features are cheap: recompute them, so rows measured before a feature change still count
+        if row["workload"] in by_key:
+            row["features"] = segment_features(by_key[row["workload"]].function)
     done = {(r["workload"], r["target"]) for r in rows}
     todo = [(w, t) for w in workloads for t in platform.targets if t.measurable and (w.key, t.name) not in done]
     dataset.parent.mkdir(parents=True, exist_ok=True)

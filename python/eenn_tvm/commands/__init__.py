@@ -1,8 +1,9 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from . import analyze, augment, build, profile, run, verify
+from . import analyze, augment, build, map, profile, run, verify
 
-COMMANDS = [analyze.command, augment.command, run.command, build.command, verify.command, profile.command]
+COMMANDS = [analyze.command, augment.command, run.command, build.command, verify.command, profile.command,
+            map.command]
 
 
 def register_all(group) -> None:

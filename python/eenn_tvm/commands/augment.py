@@ -9,10 +9,10 @@ import click
 from ..augment import Settings, augment
 from ..costmodel import CostModel
 from ..costs import OBJECTIVES, PredictedCost
-from ..errors import EennError
-from ..platform import load_platform
 from ..decision import RULES
+from ..errors import EennError
 from ..features import DEFAULT_CACHE
+from ..platform import load_platform
 from ..textui import format_table
 from .options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
 

@@ -1,0 +1,328 @@
+"""Placing the blocks of an early-exit network on the tiers of a platform, to the exact optimum.
+
+The problem (also a standalone JSON file, see `Problem.from_json`): a chain of blocks, each with MACs, parameter
+bytes, the bits it hands on and optionally an exit (the share of all samples that leave there, and the
+accuracy of the network truncated there); nodes with a tier, a throughput, a power and a memory; links. A
+sample moves along the chain only over links and never to a lower tier; each node runs one contiguous run of
+blocks. Expected energy (or latency) is minimised under a worst-case latency bound (the path of a sample that
+takes no early exit), an accuracy floor on the terminal exit, and per-node memory (parameters of its blocks
+plus its largest activation).
+
+`solve` is a label-setting search over (block, node, start of the node's run, nodes visited) with Pareto
+pruning on (cost, worst-case latency): exact, because a label is only dropped when another with the same
+future is no worse in both. `brute_force` enumerates every placement, for checking it on small cases.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EennError
+
+OBJECTIVES = ("energy", "latency")
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    macs: float
+    param_bytes: int
+    out_bits: float
+    exit_fraction: float = 0.0
+    accuracy: float | None = None  # of the network truncated at this block's exit; None: no exit here
+
+    @property
+    def has_exit(self) -> bool:
+        return self.accuracy is not None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    tier: int
+    macs_per_s: float
+    power_w: float
+    memory_bytes: float
+
+
+@dataclass(frozen=True)
+class Link:
+    energy_j_per_bit: float
+    seconds_per_bit: float
+    latency_s: float
+
+
+@dataclass
+class Problem:
+    source: str
+    input_bits: float
+    blocks: list[Block]
+    nodes: list[Node]
+    links: dict[tuple[str, str], Link]
+    objective: str = "energy"
+    choose_terminal_exit: bool = False
+    max_latency_s: float = float("inf")
+    min_accuracy: float = 0.0
+
+    @classmethod
+    def load(cls, path: str | Path) -> Problem:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise EennError(f"{path}: no such problem file") from None
+        except json.JSONDecodeError as err:
+            raise EennError(f"{path}: not JSON ({err})") from None
+        try:
+            return cls.from_json(doc)
+        except (KeyError, TypeError, ValueError) as err:
+            raise EennError(f"{path}: {_describe(err)}") from None
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Problem:
+        blocks = [Block(b["name"], float(b["macs"]), int(b.get("param_bytes", 0)), float(b["out_bits"]),
+                        float(b["exit"]["exit_fraction"]) if b.get("exit") else 0.0,
+                        float(b["exit"].get("accuracy", 0.0)) if b.get("exit") else None) for b in doc["blocks"]]
+        nodes = [Node(n["name"], int(n["tier"]), float(n["macs_per_s"]), float(n["power_w"]), float(n["memory_bytes"]))
+                 for n in doc["nodes"]]
+        links = {(l["from"], l["to"]): Link(float(l["energy_j_per_bit"]), float(l["seconds_per_bit"]), float(l["latency_s"]))
+                 for l in doc.get("links", [])}
+        constraints = doc.get("constraints", {})
+        problem = cls(doc["source"], float(doc.get("input_bits", 0)), blocks, nodes, links,
+                      doc.get("objective", "energy"), bool(doc.get("choose_terminal_exit", False)),
+                      float(constraints.get("max_latency_s", float("inf"))), float(constraints.get("min_accuracy", 0.0)))
+        problem.check()
+        return problem
+
+    def check(self) -> None:
+        names = {n.name for n in self.nodes}
+        if self.source not in names:
+            raise ValueError(f"source {self.source!r} is not a node")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if not self.blocks:
+            raise ValueError("blocks: the chain is empty")
+        for a, b in self.links:
+            if a not in names or b not in names:
+                raise ValueError(f"link {a} -> {b} names a node that does not exist")
+        if sum(b.exit_fraction for b in self.blocks[:-1]) > 1 + 1e-9:
+            raise ValueError("exit fractions add up to more than 1")
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+    def reach(self) -> list[float]:
+        """The share of samples that reach each block."""
+        shares, left = [], 1.0
+        for b in self.blocks:
+            shares.append(max(left, 0.0))
+            left -= b.exit_fraction
+        return shares
+
+
+@dataclass
+class Placement:
+    nodes: list[str]  # per block, up to the terminal one
+    terminal_exit: int | None  # the block whose exit truncates the network (choose_terminal_exit), else None
+    cost: float  # expected energy (J) or expected latency (s), per the objective
+    energy_j: float
+    expected_latency_s: float
+    latency_s: float  # worst case: a sample that takes no early exit
+    per_node: dict[str, dict] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"placement": self.nodes, "terminal_exit": self.terminal_exit, "energy_j": self.energy_j,
+                "latency_s": self.latency_s, "expected_latency_s": self.expected_latency_s, "per_node": self.per_node}
+
+
+class Infeasible(EennError):
+    pass
+
+
+def evaluate(problem: Problem, nodes: list[str], terminal: int | None = None) -> Placement | None:
+    """The figures of one placement (blocks 0..len(nodes)-1), or None if it breaks a rule or a constraint."""
+    last = len(nodes) - 1
+    reach = problem.reach()
+    energy = expected = worst = 0.0
+    previous = problem.source
+    bits = problem.input_bits
+    runs: dict[str, list[int]] = {}
+    for i, name in enumerate(nodes):
+        if name != previous:
+            link = problem.links.get((previous, name))
+            node_before = problem.node(previous)
+            if link is None or problem.node(name).tier < node_before.tier or name in runs:
+                return None
+            energy += reach[i] * bits * link.energy_j_per_bit
+            seconds = bits * link.seconds_per_bit + link.latency_s
+            expected += reach[i] * seconds
+            worst += seconds
+        node, block = problem.node(name), problem.blocks[i]
+        seconds = block.macs / node.macs_per_s
+        energy += reach[i] * seconds * node.power_w
+        expected += reach[i] * seconds
+        worst += seconds
+        runs.setdefault(name, []).append(i)
+        previous, bits = name, block.out_bits
+    if terminal is not None and not problem.blocks[terminal].has_exit:
+        return None
+    end = problem.blocks[last]
+    if end.has_exit and end.accuracy < problem.min_accuracy - 1e-12:
+        return None
+    if worst > problem.max_latency_s * (1 + 1e-12):
+        return None
+    per_node = {}
+    for name, blocks in runs.items():
+        memory = _memory(problem, blocks)
+        if memory > problem.node(name).memory_bytes:
+            return None
+        per_node[name] = {"blocks": blocks, "memory_bytes": memory}
+    cost = energy if problem.objective == "energy" else expected
+    return Placement(list(nodes), terminal, cost, energy, expected, worst, per_node)
+
+
+def _memory(problem: Problem, blocks: list[int]) -> float:
+    params = sum(problem.blocks[i].param_bytes for i in blocks)
+    inputs = [problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits for i in blocks]
+    outputs = [problem.blocks[i].out_bits for i in blocks]
+    return params + max(inputs + outputs) / 8
+
+
+def _lengths(problem: Problem) -> list[tuple[int, int | None]]:
+    """(number of blocks run, terminal exit) for every admissible truncation."""
+    count = len(problem.blocks)
+    if not problem.choose_terminal_exit:
+        return [(count, None)]
+    return [(i + 1, i) for i, b in enumerate(problem.blocks) if b.has_exit] or [(count, None)]
+
+
+def brute_force(problem: Problem) -> Placement:
+    best = None
+    names = [n.name for n in problem.nodes]
+    for length, terminal in _lengths(problem):
+        for nodes in itertools.product(names, repeat=length):
+            p = evaluate(problem, list(nodes), terminal)
+            if p is not None and (best is None or (p.cost, p.latency_s) < (best.cost, best.latency_s)):
+                best = p
+    if best is None:
+        raise Infeasible(binding_constraint(problem))
+    return best
+
+
+def solve(problem: Problem) -> Placement:
+    """The optimum by label setting. Labels at a block: (cost so far, worst latency so far, node, run start,
+    visited nodes, path); a label is pruned when one with the same node, run start and visited set is no
+    worse in cost and latency (their futures are identical)."""
+    best = None
+    for length, terminal in _lengths(problem):
+        found = _label_setting(problem, length, terminal)
+        if found is not None and (best is None or (found.cost, found.latency_s) < (best.cost, best.latency_s)):
+            best = found
+    if best is None:
+        raise Infeasible(binding_constraint(problem))
+    return best
+
+
+def _label_setting(problem: Problem, length: int, terminal: int | None) -> Placement | None:
+    reach = problem.reach()
+    labels = {(problem.source, -1, frozenset()): [(0.0, 0.0, ())]}  # before block 0: at the source
+    for i in range(length):
+        block = problem.blocks[i]
+        bits = problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits
+        grown: dict[tuple, list] = {}
+        for (here, start, visited), front in labels.items():
+            for node in problem.nodes:
+                moved = node.name != here
+                if moved:
+                    link = problem.links.get((here, node.name))
+                    if link is None or node.tier < problem.node(here).tier or node.name in visited:
+                        continue
+                    hop_cost = reach[i] * bits * (link.energy_j_per_bit if problem.objective == "energy" else link.seconds_per_bit) \
+                        + (0.0 if problem.objective == "energy" else reach[i] * link.latency_s)
+                    hop_time = bits * link.seconds_per_bit + link.latency_s
+                else:
+                    hop_cost = hop_time = 0.0
+                run_start = i if moved or start < 0 else start
+                run = list(range(run_start, i + 1))
+                if _memory(problem, run) > node.memory_bytes:
+                    continue
+                seconds = block.macs / node.macs_per_s
+                step = reach[i] * seconds * (node.power_w if problem.objective == "energy" else 1.0)
+                key = (node.name, run_start, visited | {here} if moved and i > 0 else visited)
+                for cost, time, path in front:
+                    t = time + hop_time + seconds
+                    if t <= problem.max_latency_s * (1 + 1e-12):
+                        _add(grown.setdefault(key, []), (cost + hop_cost + step, t, (*path, node.name)))
+        labels = grown
+    candidates = [evaluate(problem, list(path), terminal) for front in labels.values() for _, _, path in front]
+    candidates = [c for c in candidates if c is not None]
+    return min(candidates, key=lambda p: (p.cost, p.latency_s), default=None)
+
+
+def _add(front: list, label: tuple) -> None:
+    """Insert into a Pareto front on (cost, latency), dropping dominated labels."""
+    cost, time, _ = label
+    if any(c <= cost + 1e-18 and t <= time + 1e-18 for c, t, _ in front):
+        return
+    front[:] = [f for f in front if not (cost <= f[0] and time <= f[1])] + [label]
+
+
+def binding_constraint(problem: Problem) -> str:
+    """Which constraint, lifted alone, makes the problem feasible: the one to name in the error."""
+    relaxations = {
+        "the latency bound": {"max_latency_s": float("inf")},
+        "the accuracy floor": {"min_accuracy": 0.0},
+    }
+    for what, change in relaxations.items():
+        relaxed = Problem(**{**problem.__dict__, **change})
+        if _any_placement(relaxed):
+            bound = problem.max_latency_s if "latency" in what else problem.min_accuracy
+            return f"no placement meets {what} ({bound:g}); relax it"
+    roomy = Problem(**{**problem.__dict__, "nodes": [Node(n.name, n.tier, n.macs_per_s, n.power_w, float("inf"))
+                                                     for n in problem.nodes]})
+    if _any_placement(roomy):
+        return "no placement fits the nodes' memory; add memory or split the model into smaller blocks"
+    return "no placement satisfies the constraints together (or the links do not connect the source to enough nodes)"
+
+
+def _any_placement(problem: Problem) -> bool:
+    return any(_label_setting(problem, length, terminal) for length, terminal in _lengths(problem))
+
+
+def baselines(problem: Problem) -> dict[str, Placement | None]:
+    """Comparison points: everything on the source, everything on the highest tier it can reach, and a greedy
+    heuristic that puts each block where a weighted sum of its normalised energy and latency is least."""
+    names = [n.name for n in problem.nodes]
+    length, terminal = _lengths(problem)[-1]
+    top = max(problem.nodes, key=lambda n: (n.tier, n.macs_per_s)).name
+    return {
+        "all_on_source": evaluate(problem, [problem.source] * length, terminal),
+        "all_on_last_tier": evaluate(problem, [top] * length, terminal),
+        "weighted_sum": _weighted_sum(problem, names, length, terminal),
+    }
+
+
+def _weighted_sum(problem: Problem, names: list[str], length: int, terminal: int | None) -> Placement | None:
+    path: list[str] = []
+    for i in range(length):
+        scored = []
+        for name in names:
+            p = evaluate(Problem(**{**problem.__dict__, "max_latency_s": float("inf"), "min_accuracy": 0.0,
+                                    "blocks": problem.blocks[: i + 1]}), [*path, name])
+            if p is not None:
+                scored.append((p.energy_j, p.latency_s, name))
+        if not scored:
+            return None
+        e_max = max(s[0] for s in scored) or 1.0
+        t_max = max(s[1] for s in scored) or 1.0
+        path.append(min(scored, key=lambda s: 0.5 * s[0] / e_max + 0.5 * s[1] / t_max)[2])
+    return evaluate(problem, path, terminal)
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, KeyError):
+        return f"missing field {err.args[0]!r}"
+    return str(err)

@@ -1,0 +1,103 @@
+"""Placement across tiers: the solver's optimum equals brute force, the costs follow the problem's definition,
+and infeasible problems name the binding constraint."""
+
+import json
+import math
+import random
+
+import pytest
+from conftest import REPO
+from eenn_tvm.mapping import Infeasible, Problem, brute_force, evaluate, solve
+from test_cli import assert_one_line_error, run_cli
+
+SMALL = REPO / "examples" / "placement" / "small.json"
+
+
+def random_problem(rng, blocks, nodes):
+    chain, left = [], 1.0
+    for i in range(blocks):
+        exit_ = None
+        if i == blocks - 1:
+            exit_ = {"exit_fraction": left, "accuracy": rng.uniform(0.8, 0.99)}
+        elif rng.random() < 0.6:
+            share = rng.uniform(0, left / 2)
+            left -= share
+            exit_ = {"exit_fraction": share, "accuracy": rng.uniform(0.3, 0.95)}
+        chain.append({"name": f"b{i}", "macs": rng.uniform(1e5, 1e8), "param_bytes": rng.randint(1000, 200_000),
+                      "out_bits": rng.choice([8e3, 3e4, 1.3e5, 5e5]), "exit": exit_})
+    node_list = [{"name": f"n{j}", "tier": j if j < 3 else rng.randint(0, 2), "macs_per_s": 10 ** rng.uniform(8, 13),
+                  "power_w": 10 ** rng.uniform(-2, 2.6), "memory_bytes": 10 ** rng.uniform(4.5, 7)} for j in range(nodes)]
+    links = [{"from": a["name"], "to": b["name"], "energy_j_per_bit": rng.uniform(1e-9, 1e-7),
+              "seconds_per_bit": 10 ** rng.uniform(-9, -6), "latency_s": rng.uniform(0, 0.02)}
+             for a in node_list for b in node_list if a is not b and rng.random() < 0.7]
+    return Problem.from_json({
+        "source": "n0", "input_bits": 24576, "objective": rng.choice(["energy", "latency"]),
+        "choose_terminal_exit": rng.random() < 0.5,
+        "constraints": {"max_latency_s": 10 ** rng.uniform(-2, 1), "min_accuracy": rng.uniform(0, 0.9)},
+        "blocks": chain, "nodes": node_list, "links": links})
+
+
+def optimum_or_none(solver, problem):
+    try:
+        return solver(problem)
+    except Infeasible:
+        return None
+
+
+@pytest.mark.parametrize("blocks, nodes", [(12, 2), (8, 3), (6, 4), (3, 5)])
+def test_the_solver_finds_the_brute_force_optimum_on_random_problems(blocks, nodes):
+    rng = random.Random(blocks * 100 + nodes)
+    feasible = 0
+    for _ in range(25):
+        problem = random_problem(rng, rng.randint(1, blocks), nodes)
+        exact, best = optimum_or_none(brute_force, problem), optimum_or_none(solve, problem)
+        assert (exact is None) == (best is None)
+        if exact is not None:
+            feasible += 1
+            assert math.isclose(best.cost, exact.cost, rel_tol=1e-9, abs_tol=1e-15)
+            assert evaluate(problem, best.nodes, best.terminal_exit) is not None
+    assert feasible >= 5  # the set exercises feasible problems, not only infeasible ones
+
+
+def test_expected_energy_follows_the_definition():
+    problem = Problem.load(SMALL)
+    p = evaluate(problem, ["device", "edge", "edge"])
+    # reach: 1, 0.7, 0.3; compute on each node, and the hand-over between b0 and b1 paid by the 70% that reach b1.
+    compute = 770_000 / 1.1e13 * 6 + 0.7 * 38e6 / 1.534e14 * 140 + 0.3 * 150e6 / 1.534e14 * 140
+    transfer = 0.7 * 131072 * 6.7e-8
+    assert math.isclose(p.energy_j, compute + transfer, rel_tol=1e-12)
+    worst = 770_000 / 1.1e13 + 131072 * 1e-8 + 0.002 + 38e6 / 1.534e14 + 150e6 / 1.534e14
+    assert math.isclose(p.latency_s, worst, rel_tol=1e-12)
+    # b2's 1.2 MB of parameters do not fit the device's 256 KiB.
+    assert evaluate(problem, ["device", "device", "device"]) is None
+
+
+def test_map_prints_the_placement_and_the_baselines_as_json():
+    code, stdout, stderr = run_cli("map", "--problem", SMALL, "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    assert {"placement", "terminal_exit", "energy_j", "latency_s", "baselines", "saving"} <= result.keys()
+    assert len(result["placement"]) == 3 and result["terminal_exit"] is None
+    assert result["baselines"]["all_on_source"] is None  # infeasible: memory
+    assert all(s is None or s >= -1e-12 for s in result["saving"].values())
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"constraints": {"max_latency_s": 1e-5}}, "latency bound"),
+    ({"constraints": {"min_accuracy": 0.99}}, "accuracy floor"),
+    ({"nodes": [{"name": "device", "tier": 0, "macs_per_s": 1e13, "power_w": 6, "memory_bytes": 1000}]}, "memory"),
+])
+def test_an_infeasible_problem_names_the_binding_constraint(change, fragment, tmp_path):
+    doc = json.loads(SMALL.read_text())
+    doc.update(change)
+    if "nodes" in change:
+        doc["links"] = []
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    assert_one_line_error(["map", "--problem", path], fragment)
+
+
+def test_a_malformed_problem_is_one_line(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"source": "device", "blocks": []}')
+    assert_one_line_error(["map", "--problem", path], "p.json")
