@@ -120,6 +120,21 @@ class CostModel:
         self.boosters = boosters or {}
 
     @classmethod
+    def for_platform(cls, platform: Platform, model_path: Path | None = None) -> CostModel:
+        """The given model file; by default costs/PLATFORM.model.json, else one trained on the measurements in
+        costs/PLATFORM.jsonl, else none (every target analytic)."""
+        from .profiling import read_dataset
+
+        if model_path is not None:
+            if not Path(model_path).is_file():
+                raise EennError(f"{model_path}: no such cost model: make one with `eenn-tvm profile --platform {platform.name}`")
+            return cls.load(model_path, platform)
+        default = Path("costs") / f"{platform.name}.model.json"
+        if default.is_file():
+            return cls.load(default, platform)
+        return cls.train(platform, read_dataset(Path("costs") / f"{platform.name}.jsonl"))
+
+    @classmethod
     def train(cls, platform: Platform, rows: list[dict], seed: int = 0) -> CostModel:
         """`rows`: measurements, each {"target", "features", "latency_s"} (the dataset `profile` writes)."""
         boosters = {}

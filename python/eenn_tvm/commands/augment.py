@@ -10,7 +10,6 @@ from ..augment import Settings, augment
 from ..costmodel import CostModel
 from ..costs import OBJECTIVES, PredictedCost
 from ..decision import RULES
-from ..errors import EennError
 from ..features import DEFAULT_CACHE
 from ..platform import load_platform
 from ..textui import format_table
@@ -38,8 +37,8 @@ from .options import echo_json, input_shape_option, input_shapes_from, json_opti
 @click.option("--objective", default="energy", show_default=True, type=click.Choice(OBJECTIVES),
               help="With --platform: expected energy or expected latency per inference.")
 @click.option("--cost-model", "cost_model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json if it exists, "
-                   "else the analytic model (MACs / throughput).")
+              help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json, else one trained "
+                   "on costs/PLATFORM.jsonl, else the analytic model (MACs / throughput).")
 @input_shape_option
 @json_option
 def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, cache_dir, no_cache, out,
@@ -78,13 +77,7 @@ def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, c
 
 def _predicted_cost(platform_name, objective, cost_model_path, decision):
     platform = load_platform(platform_name)
-    path = cost_model_path or Path("costs") / f"{platform.name}.model.json"
-    if path.is_file():
-        cost_model = CostModel.load(path, platform)
-    elif cost_model_path:
-        raise EennError(f"{path}: no such cost model: make one with `eenn-tvm profile --platform {platform_name}`")
-    else:
-        cost_model = CostModel(platform)
+    cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
     _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")
     return lambda model, analysis: PredictedCost(model, analysis, cost_model, device, objective, decision)
