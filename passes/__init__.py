@@ -3,21 +3,26 @@
 - `InsertExits`: attach exit heads at given points; `main` returns its outputs, then one per exit.
 - `TapPoints`: return the activations at given points too (one backbone run collects every feature).
 - `SplitAtExits`: one function per segment between consecutive cuts, each ending in its exit.
+- `AnnotatePartition`: each segment function carries the target the placement gave it.
 
 Points are named by ONNX tensor name (as `eenn_tvm.frontend` records them) or by Relax binding name.
 """
 
 from .cuts import binding_var, crossing_values, exit_points_of, resolve_point
 from .exits import InsertExits, TapPoints
+from .partition import TARGET_ATTR, AnnotatePartition, functions_on
 from .split import SplitAtExits, segment_names
 
 __all__ = [
+    "TARGET_ATTR",
+    "AnnotatePartition",
     "InsertExits",
     "binding_var",
     "SplitAtExits",
     "TapPoints",
     "crossing_values",
     "exit_points_of",
+    "functions_on",
     "resolve_point",
     "segment_names",
 ]

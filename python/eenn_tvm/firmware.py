@@ -103,17 +103,20 @@ def write_firmware(
     ram_budget: int | None = None,
     stack_bytes: int = project.DEFAULT_STACK_BYTES,
     log: Callable[[str], None] = lambda _: None,
+    device_segments: int | None = None,
 ) -> dict:
-    """Lower, generate, compile and size `network` for `core` into `out` (also out/firmware.json)."""
+    """Lower, generate, compile and size `network` for `core` into `out` (also out/firmware.json). With
+    `device_segments`, only the first ones: the last hands its activation over when its exit does not fire."""
     if kernel_kind not in kernels.KERNEL_KINDS:
         raise EennError(f"unknown kernel kind {kernel_kind!r}: choose one of {', '.join(kernels.KERNEL_KINDS)}")
     if kernel_kind == "auto":
         kernel_kind = core.kernels
-    log(f"lowering {len(network.segments)} segment(s) of {network.name} for {core.name}")
-    program = lower(network.mod, network.segments)
+    here = network.segments[: device_segments or len(network.segments)]
+    log(f"lowering {len(here)} segment(s) of {network.name} for {core.name}")
+    program = lower(network.mod, here)
     source_c = kernels.c_source(program.kernels)
     workspace = kernels.workspace_bytes(source_c)
-    spec = driver.DriverSpec(network.name, core.name, network.classes, len(network.segments),
+    spec = driver.DriverSpec(network.name, core.name, network.classes, len(here), len(network.segments),
                              network.output_is_probability, workspace)
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
     with atomic_folder(out) as tmp:
@@ -126,6 +129,8 @@ def write_firmware(
         _check_budget(core, sizes, flash_budget or core.flash_budget, ram_budget or core.ram_budget)
         reference = _write_reference(network, tmp / REFERENCE)
         manifest = _manifest(network, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget, reference)
+        manifest["device_segments"] = len(here)
+        manifest["hand_over"] = _hand_over(program) if len(here) < len(network.segments) else None
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -138,6 +143,11 @@ def load_manifest(folder: str | Path) -> dict:
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise EennError(f"{path}: written by another version of eenn-tvm: run `eenn-tvm build` again")
     return manifest
+
+
+def _hand_over(program) -> dict:
+    live = program.segments[-1].outputs[0]
+    return {"tensor": live.name, "shape": list(live.shape), "dtype": live.dtype, "bytes": live.nbytes}
 
 
 def _check_budget(core: Core, sizes: project.Sizes, flash: int, ram: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,13 @@ class Block:
     out_bits: float
     exit_fraction: float = 0.0
     accuracy: float | None = None  # of the network truncated at this block's exit; None: no exit here
+    seconds: dict[str, float] | None = None  # measured or predicted time per node, instead of macs / macs_per_s
+
+    def time_on(self, node: Node) -> float | None:
+        """Seconds on `node`, or None where it cannot run (a `seconds` table without that node)."""
+        if self.seconds is None:
+            return self.macs / node.macs_per_s
+        return self.seconds.get(node.name)
 
     @property
     def has_exit(self) -> bool:
@@ -46,6 +54,7 @@ class Node:
     macs_per_s: float
     power_w: float
     memory_bytes: float
+    flash_bytes: float | None = None  # a microcontroller: parameters go to flash, activations to memory_bytes
 
 
 @dataclass(frozen=True)
@@ -85,9 +94,11 @@ class Problem:
     def from_json(cls, doc: dict) -> Problem:
         blocks = [Block(b["name"], float(b["macs"]), int(b.get("param_bytes", 0)), float(b["out_bits"]),
                         float(b["exit"]["exit_fraction"]) if b.get("exit") else 0.0,
-                        float(b["exit"].get("accuracy", 0.0)) if b.get("exit") else None) for b in doc["blocks"]]
-        nodes = [Node(n["name"], int(n["tier"]), float(n["macs_per_s"]), float(n["power_w"]), float(n["memory_bytes"]))
-                 for n in doc["nodes"]]
+                        _accuracy(b["exit"]) if b.get("exit") else None,
+                        {k: float(v) for k, v in b["seconds"].items()} if "seconds" in b else None)
+                  for b in doc["blocks"]]
+        nodes = [Node(n["name"], int(n["tier"]), float(n["macs_per_s"]), float(n["power_w"]), float(n["memory_bytes"]),
+                      float(n["flash_bytes"]) if "flash_bytes" in n else None) for n in doc["nodes"]]
         links = {(l["from"], l["to"]): Link(float(l["energy_j_per_bit"]), float(l["seconds_per_bit"]), float(l["latency_s"]))
                  for l in doc.get("links", [])}
         constraints = doc.get("constraints", {})
@@ -110,6 +121,25 @@ class Problem:
                 raise ValueError(f"link {a} -> {b} names a node that does not exist")
         if sum(b.exit_fraction for b in self.blocks[:-1]) > 1 + 1e-9:
             raise ValueError("exit fractions add up to more than 1")
+
+    def to_json(self) -> dict:
+        """The standalone problem file: `map --problem` solves it the same way."""
+        blocks = []
+        for b in self.blocks:
+            block = {"name": b.name, "macs": b.macs, "param_bytes": b.param_bytes, "out_bits": b.out_bits}
+            if b.exit_fraction or b.has_exit:
+                block["exit"] = {"exit_fraction": b.exit_fraction, **({"accuracy": b.accuracy} if b.has_exit else {})}
+            if b.seconds is not None:
+                block["seconds"] = b.seconds
+            blocks.append(block)
+        nodes = [{k: v for k, v in n.__dict__.items() if v is not None} for n in self.nodes]
+        links = [{"from": a, "to": b, **link.__dict__} for (a, b), link in self.links.items()]
+        constraints = {"min_accuracy": self.min_accuracy}
+        if math.isfinite(self.max_latency_s):
+            constraints["max_latency_s"] = self.max_latency_s
+        return {"source": self.source, "input_bits": self.input_bits, "objective": self.objective,
+                "choose_terminal_exit": self.choose_terminal_exit, "constraints": constraints,
+                "blocks": blocks, "nodes": nodes, "links": links}
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -161,7 +191,9 @@ def evaluate(problem: Problem, nodes: list[str], terminal: int | None = None) ->
             expected += reach[i] * seconds
             worst += seconds
         node, block = problem.node(name), problem.blocks[i]
-        seconds = block.macs / node.macs_per_s
+        seconds = block.time_on(node)
+        if seconds is None:
+            return None
         energy += reach[i] * seconds * node.power_w
         expected += reach[i] * seconds
         worst += seconds
@@ -176,19 +208,28 @@ def evaluate(problem: Problem, nodes: list[str], terminal: int | None = None) ->
         return None
     per_node = {}
     for name, blocks in runs.items():
-        memory = _memory(problem, blocks)
-        if memory > problem.node(name).memory_bytes:
+        if not _fits(problem, problem.node(name), blocks):
             return None
-        per_node[name] = {"blocks": blocks, "memory_bytes": memory}
+        per_node[name] = {"blocks": blocks, "param_bytes": _params(problem, blocks), "activation_bytes": _activation(problem, blocks)}
     cost = energy if problem.objective == "energy" else expected
     return Placement(list(nodes), terminal, cost, energy, expected, worst, per_node)
 
 
-def _memory(problem: Problem, blocks: list[int]) -> float:
-    params = sum(problem.blocks[i].param_bytes for i in blocks)
+def _params(problem: Problem, blocks: list[int]) -> int:
+    return sum(problem.blocks[i].param_bytes for i in blocks)
+
+
+def _activation(problem: Problem, blocks: list[int]) -> float:
     inputs = [problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits for i in blocks]
-    outputs = [problem.blocks[i].out_bits for i in blocks]
-    return params + max(inputs + outputs) / 8
+    return max(inputs + [problem.blocks[i].out_bits for i in blocks]) / 8
+
+
+def _fits(problem: Problem, node: Node, blocks: list[int]) -> bool:
+    """Parameters plus the largest activation within memory; on a microcontroller parameters in flash instead."""
+    params, activation = _params(problem, blocks), _activation(problem, blocks)
+    if node.flash_bytes is not None:
+        return params <= node.flash_bytes and activation <= node.memory_bytes
+    return params + activation <= node.memory_bytes
 
 
 def _lengths(problem: Problem) -> list[tuple[int, int | None]]:
@@ -246,10 +287,9 @@ def _label_setting(problem: Problem, length: int, terminal: int | None) -> Place
                 else:
                     hop_cost = hop_time = 0.0
                 run_start = i if moved or start < 0 else start
-                run = list(range(run_start, i + 1))
-                if _memory(problem, run) > node.memory_bytes:
+                seconds = block.time_on(node)
+                if seconds is None or not _fits(problem, node, list(range(run_start, i + 1))):
                     continue
-                seconds = block.macs / node.macs_per_s
                 step = reach[i] * seconds * (node.power_w if problem.objective == "energy" else 1.0)
                 key = (node.name, run_start, visited | {here} if moved and i > 0 else visited)
                 for cost, time, path in front:
@@ -281,7 +321,7 @@ def binding_constraint(problem: Problem) -> str:
         if _any_placement(relaxed):
             bound = problem.max_latency_s if "latency" in what else problem.min_accuracy
             return f"no placement meets {what} ({bound:g}); relax it"
-    roomy = Problem(**{**problem.__dict__, "nodes": [Node(n.name, n.tier, n.macs_per_s, n.power_w, float("inf"))
+    roomy = Problem(**{**problem.__dict__, "nodes": [Node(n.name, n.tier, n.macs_per_s, n.power_w, math.inf, None)
                                                      for n in problem.nodes]})
     if _any_placement(roomy):
         return "no placement fits the nodes' memory; add memory or split the model into smaller blocks"
@@ -320,6 +360,10 @@ def _weighted_sum(problem: Problem, names: list[str], length: int, terminal: int
         t_max = max(s[1] for s in scored) or 1.0
         path.append(min(scored, key=lambda s: 0.5 * s[0] / e_max + 0.5 * s[1] / t_max)[2])
     return evaluate(problem, path, terminal)
+
+
+def _accuracy(exit_: dict) -> float | None:
+    return float(exit_["accuracy"]) if "accuracy" in exit_ else None
 
 
 def _describe(err: Exception) -> str:

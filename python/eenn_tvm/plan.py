@@ -59,13 +59,19 @@ class Plan:
     pareto: list[list[float]]  # [mean MAC fraction, validation accuracy], cheapest first
     search: dict  # the settings and timings of the search
     artifacts: dict = field(default_factory=dict)  # what else is in the folder: name -> file
+    placement: dict | None = None  # `eenn-tvm map`: the node of each segment, its costs, the problem it solved
+    deployment: dict | None = None  # `eenn-tvm compile`: per tier, its artefact and what it hands to the next
     version: int = VERSION
 
     def to_json(self) -> dict:
         return {"format": FORMAT, **asdict(self)}
 
     def save(self, folder: Path) -> None:
-        (folder / "plan.json").write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        """Written beside and renamed over plan.json: a reader never sees half a plan."""
+        path = Path(folder) / "plan.json"
+        partial = path.with_name(".plan.json.partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        partial.replace(path)
 
     @classmethod
     def load(cls, folder: str | Path) -> Plan:

@@ -83,12 +83,18 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.toml"))
 
 
-def load_platform(name_or_path: str | Path) -> Platform:
+def platform_file(name_or_path: str | Path) -> Path:
+    """The TOML file of a preset name or a path."""
     path = Path(name_or_path)
     if not path.suffix and (PRESETS / f"{path}.toml").is_file():
         path = PRESETS / f"{path}.toml"
     if not path.is_file():
         raise EennError(f"{name_or_path}: no such platform file or preset (presets: {', '.join(preset_names())})")
+    return path
+
+
+def load_platform(name_or_path: str | Path) -> Platform:
+    path = platform_file(name_or_path)
     try:
         document = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

@@ -27,6 +27,7 @@ class Run:
     scores: np.ndarray  # (samples, classes)
     instructions: np.ndarray  # per sample (0 where the host runs it)
     stack_bytes: int  # deepest stack use seen during all inferences
+    live: bytes = b""  # the hand-over tensors of the samples that ended with EENN_CONTINUE, one after the other
 
 
 def record_dtype(classes: int) -> np.dtype:
@@ -59,7 +60,8 @@ def _run(command: list[str], inputs: np.ndarray, classes: int, timeout: float) -
             tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
             raise EennError(f"the firmware stopped before reporting every sample: {tail[0]}")
         records = np.fromfile(Path(work) / "results.bin", dtype=record_dtype(classes))
+        live = (Path(work) / "live.bin").read_bytes()
     ticks = records["ticks_low"].astype(np.int64) + (records["ticks_high"].astype(np.int64) << 32)
     instructions = ticks * int(summary.group(2)) // 1000
     return Run(records["status"], records["class_index"], records["exit_index"], records["confidence"],
-               records["scores"], instructions, int(summary.group(3)))
+               records["scores"], instructions, int(summary.group(3)), live)

@@ -6,51 +6,28 @@ from pathlib import Path
 
 import click
 
-from ..augment import Settings, augment
+from ..augment import augment
 from ..costmodel import CostModel
-from ..costs import OBJECTIVES, PredictedCost
-from ..decision import RULES
-from ..features import DEFAULT_CACHE
+from ..costs import PredictedCost
 from ..platform import load_platform
 from ..textui import format_table
-from .options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
+from .options import augment_options, echo_json, input_shape_option, input_shapes_from, json_option, savings_table, settings_from
 
 
 @click.command("augment")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="Labelled data (.npz with x and y) to train the exit heads and set the thresholds.")
-@click.option("--max-accuracy-drop", default=0.01, show_default=True, type=float,
-              help="Accuracy the early-exit network may lose on validation, as a fraction (0.01 = 1 point).")
-@click.option("--decision", default="maxprob", show_default=True, type=click.Choice(RULES),
-              help="Confidence rule compared with each exit's threshold.")
-@click.option("--val-fraction", default=0.2, show_default=True, type=float,
-              help="Share of the data held out (stratified) to set the thresholds; the rest trains the heads.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE, show_default=True,
-              help="Where backbone features are cached between runs.")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
-              help="Folder to write (replaced as a whole when done).")
-@click.option("--platform", "platform_name", metavar="NAME|FILE.toml",
-              help="Minimise the predicted cost on the platform's device tier instead of MACs (see `eenn-tvm profile`).")
-@click.option("--objective", default="energy", show_default=True, type=click.Choice(OBJECTIVES),
-              help="With --platform: expected energy or expected latency per inference.")
-@click.option("--cost-model", "cost_model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json, else one trained "
-                   "on costs/PLATFORM.jsonl, else the analytic model (MACs / throughput).")
+@augment_options
 @input_shape_option
 @json_option
-def command(model, data_path, max_accuracy_drop, decision, val_fraction, seed, cache_dir, no_cache, out,
-            platform_name, objective, cost_model_path, input_shapes, as_json):
+def command(model, data_path, out, platform_name, objective, cost_model_path, input_shapes, as_json, **search):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
     Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
     the TVM host module with the exit logic compiled in, and OUT/report.md. Figures are on the validation
     split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
     """
-    settings = Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir)
-    cost = _predicted_cost(platform_name, objective, cost_model_path, decision) if platform_name else None
+    settings = settings_from(**search)
+    cost = _predicted_cost(platform_name, objective, cost_model_path, settings.decision) if platform_name else None
     plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
     if as_json:
         echo_json(plan.to_json())

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from ..data import load_npz
+from ..data import Dataset, load_npz
+from ..deploy import run_tiers
+from ..textui import format_table
 from ..evaluate import ENGINES, run
 from ..plan import Plan
 from .options import echo_json, json_option, savings_table
@@ -16,12 +20,20 @@ from .options import echo_json, json_option, savings_table
               help="Held-out labelled data (.npz with x and y), never seen by augment.")
 @click.option("--engine", default="tvm", show_default=True, type=click.Choice(ENGINES),
               help="tvm: the built host module; onnxruntime: eenn.onnx with the plan's thresholds applied in numpy.")
+@click.option("--tiers/--no-tiers", default=True, show_default=True,
+              help="For a `compile` output: run the deployment tier by tier (the microcontroller in QEMU).")
+@click.option("--n", "count", type=click.IntRange(min=1), help="Run only the first N samples.")
 @json_option
-def command(out, data_path, engine, as_json):
-    """Run the early-exit network in OUT (from `eenn-tvm augment`) on DATA, one sample at a time."""
+def command(out, data_path, engine, tiers, count, as_json):
+    """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time."""
     plan = Plan.load(out)
     shape = plan.model["input_shape"]
     data = load_npz(data_path, tuple(shape[1:]), plan.model["classes"])
+    if count:
+        data = Dataset(data.x[:count], data.y[:count])
+    if plan.deployment and tiers:
+        _run_tiers(out, plan, data, as_json)
+        return
     result = run(out, plan, data, engine)
     if as_json:
         echo_json(result.to_json())
@@ -35,3 +47,18 @@ def command(out, data_path, engine, as_json):
     ))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo("exits: " + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram)))
+
+
+def _run_tiers(out, plan, data, as_json) -> None:
+    result = run_tiers(Path(out), plan, data, log=lambda m: click.echo(m, err=True))
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"{plan.model['name']} on {result['samples']} samples across {plan.deployment['platform']}: "
+               f"accuracy {100 * result['accuracy']:.2f}%; exits {result['exit_histogram']}")
+    click.echo(format_table(["tier", "samples in", "decided here", "compute / sample", "energy / sample", "bits received"], [
+        [t["target"], str(t["samples_in"]), str(t["samples_decided"]), f"{1000 * t['seconds_mean']:.3g} ms",
+         f"{t['energy_j_mean']:.3g} J", f"{t['received_bits_mean']:,.0f}"] for t in result["tiers"]]))
+    m, p = result["measured"], result["predicted"]
+    click.echo(f"per inference, measured (predicted): energy {m['energy_j']:.4g} J ({p['energy_j']:.4g} J), "
+               f"expected latency {1000 * m['expected_latency_s']:.3g} ms ({1000 * p['expected_latency_s']:.3g} ms)")

@@ -1,5 +1,6 @@
 /* verify_main.c: runs eenn_infer on every input in inputs.bin and writes one record per sample to
- * results.bin (semihosting file I/O on the target, plain files on the host). `eenn-tvm verify` drives it. */
+ * results.bin, and for a sample the device hands over (EENN_CONTINUE) its live tensor to live.bin
+ * (semihosting file I/O on the target, plain files on the host). `eenn-tvm verify` and `run` drive it. */
 #include <stdio.h>
 
 #include "board.h"
@@ -15,11 +16,11 @@ typedef struct {
 static float input[EENN_INPUT_ELEMENTS];
 
 int main(void) {
-  FILE *in = fopen("inputs.bin", "rb"), *out = fopen("results.bin", "wb");
+  FILE *in = fopen("inputs.bin", "rb"), *out = fopen("results.bin", "wb"), *live = fopen("live.bin", "wb");
   uint32_t milli_instructions_per_tick;
   size_t samples = 0;
-  if (in == NULL || out == NULL) {
-    printf("eenn: cannot open inputs.bin or results.bin\n");
+  if (in == NULL || out == NULL || live == NULL) {
+    printf("eenn: cannot open inputs.bin, results.bin or live.bin\n");
     return 1;
   }
   milli_instructions_per_tick = board_counter_start();
@@ -38,8 +39,10 @@ int main(void) {
     record.ticks_high = (uint32_t)(ticks >> 32);
     for (i = 0; result.scores != NULL && i < EENN_CLASSES; ++i) record.scores[i] = result.scores[i];
     fwrite(&record, sizeof(record), 1, out);
+    if (record.status == EENN_CONTINUE) fwrite(result.live, 1, result.live_bytes, live);
     ++samples;
   }
+  fclose(live);
   fclose(out);
   fclose(in);
   printf("eenn: samples=%lu milli_instructions_per_tick=%lu stack_bytes=%lu\n", (unsigned long)samples,

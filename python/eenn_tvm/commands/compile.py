@@ -1,0 +1,43 @@
+"""`eenn-tvm compile`: model and data in; firmware, host modules and the plan that ties them together out."""
+
+from __future__ import annotations
+
+import click
+
+from ..deploy import compile_model
+from ..errors import EennError
+from ..textui import format_table
+from .options import augment_options, echo_json, input_shape_option, input_shapes_from, json_option, settings_from
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@augment_options
+@click.option("--max-latency-ms", type=float, help="Bound on the latency of a sample that takes no exit.")
+@input_shape_option
+@json_option
+def command(model, data_path, out, platform_name, objective, cost_model_path, max_latency_ms, input_shapes, as_json,
+            **search):
+    """analyze -> augment -> map -> build in one go: MODEL becomes an early-exit network searched on the
+    platform's predicted cost, its segments placed on the platform's targets to the optimum, firmware built
+    for the microcontroller tier (OUT/firmware) and a TVM module for each host tier (OUT/TARGET.so).
+    Check it with `eenn-tvm run OUT --data TEST.npz`."""
+    if not platform_name:
+        raise EennError("compile needs --platform (a preset such as m4-edge, or a TOML file)")
+    plan = compile_model(model, data_path, platform_name, out, settings_from(**search), objective,
+                         None if max_latency_ms is None else max_latency_ms / 1000, cost_model_path,
+                         input_shapes_from(input_shapes), log=lambda m: click.echo(m, err=True))
+    if as_json:
+        echo_json(plan.to_json())
+        return
+    v = plan.validation
+    click.echo(f"\n{plan.model['name']}: {len(plan.exits)} exits; validation accuracy {100 * v.accuracy:.2f}% "
+               f"(original {100 * v.baseline_accuracy:.2f}%), {100 * (1 - v.mac_fraction):.1f}% fewer MACs")
+    rows = [[t["target"], t["kind"], " ".join(t["segments"]), t["artifact"],
+             "-" if t["hands_over"] is None else f"{'x'.join(map(str, t['hands_over']['shape']))} ({t['hands_over']['bits']:,} bits)"]
+            for t in plan.deployment["tiers"]]
+    click.echo(format_table(["tier", "kind", "segments", "artefact", "hands over"], rows))
+    p = plan.placement
+    click.echo(f"predicted per inference: {p['energy_j']:.4g} J, {1000 * p['expected_latency_s']:.3g} ms expected, "
+               f"{1000 * p['latency_s']:.3g} ms worst case")
+    click.echo(f"\nwrote {out}/; next: eenn-tvm run {out} --data TEST.npz")

@@ -1,0 +1,186 @@
+"""`compile` and the tiered `run`: one command from a model to firmware and host modules placed on a platform,
+and the deployment executed tier by tier on held-out data.
+
+compile: augment (on the platform's predicted cost) -> map (exact placement) -> AnnotatePartition -> build:
+firmware for the segments on the microcontroller (the last one hands its activation over when its exit does
+not fire), one TVM module per host target for its segments. The plan's `deployment` says which tier runs
+which segments, from which artefact, and what it receives and hands on.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+
+from .augment import Settings, augment
+from .costmodel import CostModel
+from .costs import PredictedCost
+from .data import Dataset
+from .errors import EennError
+from .firmware import load_manifest, network_from, write_firmware
+from .outputs import atomic_folder
+from .passes import AnnotatePartition, functions_on
+from .placement import place
+from .plan import Plan
+from .platform import Platform, load_platform, platform_file
+from .targets.host import HostModule, build
+from .targets.mcu.cores import core_named
+from .targets.mcu.qemu import run_in_qemu
+
+FIRMWARE = "firmware"
+PLATFORM = "platform.toml"
+
+
+def compile_model(model: str | Path, data: str | Path, platform_name: str, out: str | Path, settings: Settings,
+                  objective: str = "energy", max_latency_s: float | None = None, cost_model_path: Path | None = None,
+                  input_shapes: dict | None = None, log: Callable[[str], None] = lambda _: None) -> Plan:
+    platform = load_platform(platform_name)
+    cost_model = CostModel.for_platform(platform, cost_model_path)
+    device = platform.device.name
+
+    def cost(m, a):
+        return PredictedCost(m, a, cost_model, device, objective, settings.decision)
+
+    with atomic_folder(out) as tmp:
+        plan = augment(model, data, tmp, settings, input_shapes, cost=cost, log=log)
+        network = network_from(tmp)
+        log(f"placing {len(network.segments)} segments on {platform.name}")
+        plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s)
+        mod = AnnotatePartition(plan.placement["segments"])(network.mod)
+        tiers = []
+        for target in sorted(platform.targets, key=lambda t: t.tier):
+            segments = functions_on(mod, target.name)
+            if segments:
+                log(f"building {', '.join(segments)} for {target.name}")
+                tiers.append(_build_tier(tmp, network, mod, target, segments, platform))
+        shutil.copyfile(platform_file(platform_name), tmp / PLATFORM)  # the deployment is read back with it
+        plan.deployment = {"platform": platform.name, "platform_file": PLATFORM, "tiers": tiers}
+        plan.save(tmp)
+    return plan
+
+
+def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list[str], platform: Platform) -> dict:
+    first = network.segments.index(segments[0])
+    receives = mod[segments[0]].params[0].ty
+    last_out = mod[segments[-1]].ret_ty.fields[0]
+    ends_network = segments[-1] == network.segments[-1]
+    if target.kind == "mcu":
+        if first != 0:
+            raise EennError(f"{target.name} is a microcontroller but the placement gives it later segments only")
+        write_firmware(network, core_named(target.core), folder / FIRMWARE, flash_budget=target.flash_bytes,
+                       ram_budget=target.memory_bytes, device_segments=len(segments))
+        artifact = FIRMWARE
+    else:
+        artifact = f"{target.name}.so"
+        HostModule(build(tvm.IRModule({s: mod[s] for s in segments}))).export(folder / artifact)
+    return {"target": target.name, "kind": target.kind, "segments": segments, "artifact": artifact,
+            "receives": {"shape": [int(d) for d in receives.shape],
+                         "bits": None if target.name == platform.device.name else _bits(receives, platform)},
+            "hands_over": None if ends_network else {"shape": [int(d) for d in last_out.shape], "bits": _bits(last_out, platform)}}
+
+
+def _bits(ty, platform: Platform) -> int:
+    return math.prod(int(d) for d in ty.shape) * platform.feature_bits
+
+
+@dataclass
+class TierFigures:
+    target: str
+    samples_in: int
+    samples_decided: int
+    seconds_mean: float  # compute per sample that reached the tier
+    energy_j_mean: float
+    received_bits_mean: float  # per sample that reached the tier
+
+
+def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None] = lambda _: None) -> dict:
+    """Every sample through the tiers in order: the microcontroller tier in QEMU, host tiers as TVM modules."""
+    platform = load_platform(folder / plan.deployment["platform_file"])
+    n = len(data)
+    decided = np.full(n, -1)
+    predictions = np.full(n, -1)
+    exit_index = np.full(n, -1)
+    carry: dict[int, np.ndarray] = {i: data.x[i : i + 1] for i in range(n)}
+    figures, transfer_energy, transfer_seconds = [], np.zeros(n), np.zeros(n)
+    previous = platform.device.name
+    for tier_index, tier in enumerate(plan.deployment["tiers"]):
+        target = platform.target(tier["target"])
+        alive = sorted(carry)
+        bits = tier["receives"]["bits"] or 0
+        if target.name != previous:
+            link = next(l for l in platform.links if (l.source, l.target) == (previous, target.name))
+            transfer_energy[alive] += bits * link.energy_j_per_bit
+            transfer_seconds[alive] += bits * link.seconds_per_bit + link.latency_s
+        log(f"{target.name}: {len(alive)} samples")
+        run = _run_mcu if target.kind == "mcu" else _run_host
+        seconds, results, handed = run(folder, tier, target, plan, carry, alive)
+        for i, (exit_at, klass) in results.items():
+            decided[i], exit_index[i], predictions[i] = tier_index, exit_at, klass
+        carry = handed
+        figures.append(TierFigures(target.name, len(alive), len(results), float(np.mean(seconds)) if len(seconds) else 0.0,
+                                   float(np.mean(seconds)) * target.active_power_w if len(seconds) else 0.0, float(bits)))
+        previous = target.name
+    if carry:
+        raise EennError("some samples were handed over past the last tier: the deployment is inconsistent")
+    compute_energy = sum(f.energy_j_mean * f.samples_in for f in figures) / n
+    compute_seconds = sum(f.seconds_mean * f.samples_in for f in figures) / n
+    return {
+        "samples": n,
+        "accuracy": float((predictions == data.y).mean()),
+        "exit_histogram": np.bincount(exit_index, minlength=len(plan.exits) + 1).tolist(),
+        "decided_per_tier": {f.target: f.samples_decided for f in figures},
+        "tiers": [f.__dict__ for f in figures],
+        "measured": {"energy_j": compute_energy + float(transfer_energy.mean()),
+                     "expected_latency_s": compute_seconds + float(transfer_seconds.mean())},
+        "predicted": {"energy_j": plan.placement["energy_j"], "expected_latency_s": plan.placement["expected_latency_s"]},
+    }
+
+
+def _run_mcu(folder, tier, target, plan, carry, alive):
+    manifest = load_manifest(folder / tier["artifact"])
+    x = np.concatenate([carry[i] for i in alive])
+    device = run_in_qemu(folder / tier["artifact"] / manifest["elf"], manifest["machine"], x, manifest["classes"])
+    seconds = device.instructions * target.cycles_per_instruction / target.clock_hz
+    results, handed = {}, {}
+    hand_over = manifest["hand_over"]
+    live = np.frombuffer(device.live, np.float32).reshape(-1, *hand_over["shape"]) if hand_over else None
+    continued = 0
+    for row, i in enumerate(alive):
+        if device.status[row] == 1:  # EENN_CONTINUE
+            handed[i] = live[continued].copy()
+            continued += 1
+        elif device.status[row] == 0:
+            results[i] = (int(device.exit_index[row]), int(device.class_index[row]))
+        else:
+            raise EennError(f"the firmware failed on sample {i} (status {device.status[row]})")
+    return seconds, results, handed
+
+
+def _run_host(folder, tier, target, plan, carry, alive):
+    module = HostModule.load(folder / tier["artifact"])
+    first_exit = int(tier["segments"][0].split("_")[1])
+    final = len(plan.exits)
+    seconds, results, handed = [], {}, {}
+    for i in alive:
+        x, started = carry[i], time.perf_counter()
+        for offset, name in enumerate(tier["segments"]):
+            outputs = module(name, x)
+            index = first_exit + offset
+            if index == final:
+                results[i] = (final, int(outputs[0].argmax()))
+                break
+            if outputs[3].item():
+                results[i] = (index, int(outputs[1].argmax()))
+                break
+            x = outputs[0]
+        else:
+            handed[i] = x
+        seconds.append(time.perf_counter() - started)
+    return np.array(seconds), results, handed

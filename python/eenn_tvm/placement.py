@@ -1,0 +1,76 @@
+"""`map` on an `augment` output: the early-exit network's segments placed on a platform's targets.
+
+Each segment (backbone up to an exit, with that exit's head and decision) becomes a block of the placement
+problem: its time on every target from the cost model, its parameters, the activation it hands on (at the
+platform's feature width), and the share of samples that leave at its exit on validation. The optimum goes
+into the plan, with the problem itself (so it can be solved again with `map --problem`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import tvm
+
+from .costmodel import CostModel, segment_features
+from .firmware import Network
+from .mapping import Block, Link, Node, Placement, Problem, baselines, solve
+from .plan import Plan
+from .platform import Platform, Target
+
+
+def placement_problem(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
+                      max_latency_s: float | None) -> Problem:
+    shares = [n / plan.validation.samples for n in plan.validation.exit_histogram]
+    blocks = []
+    for i, name in enumerate(network.segments):
+        func = network.mod[name]
+        features = segment_features(func)
+        seconds = {t.name: cost_model.predict(features, t.name).latency_s for t in platform.targets}
+        handed_on = func.ret_ty.fields[0]
+        blocks.append(Block(name, _macs(plan, i), _param_bytes(func), math.prod(int(d) for d in handed_on.shape) * platform.feature_bits,
+                            shares[i] if i < len(plan.exits) else 0.0, None, seconds))
+    nodes = [_node(t) for t in platform.targets]
+    links = {(l.source, l.target): Link(l.energy_j_per_bit, l.seconds_per_bit, l.latency_s) for l in platform.links}
+    input_bits = math.prod(plan.model["input_shape"]) * platform.feature_bits
+    return Problem(platform.device.name, input_bits, blocks, nodes, links, objective, False,
+                   math.inf if max_latency_s is None else max_latency_s, 0.0)
+
+
+def place(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
+          max_latency_s: float | None) -> dict:
+    """The placement document the plan keeps."""
+    problem = placement_problem(plan, network, platform, cost_model, objective, max_latency_s)
+    best = solve(problem)
+    others = baselines(problem)
+    return {
+        "platform": platform.name,
+        "objective": objective,
+        "cost_sources": cost_model.sources(),
+        "segments": dict(zip(network.segments, best.nodes)),
+        **_figures(best),
+        "baselines": {k: (None if p is None else {"nodes": p.nodes, **_figures(p)}) for k, p in others.items()},
+        "problem": problem.to_json(),
+    }
+
+
+def _figures(p: Placement) -> dict:
+    return {"energy_j": p.energy_j, "expected_latency_s": p.expected_latency_s, "latency_s": p.latency_s}
+
+
+def _node(t: Target) -> Node:
+    if t.kind == "mcu":
+        return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes, t.flash_bytes)
+    return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes)
+
+
+def _macs(plan: Plan, index: int) -> float:
+    reach = [e.macs_to_reach for e in plan.exits] + [plan.model["total_macs"]]
+    before = reach[index - 1] if index else 0
+    head = plan.exits[index].head_macs if index < len(plan.exits) else 0
+    return float(reach[index] - before + head)
+
+
+def _param_bytes(func) -> int:
+    return sum(a.value.numpy().nbytes for block in func.body.blocks for b in block.bindings
+               for a in getattr(b.value, "args", []) if isinstance(a, tvm.ir.expr.Constant))
