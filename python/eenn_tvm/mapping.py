@@ -15,6 +15,7 @@ future is no worse in both. `brute_force` enumerates every placement, for checki
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -226,10 +227,7 @@ def _activation(problem: Problem, blocks: list[int]) -> float:
 
 def _fits(problem: Problem, node: Node, blocks: list[int]) -> bool:
     """Parameters plus the largest activation within memory; on a microcontroller parameters in flash instead."""
-    params, activation = _params(problem, blocks), _activation(problem, blocks)
-    if node.flash_bytes is not None:
-        return params <= node.flash_bytes and activation <= node.memory_bytes
-    return params + activation <= node.memory_bytes
+    return _room(node, _params(problem, blocks), _activation(problem, blocks))
 
 
 def _lengths(problem: Problem) -> list[tuple[int, int | None]]:
@@ -254,60 +252,132 @@ def brute_force(problem: Problem) -> Placement:
 
 
 def solve(problem: Problem) -> Placement:
-    """The optimum by label setting. Labels at a block: (cost so far, worst latency so far, node, run start,
-    visited nodes, path); a label is pruned when one with the same node, run start and visited set is no
-    worse in cost and latency (their futures are identical)."""
-    best = None
-    for length, terminal in _lengths(problem):
-        found = _label_setting(problem, length, terminal)
-        if found is not None and (best is None or (found.cost, found.latency_s) < (best.cost, best.latency_s)):
-            best = found
+    """The optimum by label setting (one pass along the chain; every admissible terminal exit is a place where
+    a complete placement can end)."""
+    best = _label_setting(problem)
     if best is None:
         raise Infeasible(binding_constraint(problem))
     return best
 
 
-def _label_setting(problem: Problem, length: int, terminal: int | None) -> Placement | None:
+def _label_setting(problem: Problem) -> Placement | None:
+    """Labels (cost, worst time, start of the current node's run, its largest activation, path) per key (node,
+    nodes of its tier already left). A later run start means fewer parameters and no larger activation on the
+    node, so a label is dropped when another at the same key is no worse in cost, time and run start: the
+    futures open to it are a superset. Exact, since nothing else about the past constrains the future."""
+    ends = dict((length - 1, terminal) for length, terminal in _lengths(problem))
+    best = None
     reach = problem.reach()
-    labels = {(problem.source, -1, frozenset()): [(0.0, 0.0, ())]}  # before block 0: at the source
-    for i in range(length):
+    nodes = {n.name: n for n in problem.nodes}
+    params = list(itertools.accumulate((b.param_bytes for b in problem.blocks), initial=0))
+    slack = _Slack(problem, ends)
+    # Where memory can never bind, the run start does not matter for the future: compare it as equal.
+    roomy = {n.name for n in problem.nodes if _room(n, params[-1], max([problem.input_bits] + [b.out_bits for b in problem.blocks]) / 8)}
+    start = _Front()
+    start.add(0.0, 0.0, (0.0, 0.0, -1, 0.0, None))
+    labels = {(problem.source, frozenset(), -1): start}
+    energy = problem.objective == "energy"
+    for i in range(max(ends) + 1):
         block = problem.blocks[i]
         bits = problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits
+        activation = max(bits, block.out_bits) / 8
         grown: dict[tuple, list] = {}
-        for (here, start, visited), front in labels.items():
+        for (here, left, _), front in labels.items():
             for node in problem.nodes:
+                seconds = block.time_on(node)
                 moved = node.name != here
+                if seconds is None or (moved and (node.tier < nodes[here].tier or node.name in left)):
+                    continue
                 if moved:
                     link = problem.links.get((here, node.name))
-                    if link is None or node.tier < problem.node(here).tier or node.name in visited:
+                    if link is None:
                         continue
-                    hop_cost = reach[i] * bits * (link.energy_j_per_bit if problem.objective == "energy" else link.seconds_per_bit) \
-                        + (0.0 if problem.objective == "energy" else reach[i] * link.latency_s)
                     hop_time = bits * link.seconds_per_bit + link.latency_s
+                    hop_cost = reach[i] * (bits * link.energy_j_per_bit if energy else hop_time)
+                    ran = {here} if i > 0 else set()
+                    key = (node.name, frozenset(n for n in left | ran if nodes[n].tier == node.tier))
                 else:
-                    hop_cost = hop_time = 0.0
-                run_start = i if moved or start < 0 else start
-                seconds = block.time_on(node)
-                if seconds is None or not _fits(problem, node, list(range(run_start, i + 1))):
-                    continue
-                step = reach[i] * seconds * (node.power_w if problem.objective == "energy" else 1.0)
-                key = (node.name, run_start, visited | {here} if moved and i > 0 else visited)
-                for cost, time, path in front:
+                    hop_time = hop_cost = 0.0
+                    key = (here, left)
+                step = reach[i] * seconds * (node.power_w if energy else 1.0)
+                for cost, time, start, largest, path in front:
+                    run_start = i if moved or start < 0 else start
+                    run_largest = activation if run_start == i else max(largest, activation)
                     t = time + hop_time + seconds
-                    if t <= problem.max_latency_s * (1 + 1e-12):
-                        _add(grown.setdefault(key, []), (cost + hop_cost + step, t, (*path, node.name)))
+                    if slack.can_finish(i, t) and _room(node, params[i + 1] - params[run_start], run_largest):
+                        # The run start matters only where memory can bind; time only while the bound can.
+                        full_key = (*key, run_start if node.name not in roomy else -1)
+                        grown.setdefault(full_key, _Front()).add(cost + hop_cost + step, slack.binding_time(i, t),
+                                                                 (cost + hop_cost + step, t, run_start, run_largest,
+                                                                  (node.name, path)))
         labels = grown
-    candidates = [evaluate(problem, list(path), terminal) for front in labels.values() for _, _, path in front]
-    candidates = [c for c in candidates if c is not None]
-    return min(candidates, key=lambda p: (p.cost, p.latency_s), default=None)
+        if i in ends and (not block.has_exit or block.accuracy >= problem.min_accuracy - 1e-12):
+            done = [label for front in labels.values() for label in front]
+            if done:
+                cheapest = min(done, key=lambda label: (label[0], label[1]))
+                found = evaluate(problem, _unwind(cheapest[-1]), ends[i])
+                if found is not None and (best is None or (found.cost, found.latency_s) < (best.cost, best.latency_s)):
+                    best = found
+    return best
 
 
-def _add(front: list, label: tuple) -> None:
-    """Insert into a Pareto front on (cost, latency), dropping dominated labels."""
-    cost, time, _ = label
-    if any(c <= cost + 1e-18 and t <= time + 1e-18 for c, t, _ in front):
-        return
-    front[:] = [f for f in front if not (cost <= f[0] and time <= f[1])] + [label]
+class _Slack:
+    """Latency bookkeeping for the label setting: whether a label can still meet the bound, and whether the
+    bound can still bind it (if even the slowest completion fits, its time need not be compared)."""
+
+    def __init__(self, problem: Problem, ends: dict):
+        self.bound = problem.max_latency_s * (1 + 1e-12)
+        count = max(ends) + 1
+        fastest = [min((t for t in (b.time_on(n) for n in problem.nodes) if t is not None), default=math.inf)
+                   for b in problem.blocks[:count]]
+        slowest_hop = max((problem.blocks[i].out_bits * l.seconds_per_bit + l.latency_s
+                           for i in range(count) for l in problem.links.values()), default=0.0)
+        slowest = [max((t for t in (b.time_on(n) for n in problem.nodes) if t is not None), default=0.0) + slowest_hop
+                   for b in problem.blocks[:count]]
+        # after block i: the least time still needed to reach some admissible end, and the most it can take
+        self.least = [min((sum(fastest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)]
+        self.most = [max((sum(slowest[i + 1 : e + 1]) for e in ends if e >= i), default=0.0) for i in range(count)]
+
+    def can_finish(self, i: int, time: float) -> bool:
+        return time + self.least[i] <= self.bound
+
+    def binding_time(self, i: int, time: float) -> float:
+        return 0.0 if time + self.most[i] <= self.bound else time
+
+
+def _room(node: Node, params: float, activation: float) -> bool:
+    if node.flash_bytes is not None:
+        return params <= node.flash_bytes and activation <= node.memory_bytes
+    return params + activation <= node.memory_bytes
+
+
+def _unwind(path) -> list[str]:
+    names = []
+    while path is not None:
+        names.append(path[0])
+        path = path[1]
+    return names[::-1]
+
+
+class _Front:
+    """Labels not dominated in (cost, time): kept sorted by cost, so time falls along the list."""
+
+    def __init__(self):
+        self.costs: list[float] = []
+        self.times: list[float] = []
+        self.labels: list[tuple] = []
+
+    def add(self, cost: float, time: float, label: tuple) -> None:
+        at = bisect.bisect_right(self.costs, cost)
+        if at and self.times[at - 1] <= time:
+            return  # a cheaper-or-equal label is no slower
+        end = at
+        while end < len(self.costs) and self.times[end] >= time:
+            end += 1  # dearer labels that are no faster
+        self.costs[at:end], self.times[at:end], self.labels[at:end] = [cost], [time], [label]
+
+    def __iter__(self):
+        return iter(self.labels)
 
 
 def binding_constraint(problem: Problem) -> str:
@@ -329,7 +399,7 @@ def binding_constraint(problem: Problem) -> str:
 
 
 def _any_placement(problem: Problem) -> bool:
-    return any(_label_setting(problem, length, terminal) for length, terminal in _lengths(problem))
+    return _label_setting(problem) is not None
 
 
 def baselines(problem: Problem) -> dict[str, Placement | None]:
