@@ -44,7 +44,7 @@ def optimum_or_none(solver, problem):
         return None
 
 
-@pytest.mark.parametrize("blocks, nodes", [(12, 2), (8, 3), (6, 4), (3, 5)])
+@pytest.mark.parametrize("blocks, nodes", [(12, 2), (8, 3), (6, 4), (4, 5), (3, 6)])
 def test_the_solver_finds_the_brute_force_optimum_on_random_problems(blocks, nodes):
     rng = random.Random(blocks * 100 + nodes)
     feasible = 0

@@ -115,9 +115,12 @@ def analytic_latency(features: dict[str, float], target: Target) -> float:
 class CostModel:
     """Per target: an XGBoost regressor of log(seconds per unit of work), or nothing (then analytic)."""
 
-    def __init__(self, platform: Platform, boosters: dict[str, object] | None = None):
+    def __init__(self, platform: Platform, boosters: dict[str, object] | None = None,
+                 measured: dict[str, dict[str, float]] | None = None):
         self.platform = platform
         self.boosters = boosters or {}
+        # target -> function key -> seconds: a segment measured exactly as it is needs no prediction
+        self.measured = measured or {}
 
     @classmethod
     def for_platform(cls, platform: Platform, model_path: Path | None = None) -> CostModel:
@@ -143,7 +146,19 @@ class CostModel:
             mine = [r for r in rows if r["target"] == target.name]
             if len(mine) >= 8:
                 boosters[target.name] = _fit(mine, seed)
-        return cls(platform, boosters)
+        measured: dict[str, dict[str, float]] = {}
+        for r in rows:
+            measured.setdefault(r["target"], {})[r["workload"].rsplit(":", 1)[-1]] = r["latency_s"]
+        return cls(platform, boosters, measured)
+
+    def predict_function(self, func: relax.Function, target_name: str) -> Prediction:
+        """The measurement of this very function where the dataset has one; else the model's prediction."""
+        from .workloads import function_key
+
+        seconds = self.measured.get(target_name, {}).get(function_key(func))
+        if seconds is None:
+            return self.predict(segment_features(func), target_name)
+        return Prediction(seconds, seconds * self.platform.target(target_name).active_power_w, "measured")
 
     def predict(self, features: dict[str, float], target_name: str) -> Prediction:
         target = self.platform.target(target_name)
@@ -162,7 +177,7 @@ class CostModel:
 
     def save(self, path: Path) -> None:
         document = {"format": "eenn-tvm-costmodel", "version": 1, "platform": self.platform.name,
-                    "features": FEATURES,
+                    "features": FEATURES, "measured": self.measured,
                     "boosters": {name: json.loads(b.save_raw("json").decode()) for name, b in self.boosters.items()}}
         Path(path).write_text(json.dumps(document) + "\n")
 
@@ -178,7 +193,7 @@ class CostModel:
             booster = xgboost.Booster()
             booster.load_model(bytearray(json.dumps(raw).encode()))
             boosters[name] = booster
-        return cls(platform, boosters)
+        return cls(platform, boosters, document.get("measured", {}))
 
 
 def _fit(rows: list[dict], seed: int):

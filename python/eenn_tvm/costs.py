@@ -10,7 +10,7 @@ from typing import Protocol
 from tvm import relax
 
 from .analysis import Analysis, ExitPoint
-from .costmodel import CostModel, segment_features
+from .costmodel import CostModel
 from .exit_functions import exit_function
 from .frontend import ImportedModel
 from .heads import Head
@@ -74,5 +74,5 @@ class PredictedCost:
         return self._predict(exit_function(head, relax.TensorType(point.shape, "float32"), self.rule, 0.5))
 
     def _predict(self, func: relax.Function) -> float:
-        p = self.cost_model.predict(segment_features(func), self.target)
+        p = self.cost_model.predict_function(func, self.target)
         return p.energy_j if self.objective == "energy" else p.latency_s

@@ -24,6 +24,7 @@ from .costmodel import CostModel
 from .costs import PredictedCost
 from .data import Dataset
 from .errors import EennError
+from .frontend import import_onnx
 from .firmware import load_manifest, network_from, write_firmware
 from .outputs import atomic_folder
 from .passes import AnnotatePartition, functions_on
@@ -52,7 +53,7 @@ def compile_model(model: str | Path, data: str | Path, platform_name: str, out: 
         plan = augment(model, data, tmp, settings, input_shapes, cost=cost, log=log)
         network = network_from(tmp)
         log(f"placing {len(network.segments)} segments on {platform.name}")
-        plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s)
+        plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s, original_model(tmp, plan))
         mod = AnnotatePartition(plan.placement["segments"])(network.mod)
         tiers = []
         for target in sorted(platform.targets, key=lambda t: t.tier):
@@ -64,6 +65,12 @@ def compile_model(model: str | Path, data: str | Path, platform_name: str, out: 
         plan.deployment = {"platform": platform.name, "platform_file": PLATFORM, "tiers": tiers}
         plan.save(tmp)
     return plan
+
+
+def original_model(folder: Path, plan: Plan):
+    """The model as augment imported it, without exits: the reference the placement is compared with."""
+    model = import_onnx(folder / plan.artifacts["model_onnx"], {plan.model["input_name"]: tuple(plan.model["input_shape"])})
+    return model.mod["main"]
 
 
 def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list[str], platform: Platform) -> dict:

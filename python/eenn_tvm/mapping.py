@@ -253,14 +253,16 @@ def brute_force(problem: Problem) -> Placement:
 
 def solve(problem: Problem) -> Placement:
     """The optimum by label setting (one pass along the chain; every admissible terminal exit is a place where
-    a complete placement can end)."""
-    best = _label_setting(problem)
+    a complete placement can end). A first, narrow pass (the cheapest and the fastest label per state only)
+    finds a good feasible placement fast; its cost then bounds the exact pass."""
+    quick = _label_setting(problem, narrow=True)
+    best = _label_setting(problem, upper=quick.cost if quick else math.inf)
     if best is None:
         raise Infeasible(binding_constraint(problem))
     return best
 
 
-def _label_setting(problem: Problem) -> Placement | None:
+def _label_setting(problem: Problem, narrow: bool = False, upper: float = math.inf) -> Placement | None:
     """Labels (cost, worst time, start of the current node's run, its largest activation, path) per key (node,
     nodes of its tier already left). A later run start means fewer parameters and no larger activation on the
     node, so a label is dropped when another at the same key is no worse in cost, time and run start: the
@@ -271,6 +273,7 @@ def _label_setting(problem: Problem) -> Placement | None:
     nodes = {n.name: n for n in problem.nodes}
     params = list(itertools.accumulate((b.param_bytes for b in problem.blocks), initial=0))
     slack = _Slack(problem, ends)
+    bound = _CostBound(problem, ends, upper)
     # Where memory can never bind, the run start does not matter for the future: compare it as equal.
     roomy = {n.name for n in problem.nodes if _room(n, params[-1], max([problem.input_bits] + [b.out_bits for b in problem.blocks]) / 8)}
     start = _Front()
@@ -304,12 +307,13 @@ def _label_setting(problem: Problem) -> Placement | None:
                     run_start = i if moved or start < 0 else start
                     run_largest = activation if run_start == i else max(largest, activation)
                     t = time + hop_time + seconds
-                    if slack.can_finish(i, t) and _room(node, params[i + 1] - params[run_start], run_largest):
+                    total = cost + hop_cost + step
+                    if slack.can_finish(i, t) and bound.can_beat(i, total) and \
+                            _room(node, params[i + 1] - params[run_start], run_largest):
                         # The run start matters only where memory can bind; time only while the bound can.
                         full_key = (*key, run_start if node.name not in roomy else -1)
-                        grown.setdefault(full_key, _Front()).add(cost + hop_cost + step, slack.binding_time(i, t),
-                                                                 (cost + hop_cost + step, t, run_start, run_largest,
-                                                                  (node.name, path)))
+                        grown.setdefault(full_key, _Front(narrow)).add(total, slack.binding_time(i, t),
+                                                                 (total, t, run_start, run_largest, (node.name, path)))
         labels = grown
         if i in ends and (not block.has_exit or block.accuracy >= problem.min_accuracy - 1e-12):
             done = [label for front in labels.values() for label in front]
@@ -319,6 +323,25 @@ def _label_setting(problem: Problem) -> Placement | None:
                 if found is not None and (best is None or (found.cost, found.latency_s) < (best.cost, best.latency_s)):
                     best = found
     return best
+
+
+class _CostBound:
+    """Branch and bound: a label whose cost plus the least cost still to come exceeds a placement already known
+    (the best feasible baseline) cannot lead to the optimum."""
+
+    def __init__(self, problem: Problem, ends: dict, upper: float):
+        energy = problem.objective == "energy"
+        reach = problem.reach()
+        count = max(ends) + 1
+        cheapest = [reach[i] * min((t * (n.power_w if energy else 1.0) for n in problem.nodes
+                                    if (t := problem.blocks[i].time_on(n)) is not None), default=math.inf)
+                    for i in range(count)]
+        self.least = [min((sum(cheapest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)]
+        known = [p.cost for p in _simple_placements(problem) if p is not None]
+        self.upper = min(known + [upper], default=math.inf) * (1 + 1e-9)
+
+    def can_beat(self, i: int, cost: float) -> bool:
+        return cost + self.least[i] <= self.upper
 
 
 class _Slack:
@@ -362,7 +385,8 @@ def _unwind(path) -> list[str]:
 class _Front:
     """Labels not dominated in (cost, time): kept sorted by cost, so time falls along the list."""
 
-    def __init__(self):
+    def __init__(self, narrow: bool = False):
+        self.narrow = narrow  # keep the cheapest and the fastest only: a heuristic, for a first bound
         self.costs: list[float] = []
         self.times: list[float] = []
         self.labels: list[tuple] = []
@@ -375,6 +399,8 @@ class _Front:
         while end < len(self.costs) and self.times[end] >= time:
             end += 1  # dearer labels that are no faster
         self.costs[at:end], self.times[at:end], self.labels[at:end] = [cost], [time], [label]
+        if self.narrow and len(self.costs) > 2:
+            del self.costs[1:-1], self.times[1:-1], self.labels[1:-1]
 
     def __iter__(self):
         return iter(self.labels)
@@ -400,6 +426,11 @@ def binding_constraint(problem: Problem) -> str:
 
 def _any_placement(problem: Problem) -> bool:
     return _label_setting(problem) is not None
+
+
+def _simple_placements(problem: Problem) -> list[Placement | None]:
+    length, terminal = _lengths(problem)[-1]
+    return [evaluate(problem, [n.name] * length, terminal) for n in problem.nodes]
 
 
 def baselines(problem: Problem) -> dict[str, Placement | None]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 
 import tvm
+from tvm import relax
 
-from .costmodel import CostModel, segment_features
+from .costmodel import CostModel
 from .firmware import Network
 from .mapping import Block, Link, Node, Placement, Problem, baselines, solve
 from .plan import Plan
@@ -25,8 +26,7 @@ def placement_problem(plan: Plan, network: Network, platform: Platform, cost_mod
     blocks = []
     for i, name in enumerate(network.segments):
         func = network.mod[name]
-        features = segment_features(func)
-        seconds = {t.name: cost_model.predict(features, t.name).latency_s for t in platform.targets}
+        seconds = {t.name: cost_model.predict_function(func, t.name).latency_s for t in platform.targets}
         handed_on = func.ret_ty.fields[0]
         blocks.append(Block(name, _macs(plan, i), _param_bytes(func), math.prod(int(d) for d in handed_on.shape) * platform.feature_bits,
                             shares[i] if i < len(plan.exits) else 0.0, None, seconds))
@@ -38,11 +38,13 @@ def placement_problem(plan: Plan, network: Network, platform: Platform, cost_mod
 
 
 def place(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
-          max_latency_s: float | None) -> dict:
-    """The placement document the plan keeps."""
+          max_latency_s: float | None, original: relax.Function | None = None) -> dict:
+    """The placement document the plan keeps. With the original model's function: what running it whole,
+    without exits, on each target would cost (the input sent there first)."""
     problem = placement_problem(plan, network, platform, cost_model, objective, max_latency_s)
     best = solve(problem)
     others = baselines(problem)
+    references = {} if original is None else _original_model(original, problem, platform, cost_model)
     return {
         "platform": platform.name,
         "objective": objective,
@@ -50,8 +52,25 @@ def place(plan: Plan, network: Network, platform: Platform, cost_model: CostMode
         "segments": dict(zip(network.segments, best.nodes)),
         **_figures(best),
         "baselines": {k: (None if p is None else {"nodes": p.nodes, **_figures(p)}) for k, p in others.items()},
+        "original_model": references,
         "problem": problem.to_json(),
     }
+
+
+def _original_model(func: relax.Function, problem: Problem, platform: Platform, cost_model: CostModel) -> dict:
+    """Energy and latency of the original model run whole on each target it can reach in one hop."""
+    out = {}
+    for target in platform.targets:
+        seconds = cost_model.predict_function(func, target.name).latency_s
+        energy = seconds * target.active_power_w
+        if target.name != problem.source:
+            link = problem.links.get((problem.source, target.name))
+            if link is None:
+                continue
+            energy += problem.input_bits * link.energy_j_per_bit
+            seconds += problem.input_bits * link.seconds_per_bit + link.latency_s
+        out[target.name] = {"energy_j": energy, "expected_latency_s": seconds, "latency_s": seconds}
+    return out
 
 
 def _figures(p: Placement) -> dict:

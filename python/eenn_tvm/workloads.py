@@ -38,8 +38,13 @@ class Workload:
 
     @property
     def key(self) -> str:
-        """Identifies the computation (not the weights): two workloads with the same key cost the same."""
-        return f"{self.name}:{hashlib.sha256(self.function.script(show_meta=False).encode()).hexdigest()[:12]}"
+        return f"{self.name}:{function_key(self.function)}"
+
+
+def function_key(func: relax.Function) -> str:
+    """Identifies the computation (not the weights): two functions with the same key cost the same."""
+    named = func.with_attr("global_symbol", "segment")  # the name a function is kept under does not change its cost
+    return hashlib.sha256(named.script(show_meta=False).encode()).hexdigest()[:12]
 
 
 def layer_workloads(count: int, seed: int = 0) -> list[Workload]:
@@ -49,15 +54,23 @@ def layer_workloads(count: int, seed: int = 0) -> list[Workload]:
 
 
 def segment_workloads(model_path: str | Path) -> list[Workload]:
-    """The segments of a model between every pair of consecutive candidate exit points."""
+    """An ONNX model: the whole model and its segments between consecutive candidate exit points. An `augment`
+    output folder: the segments of its early-exit network (exit heads and decisions included)."""
+    if Path(model_path).is_dir():
+        from .firmware import network_from
+
+        network = network_from(model_path)
+        return [_single(f"{network.name}-eenn/{name}", network.mod[name]) for name in network.segments]
     model = import_onnx(model_path)
     points = [p.name for p in analyze(model).exit_points]
     mod = SplitAtExits(points)(model.mod)
-    out = []
-    for i, name in enumerate(segment_names(len(points) + 1)):
-        func = mod[name].with_attr("global_symbol", "segment_0")
-        out.append(Workload(f"{model.name}/segment_{i}", tvm.IRModule({"segment_0": func}), "segment"))
-    return out
+    whole = SplitAtExits([])(model.mod)["segment_0"]
+    return [_single(f"{model.name}/{name}", mod[name]) for name in segment_names(len(points) + 1)] + \
+        [_single(f"{model.name}/whole", whole)]
+
+
+def _single(name: str, func: relax.Function) -> Workload:
+    return Workload(name, tvm.IRModule({"segment_0": func.with_attr("global_symbol", "segment_0")}), "segment")
 
 
 def _layer(kind: str, rng: np.random.Generator, index: int) -> Workload:

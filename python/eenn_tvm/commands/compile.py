@@ -40,4 +40,8 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, ma
     p = plan.placement
     click.echo(f"predicted per inference: {p['energy_j']:.4g} J, {1000 * p['expected_latency_s']:.3g} ms expected, "
                f"{1000 * p['latency_s']:.3g} ms worst case")
+    for target, ref in p["original_model"].items():
+        click.echo(f"  the original model on {target}{'' if target == plan.placement['problem']['source'] else ' (input sent)'}: "
+                   f"{ref['energy_j']:.4g} J, {1000 * ref['latency_s']:.3g} ms: "
+                   f"{100 * (1 - p['energy_j'] / ref['energy_j']):.1f}% energy saved")
     click.echo(f"\nwrote {out}/; next: eenn-tvm run {out} --data TEST.npz")

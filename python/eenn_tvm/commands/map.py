@@ -11,6 +11,7 @@ from ..costs import OBJECTIVES
 from ..errors import EennError
 from ..firmware import network_from
 from ..mapping import Problem, baselines, solve
+from ..deploy import original_model
 from ..placement import place
 from ..plan import Plan
 from ..platform import load_platform
@@ -46,7 +47,7 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
     plan = Plan.load(out)
     platform = load_platform(platform_name)
     placement = place(plan, network_from(out), platform, CostModel.for_platform(platform, cost_model_path), objective,
-                      None if max_latency_ms is None else max_latency_ms / 1000)
+                      None if max_latency_ms is None else max_latency_ms / 1000, original_model(Path(out), plan))
     plan.placement = placement
     plan.save(Path(out))
     if as_json:
@@ -80,7 +81,8 @@ def _print_placement(placement: dict) -> None:
     unit = "J" if placement["objective"] == "energy" else "s"
     click.echo(format_table(["segment", "target"], [[s, t] for s, t in placement["segments"].items()]))
     rows = [["optimum", f"{placement[key]:.4g} {unit}", f"{placement['latency_s']:.4g} s", "-"]]
-    for name, p in placement["baselines"].items():
+    others = {**placement["baselines"], **{f"original model on {t}": p for t, p in placement["original_model"].items()}}
+    for name, p in others.items():
         rows.append([name.replace("_", " "), f"{p[key]:.4g} {unit}" if p else "infeasible",
                      f"{p['latency_s']:.4g} s" if p else "-", _percent(_saving(placement[key], p[key] if p else None))])
     click.echo()

@@ -19,8 +19,9 @@ from .options import echo_json, json_option
               help=f"A preset ({', '.join(preset_names())}) or a platform TOML file.")
 @click.option("--workloads", "count", default=60, show_default=True, type=click.IntRange(min=0),
               help="Generated layers (conv, depthwise, pool, dense, conv blocks of many shapes) to measure.")
-@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
-              help="Also measure the segments of this ONNX model between its candidate exit points (repeatable).")
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True),
+              help="Also measure this ONNX model whole and its segments between candidate exit points, or the "
+                   "segments of an `augment` output (exit heads included) (repeatable).")
 @click.option("--dataset", type=click.Path(dir_okay=False, path_type=Path),
               help="Measurements file (JSON lines), extended by each run. Default: costs/PLATFORM.jsonl.")
 @click.option("--cost-model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
