@@ -6,6 +6,7 @@ FASHION = examples/fashion_mnist
 example: setup $(FASHION)/train.npz
 	.venv/bin/eenn-tvm augment $(FASHION)/resnet8.onnx --data $(FASHION)/train.npz --max-accuracy-drop 0.01 -o out/fashion_mnist
 	.venv/bin/eenn-tvm run out/fashion_mnist --data $(FASHION)/test.npz
+	.venv/bin/eenn-tvm map out/fashion_mnist --platform m4-edge
 	.venv/bin/eenn-tvm build out/fashion_mnist --target cortex-m4 -o out/fashion_mnist_m4
 	.venv/bin/eenn-tvm verify out/fashion_mnist_m4 --data $(FASHION)/test.npz --n 200
 
