@@ -64,6 +64,41 @@ def ort_run(model: onnx.ModelProto | Path, x: np.ndarray, extra_outputs: list[st
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
 
 
+def two_tier_platform(name: str, device: str, host: str, ram_bytes: int, host_macs_per_s: float | None,
+                      link: tuple[float, float, float, float]) -> str:
+    """A platform TOML: a Cortex-M4 device and a host (timed here, or with a throughput), one link
+    (bandwidth, latency, send and receive energy per bit)."""
+    host_speed = "measured_here = true" if host_macs_per_s is None else f"macs_per_s = {host_macs_per_s:g}"
+    bandwidth, latency, send, receive = link
+    return f"""
+name = "{name}"
+[[targets]]
+name = "{device}"
+kind = "mcu"
+tier = 0
+core = "cortex-m4"
+clock_hz = 64e6
+cycles_per_instruction = 1.3
+active_power_w = 0.01
+flash_bytes = 1048576
+ram_bytes = {ram_bytes}
+[[targets]]
+name = "{host}"
+kind = "host"
+tier = 1
+{host_speed}
+active_power_w = 15.0
+memory_bytes = 8000000000
+[[links]]
+from = "{device}"
+to = "{host}"
+bandwidth_bps = {bandwidth:g}
+latency_s = {latency:g}
+energy_j_per_bit_send = {send:g}
+energy_j_per_bit_receive = {receive:g}
+"""
+
+
 @pytest.fixture(scope="session")
 def fashion(tmp_path_factory):
     """Small train and test files from Debian's Fashion-MNIST: 4000 to augment on, 1000 held out."""

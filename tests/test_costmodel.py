@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import two_tier_platform
 from eenn_tvm.costmodel import CostModel, segment_features, validate, work_of
 from eenn_tvm.errors import EennError
 from eenn_tvm.platform import load_platform, preset_names
@@ -13,33 +14,7 @@ from eenn_tvm.profiling import measure
 from eenn_tvm.workloads import layer_workloads, segment_workloads
 from test_cli import assert_one_line_error, run_cli
 
-GOOD = """
-name = "tiny"
-[[targets]]
-name = "mcu"
-kind = "mcu"
-tier = 0
-core = "cortex-m4"
-clock_hz = 64e6
-cycles_per_instruction = 1.3
-active_power_w = 0.01
-flash_bytes = 1048576
-ram_bytes = 262144
-[[targets]]
-name = "host"
-kind = "host"
-tier = 1
-measured_here = true
-active_power_w = 15.0
-memory_bytes = 8000000000
-[[links]]
-from = "mcu"
-to = "host"
-bandwidth_bps = 1e6
-latency_s = 0.01
-energy_j_per_bit_send = 1e-8
-energy_j_per_bit_receive = 2e-8
-"""
+GOOD = two_tier_platform("tiny", "mcu", "host", 262144, None, (1e6, 0.01, 1e-8, 2e-8))
 
 
 def test_the_presets_load_with_the_fin_paper_figures():
@@ -58,7 +33,7 @@ def test_the_presets_load_with_the_fin_paper_figures():
     (lambda t: t.replace('kind = "host"', 'kind = "gpu"'), "targets[1].kind: expected one of mcu, host"),
     (lambda t: t.replace('clock_hz = 64e6', 'clock_hz = "fast"'), "targets[0].clock_hz: expected float"),
     (lambda t: t.replace('to = "host"', 'to = "cloud"'), "links[0].to: no target named 'cloud'"),
-    (lambda t: t.replace('bandwidth_bps = 1e6', 'bandwidth_bps = -1.0'), "links[0].bandwidth_bps: must not be negative"),
+    (lambda t: t.replace('bandwidth_bps = 1e+06', 'bandwidth_bps = -1.0'), "links[0].bandwidth_bps: must not be negative"),
     (lambda t: t.replace('[[targets]]', '[[targets', 1), "not valid TOML"),
 ])
 def test_a_bad_platform_file_is_one_line_naming_the_field(edit, fragment, tmp_path):

@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-
+from conftest import two_tier_platform
 from eenn_tvm.firmware import network_from
 from eenn_tvm.mapping import Problem, brute_force
 from eenn_tvm.passes import TARGET_ATTR, AnnotatePartition, functions_on
@@ -13,34 +13,7 @@ from test_cli import assert_one_line_error, run_cli
 
 # A low-power Cortex-M4 and an edge host with a fast, cheap link: under a latency bound the device cannot meet
 # alone, the optimum keeps the first segment (where most samples leave) on the device and hands over the rest.
-SPLIT = """
-name = "split"
-feature_bits = 32
-[[targets]]
-name = "device"
-kind = "mcu"
-tier = 0
-core = "cortex-m4"
-clock_hz = 64e6
-cycles_per_instruction = 1.3
-active_power_w = 0.01
-flash_bytes = 1048576
-ram_bytes = 1048576
-[[targets]]
-name = "edge"
-kind = "host"
-tier = 1
-macs_per_s = 2e9
-active_power_w = 15.0
-memory_bytes = 8000000000
-[[links]]
-from = "device"
-to = "edge"
-bandwidth_bps = 1e8
-latency_s = 0.001
-energy_j_per_bit_send = 5e-11
-energy_j_per_bit_receive = 5e-11
-"""
+SPLIT = two_tier_platform("split", "device", "edge", 1048576, 2e9, (1e8, 0.001, 5e-11, 5e-11))
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ from .costmodel import CostModel
 from .costs import PredictedCost
 from .data import Dataset
 from .errors import EennError
-from .frontend import import_onnx
 from .firmware import load_manifest, network_from, write_firmware
+from .frontend import import_onnx
 from .outputs import atomic_folder
 from .passes import AnnotatePartition, functions_on
 from .placement import place

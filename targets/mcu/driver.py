@@ -104,21 +104,20 @@ def kernels_header(program: Program) -> str:
 
 
 def _tensors(segments: list[Segment]) -> list[Tensor]:
-    seen: dict[int, Tensor] = {id(segments[0].input): segments[0].input}
-    for segment in segments:
-        for call in segment.calls:
-            for arg in call.args:
-                if isinstance(arg, Tensor):
-                    seen.setdefault(id(arg), arg)
-    return list(seen.values())
+    """The model input, then every activation in the order the calls first use it."""
+    return _args_of_kind(segments, Tensor, [segments[0].input])
 
 
 def _constants(segments: list[Segment]) -> list[Constant]:
-    seen: dict[int, Constant] = {}
+    return _args_of_kind(segments, Constant, [])
+
+
+def _args_of_kind(segments: list[Segment], kind: type, first: list) -> list:
+    seen = {id(item): item for item in first}
     for segment in segments:
         for call in segment.calls:
             for arg in call.args:
-                if isinstance(arg, Constant):
+                if isinstance(arg, kind):
                     seen.setdefault(id(arg), arg)
     return list(seen.values())
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..augment import augment
@@ -11,7 +9,15 @@ from ..costmodel import CostModel
 from ..costs import PredictedCost
 from ..platform import load_platform
 from ..textui import format_table
-from .options import augment_options, echo_json, input_shape_option, input_shapes_from, json_option, savings_table, settings_from
+from .options import (
+    augment_options,
+    echo_json,
+    input_shape_option,
+    input_shapes_from,
+    json_option,
+    savings_table,
+    settings_from,
+)
 
 
 @click.command("augment")

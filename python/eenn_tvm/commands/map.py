@@ -8,10 +8,10 @@ import click
 
 from ..costmodel import CostModel
 from ..costs import OBJECTIVES
+from ..deploy import original_model
 from ..errors import EennError
 from ..firmware import network_from
 from ..mapping import Problem, baselines, solve
-from ..deploy import original_model
 from ..placement import place
 from ..plan import Plan
 from ..platform import load_platform

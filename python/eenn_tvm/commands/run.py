@@ -8,9 +8,9 @@ import click
 
 from ..data import Dataset, load_npz
 from ..deploy import run_tiers
-from ..textui import format_table
 from ..evaluate import ENGINES, run
 from ..plan import Plan
+from ..textui import format_table
 from .options import echo_json, json_option, savings_table
 
 
