@@ -1,8 +1,9 @@
 """The cost model: latency and energy of a segment on a target, learned from measurements.
 
 Features come from the segment's Relax function (MACs per kind of operator, bytes in, out and of parameters,
-the shapes that decide loop overheads). Per target, gradient-boosted trees (XGBoost, as TVM's own tuners use)
-learn log(seconds per unit of work); the prediction is work x exp(that). Targets with no measurements fall back
+the shapes that decide loop overheads). Per target, a base model (a fixed cost, a cost per operator call, a cost
+per unit of work; non-negative least squares) and gradient-boosted trees (XGBoost, as TVM's own tuners use) that
+learn the log of its error: prediction = base x exp(trees). Targets with no measurements fall back
 to the analytic model of the FIN paper, work / throughput, and say so (`source: "analytic"`). Energy is
 latency x the target's active power.
 """
@@ -37,7 +38,6 @@ _SHAPE_FEATURES = {
     "dense": ["dense_reduction", "dense_units"],
     "pool": ["pool_window", "pool_max", "pool_out_pixels"],
 }
-OPERATOR_OVERHEAD = 300.0  # MAC-equivalents per operator call in the unit models learn (held-out MAPE 16% -> 13% on the M4)
 MCU_FALLBACK_CYCLES_PER_MAC = 10.0  # analytic MCU fallback: untuned float32 kernels (bench/mcu.py: 7-9 instr/MAC on the M4)
 
 
@@ -99,9 +99,19 @@ def work_of(features: dict[str, float]) -> float:
     return max(math.expm1(features["log_work"]), 1.0)
 
 
-def _unit(features: dict[str, float]) -> float:
-    """What models learn seconds per: work plus a per-operator overhead (calls, loop set-up)."""
-    return work_of(features) + OPERATOR_OVERHEAD * features["ops"]
+def _base(features: dict[str, float], coef) -> float:
+    """The base model the trees correct: a fixed cost, a cost per operator call, a cost per unit of work."""
+    return max(coef[0] + coef[1] * features["ops"] + coef[2] * work_of(features), 1e-12)
+
+
+def _fit_base(rows: list[dict]) -> list[float]:
+    """Non-negative least squares on relative error, so small and large workloads count alike."""
+    from scipy.optimize import nnls
+
+    a = np.array([[1.0, r["features"]["ops"], work_of(r["features"])] for r in rows])
+    y = np.array([r["latency_s"] for r in rows])
+    coef, _ = nnls(a / y[:, None], np.ones(len(y)))
+    return coef.tolist()
 
 
 def analytic_latency(features: dict[str, float], target: Target) -> float:
@@ -115,10 +125,10 @@ def analytic_latency(features: dict[str, float], target: Target) -> float:
 class CostModel:
     """Per target: an XGBoost regressor of log(seconds per unit of work), or nothing (then analytic)."""
 
-    def __init__(self, platform: Platform, boosters: dict[str, object] | None = None,
+    def __init__(self, platform: Platform, boosters: dict[str, tuple] | None = None,
                  measured: dict[str, dict[str, float]] | None = None):
         self.platform = platform
-        self.boosters = boosters or {}
+        self.boosters = boosters or {}  # target -> (base model coefficients, booster of log(seconds / base))
         # target -> function key -> seconds: a segment measured exactly as it is needs no prediction
         self.measured = measured or {}
 
@@ -169,7 +179,8 @@ class CostModel:
             import xgboost
 
             x = xgboost.DMatrix(np.array([[features[f] for f in FEATURES]], np.float32), feature_names=FEATURES)
-            latency, source = _unit(features) * math.exp(float(booster.predict(x)[0])), "model"
+            coef, trees = booster
+            latency, source = _base(features, coef) * math.exp(float(trees.predict(x)[0])), "model"
         return Prediction(latency, latency * target.active_power_w, source)
 
     def sources(self) -> dict[str, str]:
@@ -178,7 +189,8 @@ class CostModel:
     def save(self, path: Path) -> None:
         document = {"format": "eenn-tvm-costmodel", "version": 1, "platform": self.platform.name,
                     "features": FEATURES, "measured": self.measured,
-                    "boosters": {name: json.loads(b.save_raw("json").decode()) for name, b in self.boosters.items()}}
+                    "boosters": {name: {"base": coef, "trees": json.loads(b.save_raw("json").decode())}
+                                 for name, (coef, b) in self.boosters.items()}}
         Path(path).write_text(json.dumps(document) + "\n")
 
     @classmethod
@@ -189,21 +201,22 @@ class CostModel:
         if document.get("features") != FEATURES:
             raise EennError(f"{path}: made with other features: run `eenn-tvm profile` again")
         boosters = {}
-        for name, raw in document["boosters"].items():
+        for name, saved in document["boosters"].items():
             booster = xgboost.Booster()
-            booster.load_model(bytearray(json.dumps(raw).encode()))
-            boosters[name] = booster
+            booster.load_model(bytearray(json.dumps(saved["trees"]).encode()))
+            boosters[name] = (saved["base"], booster)
         return cls(platform, boosters, document.get("measured", {}))
 
 
 def _fit(rows: list[dict], seed: int):
     import xgboost
 
+    coef = _fit_base(rows)
     x = np.array([[r["features"][f] for f in FEATURES] for r in rows], np.float32)
-    y = np.array([math.log(r["latency_s"] / _unit(r["features"])) for r in rows])
+    y = np.array([math.log(r["latency_s"] / _base(r["features"], coef)) for r in rows])
     params = {"max_depth": 4, "eta": 0.1, "subsample": 0.9, "colsample_bytree": 0.9, "min_child_weight": 1,
               "objective": "reg:squarederror", "seed": seed, "nthread": 1}
-    return xgboost.train(params, xgboost.DMatrix(x, label=y, feature_names=FEATURES), num_boost_round=300)
+    return coef, xgboost.train(params, xgboost.DMatrix(x, label=y, feature_names=FEATURES), num_boost_round=300)
 
 
 def _calls(func: relax.Function) -> list[relax.Call]:
@@ -226,9 +239,24 @@ def _nbytes(ty) -> int:
     return math.prod(shape) * tvm.runtime.DataType(str(ty.dtype)).bits // 8 if shape or hasattr(ty, "dtype") else 0
 
 
-def validate(platform: Platform, rows: list[dict], seed: int = 0, held_out: float = 0.25) -> dict[str, dict]:
-    """Train on most workloads, predict the rest: per measured target, the mean absolute percentage error and
-    Spearman's rank correlation of the model, and of the MAC proxy (work x the median seconds per unit of work)."""
+def validate(platform: Platform, rows: list[dict], seed: int = 0, held_out: float = 0.25, repeats: int = 5) -> dict[str, dict]:
+    """Train on most workloads, predict the rest, `repeats` times over different random splits: per measured
+    target, the mean absolute percentage error and Spearman's rank correlation of the model and of the MAC
+    proxy (work x the median seconds per unit of work of the training rows), averaged over the splits."""
+    splits = [_validate_once(platform, rows, seed + k, held_out) for k in range(repeats)]
+    report = {}
+    for target in {name for split in splits for name in split}:
+        runs = [split[target] for split in splits if target in split]
+        report[target] = {
+            "splits": len(runs), "train": runs[0]["train"], "held_out": runs[0]["held_out"],
+            "mape": float(np.mean([r["mape"] for r in runs])), "spearman": float(np.mean([r["spearman"] for r in runs])),
+            "mape_range": [min(r["mape"] for r in runs), max(r["mape"] for r in runs)],
+            "mac_proxy": {k: float(np.mean([r["mac_proxy"][k] for r in runs])) for k in ("mape", "spearman")},
+        }
+    return report
+
+
+def _validate_once(platform: Platform, rows: list[dict], seed: int, held_out: float) -> dict[str, dict]:
     from scipy.stats import spearmanr
 
     keys = sorted({r["workload"] for r in rows})

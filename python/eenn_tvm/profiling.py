@@ -53,6 +53,8 @@ def measure_all(platform: Platform, workloads: list[Workload], dataset: Path,
     for row in rows:  # features are cheap: recompute them, so rows measured before a feature change still count
         if row["workload"] in by_key:
             row["features"] = segment_features(by_key[row["workload"]].function)
+    if rows:
+        _rewrite(dataset, rows)
     done = {(r["workload"], r["target"]) for r in rows}
     todo = [(w, t) for w in workloads for t in platform.targets if t.measurable and (w.key, t.name) not in done]
     dataset.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,12 @@ def measure_all(platform: Platform, workloads: list[Workload], dataset: Path,
             f.write(json.dumps(row) + "\n")
         rows.append(row)
     return rows
+
+
+def _rewrite(dataset: Path, rows: list[dict]) -> None:
+    partial = dataset.with_name(f".{dataset.name}.partial")
+    partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    partial.replace(dataset)
 
 
 def measure(workload: Workload, target: Target) -> dict:
