@@ -312,7 +312,10 @@ def _label_setting(problem: Problem, narrow: bool = False, upper: float = math.i
                             _room(node, params[i + 1] - params[run_start], run_largest):
                         # The run start matters only where memory can bind; time only while the bound can.
                         full_key = (*key, run_start if node.name not in roomy else -1)
-                        grown.setdefault(full_key, _Front(narrow)).add(total, slack.binding_time(i, t),
+                        target_front = grown.get(full_key)
+                        if target_front is None:
+                            target_front = grown[full_key] = _Front(narrow)
+                        target_front.add(total, slack.binding_time(i, t),
                                                                  (total, t, run_start, run_largest, (node.name, path)))
         labels = grown
         if i in ends and (not block.has_exit or block.accuracy >= problem.min_accuracy - 1e-12):
