@@ -117,3 +117,12 @@ def test_external_weight_files_are_read(zoo_model, tmp_path):
     assert code == 0 and len(json.loads(out)["exit_points"]) == 3
     (tmp_path / "ext.weights").unlink()
     assert_one_line_error(["analyze", tmp_path / "ext.onnx"], "external")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["build", "m.onnx", "--target", "cortex-m99", "-o", "fw"], "eenn-tvm build --help"),
+    (["frobnicate"], "No such command"),
+    (["verify"], "Missing argument 'FIRMWARE'"),
+])
+def test_a_wrong_option_or_command_is_one_line_pointing_at_the_help(args, fragment):
+    assert_one_line_error(args, fragment)

@@ -29,6 +29,11 @@ class _Group(click.Group):
             if err.errno == errno.ENOSPC:
                 _fail(f"the disk is full ({err.filename or 'writing output'}): free some space and run again")
             _internal_error(err)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as err:  # a wrong option or value: one line too, pointing at the help
+            where = err.ctx.command_path if err.ctx else "eenn-tvm"
+            _fail(f"{err.format_message()} (see `{where} --help`)")
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
         except Exception as err:  # a bug in eenn-tvm, not bad input: say so in one line
