@@ -32,7 +32,7 @@ class _Group(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as err:  # a wrong option or value: one line too, pointing at the help
-            where = err.ctx.command_path if err.ctx else "eenn-tvm"
+            where = " ".join(["eenn-tvm", *(err.ctx.command_path.split()[1:] if err.ctx else [])])
             _fail(f"{err.format_message()} (see `{where} --help`)")
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
