@@ -263,69 +263,100 @@ def solve(problem: Problem) -> Placement:
 
 
 def _label_setting(problem: Problem, narrow: bool = False, upper: float = math.inf) -> Placement | None:
-    """Labels (cost, worst time, start of the current node's run, its largest activation, path) per key (node,
-    nodes of its tier already left). A later run start means fewer parameters and no larger activation on the
-    node, so a label is dropped when another at the same key is no worse in cost, time and run start: the
-    futures open to it are a superset. Exact, since nothing else about the past constrains the future."""
-    ends = dict((length - 1, terminal) for length, terminal in _lengths(problem))
-    best = None
-    reach = problem.reach()
-    nodes = {n.name: n for n in problem.nodes}
-    params = list(itertools.accumulate((b.param_bytes for b in problem.blocks), initial=0))
-    slack = _Slack(problem, ends)
-    bound = _CostBound(problem, ends, upper)
-    # Where memory can never bind, the run start does not matter for the future: compare it as equal.
-    roomy = {n.name for n in problem.nodes if _room(n, params[-1], max([problem.input_bits] + [b.out_bits for b in problem.blocks]) / 8)}
-    start = _Front()
-    start.add(0.0, 0.0, (0.0, 0.0, -1, 0.0, None))
-    labels = {(problem.source, frozenset(), -1): start}
-    energy = problem.objective == "energy"
-    for i in range(max(ends) + 1):
-        block = problem.blocks[i]
-        bits = problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits
-        activation = max(bits, block.out_bits) / 8
-        grown: dict[tuple, list] = {}
+    return _LabelSetting(problem, narrow, upper).run()
+
+
+class _LabelSetting:
+    """Labels (cost, worst time, start of the current node's run, its largest activation, path) per state (node,
+    nodes of its tier already left, run start where memory can bind). Within a state a label is dropped when
+    another is no worse in cost and in time (while the latency bound can still bind): the futures open to both
+    are the same, so the search stays exact. `narrow` keeps two labels per state: a fast heuristic for a bound."""
+
+    def __init__(self, problem: Problem, narrow: bool, upper: float):
+        self.problem, self.narrow = problem, narrow
+        self.ends = dict((length - 1, terminal) for length, terminal in _lengths(problem))
+        self.reach = problem.reach()
+        self.nodes = {n.name: n for n in problem.nodes}
+        self.params = list(itertools.accumulate((b.param_bytes for b in problem.blocks), initial=0))
+        self.slack = _Slack(problem, self.ends)
+        self.bound = _CostBound(problem, self.ends, upper)
+        largest = max([problem.input_bits] + [b.out_bits for b in problem.blocks]) / 8
+        # Where memory can never bind, the run start does not matter for the future: one state for all starts.
+        self.roomy = {n.name for n in problem.nodes if _room(n, self.params[-1], largest)}
+        self.energy = problem.objective == "energy"
+
+    def run(self) -> Placement | None:
+        start = _Front()
+        start.add(0.0, 0.0, (0.0, 0.0, -1, 0.0, None))
+        labels, best = {(self.problem.source, frozenset(), -1): start}, None
+        for i in range(max(self.ends) + 1):
+            labels = self._step(i, labels)
+            found = self._finished(i, labels)
+            if found is not None and (best is None or (found.cost, found.latency_s) < (best.cost, best.latency_s)):
+                best = found
+        return best
+
+    def _step(self, i: int, labels: dict) -> dict:
+        grown: dict[tuple, _Front] = {}
         for (here, left, _), front in labels.items():
-            for node in problem.nodes:
-                seconds = block.time_on(node)
-                moved = node.name != here
-                if seconds is None or (moved and (node.tier < nodes[here].tier or node.name in left)):
-                    continue
-                if moved:
-                    link = problem.links.get((here, node.name))
-                    if link is None:
-                        continue
-                    hop_time = bits * link.seconds_per_bit + link.latency_s
-                    hop_cost = reach[i] * (bits * link.energy_j_per_bit if energy else hop_time)
-                    ran = {here} if i > 0 else set()
-                    key = (node.name, frozenset(n for n in left | ran if nodes[n].tier == node.tier))
-                else:
-                    hop_time = hop_cost = 0.0
-                    key = (here, left)
-                step = reach[i] * seconds * (node.power_w if energy else 1.0)
-                for cost, time, start, largest, path in front:
-                    run_start = i if moved or start < 0 else start
-                    run_largest = activation if run_start == i else max(largest, activation)
-                    t = time + hop_time + seconds
-                    total = cost + hop_cost + step
-                    if slack.can_finish(i, t) and bound.can_beat(i, total) and \
-                            _room(node, params[i + 1] - params[run_start], run_largest):
-                        # The run start matters only where memory can bind; time only while the bound can.
-                        full_key = (*key, run_start if node.name not in roomy else -1)
-                        target_front = grown.get(full_key)
-                        if target_front is None:
-                            target_front = grown[full_key] = _Front(narrow)
-                        target_front.add(total, slack.binding_time(i, t),
-                                                                 (total, t, run_start, run_largest, (node.name, path)))
-        labels = grown
-        if i in ends and (not block.has_exit or block.accuracy >= problem.min_accuracy - 1e-12):
-            done = [label for front in labels.values() for label in front]
-            if done:
-                cheapest = min(done, key=lambda label: (label[0], label[1]))
-                found = evaluate(problem, _unwind(cheapest[-1]), ends[i])
-                if found is not None and (best is None or (found.cost, found.latency_s) < (best.cost, best.latency_s)):
-                    best = found
-    return best
+            for move in self._moves(i, here, left):
+                self._extend(i, front, move, grown)
+        return grown
+
+    def _moves(self, i: int, here: str, left: frozenset):
+        """(node, moved, state key, hop time, hop cost, compute time, compute cost) for every node block i can run on."""
+        problem, block = self.problem, self.problem.blocks[i]
+        bits = problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits
+        for node in problem.nodes:
+            seconds = block.time_on(node)
+            if seconds is None:
+                continue
+            step = self.reach[i] * seconds * (node.power_w if self.energy else 1.0)
+            if node.name == here:
+                yield node, False, (here, left), 0.0, 0.0, seconds, step
+                continue
+            link = problem.links.get((here, node.name))
+            if link is None or node.tier < self.nodes[here].tier or node.name in left:
+                continue
+            hop_time = bits * link.seconds_per_bit + link.latency_s
+            hop_cost = self.reach[i] * (bits * link.energy_j_per_bit if self.energy else hop_time)
+            ran = {here} if i > 0 else set()
+            key = (node.name, frozenset(n for n in left | ran if self.nodes[n].tier == node.tier))
+            yield node, True, key, hop_time, hop_cost, seconds, step
+
+    def _extend(self, i: int, front, move, grown: dict) -> None:
+        node, moved, key, hop_time, hop_cost, seconds, step = move
+        block = self.problem.blocks[i]
+        bits = self.problem.input_bits if i == 0 else self.problem.blocks[i - 1].out_bits
+        activation = max(bits, block.out_bits) / 8
+        time_limit = self.slack.bound - self.slack.least[i]  # beyond it, no admissible end is in time
+        free_below = self.slack.bound - self.slack.most[i]  # below it, every end is in time: time need not count
+        cost_limit = self.bound.upper - self.bound.least[i]
+        roomy, params = node.name in self.roomy, self.params
+        for cost, time, start, largest, path in front:
+            t, total = time + hop_time + seconds, cost + hop_cost + step
+            if t > time_limit or total > cost_limit:
+                continue
+            run_start = i if moved or start < 0 else start
+            run_largest = activation if run_start == i else max(largest, activation)
+            if not roomy and not _room(node, params[i + 1] - params[run_start], run_largest):
+                continue
+            state = (*key, -1 if roomy else run_start)
+            target = grown.get(state)
+            if target is None:
+                target = grown[state] = _Front(self.narrow)
+            target.add(total, 0.0 if t <= free_below else t, (total, t, run_start, run_largest, (node.name, path)))
+
+    def _finished(self, i: int, labels: dict) -> Placement | None:
+        """The cheapest complete placement ending at block i, if i is an admissible end."""
+        block = self.problem.blocks[i]
+        if i not in self.ends or (block.has_exit and block.accuracy < self.problem.min_accuracy - 1e-12):
+            return None
+        done = [label for front in labels.values() for label in front]
+        if not done:
+            return None
+        cheapest = min(done, key=lambda label: (label[0], label[1]))
+        return evaluate(self.problem, _unwind(cheapest[-1]), self.ends[i])
 
 
 class _CostBound:
@@ -343,8 +374,6 @@ class _CostBound:
         known = [p.cost for p in _simple_placements(problem) if p is not None]
         self.upper = min(known + [upper], default=math.inf) * (1 + 1e-9)
 
-    def can_beat(self, i: int, cost: float) -> bool:
-        return cost + self.least[i] <= self.upper
 
 
 class _Slack:
@@ -364,11 +393,6 @@ class _Slack:
         self.least = [min((sum(fastest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)]
         self.most = [max((sum(slowest[i + 1 : e + 1]) for e in ends if e >= i), default=0.0) for i in range(count)]
 
-    def can_finish(self, i: int, time: float) -> bool:
-        return time + self.least[i] <= self.bound
-
-    def binding_time(self, i: int, time: float) -> float:
-        return 0.0 if time + self.most[i] <= self.bound else time
 
 
 def _room(node: Node, params: float, activation: float) -> bool:
