@@ -9,8 +9,9 @@ extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 
 # g++ links exported host modules; the Fashion-MNIST package is the example's data set; the Arm
-# cross-compiler, newlib, CMake and QEMU build and run the microcontroller firmware.
-apt_packages=(g++ dataset-fashion-mnist cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+# cross-compiler, newlib, CMake and QEMU build and run the microcontroller firmware; espeak-ng and flite
+# speak the keyword-spotting example's data.
+apt_packages=(g++ dataset-fashion-mnist cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm espeak-ng flite)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

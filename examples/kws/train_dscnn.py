@@ -1,0 +1,90 @@
+"""Train the keyword-spotting example: the MLPerf Tiny DS-CNN layout on the synthesised keywords.
+
+Development only (needs torch). Reads train.npz/test.npz from make_data.py, writes dscnn.onnx beside this file
+(torch's legacy exporter, batch-norm folded):
+
+    python examples/kws/make_data.py && python examples/kws/train_dscnn.py
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+WIDTH = 64
+
+
+def separable(channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+    )
+
+
+class DSCNN(nn.Module):
+    """MLPerf Tiny KWS: a 10x4 strided convolution, four depthwise-separable blocks, average pooling, dense."""
+
+    def __init__(self, classes: int = 12):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, WIDTH, (10, 4), (2, 2), (5, 1), bias=False), nn.BatchNorm2d(WIDTH), nn.ReLU())
+        self.blocks = nn.Sequential(*[separable(WIDTH) for _ in range(4)])
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(WIDTH, classes))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(HERE / f"{name}.npz") as npz:
+        return npz["x"], npz["y"]
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(torch.from_numpy(x[i : i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
+    return float((pred.numpy() == y).mean())
+
+
+def train(epochs: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    x, y = load("train")
+    model = DSCNN()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
+    steps = epochs * (len(x) // 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for epoch in range(epochs):
+        model.train()
+        order = rng.permutation(len(x))
+        for i in range(len(x) // 64):
+            idx = order[i * 64 : (i + 1) * 64]
+            loss = nn.functional.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}", flush=True)
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, default=HERE / "dscnn.onnx")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = train(args.epochs, args.seed).eval()
+    x_test, y_test = load("test")
+    print(f"test accuracy (voices never heard in training): {evaluate(model, x_test, y_test):.4f}")
+    torch.onnx.export(model, torch.zeros(1, 1, 49, 10), args.output, input_names=["mfcc"], output_names=["logits"],
+                      dynamo=False, opset_version=17)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The example data generators: made offline, shaped as the models take them, splits disjoint."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import REPO
+
+KWS = REPO / "examples" / "kws"
+
+
+def test_keyword_data_is_spoken_offline_with_test_voices_never_in_training(tmp_path):
+    subprocess.run([sys.executable, KWS / "make_data.py", "--per-class", "6", "--out", tmp_path], check=True,
+                   capture_output=True)
+    train, test = np.load(tmp_path / "train.npz"), np.load(tmp_path / "test.npz")
+    assert train["x"].shape[1:] == (1, 49, 10) and train["x"].dtype == np.float32
+    assert len(train["y"]) + len(test["y"]) == 12 * 6
+    assert np.isfinite(train["x"]).all() and train["x"].std() > 1
+
+    sys.path.insert(0, str(KWS))
+    import make_data
+
+    speakers = make_data.speakers()
+    held_out = [s for s in speakers if make_data.in_test(s)]
+    assert 0.1 < len(held_out) / len(speakers) < 0.3  # a fifth of the voices, never heard in training
+
+
+def test_mfcc_has_the_mlperf_tiny_shape_and_tells_tones_apart():
+    sys.path.insert(0, str(KWS))
+    from mfcc import RATE, mfcc
+
+    t = np.arange(RATE) / RATE
+    low, high = mfcc(np.sin(2 * np.pi * 300 * t) * 0.5), mfcc(np.sin(2 * np.pi * 2500 * t) * 0.5)
+    assert low.shape == (49, 10) and np.abs(low - high).mean() > 1
