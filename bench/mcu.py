@@ -43,7 +43,7 @@ def workloads(args, scratch: Path) -> list[tuple[str, Path, Path, int]]:
 def measure(source: Path, data: Path, samples: int, core: str, kind: str, scratch: Path) -> dict:
     out = scratch / f"{core}-{kind}"
     try:
-        build_firmware(source, core, out, kind, flash_budget=8 << 20, ram_budget=RAM_FOR_ALL)
+        build_firmware(source, core, out, kernel_kind=kind, flash_budget=8 << 20, ram_budget=RAM_FOR_ALL)
     except EennError as err:  # e.g. LLVM's soft-float helper names on Armv6-M
         return {"core": core, "kernels": kind, "error": str(err)}
     result = verify(out, data, samples)

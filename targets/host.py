@@ -78,27 +78,32 @@ class SegmentRunner:
 
 
 class EarlyExitRunner:
-    """Runs an early-exit module sample by sample: stops at the first segment whose exit says `take`."""
+    """Runs an early-exit module sample by sample: stops at the first segment whose exit says `take`.
 
-    def __init__(self, module: HostModule):
-        self.segments = SegmentRunner(module)
+    `segments` (default: all of `segment_0, segment_1, ...`) may be a later part of the network, as one tier
+    of a deployment holds it; `first` is then the index of its first segment and `end` that of the last
+    segment of the whole network (the one with no exit).
+    """
 
-    @property
-    def exits(self) -> int:
-        return len(self.segments.segments) - 1
+    def __init__(self, module: HostModule, segments: list[str] | None = None, first: int = 0, end: int | None = None):
+        self.module = module
+        self.segments = segments or SegmentRunner(module).segments
+        self.first = first
+        self.end = first + len(self.segments) - 1 if end is None else end
 
-    def infer(self, x: np.ndarray) -> tuple[int, np.ndarray]:
-        """(exit index, or `exits` for the end of the network; the logits there) for one sample."""
-        carry = [x]
-        for index, name in enumerate(self.segments.segments):
-            outputs = self.segments.module(name, *carry)
-            if index == self.exits:
+    def infer(self, x: np.ndarray) -> tuple[int | None, np.ndarray]:
+        """(exit index, or `end` for the end of the network; the logits there). (None, the activation) when
+        these segments end before any exit fires: the next tier continues from it."""
+        carry = x
+        for index, name in enumerate(self.segments, self.first):
+            outputs = self.module(name, carry)
+            if index == self.end:
                 return index, outputs[0]
             activation, logits, _confidence, take = outputs
             if take.item():
                 return index, logits
-            carry = [activation]
-        raise AssertionError("unreachable")
+            carry = activation
+        return None, carry
 
 
 def _to_numpy(value) -> list[np.ndarray]:

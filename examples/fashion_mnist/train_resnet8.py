@@ -7,6 +7,7 @@ exporter (batch-norm folded into the convolutions). About 4 minutes on 2 cores:
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ from torch import nn
 from fashion_mnist import load
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/training.py
+
+from training import accuracy, export, fit  # noqa: E402
 
 
 def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -47,37 +51,20 @@ class ResNet8(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(torch.from_numpy(x[i : i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
-    return float((pred.numpy() == y).mean())
-
-
 def train(epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = load("train")
     model = ResNet8()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    steps = epochs * (len(x) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(len(x))
-        for i in range(len(x) // 128):
-            idx = order[i * 128 : (i + 1) * 128]
-            xb = torch.from_numpy(x[idx])
-            # Random horizontal flips: clothes are mirror-symmetric, and it costs nothing.
-            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-            loss = nn.functional.cross_entropy(model(xb), torch.from_numpy(y[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}", flush=True)
-    return model
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=epochs * (len(x) // 128))
+
+    def flip(xb: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        # Random horizontal flips: clothes are mirror-symmetric, and it costs nothing.
+        mirrored = torch.from_numpy(rng.random(len(idx)) < 0.5)
+        return torch.where(mirrored[:, None, None, None], xb.flip(3), xb)
+
+    return fit(model, x, y, opt, sched, epochs, 128, rng, flip)
 
 
 def main():
@@ -89,12 +76,8 @@ def main():
     torch.set_num_threads(2)
     model = train(args.epochs, args.seed).eval()
     x_test, y_test = load("test")
-    print(f"test accuracy: {evaluate(model, x_test, y_test):.4f}")
-    torch.onnx.export(
-        model, torch.zeros(1, 1, 28, 28), args.output, input_names=["image"], output_names=["logits"],
-        dynamo=False, opset_version=17,
-    )
-    print(f"wrote {args.output}")
+    print(f"test accuracy: {accuracy(model, x_test, y_test):.4f}")
+    export(model, (1, 1, 28, 28), "image", args.output)
 
 
 if __name__ == "__main__":

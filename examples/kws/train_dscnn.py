@@ -7,6 +7,7 @@ Development only (needs torch). Reads train.npz/test.npz from make_data.py, writ
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # examples/training.py
+
+from training import accuracy, export, fit  # noqa: E402
 WIDTH = 64
 
 
@@ -42,33 +46,13 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
         return npz["x"], npz["y"]
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(torch.from_numpy(x[i : i + 1000])).argmax(1) for i in range(0, len(x), 1000)])
-    return float((pred.numpy() == y).mean())
-
-
 def train(epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     x, y = load("train")
     model = DSCNN()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
-    steps = epochs * (len(x) // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(len(x))
-        for i in range(len(x) // 64):
-            idx = order[i * 64 : (i + 1) * 64]
-            loss = nn.functional.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        print(f"epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}", flush=True)
-    return model
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * (len(x) // 64))
+    return fit(model, x, y, opt, sched, epochs, 64, np.random.default_rng(seed))
 
 
 def main():
@@ -80,10 +64,8 @@ def main():
     torch.set_num_threads(2)
     model = train(args.epochs, args.seed).eval()
     x_test, y_test = load("test")
-    print(f"test accuracy (voices never heard in training): {evaluate(model, x_test, y_test):.4f}")
-    torch.onnx.export(model, torch.zeros(1, 1, 49, 10), args.output, input_names=["mfcc"], output_names=["logits"],
-                      dynamo=False, opset_version=17)
-    print(f"wrote {args.output}")
+    print(f"test accuracy (voices never heard in training): {accuracy(model, x_test, y_test):.4f}")
+    export(model, (1, 1, 49, 10), "mfcc", args.output)
 
 
 if __name__ == "__main__":

@@ -45,17 +45,16 @@ MCU_FALLBACK_CYCLES_PER_MAC = 10.0  # analytic MCU fallback: untuned float32 ker
 class Prediction:
     latency_s: float
     energy_j: float
-    source: str  # "model" (learned from measurements) or "analytic" (MACs / throughput)
+    source: str  # "measured" (this very function), "model" (learned from measurements) or "analytic" (MACs / throughput)
 
 
 def segment_features(func: relax.Function) -> dict[str, float]:
     """Features of one segment (a Relax function of one input)."""
     macs = dict.fromkeys(["conv", "depthwise", "dense", "pool", "elementwise"], 0.0)
     shapes = {kind: np.zeros(len(names)) for kind, names in _SHAPE_FEATURES.items()}  # MAC-weighted sums
-    params, ops = 0, 0
+    ops = 0
     for call in _calls(func):
         ops += 1
-        params += sum(_nbytes(a.ty) for a in call.args if isinstance(a, tvm.ir.expr.Constant))
         kind, count, shape = _operator(call)
         macs[kind] += count
         if kind in shapes:
@@ -66,12 +65,17 @@ def segment_features(func: relax.Function) -> dict[str, float]:
     features = {
         "log_work": math.log1p(work), **{f"log_{k}_macs": math.log1p(macs[k]) for k in ("conv", "depthwise", "dense", "pool")},
         "log_elementwise": math.log1p(macs["elementwise"]), "log_input_bytes": math.log1p(in_bytes),
-        "log_output_bytes": math.log1p(out_bytes), "log_param_bytes": math.log1p(params), "ops": ops,
+        "log_output_bytes": math.log1p(out_bytes), "log_param_bytes": math.log1p(param_bytes(func)), "ops": ops,
         **{f"{k}_share": macs[k] / work if work else 0.0 for k in macs},
     }
     for kind, names in _SHAPE_FEATURES.items():
         features.update(zip(names, (shapes[kind] / macs[kind] if macs[kind] else shapes[kind]).tolist()))
     return {f: float(features[f]) for f in FEATURES}
+
+
+def param_bytes(func: relax.Function) -> int:
+    """Bytes of the constants (weights) a segment's operators read."""
+    return sum(_nbytes(a.ty) for call in _calls(func) for a in call.args if isinstance(a, tvm.ir.expr.Constant))
 
 
 def _operator(call: relax.Call) -> tuple[str, float, list[float]]:
@@ -123,7 +127,8 @@ def analytic_latency(features: dict[str, float], target: Target) -> float:
 
 
 class CostModel:
-    """Per target: an XGBoost regressor of log(seconds per unit of work), or nothing (then analytic)."""
+    """Per target: a base model and XGBoost trees correcting it, or nothing (then analytic); and the
+    measurements of whole functions, used as they are where one is asked for."""
 
     def __init__(self, platform: Platform, boosters: dict[str, tuple] | None = None,
                  measured: dict[str, dict[str, float]] | None = None):

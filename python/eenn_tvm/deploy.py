@@ -9,7 +9,6 @@ which segments, from which artefact, and what it receives and hands on.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -25,13 +24,12 @@ from .costs import PredictedCost
 from .data import Dataset
 from .errors import EennError
 from .firmware import load_manifest, network_from, write_firmware
-from .frontend import import_onnx
 from .outputs import atomic_folder
 from .passes import AnnotatePartition, functions_on
 from .placement import place
 from .plan import Plan
 from .platform import Platform, load_platform, platform_file
-from .targets.host import HostModule, build
+from .targets.host import EarlyExitRunner, HostModule, build
 from .targets.mcu.cores import core_named
 from .targets.mcu.qemu import run_in_qemu
 
@@ -53,7 +51,7 @@ def compile_model(model: str | Path, data: str | Path, platform_name: str, out: 
         plan = augment(model, data, tmp, settings, input_shapes, cost=cost, log=log)
         network = network_from(tmp)
         log(f"placing {len(network.segments)} segments on {platform.name}")
-        plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s, original_model(tmp, plan))
+        plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s)
         mod = AnnotatePartition(plan.placement["segments"])(network.mod)
         tiers = []
         for target in sorted(platform.targets, key=lambda t: t.tier):
@@ -65,12 +63,6 @@ def compile_model(model: str | Path, data: str | Path, platform_name: str, out: 
         plan.deployment = {"platform": platform.name, "platform_file": PLATFORM, "tiers": tiers}
         plan.save(tmp)
     return plan
-
-
-def original_model(folder: Path, plan: Plan):
-    """The model as augment imported it, without exits: the reference the placement is compared with."""
-    model = import_onnx(folder / plan.artifacts["model_onnx"], {plan.model["input_name"]: tuple(plan.model["input_shape"])})
-    return model.mod["main"]
 
 
 def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list[str], platform: Platform) -> dict:
@@ -89,12 +81,9 @@ def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list
         HostModule(build(tvm.IRModule({s: mod[s] for s in segments}))).export(folder / artifact)
     return {"target": target.name, "kind": target.kind, "segments": segments, "artifact": artifact,
             "receives": {"shape": [int(d) for d in receives.shape],
-                         "bits": None if target.name == platform.device.name else _bits(receives, platform)},
-            "hands_over": None if ends_network else {"shape": [int(d) for d in last_out.shape], "bits": _bits(last_out, platform)}}
-
-
-def _bits(ty, platform: Platform) -> int:
-    return math.prod(int(d) for d in ty.shape) * platform.feature_bits
+                         "bits": None if target.name == platform.device.name else platform.transfer_bits(receives.shape)},
+            "hands_over": None if ends_network else {"shape": [int(d) for d in last_out.shape],
+                                                     "bits": platform.transfer_bits(last_out.shape)}}
 
 
 @dataclass
@@ -111,13 +100,12 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
     """Every sample through the tiers in order: the microcontroller tier in QEMU, host tiers as TVM modules."""
     platform = load_platform(folder / plan.deployment["platform_file"])
     n = len(data)
-    decided = np.full(n, -1)
     predictions = np.full(n, -1)
     exit_index = np.full(n, -1)
     carry: dict[int, np.ndarray] = {i: data.x[i : i + 1] for i in range(n)}
     figures, transfer_energy, transfer_seconds = [], np.zeros(n), np.zeros(n)
     previous = platform.device.name
-    for tier_index, tier in enumerate(plan.deployment["tiers"]):
+    for tier in plan.deployment["tiers"]:
         target = platform.target(tier["target"])
         alive = sorted(carry)
         bits = tier["receives"]["bits"] or 0
@@ -129,7 +117,7 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
         run = _run_mcu if target.kind == "mcu" else _run_host
         seconds, results, handed = run(folder, tier, target, plan, carry, alive)
         for i, (exit_at, klass) in results.items():
-            decided[i], exit_index[i], predictions[i] = tier_index, exit_at, klass
+            exit_index[i], predictions[i] = exit_at, klass
         carry = handed
         figures.append(TierFigures(target.name, len(alive), len(results), float(np.mean(seconds)) if len(seconds) else 0.0,
                                    float(np.mean(seconds)) * target.active_power_w if len(seconds) else 0.0, float(bits)))
@@ -171,23 +159,15 @@ def _run_mcu(folder, tier, target, plan, carry, alive):
 
 
 def _run_host(folder, tier, target, plan, carry, alive):
-    module = HostModule.load(folder / tier["artifact"])
-    first_exit = int(tier["segments"][0].split("_")[1])
-    final = len(plan.exits)
+    first = int(tier["segments"][0].removeprefix("segment_"))
+    runner = EarlyExitRunner(HostModule.load(folder / tier["artifact"]), tier["segments"], first, end=len(plan.exits))
     seconds, results, handed = [], {}, {}
     for i in alive:
-        x, started = carry[i], time.perf_counter()
-        for offset, name in enumerate(tier["segments"]):
-            outputs = module(name, x)
-            index = first_exit + offset
-            if index == final:
-                results[i] = (final, int(outputs[0].argmax()))
-                break
-            if outputs[3].item():
-                results[i] = (index, int(outputs[1].argmax()))
-                break
-            x = outputs[0]
-        else:
-            handed[i] = x
+        started = time.perf_counter()
+        exit_at, out = runner.infer(carry[i])
         seconds.append(time.perf_counter() - started)
+        if exit_at is None:
+            handed[i] = out
+        else:
+            results[i] = (exit_at, int(out.argmax()))
     return np.array(seconds), results, handed

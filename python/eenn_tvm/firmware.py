@@ -13,6 +13,7 @@ from pathlib import Path
 
 import onnx
 import tvm
+from tvm import relax
 
 from .early_exit import early_exit_module
 from .errors import EennError
@@ -47,6 +48,7 @@ class Network:
     exits: list[dict]  # per exit: index, point, macs_to_reach, head_macs (from the plan)
     total_macs: int | None
     reference: Path | onnx.ModelProto | None  # what verify runs on the host: the host module, or the model as imported
+    backbone: relax.Function | None = None  # the model as imported, without exits: what the placement compares with
 
 
 def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
@@ -59,7 +61,7 @@ def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
     mod = SplitAtExits(points=[])(model.mod)
     (input_name, shape), = model.input_shapes.items()
     return Network(model.name, "model", mod, segment_names(1), input_name, list(shape), _classes(model.onnx),
-                   _ends_in_softmax(model.onnx), [], None, model.onnx)
+                   _ends_in_softmax(model.onnx), [], None, model.onnx, model.mod["main"])
 
 
 def _eenn_from_plan(folder: Path) -> Network:
@@ -74,24 +76,13 @@ def _eenn_from_plan(folder: Path) -> Network:
                for e in plan.exits]
     return Network(plan.model["name"], "eenn", mod, segment_names(len(plan.exits) + 1), plan.model["input_name"],
                    plan.model["input_shape"], plan.model["classes"], _ends_in_softmax(model.onnx), planned,
-                   plan.model["total_macs"], folder / plan.artifacts["host_module"])
+                   plan.model["total_macs"], folder / plan.artifacts["host_module"], model.mod["main"])
 
 
-def build_firmware(
-    source: str | Path,
-    target: str,
-    out: str | Path,
-    kernel_kind: str = "auto",
-    flash_budget: int | None = None,
-    ram_budget: int | None = None,
-    stack_bytes: int = project.DEFAULT_STACK_BYTES,
-    input_shapes: dict | None = None,
-    log: Callable[[str], None] = lambda _: None,
-) -> dict:
-    """Write the firmware project for a model file or an augment folder to `out`; returns its manifest."""
-    core = core_named(target)
-    return write_firmware(network_from(source, input_shapes), core, out, kernel_kind, flash_budget, ram_budget,
-                          stack_bytes, log)
+def build_firmware(source: str | Path, target: str, out: str | Path, input_shapes: dict | None = None, **options) -> dict:
+    """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
+    `options` are those of `write_firmware`."""
+    return write_firmware(network_from(source, input_shapes), core_named(target), out, **options)
 
 
 def write_firmware(
@@ -128,9 +119,8 @@ def write_firmware(
         sizes = project.measure_sizes(tmp / project.BINARIES, memory, workspace, stack_bytes)
         _check_budget(core, sizes, flash_budget or core.flash_budget, ram_budget or core.ram_budget)
         reference = _write_reference(network, tmp / REFERENCE)
-        manifest = _manifest(network, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget, reference)
-        manifest["device_segments"] = len(here)
-        manifest["hand_over"] = _hand_over(program) if len(here) < len(network.segments) else None
+        manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget,
+                             reference)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -170,8 +160,9 @@ def _write_reference(network: Network, folder: Path) -> str | None:
     return f"{REFERENCE}/{network.reference.name}"
 
 
-def _manifest(network: Network, core: Core, kernel_kind: str, memory, workspace: int, sizes: project.Sizes,
+def _manifest(network: Network, program, core: Core, kernel_kind: str, memory, workspace: int, sizes: project.Sizes,
               flash_budget, ram_budget, reference: str) -> dict:
+    here = len(program.segments)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -184,6 +175,8 @@ def _manifest(network: Network, core: Core, kernel_kind: str, memory, workspace:
         "input_shape": network.input_shape,
         "classes": network.classes,
         "segments": len(network.segments),
+        "device_segments": here,
+        "hand_over": _hand_over(program) if here < len(network.segments) else None,
         "exits": network.exits,
         "total_macs": network.total_macs,
         "reference": reference,

@@ -375,7 +375,6 @@ class _CostBound:
         self.upper = min(known + [upper], default=math.inf) * (1 + 1e-9)
 
 
-
 class _Slack:
     """Latency bookkeeping for the label setting: whether a label can still meet the bound, and whether the
     bound can still bind it (if even the slowest completion fits, its time need not be compared)."""
@@ -392,7 +391,6 @@ class _Slack:
         # after block i: the least time still needed to reach some admissible end, and the most it can take
         self.least = [min((sum(fastest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)]
         self.most = [max((sum(slowest[i + 1 : e + 1]) for e in ends if e >= i), default=0.0) for i in range(count)]
-
 
 
 def _room(node: Node, params: float, activation: float) -> bool:

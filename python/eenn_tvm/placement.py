@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 
-import tvm
 from tvm import relax
 
-from .costmodel import CostModel
+from .costmodel import CostModel, param_bytes
 from .firmware import Network
 from .mapping import Block, Link, Node, Placement, Problem, baselines, solve
 from .plan import Plan
@@ -27,24 +26,22 @@ def placement_problem(plan: Plan, network: Network, platform: Platform, cost_mod
     for i, name in enumerate(network.segments):
         func = network.mod[name]
         seconds = {t.name: cost_model.predict_function(func, t.name).latency_s for t in platform.targets}
-        handed_on = func.ret_ty.fields[0]
-        blocks.append(Block(name, _macs(plan, i), _param_bytes(func), math.prod(int(d) for d in handed_on.shape) * platform.feature_bits,
+        blocks.append(Block(name, _macs(plan, i), param_bytes(func), platform.transfer_bits(func.ret_ty.fields[0].shape),
                             shares[i] if i < len(plan.exits) else 0.0, None, seconds))
     nodes = [_node(t) for t in platform.targets]
     links = {(l.source, l.target): Link(l.energy_j_per_bit, l.seconds_per_bit, l.latency_s) for l in platform.links}
-    input_bits = math.prod(plan.model["input_shape"]) * platform.feature_bits
+    input_bits = platform.transfer_bits(plan.model["input_shape"])
     return Problem(platform.device.name, input_bits, blocks, nodes, links, objective, False,
                    math.inf if max_latency_s is None else max_latency_s, 0.0)
 
 
 def place(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
-          max_latency_s: float | None, original: relax.Function | None = None) -> dict:
-    """The placement document the plan keeps. With the original model's function: what running it whole,
-    without exits, on each target would cost (the input sent there first)."""
+          max_latency_s: float | None) -> dict:
+    """The placement document the plan keeps, with what running the original model whole, without exits, on
+    each target would cost (the input sent there first)."""
     problem = placement_problem(plan, network, platform, cost_model, objective, max_latency_s)
     best = solve(problem)
     others = baselines(problem)
-    references = {} if original is None else _original_model(original, problem, platform, cost_model)
     return {
         "platform": platform.name,
         "objective": objective,
@@ -52,7 +49,7 @@ def place(plan: Plan, network: Network, platform: Platform, cost_model: CostMode
         "segments": dict(zip(network.segments, best.nodes)),
         **_figures(best),
         "baselines": {k: (None if p is None else {"nodes": p.nodes, **_figures(p)}) for k, p in others.items()},
-        "original_model": references,
+        "original_model": _original_model(network.backbone, problem, platform, cost_model),
         "problem": problem.to_json(),
     }
 
@@ -78,9 +75,8 @@ def _figures(p: Placement) -> dict:
 
 
 def _node(t: Target) -> Node:
-    if t.kind == "mcu":
-        return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes, t.flash_bytes)
-    return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes)
+    """Times come from the cost model (per block), so the throughput only fills the field."""
+    return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes, t.flash_bytes)
 
 
 def _macs(plan: Plan, index: int) -> float:
@@ -88,8 +84,3 @@ def _macs(plan: Plan, index: int) -> float:
     before = reach[index - 1] if index else 0
     head = plan.exits[index].head_macs if index < len(plan.exits) else 0
     return float(reach[index] - before + head)
-
-
-def _param_bytes(func) -> int:
-    return sum(a.value.numpy().nbytes for block in func.body.blocks for b in block.bindings
-               for a in getattr(b.value, "args", []) if isinstance(a, tvm.ir.expr.Constant))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import math
 import tomllib
 
 from . import targets
@@ -72,6 +73,10 @@ class Platform:
             if t.name == name:
                 return t
         raise EennError(f"platform {self.name} has no target {name!r}: it has {', '.join(t.name for t in self.targets)}")
+
+    def transfer_bits(self, shape) -> int:
+        """Bits a tensor of `shape` takes on a link (features are sent at `feature_bits` each)."""
+        return math.prod(int(d) for d in shape) * self.feature_bits
 
     @property
     def device(self) -> Target:

@@ -34,8 +34,9 @@ def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_sha
     kernels, board support for QEMU, the built firmware in OUT/bin and firmware.json. Check it with
     `eenn-tvm verify OUT --data TEST.npz`.
     """
-    manifest = build_firmware(source, target, out, kernel_kind, flash, ram, stack_bytes,
-                              input_shapes_from(input_shapes), log=lambda m: click.echo(m, err=True))
+    manifest = build_firmware(source, target, out, input_shapes_from(input_shapes), kernel_kind=kernel_kind,
+                              flash_budget=flash, ram_budget=ram, stack_bytes=stack_bytes,
+                              log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(manifest)
         return

@@ -8,7 +8,6 @@ import click
 
 from ..costmodel import CostModel
 from ..costs import OBJECTIVES
-from ..deploy import original_model
 from ..errors import EennError
 from ..firmware import network_from
 from ..mapping import Problem, baselines, solve
@@ -47,7 +46,7 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
     plan = Plan.load(out)
     platform = load_platform(platform_name)
     placement = place(plan, network_from(out), platform, CostModel.for_platform(platform, cost_model_path), objective,
-                      None if max_latency_ms is None else max_latency_ms / 1000, original_model(Path(out), plan))
+                      None if max_latency_ms is None else max_latency_ms / 1000)
     plan.placement = placement
     plan.save(Path(out))
     if as_json:
