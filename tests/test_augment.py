@@ -119,3 +119,26 @@ def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
         results.append(json.loads(stdout))
     for key in ["accuracy", "exit_histogram", "mean_macs"]:
         assert results[0][key] == results[1][key]
+
+
+def test_calibration_data_sets_the_thresholds_and_all_of_data_trains_the_heads(fashion, augmented, tmp_path):
+    train = np.load(fashion / "train.npz")
+    np.savez(tmp_path / "heads.npz", x=train["x"][:3000], y=train["y"][:3000])
+    np.savez(tmp_path / "calibration.npz", x=train["x"][3000:], y=train["y"][3000:])
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("augment", MODEL, "--data", tmp_path / "heads.npz", "--calibration-data",
+                                   tmp_path / "calibration.npz", "--cache-dir", augmented[2], "-o", out, "--json")
+    assert code == 0, stderr
+    plan = json.loads(stdout)
+    assert plan["validation"]["samples"] == 1000
+    assert plan["search"]["calibration_data"].endswith("calibration.npz") and plan["search"]["val_fraction"] is None
+    assert plan["validation"]["accuracy"] >= plan["validation"]["baseline_accuracy"] - 0.01
+
+
+def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
+    train = np.load(fashion / "train.npz")
+    keep = train["y"][:500] != 3
+    np.savez(tmp_path / "calibration.npz", x=train["x"][:500][keep], y=train["y"][:500][keep])
+    assert_one_line_error(["augment", MODEL, "--data", fashion / "train.npz", "--calibration-data",
+                           tmp_path / "calibration.npz", "-o", tmp_path / "out"], "calibration.npz", "class 3 has no samples")
+    assert not (tmp_path / "out").exists()

@@ -10,20 +10,20 @@ from conftest import REPO
 KWS = REPO / "examples" / "kws"
 
 
-def test_keyword_data_is_spoken_offline_with_test_voices_never_in_training(tmp_path):
+def test_keyword_data_is_spoken_offline_with_calibration_and_test_voices_never_in_training(tmp_path):
     subprocess.run([sys.executable, KWS / "make_data.py", "--per-class", "6", "--out", tmp_path], check=True,
                    capture_output=True)
-    train, test = np.load(tmp_path / "train.npz"), np.load(tmp_path / "test.npz")
-    assert train["x"].shape[1:] == (1, 49, 10) and train["x"].dtype == np.float32
-    assert len(train["y"]) + len(test["y"]) == 12 * 6
-    assert np.isfinite(train["x"]).all() and train["x"].std() > 1
+    splits = {name: np.load(tmp_path / f"{name}.npz") for name in ("train", "calibration", "test")}
+    assert splits["train"]["x"].shape[1:] == (1, 49, 10) and splits["train"]["x"].dtype == np.float32
+    assert sum(len(s["y"]) for s in splits.values()) == 12 * 6
+    assert np.isfinite(splits["train"]["x"]).all() and splits["train"]["x"].std() > 1
 
     sys.path.insert(0, str(KWS))
     import make_data
 
     speakers = make_data.speakers()
-    held_out = [s for s in speakers if make_data.in_test(s)]
-    assert 0.1 < len(held_out) / len(speakers) < 0.3  # a fifth of the voices, never heard in training
+    for name in ("test", "calibration"):  # a fifth of the voices each, never heard in training
+        assert 0.1 < sum(make_data.split_of(s) == name for s in speakers) / len(speakers) < 0.3
 
 
 def test_mfcc_has_the_mlperf_tiny_shape_and_tells_tones_apart():

@@ -1,12 +1,13 @@
 """Keyword-spotting data made offline: the Speech Commands keywords spoken by Debian's espeak-ng and flite.
 
-    python examples/kws/make_data.py [--per-class 500] [--seed 0]
+    python examples/kws/make_data.py [--per-class 800] [--seed 0]
 
 Twelve classes as in the MLPerf Tiny benchmark (ten keywords, "silence", "unknown": other words), many voices,
-variants, speeds and pitches, placed at a random offset in 1 s at 16 kHz with background noise at 5-30 dB SNR,
-then MFCC (49x10, `mfcc.py`). Speakers (engine, voice, variant) are split between train and test, so the test
-split holds voices the network and the thresholds never heard. Writes train.npz and test.npz beside this file
-(x: (N, 1, 49, 10) float32, y: (N,) int64; not committed).
+variants, speeds and pitches, placed at a random offset in 1 s at 16 kHz with background noise at 0-25 dB SNR,
+then MFCC (49x10, `mfcc.py`). Speakers (engine, voice, variant) are split between train, calibration and test:
+the thresholds are set on voices the network never heard, and the test split holds voices neither the network nor
+the thresholds heard. Writes train.npz, calibration.npz and test.npz beside this file (x: (N, 1, 49, 10) float32,
+y: (N,) int64; not committed).
 """
 
 from __future__ import annotations
@@ -34,15 +35,21 @@ ESPEAK_VOICES = ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan"
                  "en-us-nyc", "en-gb-x-gbcl"]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
-TEST_SHARE = 0.2
+SPLITS = {"test": 0.2, "calibration": 0.2, "train": 0.6}  # shares of the speakers
 
 
 def speakers() -> list[tuple[str, str, str]]:
     return [("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS] + [("flite", v, "") for v in FLITE_VOICES]
 
 
-def in_test(speaker: tuple[str, str, str]) -> bool:
-    return zlib.crc32("/".join(speaker).encode()) % 1000 < TEST_SHARE * 1000
+def split_of(speaker: tuple[str, str, str]) -> str:
+    """The split a speaker belongs to, fixed by a hash of its name so that it never changes with --seed."""
+    position = zlib.crc32("/".join(speaker).encode()) % 1000 / 1000
+    for name, share in SPLITS.items():
+        if position < share:
+            return name
+        position -= share
+    return "train"
 
 
 def synthesise(word: str, speaker: tuple[str, str, str], rng: np.random.Generator, scratch: Path) -> np.ndarray:
@@ -62,7 +69,7 @@ def synthesise(word: str, speaker: tuple[str, str, str], rng: np.random.Generato
 
 
 def one_second(speech: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """The utterance at a random offset in 1 s, scaled at random, with white or brown noise at 5-30 dB SNR."""
+    """The utterance at a random offset in 1 s, scaled at random, with white or brown noise at 0-25 dB SNR."""
     clip = np.zeros(RATE, np.float32)
     if speech is not None:
         speech = speech[np.flatnonzero(np.abs(speech) > 0.01).min():][:RATE] if np.abs(speech).max() > 0.01 else speech[:RATE]
@@ -73,7 +80,7 @@ def one_second(speech: np.ndarray | None, rng: np.random.Generator) -> np.ndarra
         noise = np.cumsum(noise)
         noise -= np.convolve(noise, np.ones(400) / 400, mode="same")  # brown noise, its drift removed
     noise /= noise.std() + 1e-9
-    level = (clip.std() if speech is not None else rng.uniform(0.005, 0.05)) / 10 ** (rng.uniform(5, 30) / 20)
+    level = (clip.std() if speech is not None else rng.uniform(0.005, 0.05)) / 10 ** (rng.uniform(0, 25) / 20)
     return np.clip(clip + level * noise, -1, 1)
 
 
@@ -89,7 +96,7 @@ def sample(label: int, speaker, seed: int, scratch: Path) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=500)
+    parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
@@ -101,8 +108,9 @@ def main() -> None:
         features = list(pool.map(lambda job: sample(*job, Path(scratch)), jobs))
     x = np.stack(features)[:, None]
     y = np.array([label for label, _, _ in jobs], np.int64)
-    test = np.array([in_test(speaker) for _, speaker, _ in jobs])
-    for name, rows in (("train", ~test), ("test", test)):
+    split = np.array([split_of(speaker) for _, speaker, _ in jobs])
+    for name in SPLITS:
+        rows = split == name
         np.savez(args.out / f"{name}.npz", x=x[rows], y=y[rows])
         print(f"{name}: {rows.sum()} samples, {len(set(s for (_, s, _), r in zip(jobs, rows) if r))} speakers")
 

@@ -44,6 +44,7 @@ class Settings:
     val_fraction: float = 0.2
     seed: int = 0
     cache_dir: Path | None = feature_cache.DEFAULT_CACHE
+    calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
 
 
 @dataclass
@@ -76,9 +77,7 @@ def augment(
     if not analysis.exit_points:
         raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
     input_shape, classes = _io_of(model)
-    data = datasets.load_npz(data_path, input_shape[1:], classes)
-    datasets.require_per_class(data, classes)
-    train_idx, val_idx = datasets.split(data.y, settings.val_fraction, settings.seed)
+    data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
     log(f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
         f"{len(val_idx)} set the thresholds")
 
@@ -105,6 +104,23 @@ def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
     """The candidate points nearest to the fixed cost fractions of the baseline (deduplicated)."""
     fractions = np.array([costs.reach(p) / costs.total() for p in analysis.exit_points])
     return sorted({int(np.abs(fractions - f).argmin()) for f in SDN_FRACTIONS})
+
+
+def _training_and_calibration(data_path, sample_shape, classes, settings: Settings):
+    """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
+
+    Without a calibration file a stratified share of the data sets the thresholds; with one (say, speakers or
+    patients the heads never saw) the thresholds are set on it alone.
+    """
+    data = datasets.load_npz(data_path, sample_shape, classes)
+    if settings.calibration_path is None:
+        datasets.require_per_class(data, classes)
+        return (data, *datasets.split(data.y, settings.val_fraction, settings.seed))
+    calibration = datasets.load_npz(settings.calibration_path, sample_shape, classes)
+    datasets.require_per_class(data, classes, minimum=1, where=str(data_path))
+    datasets.require_per_class(calibration, classes, minimum=1, where=str(settings.calibration_path))
+    both = datasets.Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]))
+    return both, np.arange(len(data)), np.arange(len(data), len(both))
 
 
 def _check_settings(settings: Settings) -> None:
@@ -216,7 +232,8 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
         search={
             "max_accuracy_drop": settings.max_accuracy_drop,
-            "val_fraction": settings.val_fraction,
+            "val_fraction": None if settings.calibration_path else settings.val_fraction,
+            "calibration_data": str(settings.calibration_path) if settings.calibration_path else None,
             "seed": settings.seed,
             "cost": costs.name,
             "data": str(data_path),

@@ -60,8 +60,9 @@ def require_per_class(data: Dataset, classes: int, minimum: int = MIN_PER_CLASS,
     counts = np.bincount(data.y, minlength=classes)
     if counts.min() < minimum:
         short = [str(c) for c in np.flatnonzero(counts < minimum)]
+        have = "no samples" if minimum == 1 else f"fewer than {minimum} samples"
         raise EennError(
-            f"{where}: class {', '.join(short[:5])} has fewer than {minimum} samples "
+            f"{where}: class {', '.join(short[:5])} has {have} "
             f"(at least {minimum} per class are needed to train exits and set thresholds)"
         )
 

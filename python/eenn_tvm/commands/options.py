@@ -60,6 +60,9 @@ augment_options = _stack(
                  help="Confidence rule compared with each exit's threshold."),
     click.option("--val-fraction", default=0.2, show_default=True, type=float,
                  help="Share of the data held out (stratified) to set the thresholds; the rest trains the heads."),
+    click.option("--calibration-data", "calibration_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Labelled data that sets the thresholds instead of a share of --data (then all of --data trains "
+                 "the heads); e.g. speakers or patients the heads never saw."),
     click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training."),
     click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE, show_default=True,
                  help="Where backbone features are cached between runs."),
@@ -76,5 +79,5 @@ augment_options = _stack(
 )
 
 
-def settings_from(max_accuracy_drop, decision, val_fraction, seed, cache_dir, no_cache) -> Settings:
-    return Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir)
+def settings_from(max_accuracy_drop, decision, val_fraction, calibration_path, seed, cache_dir, no_cache) -> Settings:
+    return Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path)
