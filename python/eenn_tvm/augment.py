@@ -70,8 +70,7 @@ def augment(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> Plan:
     _check_settings(settings)
-    timings = {}
-    clock = time.perf_counter()
+    stage = _Stopwatch()
     model = import_onnx(model_path, input_shapes)
     analysis = analyze(model)
     if not analysis.exit_points:
@@ -80,24 +79,36 @@ def augment(
     data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
     log(f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
         f"{len(val_idx)} set the thresholds")
+    stage.done("import")
 
     features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
-    timings["features"] = time.perf_counter() - clock
-    clock = time.perf_counter()
+    stage.done("features")
     costs = cost(model, analysis) if cost else MacCost(analysis)
     trained = _train_and_score(analysis, features, data.y, train_idx, val_idx, classes, settings, costs)
-    timings["heads"] = time.perf_counter() - clock
-    clock = time.perf_counter()
+    stage.done("heads")
 
     result = search(trained.problem)
     baseline_points = sdn_points(analysis, costs)
     baseline_options = [i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points]
     baseline = single_threshold(trained.problem, baseline_options)
-    timings["search"] = time.perf_counter() - clock
+    stage.done("search")
 
-    plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings)
-    _write(out, plan, model, analysis, trained, result, baseline, log)
+    plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, stage.seconds)
+    _write(out, plan, model, analysis, trained, result, baseline, log, stage)
     return plan
+
+
+class _Stopwatch:
+    """Wall time per stage, in the order the stages ran (the plan records them; the scaling benchmark reads them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._since = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._since, 2)
+        self._since = now
 
 
 def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
@@ -241,14 +252,14 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "candidate_points": len(analysis.exit_points),
             "heads_trained": len(trained.heads),
             "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
-            "seconds": {k: round(v, 2) for k, v in timings.items()},
+            "seconds": timings,  # the same dict: the write stage adds itself before the plan is saved
         },
         artifacts={"model_onnx": MODEL_ONNX, "host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "baseline_onnx": "baseline.onnx", "report": "report.md"},
     )
 
 
 def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _Trained, result: Result,
-           baseline: Result, log) -> None:
+           baseline: Result, log, stage: _Stopwatch) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
         onnx.save(model.onnx, str(tmp / MODEL_ONNX))
@@ -262,5 +273,6 @@ def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _
         exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(mod)).export(tmp / HOST_MODULE)
+        stage.done("write")
         plan.save(tmp)
         write_report(tmp, plan)

@@ -54,7 +54,7 @@ class Network:
 def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
     path = Path(path)
     if path.is_dir():
-        return _eenn_from_plan(path)
+        return eenn_network(path, Plan.load(path))
     if not path.exists():
         raise EennError(f"{path}: no such file or folder: give an ONNX model or an `eenn-tvm augment` output folder")
     model = import_onnx(path, input_shapes)
@@ -64,8 +64,9 @@ def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
                    _ends_in_softmax(model.onnx), [], None, model.onnx, model.mod["main"])
 
 
-def _eenn_from_plan(folder: Path) -> Network:
-    plan = Plan.load(folder)
+def eenn_network(folder: Path, plan: Plan) -> Network:
+    """The early-exit network `plan` describes (its exits may differ from those of the plan saved in `folder`, e.g.
+    the SDN baseline's) over the backbone saved in `folder`."""
     model_file = folder / plan.artifacts.get("model_onnx", "model.onnx")
     if not model_file.is_file():
         raise EennError(f"{folder}: has no {model_file.name} (made by an older augment): run `eenn-tvm augment` again")
