@@ -26,7 +26,7 @@ from .textui import progress
 
 # Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
 POOL_BINS = {"gap": 1, "pool2": 2}
-CHUNK = 512  # samples whose raw taps are held at once before pooling
+CHUNK_BYTES = 256 << 20  # raw taps held at once before pooling (a ResNet-152 taps ~17 MB per sample)
 DEFAULT_CACHE = Path(os.environ.get("EENN_CACHE", Path.home() / ".cache" / "eenn-tvm"))
 
 
@@ -80,19 +80,25 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
-    pooled = {p.name: {k: [] for k in POOL_BINS} for p in points}
+    # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
+    pooled = {p.name: {k: np.empty((len(x), _pooled_width(p.shape, bins)), np.float32) for k, bins in POOL_BINS.items()}
+              for p in points}
     finals = []
-    for start in progress(range(0, len(x), CHUNK), "features", unit_scale=CHUNK, total=len(x)):
-        outs = [session.run(None, {input_name: x[i : i + 1]}) for i in range(start, min(start + CHUNK, len(x)))]
+    chunk = max(1, CHUNK_BYTES // (4 * sum(math.prod(p.shape) for p in points)))
+    for start in progress(range(0, len(x), chunk), "features", unit_scale=chunk, total=len(x)):
+        stop = min(start + chunk, len(x))
+        outs = [session.run(None, {input_name: x[i : i + 1]}) for i in range(start, stop)]
         finals.append(np.concatenate([o[0] for o in outs]))
         for j, p in enumerate(points, start=len(model.output_names)):
             taps = np.concatenate([o[j] for o in outs])
             for kind, bins in POOL_BINS.items():
-                pooled[p.name][kind].append(adaptive_avg_pool(taps, bins).astype(np.float32))
-    return Features(
-        {p: {k: np.concatenate(v) for k, v in d.items()} for p, d in pooled.items()},
-        np.concatenate(finals).reshape(len(x), -1),
-    )
+                pooled[p.name][kind][start:stop] = adaptive_avg_pool(taps, bins)
+    return Features(pooled, np.concatenate(finals).reshape(len(x), -1))
+
+
+def _pooled_width(shape: list[int], bins: int) -> int:
+    """Features per sample after pooling a (1, C, *spatial) map into `bins` per spatial dim (as adaptive_avg_pool)."""
+    return shape[1] * bins ** (len(shape) - 2)
 
 
 def _cache_key(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> str:
