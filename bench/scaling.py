@@ -4,7 +4,7 @@
 
 CIFAR-style ResNets (`examples/resnets.py`) at 3x32x32: ResNet-20/56/110 (basic blocks) and ResNet-152 (bottleneck
 blocks 3-8-36-3, widths 64-512, 58 M parameters). Nobody can train a ResNet-152 on this machine's two cores, so the
-networks are random convolutions whose batch-norm statistics and classifier are fitted on 2,000 Fashion-MNIST
+networks are random convolutions whose batch-norm statistics and classifier are fitted on 1,000 Fashion-MNIST
 images (padded to 32x32, grey in all three channels): the classifier is real, so the search has a real accuracy
 floor, but the accuracies are those of random features, and this benchmark is about time and memory only.
 `eenn-tvm augment` then runs on 10,000 further images (no feature cache): wall time per stage (import, features,
@@ -30,7 +30,7 @@ sys.path[:0] = [str(REPO / "examples"), str(REPO / "examples" / "fashion_mnist")
 from eenn_tvm.textui import format_table  # noqa: E402
 from fashion_mnist import load  # noqa: E402
 
-FIT_SAMPLES = 2000
+FIT_SAMPLES = 1000
 STAGES = ("import", "features", "heads", "search", "write")
 
 

@@ -36,6 +36,7 @@ def test_head_cost_counts_pooling_dense_layers_and_relus():
     assert mlp.param_bytes() == 4 * (64 * 32 + 32 + 32 * 10 + 10)
     assert heads.kinds_for([1, 64, 1, 1]) == ["gap_linear"]
     assert set(heads.kinds_for([1, 8, 5])) == set(heads.HEAD_KINDS)
+    assert heads.kinds_for([1, 1024, 8, 8]) == ["gap_linear"]  # wide maps: global pooling only
 
 
 def test_head_saves_and_loads(tmp_path):

@@ -22,6 +22,7 @@ import onnx
 
 from .analysis import ExitPoint
 from .frontend import ImportedModel
+from .heads import poolings_for
 from .textui import progress
 
 # Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
@@ -81,7 +82,7 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
     input_name = session.get_inputs()[0].name
 
     # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
-    pooled = {p.name: {k: np.empty((len(x), _pooled_width(p.shape, bins)), np.float32) for k, bins in POOL_BINS.items()}
+    pooled = {p.name: {k: np.empty((len(x), _pooled_width(p.shape, POOL_BINS[k])), np.float32) for k in poolings_for(p.shape)}
               for p in points}
     finals = []
     chunk = max(1, CHUNK_BYTES // (4 * sum(math.prod(p.shape) for p in points)))
@@ -91,8 +92,8 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
         finals.append(np.concatenate([o[0] for o in outs]))
         for j, p in enumerate(points, start=len(model.output_names)):
             taps = np.concatenate([o[j] for o in outs])
-            for kind, bins in POOL_BINS.items():
-                pooled[p.name][kind][start:stop] = adaptive_avg_pool(taps, bins)
+            for kind, array in pooled[p.name].items():
+                array[start:stop] = adaptive_avg_pool(taps, POOL_BINS[kind])
     return Features(pooled, np.concatenate(finals).reshape(len(x), -1))
 
 
@@ -105,7 +106,7 @@ def _cache_key(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> 
     h = hashlib.sha256()
     h.update(model.onnx.SerializeToString(deterministic=True))
     h.update(json.dumps([p.name for p in points]).encode())
-    h.update(json.dumps(POOL_BINS).encode())
+    h.update(json.dumps([POOL_BINS, [poolings_for(p.shape) for p in points]]).encode())
     h.update(str(x.shape).encode())
     h.update(np.ascontiguousarray(x).data)
     return h.hexdigest()[:32]
@@ -128,5 +129,5 @@ def _save(where: Path, features: Features) -> None:
 
 
 def _load(where: Path, points: list[ExitPoint]) -> Features:
-    pooled = {p.name: {k: np.load(where / f"{i}_{k}.npy") for k in POOL_BINS} for i, p in enumerate(points)}
+    pooled = {p.name: {k: np.load(where / f"{i}_{k}.npy") for k in poolings_for(p.shape)} for i, p in enumerate(points)}
     return Features(pooled, np.load(where / "final.npy"))

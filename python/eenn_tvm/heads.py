@@ -25,6 +25,7 @@ MAX_ITER = 200
 # Heads train on a seeded subsample at most this large: their few parameters gain little from more,
 # and the matrix products over the samples are what training costs.
 MAX_TRAIN_SAMPLES = 20_000
+MAX_POOL2_CHANNELS = 256
 
 
 @dataclass
@@ -70,9 +71,18 @@ class Head:
 
 
 def kinds_for(shape: list[int]) -> list[str]:
-    """Head kinds worth training at a point: on a map with no spatial extent, 2x2 pooling adds nothing."""
+    """Head kinds worth training at a point. 2x2 pooling recovers the spatial detail a narrow map loses to global
+    pooling; it adds nothing on a map with no spatial extent, and on a wide one (more than MAX_POOL2_CHANNELS)
+    global pooling alone is rich, while the 2x2 heads would be 4x larger (a ResNet-152's 1024-channel points:
+    4096 inputs per head) and would dominate the training time of the whole search."""
     spatial = math.prod(shape[2:]) if len(shape) > 2 else 1
-    return [k for k, (pooling, _) in HEAD_KINDS.items() if pooling == "gap" or spatial > 1]
+    detail = spatial > 1 and shape[1] <= MAX_POOL2_CHANNELS
+    return [k for k, (pooling, _) in HEAD_KINDS.items() if pooling == "gap" or detail]
+
+
+def poolings_for(shape: list[int]) -> list[str]:
+    """The pooled views the heads at a point read (the feature run computes only these)."""
+    return sorted({HEAD_KINDS[k][0] for k in kinds_for(shape)})
 
 
 def train(kind: str, x: np.ndarray, y: np.ndarray, classes: int, seed: int) -> Head:
