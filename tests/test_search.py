@@ -5,23 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from eenn_tvm.search import Exit, Option, Problem, evaluate, search, single_threshold
-
-
-def synthetic_problem(samples=400, points=3, kinds=2, drop=0.02, seed=0):
-    """Exits that get better with depth; confidence predicts correctness, as with real heads."""
-    rng = np.random.default_rng(seed)
-    difficulty = rng.random(samples)
-    options = []
-    for p in range(points):
-        skill = 0.45 + 0.5 * (p + 1) / (points + 1)
-        for k in range(kinds):
-            correct = difficulty < skill + 0.05 * k + rng.normal(0, 0.05, samples)
-            conf = np.clip(np.where(correct, 0.6, 0.35) + rng.normal(0, 0.15, samples), 0, 1).astype(np.float32)
-            options.append(Option(p, f"k{k}", conf, correct, head_cost=2.0 + 3 * k))
-    final_correct = difficulty < 0.97
-    reach = [100.0 * (p + 1) for p in range(points)]
-    return Problem(options, reach, 100.0 * (points + 1), final_correct, float(final_correct.mean()) - drop)
+from eenn_tvm.search import Exit, Option, Problem, evaluate, search, single_threshold, synthetic_problem
 
 
 def by_hand(problem, exits):

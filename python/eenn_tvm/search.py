@@ -298,3 +298,20 @@ def _front(seen: list[tuple[float, int]], samples: int) -> list[tuple[float, flo
             front.append((cost / samples, correct / samples))
             best_correct = correct
     return front
+
+
+def synthetic_problem(samples=400, points=3, kinds=2, drop=0.02, seed=0):
+    """A problem shaped like a real one, for tests and benchmarks: exits that get better with depth, heads whose
+    confidence predicts their correctness, costs growing along the depth."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(samples)
+    options = []
+    for p in range(points):
+        skill = 0.45 + 0.5 * (p + 1) / (points + 1)
+        for k in range(kinds):
+            correct = difficulty < skill + 0.05 * k + rng.normal(0, 0.05, samples)
+            conf = np.clip(np.where(correct, 0.6, 0.35) + rng.normal(0, 0.15, samples), 0, 1).astype(np.float32)
+            options.append(Option(p, f"k{k}", conf, correct, head_cost=2.0 + 3 * k))
+    final_correct = difficulty < 0.97
+    reach = [100.0 * (p + 1) for p in range(points)]
+    return Problem(options, reach, 100.0 * (points + 1), final_correct, float(final_correct.mean()) - drop)
