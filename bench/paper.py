@@ -244,7 +244,31 @@ def markdown(doc: dict) -> str:
     lines += ["", "Paper figures (Sponner et al. 2024): Speech Commands −59.67 % operations; ECG −78.3 % operations, "
               "−74.9 % energy; CIFAR-10 up to −58.75 % operations. Their data sets are not available offline: ours "
               "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _scaling_section())
+
+
+def _scaling_section() -> list[str]:
+    """The search-time benchmark's last run (bench/scaling.py writes it; it takes most of an hour)."""
+    path = HERE / "scaling.json"
+    if not path.exists():
+        return ["## Search time against depth", "", "Not run yet: `python bench/scaling.py`.", ""]
+    from scaling import scaling_table
+
+    doc = json.loads(path.read_text())
+    return [
+        "## Search time against depth",
+        "",
+        f"Made by `{doc['command']}` ({doc['machine']}); {doc['samples']:,} samples, no feature cache. "
+        "Networks with random convolutions and fitted batch norm and classifier (see the script: time and memory "
+        "only). Stages: import (ONNX import, analysis, data), features (one onnxruntime run over all samples), heads, "
+        "search, write (TVM build of the host module and the outputs); peak = the augment process's maximum resident "
+        "memory; synthetic search = the search on a problem of the same size whose exits improve with depth.",
+        "",
+        "```",
+        scaling_table(doc["results"]),
+        "```",
+        "",
+    ]
 
 
 def _say(message: str) -> None:

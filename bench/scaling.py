@@ -125,16 +125,21 @@ def main() -> None:
         print(f"augment {model.name} on {args.samples} samples", flush=True)
         results.append({"depth": depth, **run_augment(model, data, args.work / f"eenn{depth}")})
         print(json.dumps(results[-1]), flush=True)
-    print(format_table(
+    print(scaling_table(results))
+    Path(args.json).write_text(json.dumps({"command": " ".join(["python bench/scaling.py", *sys.argv[1:]]),
+                                           "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                                           "samples": args.samples, "results": results}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+def scaling_table(results: list[dict]) -> str:
+    return format_table(
         ["network", "MACs", "points", "heads", *[f"{s} s" for s in STAGES], "wall s", "peak MB", "synthetic search s"],
         [[f"ResNet-{r['depth']}", f"{r['total_macs'] / 1e6:,.0f} M", str(r["candidate_points"]), str(r["heads_trained"]),
           *[f"{r['seconds'].get(s, 0):.1f}" for s in STAGES], f"{r['wall_s']:.0f}", f"{r['peak_rss_mb']:,}",
           f"{r['synthetic_search_s']:.1f}"]
          for r in results],
-    ))
-    Path(args.json).write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                                           "samples": args.samples, "results": results}, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,16 @@ import time
 
 import numpy as np
 import pytest
-from eenn_tvm.search import Exit, Option, Problem, evaluate, search, single_threshold, synthetic_problem
+from eenn_tvm.search import (
+    Exit,
+    Option,
+    Problem,
+    evaluate,
+    search,
+    single_threshold,
+    synthetic_problem,
+    with_confidence,
+)
 
 
 def by_hand(problem, exits):
@@ -81,3 +90,15 @@ def test_fifty_candidate_points_search_in_seconds():
     result = search(problem)
     assert time.perf_counter() - start < 120
     assert result.outcome.accuracy >= problem.min_accuracy - 1e-12
+
+
+def test_confidence_raises_the_floor_by_the_margin_of_the_chosen_cascade():
+    """With a confidence, the accuracy kept on validation covers the statistical margin of the drop estimate,
+    so the cascade gives up savings for it; at 0.5 it is the plain search."""
+    problem = synthetic_problem(samples=1500, points=6, kinds=2, drop=0.02, seed=7)
+    plain, none = with_confidence(search, problem, 0.5)
+    assert none == 0.0 and plain.exits == search(problem).exits
+    careful, margin = with_confidence(search, problem, 0.95)
+    assert margin > 0.002
+    assert careful.outcome.accuracy >= problem.min_accuracy + margin - 1e-12
+    assert careful.outcome.mean_cost > plain.outcome.mean_cost

@@ -28,7 +28,7 @@ from .onnx_export import with_exit_heads
 from .outputs import atomic_folder
 from .plan import Baseline, Evaluation, Plan, PlannedExit
 from .report import write_report
-from .search import Option, Problem, Result, evaluate, search, single_threshold
+from .search import Option, Problem, Result, evaluate, search, single_threshold, with_confidence
 from .targets.host import HostModule, build
 from .textui import progress
 
@@ -45,6 +45,7 @@ class Settings:
     seed: int = 0
     cache_dir: Path | None = feature_cache.DEFAULT_CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
+    confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
 
 
 @dataclass
@@ -87,13 +88,15 @@ def augment(
     trained = _train_and_score(analysis, features, data.y, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
 
-    result = search(trained.problem)
+    result, margin = with_confidence(search, trained.problem, settings.confidence)
     baseline_points = sdn_points(analysis, costs)
     baseline_options = [i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points]
-    baseline = single_threshold(trained.problem, baseline_options)
+    baseline, baseline_margin = with_confidence(lambda p: single_threshold(p, baseline_options), trained.problem,
+                                                settings.confidence)
     stage.done("search")
 
     plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, stage.seconds)
+    plan.search["accuracy_margin"] = {"eenn": margin, "baseline": baseline_margin}
     _write(out, plan, model, analysis, trained, result, baseline, log, stage)
     return plan
 
@@ -137,6 +140,8 @@ def _training_and_calibration(data_path, sample_shape, classes, settings: Settin
 def _check_settings(settings: Settings) -> None:
     if not 0 <= settings.max_accuracy_drop < 1:
         raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop} must be a fraction in [0, 1), e.g. 0.01")
+    if not 0 < settings.confidence < 1:
+        raise EennError(f"--confidence {settings.confidence} must be a probability in (0, 1), e.g. 0.9 (0.5: no margin)")
     if settings.decision not in RULES:
         raise EennError(f"--decision {settings.decision}: choose one of {', '.join(RULES)}")
 
@@ -243,6 +248,7 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
         search={
             "max_accuracy_drop": settings.max_accuracy_drop,
+            "confidence": settings.confidence,
             "val_fraction": None if settings.calibration_path else settings.val_fraction,
             "calibration_data": str(settings.calibration_path) if settings.calibration_path else None,
             "seed": settings.seed,

@@ -15,7 +15,7 @@ def write_report(folder: Path, plan: Plan) -> None:
     lines = [
         f"# Early-exit plan for {plan.model['name']}",
         "",
-        f"Decision rule: **{plan.decision}**; tolerance: {100 * s['max_accuracy_drop']:.2f} points of validation accuracy; "
+        f"Decision rule: **{plan.decision}**; tolerance: {100 * s['max_accuracy_drop']:.2f} points of accuracy{_margin(s)}; "
         f"{s['validation_samples']} validation samples (seed {s['seed']}), never used to train the heads. "
         "Figures below are on that validation split: run `eenn-tvm run OUT --data TEST.npz` for held-out test figures.",
         "",
@@ -93,3 +93,11 @@ def _plot_exits(path: Path, plan: Plan) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _margin(search: dict) -> str:
+    margin = search.get("accuracy_margin", {}).get("eenn", 0.0)
+    if not margin:
+        return ""
+    return (f" on new data with probability {search['confidence']:.2f} (the validation floor raised by "
+            f"{100 * margin:.2f} points)")

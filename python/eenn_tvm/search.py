@@ -19,13 +19,16 @@ costs O(points x heads x N log N), whatever the number of candidate points, and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 
 import numpy as np
 
 GREEDY_LEVELS = 64  # thresholds per (point, head) the greedy descent considers; refinement considers all
 PAIR_LIMIT = 8  # pairwise refinement runs when at most this many exits are kept (its cost grows with them)
 EPS = 1e-9
+MARGIN_ROUNDS = 6  # searches with_confidence may run; the margin settles in two or three
 
 
 @dataclass
@@ -74,11 +77,28 @@ class Result:
 
 
 def evaluate(problem: Problem, exits: list[Exit]) -> Outcome:
-    alive, heads, cost, correct, slot = _cascade(problem, exits)
-    cost = np.where(alive, problem.final_cost + heads, cost)
-    correct = np.where(alive, problem.final_correct, correct)
+    cost, correct, slot = _per_sample(problem, exits)
     counts = np.bincount(slot, minlength=len(exits) + 1)
     return Outcome(float(cost.mean()), float(correct.mean()), counts.tolist())
+
+
+def with_confidence(solve: Callable[[Problem], Result], problem: Problem, confidence: float) -> tuple[Result, float]:
+    """`solve` with the accuracy floor raised by a statistical margin, so that the drop on new samples of the same
+    population stays within the tolerance with probability `confidence` (a one-sided normal bound on the mean of the
+    per-sample difference between the cascade's and the original model's correctness). The margin depends on the
+    cascade chosen, so it is raised until the choice carries its own margin. Returns the result and the margin."""
+    result, margin = solve(problem), 0.0
+    if confidence <= 0.5:
+        return result, margin
+    z = NormalDist().inv_cdf(confidence)
+    for _ in range(MARGIN_ROUNDS):
+        _, correct, _ = _per_sample(problem, result.exits)
+        needed = z * float(np.std(correct.astype(float) - problem.final_correct, ddof=1)) / math.sqrt(problem.samples)
+        if result.outcome.accuracy - needed >= problem.min_accuracy - EPS:
+            break
+        margin = max(margin, needed)
+        result = solve(replace(problem, min_accuracy=problem.min_accuracy + margin))
+    return result, margin
 
 
 def search(problem: Problem) -> Result:
@@ -113,6 +133,12 @@ def single_threshold(problem: Problem, options: list[int]) -> Result:
 
 
 # --- the engine -------------------------------------------------------------------------------------
+
+
+def _per_sample(problem: Problem, exits: list[Exit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample: what it costs, whether its answer is right, and where it leaves (len(exits) = the end)."""
+    alive, heads, cost, correct, slot = _cascade(problem, exits)
+    return np.where(alive, problem.final_cost + heads, cost), np.where(alive, problem.final_correct, correct), slot
 
 
 def _cascade(problem: Problem, exits: list[Exit]):

@@ -56,6 +56,9 @@ augment_options = _stack(
                  help="Labelled data (.npz with x and y) to train the exit heads and set the thresholds."),
     click.option("--max-accuracy-drop", default=0.01, show_default=True, type=float,
                  help="Accuracy the early-exit network may lose on validation, as a fraction (0.01 = 1 point)."),
+    click.option("--confidence", default=0.9, show_default=True, type=float,
+                 help="Probability that the drop on new data of the same kind stays within the tolerance: the "
+                 "validation floor is raised by the statistical margin of the estimate (0.5: no margin)."),
     click.option("--decision", default="maxprob", show_default=True, type=click.Choice(RULES),
                  help="Confidence rule compared with each exit's threshold."),
     click.option("--val-fraction", default=0.2, show_default=True, type=float,
@@ -79,5 +82,7 @@ augment_options = _stack(
 )
 
 
-def settings_from(max_accuracy_drop, decision, val_fraction, calibration_path, seed, cache_dir, no_cache) -> Settings:
-    return Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path)
+def settings_from(max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir,
+                  no_cache) -> Settings:
+    return Settings(max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path,
+                    confidence)
