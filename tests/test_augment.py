@@ -69,6 +69,8 @@ def bad_npz(path, **arrays):
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(99, int)}, "same number of samples"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32)}, "has no array y"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(100, np.float32)}, "labels must be integers"),
+        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.arange(100) % 10, "groups": np.zeros(99, int)},
+         "one per sample (100)"),
     ],
 )
 def test_bad_data_is_one_line_and_writes_nothing(tmp_path, arrays, fragment):

@@ -1,6 +1,7 @@
 """The search keeps its accuracy constraint, finds what exhaustive search finds on small cases, and scales."""
 
 import itertools
+from dataclasses import replace
 import time
 
 import numpy as np
@@ -102,3 +103,14 @@ def test_confidence_raises_the_floor_by_the_margin_of_the_chosen_cascade():
     assert margin > 0.002
     assert careful.outcome.accuracy >= problem.min_accuracy + margin - 1e-12
     assert careful.outcome.mean_cost > plain.outcome.mean_cost
+
+
+def test_groups_widen_the_margin_when_a_group_errs_together():
+    """Samples of one speaker are alike: when the cascade's mistakes come in groups, the cluster-robust margin is
+    wider than the one that counts every sample as independent."""
+    problem = synthetic_problem(samples=1500, points=6, kinds=2, drop=0.02, seed=7)
+    _, independent = with_confidence(search, problem, 0.95)
+    difficulty_order = np.argsort(np.argsort(problem.final_correct + np.random.default_rng(0).random(1500)))
+    grouped = replace(problem, groups=difficulty_order // 50)  # 30 groups, each all right or all wrong at the end
+    _, clustered = with_confidence(search, grouped, 0.95)
+    assert clustered > independent

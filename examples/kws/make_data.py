@@ -7,7 +7,7 @@ variants, speeds and pitches, placed at a random offset in 1 s at 16 kHz with ba
 then MFCC (49x10, `mfcc.py`). Speakers (engine, voice, variant) are split between train, calibration and test:
 the thresholds are set on voices the network never heard, and the test split holds voices neither the network nor
 the thresholds heard. Writes train.npz, calibration.npz and test.npz beside this file (x: (N, 1, 49, 10) float32,
-y: (N,) int64; not committed).
+y: (N,) int64, groups: (N,) the speaker's index, which augment's accuracy margin uses; not committed).
 """
 
 from __future__ import annotations
@@ -94,24 +94,30 @@ def sample(label: int, speaker, seed: int, scratch: Path) -> np.ndarray:
     return mfcc(one_second(synthesise(word, speaker, rng, scratch), rng))
 
 
+def plan_samples(per_class: int, seed: int) -> list[tuple[int, tuple[str, str, str], int]]:
+    """(label, speaker, seed) of every sample: the whole data set follows from these."""
+    everyone = speakers()
+    rng = np.random.default_rng(seed)
+    return [(label, everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62)))
+            for label in range(len(CLASSES)) for _ in range(per_class)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    everyone = speakers()
-    rng = np.random.default_rng(args.seed)
-    jobs = [(label, everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62)))
-            for label in range(len(CLASSES)) for _ in range(args.per_class)]
+    jobs = plan_samples(args.per_class, args.seed)
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
         features = list(pool.map(lambda job: sample(*job, Path(scratch)), jobs))
     x = np.stack(features)[:, None]
     y = np.array([label for label, _, _ in jobs], np.int64)
     split = np.array([split_of(speaker) for _, speaker, _ in jobs])
+    groups = np.array([speakers().index(speaker) for _, speaker, _ in jobs], np.int64)
     for name in SPLITS:
         rows = split == name
-        np.savez(args.out / f"{name}.npz", x=x[rows], y=y[rows])
+        np.savez(args.out / f"{name}.npz", x=x[rows], y=y[rows], groups=groups[rows])
         print(f"{name}: {rows.sum()} samples, {len(set(s for (_, s, _), r in zip(jobs, rows) if r))} speakers")
 
 

@@ -85,7 +85,8 @@ def augment(
     features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
     stage.done("features")
     costs = cost(model, analysis) if cost else MacCost(analysis)
-    trained = _train_and_score(analysis, features, data.y, train_idx, val_idx, classes, settings, costs)
+    groups = None if data.groups is None else data.groups[val_idx]
+    trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
 
     result, margin = with_confidence(search, trained.problem, settings.confidence)
@@ -133,7 +134,8 @@ def _training_and_calibration(data_path, sample_shape, classes, settings: Settin
     calibration = datasets.load_npz(settings.calibration_path, sample_shape, classes)
     datasets.require_per_class(data, classes, minimum=1, where=str(data_path))
     datasets.require_per_class(calibration, classes, minimum=1, where=str(settings.calibration_path))
-    both = datasets.Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]))
+    groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])
+    both = datasets.Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]), groups)
     return both, np.arange(len(data)), np.arange(len(data), len(both))
 
 
@@ -156,7 +158,7 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
     return next(iter(model.input_shapes.values())), dims[1]
 
 
-def _train_and_score(analysis, features, labels, train_idx, val_idx, classes, settings, costs) -> _Trained:
+def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
     jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
     heads, options = {}, []
     y_val = labels[val_idx]
@@ -176,6 +178,7 @@ def _train_and_score(analysis, features, labels, train_idx, val_idx, classes, se
         final_cost=costs.total(),
         final_correct=final_correct,
         min_accuracy=float(final_correct.mean()) - settings.max_accuracy_drop,
+        groups=groups,
     )
     return _Trained(heads, problem, len(val_idx))
 

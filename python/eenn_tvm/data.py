@@ -1,4 +1,6 @@
-"""Labelled data: `.npz` files with `x` (N, ...) float32 and `y` (N,) integer labels, checked against the model."""
+"""Labelled data: `.npz` files with `x` (N, ...) float32 and `y` (N,) integer labels, checked against the model;
+optionally `groups` (N,) integers naming who or what each sample comes from (speaker, patient, recording), which
+makes the accuracy margin account for samples of one group being alike."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ MIN_PER_CLASS = 10  # below this a class cannot be split into head-training and 
 class Dataset:
     x: np.ndarray  # (N, *sample_shape) float32
     y: np.ndarray  # (N,) int64
+    groups: np.ndarray | None = None  # (N,) int64: samples of a group are not independent
 
     def __len__(self) -> int:
         return len(self.y)
@@ -33,9 +36,10 @@ def load_npz(path: str | Path, sample_shape: tuple[int, ...], classes: int) -> D
             if missing:
                 raise EennError(f"{path}: has no array {' or '.join(sorted(missing))}: it needs x (N, ...) and y (N,)")
             x, y = npz["x"], npz["y"]
+            groups = npz["groups"] if "groups" in npz.files else None
     except (zipfile.BadZipFile, ValueError, OSError) as err:
         raise EennError(f"{path}: not a readable .npz file ({err})") from None
-    return check(Dataset(x, y), sample_shape, classes, str(path))
+    return check(Dataset(x, y, groups), sample_shape, classes, str(path))
 
 
 def check(data: Dataset, sample_shape: tuple[int, ...], classes: int, where: str = "data") -> Dataset:
@@ -53,7 +57,11 @@ def check(data: Dataset, sample_shape: tuple[int, ...], classes: int, where: str
         raise EennError(f"{where}: labels run from {y.min()} to {y.max()} but the model has {classes} classes")
     if not np.isfinite(x).all():
         raise EennError(f"{where}: x holds NaN or infinite values")
-    return Dataset(np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64))
+    groups = data.groups
+    if groups is not None and (groups.shape != y.shape or not np.issubdtype(groups.dtype, np.integer)):
+        raise EennError(f"{where}: groups is {groups.dtype} {groups.shape}: it must be integers, one per sample ({len(y)})")
+    return Dataset(np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64),
+                   None if groups is None else groups.astype(np.int64))
 
 
 def require_per_class(data: Dataset, classes: int, minimum: int = MIN_PER_CLASS, where: str = "data") -> None:

@@ -49,6 +49,7 @@ class Problem:
     final_cost: float  # cost of the whole backbone
     final_correct: np.ndarray  # (N,) bool: the original model's correctness
     min_accuracy: float
+    groups: np.ndarray | None = None  # (N,) int: samples of one group (speaker, patient) are not independent
 
     @property
     def samples(self) -> int:
@@ -86,14 +87,15 @@ def with_confidence(solve: Callable[[Problem], Result], problem: Problem, confid
     """`solve` with the accuracy floor raised by a statistical margin, so that the drop on new samples of the same
     population stays within the tolerance with probability `confidence` (a one-sided normal bound on the mean of the
     per-sample difference between the cascade's and the original model's correctness). The margin depends on the
-    cascade chosen, so it is raised until the choice carries its own margin. Returns the result and the margin."""
+    cascade chosen, so it is raised until the choice carries its own margin. With groups, the standard error is the
+    cluster-robust one: a new speaker or patient shifts all of their samples at once. Returns the result and the margin."""
     result, margin = solve(problem), 0.0
     if confidence <= 0.5:
         return result, margin
     z = NormalDist().inv_cdf(confidence)
     for _ in range(MARGIN_ROUNDS):
         _, correct, _ = _per_sample(problem, result.exits)
-        needed = z * float(np.std(correct.astype(float) - problem.final_correct, ddof=1)) / math.sqrt(problem.samples)
+        needed = z * _mean_stderr(correct.astype(float) - problem.final_correct, problem.groups)
         if result.outcome.accuracy - needed >= problem.min_accuracy - EPS:
             break
         margin = max(margin, needed)
@@ -133,6 +135,17 @@ def single_threshold(problem: Problem, options: list[int]) -> Result:
 
 
 # --- the engine -------------------------------------------------------------------------------------
+
+
+def _mean_stderr(values: np.ndarray, groups: np.ndarray | None) -> float:
+    """Standard error of the mean of `values`; cluster-robust (sums of deviations per group) with groups."""
+    n = len(values)
+    if groups is None:
+        return float(np.std(values, ddof=1)) / math.sqrt(n)
+    _, member = np.unique(groups, return_inverse=True)
+    sums = np.bincount(member, weights=values - values.mean())
+    g = len(sums)
+    return math.sqrt(g / max(g - 1, 1) * float(np.square(sums).sum())) / n
 
 
 def _per_sample(problem: Problem, exits: list[Exit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
