@@ -1,8 +1,8 @@
 """The augmentation stage: from a trained model and labelled data to a plan with exits, heads, thresholds.
 
-Steps: analyze -> features (one backbone run, cached) -> heads for every (point, kind), trained on the
-train split -> search on the validation split -> the Shallow-Deep-Networks baseline on the same data
--> outputs: plan.json, heads/, eenn.onnx, the host module with the exit logic compiled in, report.md.
+Steps: analyze -> features (one backbone run, cached) -> heads for every (point, kind), trained on the train split
+(briefly first when there are many; the chosen ones then fully) -> search on the validation split -> the
+Shallow-Deep-Networks baseline on the same data -> outputs: plan.json, heads/, eenn.onnx, the host module with the exit logic compiled in, report.md.
 """
 
 from __future__ import annotations
@@ -50,15 +50,36 @@ class Settings:
 
 @dataclass
 class _Trained:
-    """Everything the search saw: heads per (point, kind), and the problem built on the validation split."""
+    """Everything the search saw: heads per (point, kind), and the problem built on the validation split.
+
+    With many heads (deep networks), every head is first trained briefly (SCREEN_ITERATIONS) to screen the
+    candidates; `settle` then trains the chosen ones fully and searches again until every chosen head is."""
 
     heads: dict[tuple[int, str], exit_heads.Head]
     problem: Problem
     val_samples: int
+    train_option: Callable[[int, str, int], tuple[exit_heads.Head, Option]]  # (point, kind, iterations)
+    screened: set[int]  # options whose head is not fully trained yet
 
     def heads_of(self, result: Result) -> list[exit_heads.Head]:
         """The trained head behind each exit the search chose."""
         return [self.heads[e.point, self.problem.options[e.option].kind] for e in result.exits]
+
+    def settle(self, solve: Callable[[Problem], Result], confidence: float) -> tuple[Result, float]:
+        while True:
+            result, margin = with_confidence(solve, self.problem, confidence)
+            brief = [e.option for e in result.exits if e.option in self.screened]
+            if not brief:
+                return result, margin
+            for index in brief:
+                option = self.problem.options[index]
+                self.heads[option.point, option.kind], self.problem.options[index] = self.train_option(
+                    option.point, option.kind, exit_heads.MAX_ITER)
+                self.screened.discard(index)
+
+
+SCREEN_ABOVE = 24  # heads; with more, all are screened with brief training first
+SCREEN_ITERATIONS = 40
 
 
 def augment(
@@ -89,11 +110,10 @@ def augment(
     trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
 
-    result, margin = with_confidence(search, trained.problem, settings.confidence)
+    result, margin = trained.settle(search, settings.confidence)
     baseline_points = sdn_points(analysis, costs)
     baseline_options = [i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points]
-    baseline, baseline_margin = with_confidence(lambda p: single_threshold(p, baseline_options), trained.problem,
-                                                settings.confidence)
+    baseline, baseline_margin = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
     stage.done("search")
 
     plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, stage.seconds)
@@ -160,17 +180,21 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
 
 def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
     jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
-    heads, options = {}, []
     y_val = labels[val_idx]
-    for i, kind in progress(jobs, "exit heads"):
+
+    def train_option(i: int, kind: str, iterations: int) -> tuple[exit_heads.Head, Option]:
         point = analysis.exit_points[i]
         pooled = features.pooled[point.name][exit_heads.HEAD_KINDS[kind][0]]
-        head = exit_heads.train(kind, pooled[train_idx], labels[train_idx], classes, settings.seed)
+        head = exit_heads.train(kind, pooled[train_idx], labels[train_idx], classes, settings.seed, iterations)
         logits = head.logits(pooled[val_idx])
-        heads[i, kind] = head
-        options.append(
-            Option(i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val, costs.head(head, point))
-        )
+        return head, Option(i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val,
+                            costs.head(head, point))
+
+    iterations = SCREEN_ITERATIONS if len(jobs) > SCREEN_ABOVE else exit_heads.MAX_ITER
+    heads, options = {}, []
+    for i, kind in progress(jobs, "exit heads" if iterations == exit_heads.MAX_ITER else "exit heads (screening)"):
+        heads[i, kind], option = train_option(i, kind, iterations)
+        options.append(option)
     final_correct = features.final[val_idx].argmax(1) == y_val
     problem = Problem(
         options=options,
@@ -180,7 +204,8 @@ def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, cla
         min_accuracy=float(final_correct.mean()) - settings.max_accuracy_drop,
         groups=groups,
     )
-    return _Trained(heads, problem, len(val_idx))
+    screened = set(range(len(options))) if iterations < exit_heads.MAX_ITER else set()
+    return _Trained(heads, problem, len(val_idx), train_option, screened)
 
 
 def _evaluation(problem: Problem, result: Result, analysis: Analysis, trained: _Trained, costs: CostFunction) -> Evaluation:

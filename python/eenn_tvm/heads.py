@@ -85,8 +85,8 @@ def poolings_for(shape: list[int]) -> list[str]:
     return sorted({HEAD_KINDS[k][0] for k in kinds_for(shape)})
 
 
-def train(kind: str, x: np.ndarray, y: np.ndarray, classes: int, seed: int) -> Head:
-    """Fit a head of `kind` to pooled features x (N, F) and labels y."""
+def train(kind: str, x: np.ndarray, y: np.ndarray, classes: int, seed: int, max_iter: int = MAX_ITER) -> Head:
+    """Fit a head of `kind` to pooled features x (N, F) and labels y (at most `max_iter` L-BFGS iterations)."""
     _, hidden = HEAD_KINDS[kind]
     rng = np.random.default_rng(seed)
     if len(x) > MAX_TRAIN_SAMPLES:
@@ -96,13 +96,13 @@ def train(kind: str, x: np.ndarray, y: np.ndarray, classes: int, seed: int) -> H
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = ((x - mean) / scale).astype(np.float32)
     dims = [(z.shape[1], classes)] if hidden is None else [(z.shape[1], hidden), (hidden, classes)]
-    layers = _fit(dims, z, y, rng, zero_init=hidden is None)
+    layers = _fit(dims, z, y, rng, hidden is None, max_iter)
     w0, b0 = layers[0]
     layers[0] = (w0 / scale[:, None], b0 - (mean / scale) @ w0)
     return Head(kind, [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers])
 
 
-def _fit(dims, z, y, rng, zero_init: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def _fit(dims, z, y, rng, zero_init: bool, max_iter: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Minimise softmax cross-entropy + L2 over dense layers with ReLU between, by L-BFGS."""
     sizes = [(i * o, o) for i, o in dims]
     onehot = np.eye(dims[-1][1], dtype=np.float32)[y]
@@ -140,5 +140,5 @@ def _fit(dims, z, y, rng, zero_init: bool) -> list[tuple[np.ndarray, np.ndarray]
     for (i, o), (nw, nb) in zip(dims, sizes):
         w = np.zeros(nw) if zero_init else rng.standard_normal(nw) * math.sqrt(2.0 / i)
         parts += [w, np.zeros(nb)]
-    result = minimize(loss_and_grad, np.concatenate(parts), jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITER})
+    result = minimize(loss_and_grad, np.concatenate(parts), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     return unpack(result.x)
