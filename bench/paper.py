@@ -138,15 +138,21 @@ def _figures(folder: Path, plan: Plan, accuracy: float, mac_reduction: float, hi
 
 def _energy(plan: Plan, network, platform, cost_model) -> dict:
     """Expected energy per inference: every segment on the device, and the optimal placement on the platform's
-    targets, against the original model run whole on the device and on its cheapest target."""
+    targets, against the original model run whole on the device and on its cheapest target. A network too large
+    for the device's memory (all on the device infeasible) leaves the device out of both (None)."""
     placed = place(plan, network, platform, cost_model, "energy", None)
-    original = placed["original_model"]
-    on_device = placed["baselines"]["all_on_source"]["energy_j"]
+    original = dict(placed["original_model"])
+    all_on_device = placed["baselines"]["all_on_source"]
+    on_device = original_device = None
+    if all_on_device is None:
+        del original[platform.device.name]
+    else:
+        on_device, original_device = all_on_device["energy_j"], original[platform.device.name]["energy_j"]
     cheapest = min(original, key=lambda k: original[k]["energy_j"])
-    return {"device_j": on_device, "original_device_j": original[platform.device.name]["energy_j"],
+    return {"device_j": on_device, "original_device_j": original_device,
             "placed_j": placed["energy_j"], "segments": list(placed["segments"].values()),
             "original_cheapest_j": original[cheapest]["energy_j"], "original_cheapest_on": cheapest,
-            "device_reduction": 1 - on_device / original[platform.device.name]["energy_j"],
+            "device_reduction": None if on_device is None else 1 - on_device / original_device,
             "placed_reduction": 1 - placed["energy_j"] / original[cheapest]["energy_j"]}
 
 
@@ -194,6 +200,10 @@ def _machine() -> str:
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def _mj(joules: float | None) -> str:
+    return "does not fit" if joules is None else f"{1e3 * joules:.3f}"
 
 
 def summary_table(results: list[dict]) -> str:
@@ -252,9 +262,9 @@ def markdown(doc: dict) -> str:
               "|---|---|---|---|---|---|---|"]
     for r in doc["results"]:
         m, t, sdn = r["eenn"]["m4_edge"], r["eenn"]["three_tiers"], r["sdn"]["m4_edge"]
-        lines.append(f"| {r['task']} | {1e3 * m['original_device_j']:.3f} | {1e3 * m['device_j']:.3f} | "
-                     f"{1e3 * sdn['device_j']:.3f} | {1e3 * t['placed_j']:.3f} | {' '.join(t['segments'])} | "
-                     f"{1e3 * t['original_cheapest_j']:.3f} ({t['original_cheapest_on']}) |")
+        lines.append(f"| {r['task']} | {_mj(m['original_device_j'])} | {_mj(m['device_j'])} | {_mj(sdn['device_j'])} | "
+                     f"{_mj(t['placed_j'])} | {' '.join(t['segments'])} | "
+                     f"{_mj(t['original_cheapest_j'])} ({t['original_cheapest_on']}) |")
     device = {n for r in doc["results"] for n in r["eenn"]["three_tiers"]["segments"]}
     if device == {"device"}:
         lines += ["", "On `m4-edge-cloud` the optimum keeps every segment on the device for every task: with its figures "
@@ -281,7 +291,8 @@ def _scaling_section() -> list[str]:
         "Networks with random convolutions and fitted batch norm and classifier (see the script: time and memory "
         "only). Stages: import (ONNX import, analysis, data), features (one onnxruntime run over all samples), heads, "
         "search, write (TVM build of the host module and the outputs); peak = the augment process's maximum resident "
-        "memory; synthetic search = the search on a problem of the same size whose exits improve with depth.",
+        "memory; synthetic search = the search on a problem of the same size whose exits improve with depth. "
+        + doc.get("note", ""),
         "",
         "```",
         scaling_table(doc["results"]),
