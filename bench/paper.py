@@ -9,7 +9,7 @@ inference on the device of `m4-edge` (all segments on the Cortex-M4) and the opt
 `m4-edge-cloud`, each against the original model, and the same for the Shallow-Deep-Networks style baseline.
 Energies come from the cost model trained on costs/m4-edge.jsonl (the cloud tier is analytic).
 Writes docs/benchmarks.md and bench/paper.json. `--quick`: 3,000 training, 1,000 calibration and 1,000 test
-samples per task (minutes instead of most of an hour). Makes missing data with the examples' scripts.
+samples per task (minutes instead of most of an hour). Makes missing data with the examples' make_data.py.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class Task:
     title: str
     folder: str
     model: str
-    make_data: list[str]  # the script (and arguments) that writes the task's .npz files
     paper: dict  # the published reduction(s) for this kind of task
     calibration: str | None = "calibration.npz"  # None: a stratified fifth of train.npz sets the thresholds
     target: float | None = None  # the MAC reduction the issue asks for at <= 1 point lost
@@ -60,7 +59,7 @@ class Task:
 TASKS = {
     "kws": Task("Keyword spotting, DS-CNN (synthesised speech, unheard voices)", "kws", "dscnn.onnx",
                 ["make_data.py"], {"task": "Speech Commands", "macs": 0.5967}, target=0.60),
-    "ecg": Task("ECG rhythm, 1-D CNN (physiokit strips)", "ecg", "ecg_cnn.onnx", ["make_data.py"],
+    "ecg": Task("ECG rhythm, 1-D CNN (physiokit strips)", "ecg", "ecg_cnn.onnx",
                 {"task": "ECG", "macs": 0.783, "energy": 0.749}, target=0.78,
                 why="The classes are sinus rhythm at overlapping rate ranges (brady, normal, tachy) and atrial "
                 "fibrillation at any rate: telling neighbouring rates or an irregular rhythm apart in 5 s (3-14 beats) "
@@ -68,9 +67,9 @@ TASKS = {
                 "(15 % leave at the last exit or run to the end) keep the saving below the paper's, whose "
                 "real recordings are mostly easy. The 1.05-point loss is within the sampling noise of a 2,000-strip "
                 "test split (standard error about 0.5 point) but above the tolerance."),
-    "fashion-resnet8": Task("Fashion-MNIST, ResNet-8", "fashion_mnist", "resnet8.onnx", ["make_data.py"],
+    "fashion-resnet8": Task("Fashion-MNIST, ResNet-8", "fashion_mnist", "resnet8.onnx",
                             {"task": "CIFAR-10 (up to)", "macs": 0.5875}, calibration=None, target=0.60),
-    "fashion-resnet20": Task("Fashion-MNIST, ResNet-20", "fashion_mnist", "resnet20.onnx", ["make_data.py"],
+    "fashion-resnet20": Task("Fashion-MNIST, ResNet-20", "fashion_mnist", "resnet20.onnx",
                              {"task": "CIFAR-10 (up to)", "macs": 0.5875}, calibration=None,
                              why="Its 1.1 MB of weights do not fit the M4's 1 MB flash, so it cannot run whole on the "
                              "device; the placement keeps all but the last segment there and sends the few samples "
@@ -181,8 +180,8 @@ def _energy_models():
 def _data_files(task: Task, out: Path, quick: bool) -> dict[str, Path]:
     folder = EXAMPLES / task.folder
     if not (folder / "train.npz").exists():
-        _say(f"  making the data: {task.folder}/{' '.join(task.make_data)}")
-        subprocess.run([sys.executable, folder / task.make_data[0], *task.make_data[1:]], check=True)
+        _say(f"  making the data: {task.folder}/make_data.py")
+        subprocess.run([sys.executable, folder / "make_data.py"], check=True)
     files = {"train": folder / "train.npz", "test": folder / "test.npz"}
     if task.calibration:
         files["calibration"] = folder / task.calibration

@@ -6,7 +6,6 @@ Development only (needs torch). Reads train.npz/test.npz from make_data.py, writ
     python examples/ecg/make_data.py && python examples/ecg/train_cnn1d.py
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/training.py
 
-from training import accuracy, export, fit
+from training import adamw_one_cycle, fit, load_split, train_and_export
 
 # (channels, kernel, stride, dilation). Strides first, then dilations: by 36 % of the MACs the receptive field
 # spans 2 s, two RR intervals at 60 bpm, which telling an irregular rhythm from a regular one needs; the two
@@ -45,11 +44,6 @@ class CNN1D(nn.Module):
         return self.head(self.features(x))
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(HERE / f"{name}.npz") as npz:
-        return npz["x"], npz["y"]
-
-
 def augment(xb: torch.Tensor, _idx) -> torch.Tensor:
     """Label-preserving changes against memorising 8,000 strips: electrode polarity, more white noise; then
     normalised again, as make_data.py normalises."""
@@ -60,24 +54,15 @@ def augment(xb: torch.Tensor, _idx) -> torch.Tensor:
 
 def train(epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    x, y = load("train")
+    x, y = load_split(HERE, "train")
     model = CNN1D(int(y.max()) + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * (len(x) // 64))
+    opt, sched = adamw_one_cycle(model, 1e-2, epochs * (len(x) // 64))
     return fit(model, x, y, opt, sched, epochs, 64, np.random.default_rng(seed), augment)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", type=Path, default=HERE / "ecg_cnn.onnx")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    model = train(args.epochs, args.seed).eval()
-    x_test, y_test = load("test")
-    print(f"test accuracy (strips from a random stream training never drew from): {accuracy(model, x_test, y_test):.4f}")
-    export(model, (1, 1, 1250), "ecg", args.output)
+    train_and_export(__doc__, train, 20, HERE, "ecg_cnn.onnx", (1, 1, 1250), "ecg",
+                     "strips from a random stream training never drew from")
 
 
 if __name__ == "__main__":

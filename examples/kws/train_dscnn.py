@@ -6,7 +6,6 @@ Development only (needs torch). Reads train.npz/test.npz from make_data.py, writ
     python examples/kws/make_data.py && python examples/kws/train_dscnn.py
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/training.py
 
-from training import accuracy, export, fit  # noqa: E402
+from training import adamw_one_cycle, fit, load_split, train_and_export  # noqa: E402
 WIDTH = 64
 
 
@@ -41,31 +40,16 @@ class DSCNN(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(HERE / f"{name}.npz") as npz:
-        return npz["x"], npz["y"]
-
-
 def train(epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    x, y = load("train")
+    x, y = load_split(HERE, "train")
     model = DSCNN()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * (len(x) // 64))
+    opt, sched = adamw_one_cycle(model, 1e-3, epochs * (len(x) // 64))
     return fit(model, x, y, opt, sched, epochs, 64, np.random.default_rng(seed))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", type=Path, default=HERE / "dscnn.onnx")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    model = train(args.epochs, args.seed).eval()
-    x_test, y_test = load("test")
-    print(f"test accuracy (voices never heard in training): {accuracy(model, x_test, y_test):.4f}")
-    export(model, (1, 1, 49, 10), "mfcc", args.output)
+    train_and_export(__doc__, train, 30, HERE, "dscnn.onnx", (1, 1, 49, 10), "mfcc", "voices never heard in training")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Steps: analyze -> features (one backbone run, cached) -> heads for every (point, kind), trained on the train split
 (briefly first when there are many; the chosen ones then fully) -> search on the validation split -> the
-Shallow-Deep-Networks baseline on the same data -> outputs: plan.json, heads/, eenn.onnx, the host module with the exit logic compiled in, report.md.
+Shallow-Deep-Networks baseline on the same data -> outputs: plan.json, heads/, eenn.onnx, the host module with the
+exit logic compiled in, report.md.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def augment(
     baseline, baseline_margin = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
     stage.done("search")
 
-    plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, stage.seconds)
-    plan.search["accuracy_margin"] = {"eenn": margin, "baseline": baseline_margin}
+    plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path,
+                      {"eenn": margin, "baseline": baseline_margin})
     _write(out, plan, model, analysis, trained, result, baseline, log, stage)
     return plan
 
@@ -255,7 +256,7 @@ def _planned_exits(analysis: Analysis, trained: _Trained, result: Result, prefix
     return planned
 
 
-def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, timings) -> Plan:
+def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, margins) -> Plan:
     input_name, input_shape = next(iter(model.input_shapes.items()))
     return Plan(
         model={
@@ -277,6 +278,7 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         search={
             "max_accuracy_drop": settings.max_accuracy_drop,
             "confidence": settings.confidence,
+            "accuracy_margin": margins,
             "val_fraction": None if settings.calibration_path else settings.val_fraction,
             "calibration_data": str(settings.calibration_path) if settings.calibration_path else None,
             "seed": settings.seed,
@@ -286,7 +288,6 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "candidate_points": len(analysis.exit_points),
             "heads_trained": len(trained.heads),
             "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
-            "seconds": timings,  # the same dict: the write stage adds itself before the plan is saved
         },
         artifacts={"model_onnx": MODEL_ONNX, "host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "baseline_onnx": "baseline.onnx", "report": "report.md"},
     )
@@ -308,5 +309,6 @@ def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         stage.done("write")
+        plan.search["seconds"] = stage.seconds
         plan.save(tmp)
         write_report(tmp, plan)

@@ -82,8 +82,8 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
     input_name = session.get_inputs()[0].name
 
     # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
-    pooled = {p.name: {k: np.empty((len(x), _pooled_width(p.shape, POOL_BINS[k])), np.float32) for k in poolings_for(p.shape)}
-              for p in points}
+    pooled = {p.name: {k: np.empty((len(x), _pooled_width(p.shape, POOL_BINS[k])), np.float32)
+                       for k in poolings_for(p.shape)} for p in points}
     finals = []
     chunk = max(1, CHUNK_BYTES // (4 * sum(math.prod(p.shape) for p in points)))
     for start in progress(range(0, len(x), chunk), "features", unit_scale=chunk, total=len(x)):
