@@ -1,4 +1,4 @@
-"""Benchmark: the exact placement solver on long chains and 8 nodes, and the brute-force check on short ones.
+"""Benchmark: the exact placement solver on long chains and 8 nodes, and the FIN paper's two networks.
 
     python bench/mapping.py [--blocks 200] [--nodes 8] [--instances 10] [--json bench/mapping.json]
 
@@ -7,6 +7,10 @@ Instances: a chain of blocks with exits (shares and accuracies drawn at random),
 edge->cloud and device->cloud, and a latency bound at 100 %, 80 % and 60 % of the worst-case latency of the
 unbounded optimum (so that it binds).
 Prints the median and worst solve time per tightness (the random test set checks optimality; here speed).
+
+Then the FIN paper's networks (examples/placement/b_*.json, see branchynet.py there): the optimum and what it
+saves against the baselines, on the `fin` preset as published and with the device's memory cut to 2 MiB and
+512 KiB (a parameter study: the paper's own memory figures are not known here).
 """
 
 import argparse
@@ -17,10 +21,12 @@ import statistics
 import time
 from pathlib import Path
 
-from eenn_tvm.mapping import Infeasible, Problem, solve
+from eenn_tvm.mapping import Infeasible, Node, Problem, baselines, runs, solve
 from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
+INSTANCES = HERE.parent / "examples" / "placement"
+DEVICE_MEMORY = {"as published (8 GiB assumed)": None, "2 MiB": 2 << 20, "512 KiB": 512 << 10}
 
 
 def instance(rng: random.Random, blocks: int, nodes: int, tightness: float) -> Problem:
@@ -75,9 +81,39 @@ def main() -> None:
                      f"{max(times):.3f} s", f"{feasible}/{args.instances}"])
     print(f"{args.blocks} blocks x {args.nodes} nodes")
     print(format_table(["latency bound", "median solve", "worst solve", "feasible"], rows))
+    paper = paper_instances()
     Path(args.json).write_text(json.dumps({"machine": platform.node(), "blocks": args.blocks, "nodes": args.nodes,
-                                           "results": results}, indent=2) + "\n")
+                                           "results": results, "paper_instances": paper}, indent=2) + "\n")
     print(f"wrote {args.json}")
+
+
+def paper_instances() -> list[dict]:
+    results, rows = [], []
+    for path in sorted(INSTANCES.glob("b_*.json")):
+        for memory_name, memory in DEVICE_MEMORY.items():
+            problem = _device_memory(Problem.load(path), memory)
+            start = time.perf_counter()
+            best = solve(problem)
+            seconds = time.perf_counter() - start
+            others = baselines(problem)
+            saving = {k: (None if p is None else 1 - best.cost / p.cost) for k, p in others.items()}
+            results.append({"instance": path.name, "device_memory": memory_name, "nodes": best.nodes,
+                            "energy_j": best.energy_j, "latency_s": best.latency_s, "solve_s": seconds,
+                            "baselines": {k: (None if p is None else p.energy_j) for k, p in others.items()},
+                            "saving": saving})
+            rows.append([path.stem, memory_name, runs(best.nodes), f"{best.energy_j * 1e6:.1f} uJ",
+                         *("infeasible" if v is None else f"{100 * v:.1f}%" for v in saving.values())])
+    print("\nthe FIN paper's networks on the fin preset (device memory varied)")
+    print(format_table(["network", "device memory", "optimum: nodes [blocks]", "expected energy",
+                        "saves vs all on device", "vs all on cloud", "vs weighted sum"], rows))
+    return results
+
+
+def _device_memory(problem: Problem, memory: int | None) -> Problem:
+    if memory is None:
+        return problem
+    nodes = [Node(**{**n.__dict__, "memory_bytes": memory}) if n.name == problem.source else n for n in problem.nodes]
+    return Problem(**{**problem.__dict__, "nodes": nodes})
 
 
 if __name__ == "__main__":

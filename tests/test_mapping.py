@@ -4,10 +4,12 @@ and infeasible problems name the binding constraint."""
 import json
 import math
 import random
+import subprocess
+import sys
 
 import pytest
 from conftest import REPO
-from eenn_tvm.mapping import Infeasible, Problem, brute_force, evaluate, solve
+from eenn_tvm.mapping import Infeasible, Node, Problem, brute_force, evaluate, runs, solve
 from test_cli import assert_one_line_error, run_cli
 
 SMALL = REPO / "examples" / "placement" / "small.json"
@@ -82,6 +84,14 @@ def test_map_prints_the_placement_and_the_baselines_as_json():
     assert all(s is None or s >= -1e-12 for s in result["saving"].values())
 
 
+def test_map_prints_each_node_with_the_range_of_blocks_it_runs():
+    code, stdout, stderr = run_cli("map", "--problem", SMALL)
+    assert code == 0, stderr
+    best = solve(Problem.load(SMALL)).nodes
+    assert runs(best) in stdout.splitlines()[2]
+    assert runs(["device", "device", "edge", "cloud", "cloud"]) == "device[0-1] edge[2] cloud[3-4]"
+
+
 @pytest.mark.parametrize("change, fragment", [
     ({"constraints": {"max_latency_s": 1e-5}}, "latency bound"),
     ({"constraints": {"min_accuracy": 0.99}}, "accuracy floor"),
@@ -101,3 +111,26 @@ def test_a_malformed_problem_is_one_line(tmp_path):
     path = tmp_path / "p.json"
     path.write_text('{"source": "device", "blocks": []}')
     assert_one_line_error(["map", "--problem", path], "p.json")
+
+
+PAPER_INSTANCES = ("b_alexnet.json", "b_resnet110.json")
+
+
+def test_the_fin_instances_are_what_their_script_derives_from_branchynet(tmp_path):
+    subprocess.run([sys.executable, SMALL.parent / "branchynet.py", "--out", tmp_path], check=True,
+                   capture_output=True)
+    for name in PAPER_INSTANCES:
+        assert (tmp_path / name).read_text() == (SMALL.parent / name).read_text(), name
+    alexnet = json.loads((tmp_path / "b_alexnet.json").read_text())["blocks"]
+    # conv1: 32 filters of 5x5x3 over 32x32 (padding 2).
+    assert alexnet[0]["macs"] == 32 * 3 * 25 * 32 * 32
+    assert sum(b["exit"]["exit_fraction"] for b in alexnet if "exit" in b) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("device_memory", [None, 2 << 20, 512 << 10])
+def test_the_solver_finds_the_brute_force_optimum_on_b_alexnet(device_memory):
+    problem = Problem.load(SMALL.parent / "b_alexnet.json")
+    if device_memory:
+        problem.nodes[0] = Node(**{**problem.nodes[0].__dict__, "memory_bytes": device_memory})
+    best, reference = solve(problem), brute_force(problem)
+    assert best.cost == pytest.approx(reference.cost, rel=1e-12)

@@ -169,6 +169,16 @@ class Placement:
                 "latency_s": self.latency_s, "expected_latency_s": self.expected_latency_s, "per_node": self.per_node}
 
 
+def runs(nodes: list[str]) -> str:
+    """A placement for people: each node with the range of blocks it runs, `device[0-7] edge[8-55]`."""
+    out, start = [], 0
+    for i in range(1, len(nodes) + 1):
+        if i == len(nodes) or nodes[i] != nodes[start]:
+            out.append(f"{nodes[start]}[{start}-{i - 1}]" if i - 1 > start else f"{nodes[start]}[{start}]")
+            start = i
+    return " ".join(out)
+
+
 class Infeasible(EennError):
     pass
 

@@ -28,11 +28,18 @@ def placement_problem(plan: Plan, network: Network, platform: Platform, cost_mod
         seconds = {t.name: cost_model.predict_function(func, t.name).latency_s for t in platform.targets}
         blocks.append(Block(name, _macs(plan, i), param_bytes(func), platform.transfer_bits(func.ret_ty.fields[0].shape),
                             shares[i] if i < len(plan.exits) else 0.0, None, seconds))
-    nodes = [_node(t) for t in platform.targets]
-    links = {(l.source, l.target): Link(l.energy_j_per_bit, l.seconds_per_bit, l.latency_s) for l in platform.links}
+    nodes, links = platform_nodes(platform)
     input_bits = platform.transfer_bits(plan.model["input_shape"])
     return Problem(platform.device.name, input_bits, blocks, nodes, links, objective, False,
                    math.inf if max_latency_s is None else max_latency_s, 0.0)
+
+
+def platform_nodes(platform: Platform) -> tuple[list[Node], dict[tuple[str, str], Link]]:
+    """The platform's targets and links as the placement problem's nodes and links."""
+    nodes = [_node(t) for t in platform.targets]
+    links = {(link.source, link.target): Link(link.energy_j_per_bit, link.seconds_per_bit, link.latency_s)
+             for link in platform.links}
+    return nodes, links
 
 
 def place(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
@@ -75,7 +82,7 @@ def _figures(p: Placement) -> dict:
 
 
 def _node(t: Target) -> Node:
-    """Times come from the cost model (per block), so the throughput only fills the field."""
+    """Blocks with a `seconds` table (from the cost model) ignore the throughput; the others divide by it."""
     return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes, t.flash_bytes)
 
 

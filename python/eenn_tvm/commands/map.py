@@ -10,7 +10,7 @@ from ..costmodel import CostModel
 from ..costs import OBJECTIVES
 from ..errors import EennError
 from ..firmware import network_from
-from ..mapping import Problem, baselines, solve
+from ..mapping import Problem, baselines, runs, solve
 from ..placement import place
 from ..plan import Plan
 from ..platform import load_platform
@@ -66,12 +66,12 @@ def _solve_file(problem_path, as_json):
                    "saving": {k: _saving(best.cost, p.cost if p else None) for k, p in others.items()}})
         return
     unit = "J" if problem.objective == "energy" else "s"
-    rows = [["optimum", " ".join(best.nodes), _terminal(best), f"{best.cost:.4g} {unit}", f"{best.latency_s:.4g} s", "-"]]
+    rows = [["optimum", runs(best.nodes), _terminal(best), f"{best.cost:.4g} {unit}", f"{best.latency_s:.4g} s", "-"]]
     for name, p in others.items():
-        rows.append([name.replace("_", " "), " ".join(p.nodes) if p else "infeasible", _terminal(p) if p else "-",
+        rows.append([name.replace("_", " "), runs(p.nodes) if p else "infeasible", _terminal(p) if p else "-",
                      f"{p.cost:.4g} {unit}" if p else "-", f"{p.latency_s:.4g} s" if p else "-",
                      _percent(_saving(best.cost, p.cost if p else None))])
-    click.echo(format_table(["placement", "node per block", "terminal exit", f"expected {problem.objective}",
+    click.echo(format_table(["placement", "nodes [blocks]", "terminal exit", f"expected {problem.objective}",
                              "worst latency", "optimum saves"], rows))
 
 
