@@ -10,7 +10,8 @@ Prints the median and worst solve time per tightness (the random test set checks
 
 Then the FIN paper's networks (examples/placement/b_*.json, see branchynet.py there): the optimum and what it
 saves against the baselines, on the `fin` preset as published and with the device's memory cut to 2 MiB and
-512 KiB (a parameter study: the paper's own memory figures are not known here).
+512 KiB (a parameter study: the paper's own memory figures are not known here), and, since B-ResNet's exit shares
+are an assumption, its optimal placements over a grid of them.
 """
 
 import argparse
@@ -21,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from eenn_tvm.mapping import Infeasible, Node, Problem, baselines, runs, solve
+from eenn_tvm.mapping import Block, Infeasible, Node, Problem, baselines, runs, solve
 from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
@@ -106,7 +107,27 @@ def paper_instances() -> list[dict]:
     print("\nthe FIN paper's networks on the fin preset (device memory varied)")
     print(format_table(["network", "device memory", "optimum: nodes [blocks]", "expected energy",
                         "saves vs all on device", "vs all on cloud", "vs weighted sum"], rows))
-    return results
+    return {"instances": results, "resnet_exit_share_sweep": resnet_exit_share_sweep()}
+
+
+def resnet_exit_share_sweep() -> dict:
+    """B-ResNet's exit shares are an assumption: the optimal placements over a grid of them, per device memory."""
+    problem = Problem.load(INSTANCES / "b_resnet110.json")
+    exits = [i for i, b in enumerate(problem.blocks) if b.exit_fraction][:2]
+    grid = [(a / 10, b / 10) for a in range(10) for b in range(10 - a)]
+    sweep = {}
+    for memory_name, memory in DEVICE_MEMORY.items():
+        placements = set()
+        for shares in grid:
+            blocks = list(problem.blocks)
+            for i, share in zip(exits, shares):
+                blocks[i] = Block(**{**blocks[i].__dict__, "exit_fraction": share})
+            blocks[-1] = Block(**{**blocks[-1].__dict__, "exit_fraction": 1 - sum(shares)})
+            placements.add(runs(solve(_device_memory(Problem(**{**problem.__dict__, "blocks": blocks}), memory)).nodes))
+        sweep[memory_name] = sorted(placements)
+        print(f"B-ResNet, device memory {memory_name}: {len(grid)} exit-share pairs (0.1 grid), optimum "
+              f"{' or '.join(sorted(placements))}")
+    return sweep
 
 
 def _device_memory(problem: Problem, memory: int | None) -> Problem:
