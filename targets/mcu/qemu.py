@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EennError
+from ...textui import progress
+
+# Samples per emulator boot: long runs show progress, and a stuck firmware fails within minutes, not hours.
+QEMU_CHUNK = 250
 
 
 @dataclass
@@ -41,7 +45,16 @@ def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Ru
         raise EennError("qemu-system-arm is not installed: apt-get install qemu-system-arm (scripts/setup.sh does it)")
     command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
                "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(Path(elf).resolve())]
-    return _run(command, inputs, classes, timeout=60 + 5 * len(inputs))
+    starts = range(0, len(inputs), QEMU_CHUNK)
+    if len(starts) > 1:
+        starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
+    return _joined([_run(command, inputs[s : s + QEMU_CHUNK], classes, timeout=60 + 5 * QEMU_CHUNK) for s in starts])
+
+
+def _joined(runs: list[Run]) -> Run:
+    arrays = ("status", "class_index", "exit_index", "confidence", "scores", "instructions")
+    return Run(*(np.concatenate([getattr(r, name) for r in runs]) for name in arrays),
+               max(r.stack_bytes for r in runs), b"".join(r.live for r in runs))
 
 
 def run_on_host(executable: Path, inputs: np.ndarray, classes: int) -> Run:
