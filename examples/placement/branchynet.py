@@ -84,26 +84,22 @@ class Trace:
         return self.c * self.h * self.w
 
 
-def block(name: str, trunk: Trace, before: tuple[int, int], head: Trace | None = None,
-          exit_fraction: float | None = None, accuracy: float | None = None) -> dict:
-    """A problem block: the trunk's growth since `before` (MACs, params), plus the head a branch adds."""
-    macs, params = trunk.macs - before[0], trunk.params - before[1]
-    if head is not None:
-        macs, params = macs + head.macs, params + head.params
-    out = {"name": name, "macs": macs, "param_bytes": 4 * params, "out_bits": 8 * trunk.values}
-    if exit_fraction is not None:
-        out["exit"] = {"exit_fraction": exit_fraction, **({"accuracy": accuracy} if accuracy is not None else {})}
-    return out
-
-
 class Chain:
-    """Collects blocks as the trunk grows."""
+    """Collects the problem's blocks as the trunk grows: each block is the trunk's growth since the last cut,
+    plus the head of the branch that leaves there."""
 
     def __init__(self, trunk: Trace):
         self.trunk, self.blocks, self.mark = trunk, [], (0, 0)
 
-    def cut(self, name: str, head: Trace | None = None, **exit_) -> None:
-        self.blocks.append(block(name, self.trunk, self.mark, head, **exit_))
+    def cut(self, name: str, head: Trace | None = None, exit_fraction: float | None = None,
+            accuracy: float | None = None) -> None:
+        macs, params = self.trunk.macs - self.mark[0], self.trunk.params - self.mark[1]
+        if head is not None:
+            macs, params = macs + head.macs, params + head.params
+        block = {"name": name, "macs": macs, "param_bytes": 4 * params, "out_bits": 8 * self.trunk.values}
+        if exit_fraction is not None:
+            block["exit"] = {"exit_fraction": exit_fraction, **({"accuracy": accuracy} if accuracy is not None else {})}
+        self.blocks.append(block)
         self.mark = (self.trunk.macs, self.trunk.params)
 
 
