@@ -20,9 +20,10 @@ import platform
 import random
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from eenn_tvm.mapping import Block, Infeasible, Node, Problem, baselines, runs, solve
+from eenn_tvm.mapping import Infeasible, Problem, baselines, runs, solve
 from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +55,7 @@ def instance(rng: random.Random, blocks: int, nodes: int, tightness: float) -> P
     problem = Problem.from_json({"source": node_list[0]["name"], "input_bits": 24576, "blocks": chain,
                                  "nodes": node_list, "links": links})
     free = solve(problem)  # the optimum with no latency bound; the bound is then set below its worst latency
-    return Problem(**{**problem.__dict__, "max_latency_s": free.latency_s * tightness})
+    return replace(problem, max_latency_s=free.latency_s * tightness)
 
 
 def main() -> None:
@@ -121,9 +122,9 @@ def resnet_exit_share_sweep() -> dict:
         for shares in grid:
             blocks = list(problem.blocks)
             for i, share in zip(exits, shares):
-                blocks[i] = Block(**{**blocks[i].__dict__, "exit_fraction": share})
-            blocks[-1] = Block(**{**blocks[-1].__dict__, "exit_fraction": 1 - sum(shares)})
-            placements.add(runs(solve(_device_memory(Problem(**{**problem.__dict__, "blocks": blocks}), memory)).nodes))
+                blocks[i] = replace(blocks[i], exit_fraction=share)
+            blocks[-1] = replace(blocks[-1], exit_fraction=1 - sum(shares))
+            placements.add(runs(solve(_device_memory(replace(problem, blocks=blocks), memory)).nodes))
         sweep[memory_name] = sorted(placements)
         print(f"B-ResNet, device memory {memory_name}: {len(grid)} exit-share pairs (0.1 grid), optimum "
               f"{' or '.join(sorted(placements))}")
@@ -133,8 +134,8 @@ def resnet_exit_share_sweep() -> dict:
 def _device_memory(problem: Problem, memory: int | None) -> Problem:
     if memory is None:
         return problem
-    nodes = [Node(**{**n.__dict__, "memory_bytes": memory}) if n.name == problem.source else n for n in problem.nodes]
-    return Problem(**{**problem.__dict__, "nodes": nodes})
+    nodes = [replace(n, memory_bytes=memory) if n.name == problem.source else n for n in problem.nodes]
+    return replace(problem, nodes=nodes)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import math
 import random
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from conftest import REPO
-from eenn_tvm.mapping import Infeasible, Node, Problem, brute_force, evaluate, runs, solve
+from eenn_tvm.mapping import Infeasible, Problem, brute_force, evaluate, runs, solve
 from test_cli import assert_one_line_error, run_cli
 
 SMALL = REPO / "examples" / "placement" / "small.json"
@@ -131,6 +132,6 @@ def test_the_fin_instances_are_what_their_script_derives_from_branchynet(tmp_pat
 def test_the_solver_finds_the_brute_force_optimum_on_b_alexnet(device_memory):
     problem = Problem.load(SMALL.parent / "b_alexnet.json")
     if device_memory:
-        problem.nodes[0] = Node(**{**problem.nodes[0].__dict__, "memory_bytes": device_memory})
+        problem.nodes[0] = replace(problem.nodes[0], memory_bytes=device_memory)
     best, reference = solve(problem), brute_force(problem)
     assert best.cost == pytest.approx(reference.cost, rel=1e-12)

@@ -19,7 +19,7 @@ import bisect
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import EennError
@@ -448,12 +448,11 @@ def binding_constraint(problem: Problem) -> str:
         "the accuracy floor": {"min_accuracy": 0.0},
     }
     for what, change in relaxations.items():
-        relaxed = Problem(**{**problem.__dict__, **change})
+        relaxed = replace(problem, **change)
         if _any_placement(relaxed):
             bound = problem.max_latency_s if "latency" in what else problem.min_accuracy
             return f"no placement meets {what} ({bound:g}); relax it"
-    roomy = Problem(**{**problem.__dict__, "nodes": [Node(n.name, n.tier, n.macs_per_s, n.power_w, math.inf, None)
-                                                     for n in problem.nodes]})
+    roomy = replace(problem, nodes=[replace(n, memory_bytes=math.inf, flash_bytes=None) for n in problem.nodes])
     if _any_placement(roomy):
         return "no placement fits the nodes' memory; add memory or split the model into smaller blocks"
     return "no placement satisfies the constraints together (or the links do not connect the source to enough nodes)"
@@ -486,8 +485,8 @@ def _weighted_sum(problem: Problem, names: list[str], length: int, terminal: int
     for i in range(length):
         scored = []
         for name in names:
-            p = evaluate(Problem(**{**problem.__dict__, "max_latency_s": float("inf"), "min_accuracy": 0.0,
-                                    "blocks": problem.blocks[: i + 1]}), [*path, name])
+            p = evaluate(replace(problem, max_latency_s=float("inf"), min_accuracy=0.0, blocks=problem.blocks[: i + 1]),
+                         [*path, name])
             if p is not None:
                 scored.append((p.energy_j, p.latency_s, name))
         if not scored:
