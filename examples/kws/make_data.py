@@ -114,7 +114,8 @@ def main() -> None:
     x = np.stack(features)[:, None]
     y = np.array([label for label, _, _ in jobs], np.int64)
     split = np.array([split_of(speaker) for _, speaker, _ in jobs])
-    groups = np.array([speakers().index(speaker) for _, speaker, _ in jobs], np.int64)
+    index = {speaker: i for i, speaker in enumerate(speakers())}
+    groups = np.array([index[speaker] for _, speaker, _ in jobs], np.int64)
     for name in SPLITS:
         rows = split == name
         np.savez(args.out / f"{name}.npz", x=x[rows], y=y[rows], groups=groups[rows])
