@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+
 from eenn_tvm.analysis import analyze
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.passes import TapPoints

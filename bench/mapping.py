@@ -38,22 +38,45 @@ def instance(rng: random.Random, blocks: int, nodes: int, tightness: float) -> P
         if i < blocks - 1 and rng.random() < 0.3:
             share = rng.uniform(0, left / 4)
             left -= share
-        chain.append({"name": f"b{i}", "macs": rng.uniform(1e6, 5e8), "param_bytes": rng.randint(1e4, 2e6),
-                      "out_bits": rng.choice([2e4, 1e5, 5e5, 2e6]),
-                      "exit": {"exit_fraction": share if i < blocks - 1 else left, "accuracy": 0.5 + 0.45 * i / blocks}})
+        chain.append(
+            {
+                "name": f"b{i}",
+                "macs": rng.uniform(1e6, 5e8),
+                "param_bytes": rng.randint(1e4, 2e6),
+                "out_bits": rng.choice([2e4, 1e5, 5e5, 2e6]),
+                "exit": {"exit_fraction": share if i < blocks - 1 else left, "accuracy": 0.5 + 0.45 * i / blocks},
+            }
+        )
     tiers = [0] + [1] * 3 + [2] * (nodes - 4)
     base = [(6, 11e9), (140, 153.4e9), (400, 312e9)]  # FIN's powers; throughputs scaled so compute time matters
-    node_list = [{"name": f"{['device', 'edge', 'cloud'][t]}{k}", "tier": t,
-                  "power_w": base[t][0] * rng.uniform(0.7, 1.3), "macs_per_s": base[t][1] * rng.uniform(0.5, 1.5),
-                  "memory_bytes": [64e6, 8e9, 1e11][t]} for k, t in enumerate(tiers)]
+    node_list = [
+        {
+            "name": f"{['device', 'edge', 'cloud'][t]}{k}",
+            "tier": t,
+            "power_w": base[t][0] * rng.uniform(0.7, 1.3),
+            "macs_per_s": base[t][1] * rng.uniform(0.5, 1.5),
+            "memory_bytes": [64e6, 8e9, 1e11][t],
+        }
+        for k, t in enumerate(tiers)
+    ]
     links = []
     for a in node_list:
         for b in node_list:
-            if a is not b and (b["tier"] == a["tier"] + 1 or (a["tier"] == b["tier"] == 1) or (a["tier"], b["tier"]) == (0, 2)):
-                links.append({"from": a["name"], "to": b["name"], "energy_j_per_bit": rng.uniform(3e-8, 7e-8),
-                              "seconds_per_bit": rng.uniform(1e-9, 1e-8), "latency_s": rng.uniform(1e-3, 2e-2)})
-    problem = Problem.from_json({"source": node_list[0]["name"], "input_bits": 24576, "blocks": chain,
-                                 "nodes": node_list, "links": links})
+            if a is not b and (
+                b["tier"] == a["tier"] + 1 or (a["tier"] == b["tier"] == 1) or (a["tier"], b["tier"]) == (0, 2)
+            ):
+                links.append(
+                    {
+                        "from": a["name"],
+                        "to": b["name"],
+                        "energy_j_per_bit": rng.uniform(3e-8, 7e-8),
+                        "seconds_per_bit": rng.uniform(1e-9, 1e-8),
+                        "latency_s": rng.uniform(1e-3, 2e-2),
+                    }
+                )
+    problem = Problem.from_json(
+        {"source": node_list[0]["name"], "input_bits": 24576, "blocks": chain, "nodes": node_list, "links": links}
+    )
     free = solve(problem)  # the optimum with no latency bound; the bound is then set below its worst latency
     return replace(problem, max_latency_s=free.latency_s * tightness)
 
@@ -77,15 +100,39 @@ def main() -> None:
             except Infeasible:
                 pass
             times.append(time.perf_counter() - start)
-        results.append({"latency_bound": tightness, "median_s": statistics.median(times), "max_s": max(times),
-                        "feasible": feasible, "instances": args.instances})
-        rows.append([f"{int(100 * tightness)}% of the unbounded optimum's", f"{statistics.median(times):.3f} s",
-                     f"{max(times):.3f} s", f"{feasible}/{args.instances}"])
+        results.append(
+            {
+                "latency_bound": tightness,
+                "median_s": statistics.median(times),
+                "max_s": max(times),
+                "feasible": feasible,
+                "instances": args.instances,
+            }
+        )
+        rows.append(
+            [
+                f"{int(100 * tightness)}% of the unbounded optimum's",
+                f"{statistics.median(times):.3f} s",
+                f"{max(times):.3f} s",
+                f"{feasible}/{args.instances}",
+            ]
+        )
     print(f"{args.blocks} blocks x {args.nodes} nodes")
     print(format_table(["latency bound", "median solve", "worst solve", "feasible"], rows))
     paper = paper_instances()
-    Path(args.json).write_text(json.dumps({"machine": platform.node(), "blocks": args.blocks, "nodes": args.nodes,
-                                           "results": results, "paper_instances": paper}, indent=2) + "\n")
+    Path(args.json).write_text(
+        json.dumps(
+            {
+                "machine": platform.node(),
+                "blocks": args.blocks,
+                "nodes": args.nodes,
+                "results": results,
+                "paper_instances": paper,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json}")
 
 
@@ -99,15 +146,42 @@ def paper_instances() -> list[dict]:
             seconds = time.perf_counter() - start
             others = baselines(problem)
             saving = {k: (None if p is None else 1 - best.cost / p.cost) for k, p in others.items()}
-            results.append({"instance": path.name, "device_memory": memory_name, "nodes": best.nodes,
-                            "energy_j": best.energy_j, "latency_s": best.latency_s, "solve_s": seconds,
-                            "baselines": {k: (None if p is None else p.energy_j) for k, p in others.items()},
-                            "saving": saving})
-            rows.append([path.stem, memory_name, runs(best.nodes), f"{best.energy_j * 1e6:.1f} uJ",
-                         *("infeasible" if v is None else f"{100 * v:.1f}%" for v in saving.values())])
+            results.append(
+                {
+                    "instance": path.name,
+                    "device_memory": memory_name,
+                    "nodes": best.nodes,
+                    "energy_j": best.energy_j,
+                    "latency_s": best.latency_s,
+                    "solve_s": seconds,
+                    "baselines": {k: (None if p is None else p.energy_j) for k, p in others.items()},
+                    "saving": saving,
+                }
+            )
+            rows.append(
+                [
+                    path.stem,
+                    memory_name,
+                    runs(best.nodes),
+                    f"{best.energy_j * 1e6:.1f} uJ",
+                    *("infeasible" if v is None else f"{100 * v:.1f}%" for v in saving.values()),
+                ]
+            )
     print("\nthe FIN paper's networks on the fin preset (device memory varied)")
-    print(format_table(["network", "device memory", "optimum: nodes [blocks]", "expected energy",
-                        "saves vs all on device", "vs all on cloud", "vs weighted sum"], rows))
+    print(
+        format_table(
+            [
+                "network",
+                "device memory",
+                "optimum: nodes [blocks]",
+                "expected energy",
+                "saves vs all on device",
+                "vs all on cloud",
+                "vs weighted sum",
+            ],
+            rows,
+        )
+    )
     return {"instances": results, "resnet_exit_share_sweep": resnet_exit_share_sweep()}
 
 
@@ -126,8 +200,10 @@ def resnet_exit_share_sweep() -> dict:
             blocks[-1] = replace(blocks[-1], exit_fraction=1 - sum(shares))
             placements.add(runs(solve(_device_memory(replace(problem, blocks=blocks), memory)).nodes))
         sweep[memory_name] = sorted(placements)
-        print(f"B-ResNet, device memory {memory_name}: {len(grid)} exit-share pairs (0.1 grid), optimum "
-              f"{' or '.join(sorted(placements))}")
+        print(
+            f"B-ResNet, device memory {memory_name}: {len(grid)} exit-share pairs (0.1 grid), optimum "
+            f"{' or '.join(sorted(placements))}"
+        )
     return sweep
 
 

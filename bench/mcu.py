@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from eenn_tvm.errors import EennError
 from eenn_tvm.firmware import build_firmware
 from eenn_tvm.textui import format_table
@@ -33,8 +34,10 @@ def workloads(args, scratch: Path) -> list[tuple[str, Path, Path, int]]:
     rng = np.random.default_rng(0)
     mfcc = scratch / "mfcc.npz"
     np.savez(mfcc, x=(10 * rng.standard_normal((4, 1, 49, 10))).astype(np.float32), y=np.zeros(4, np.int64))
-    found = [("resnet8_cifar10 (MLPerf Tiny)", MLPERF / "resnet8_cifar10.onnx", MLPERF / "cifar10_20_images.npz", 4),
-             ("kws_dscnn (MLPerf Tiny)", MLPERF / "kws_dscnn.onnx", mfcc, 2)]
+    found = [
+        ("resnet8_cifar10 (MLPerf Tiny)", MLPERF / "resnet8_cifar10.onnx", MLPERF / "cifar10_20_images.npz", 4),
+        ("kws_dscnn (MLPerf Tiny)", MLPERF / "kws_dscnn.onnx", mfcc, 2),
+    ]
     if args.eenn:
         found.append((f"{Path(args.eenn).name} (early-exit)", Path(args.eenn), Path(args.eenn_data), args.eenn_samples))
     return found
@@ -47,8 +50,14 @@ def measure(source: Path, data: Path, samples: int, core: str, kind: str, scratc
     except EennError as err:  # e.g. LLVM's soft-float helper names on Armv6-M
         return {"core": core, "kernels": kind, "error": str(err)}
     result = verify(out, data, samples)
-    return {"core": core, "kernels": kind, "instructions": result.instructions_mean, "flash": result.flash_bytes,
-            "ram": result.ram_bytes, "matches": result.within_tolerance and not result.class_mismatches}
+    return {
+        "core": core,
+        "kernels": kind,
+        "instructions": result.instructions_mean,
+        "flash": result.flash_bytes,
+        "ram": result.ram_bytes,
+        "matches": result.within_tolerance and not result.class_mismatches,
+    }
 
 
 def main() -> None:
@@ -68,9 +77,14 @@ def main() -> None:
                     rows.append({"model": name, **r})
                 table.append(_row(name, core, runs))
                 print(f"{name} {core}: done", flush=True)
-    print(format_table(["model", "core", "instr. llvm", "instr. c", "c / llvm", "flash (llvm)", "RAM (llvm)", "match"], table))
-    Path(args.json).write_text(json.dumps({"machine": platform.node(), "python": platform.python_version(),
-                                           "results": rows}, indent=2) + "\n")
+    print(
+        format_table(
+            ["model", "core", "instr. llvm", "instr. c", "c / llvm", "flash (llvm)", "RAM (llvm)", "match"], table
+        )
+    )
+    Path(args.json).write_text(
+        json.dumps({"machine": platform.node(), "python": platform.python_version(), "results": rows}, indent=2) + "\n"
+    )
     print(f"wrote {args.json}")
 
 
@@ -80,8 +94,16 @@ def _row(name: str, core: str, runs: dict) -> list[str]:
     ratio = f"{c['instructions'] / llvm['instructions']:.2f}" if "instructions" in llvm and "instructions" in c else "-"
     best = llvm if "instructions" in llvm else c
     match = all(r.get("matches", True) for r in runs.values())
-    return [name, core, count(llvm), count(c), ratio, f"{best.get('flash', 0):,}", f"{best.get('ram', 0):,}",
-            "yes" if match else "NO"]
+    return [
+        name,
+        core,
+        count(llvm),
+        count(c),
+        ratio,
+        f"{best.get('flash', 0):,}",
+        f"{best.get('ram', 0):,}",
+        "yes" if match else "NO",
+    ]
 
 
 if __name__ == "__main__":

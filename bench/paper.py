@@ -57,22 +57,43 @@ class Task:
 
 
 TASKS = {
-    "kws": Task("Keyword spotting, DS-CNN (synthesised speech, unheard voices)", "kws", "dscnn.onnx",
-                {"task": "Speech Commands", "macs": 0.5967}, target=0.60),
-    "ecg": Task("ECG rhythm, 1-D CNN (physiokit strips)", "ecg", "ecg_cnn.onnx",
-                {"task": "ECG", "macs": 0.783, "energy": 0.749}, target=0.78,
-                why="The classes are sinus rhythm at overlapping rate ranges (brady, normal, tachy) and atrial "
-                "fibrillation at any rate: telling neighbouring rates or an irregular rhythm apart in 5 s (3-14 beats) "
-                "needs the receptive field of the last layers, which hold 64 % of the MACs, so the ambiguous strips "
-                "that leave at the last exit or run to the end keep the saving below the paper's, whose real "
-                "recordings are mostly easy."),
-    "fashion-resnet8": Task("Fashion-MNIST, ResNet-8", "fashion_mnist", "resnet8.onnx",
-                            {"task": "CIFAR-10 (up to)", "macs": 0.5875}, calibration=None, target=0.60),
-    "fashion-resnet20": Task("Fashion-MNIST, ResNet-20", "fashion_mnist", "resnet20.onnx",
-                             {"task": "CIFAR-10 (up to)", "macs": 0.5875}, calibration=None,
-                             why="Its 1.1 MB of weights do not fit the M4's 1 MB flash, so it cannot run whole on the "
-                             "device; the placement keeps all but the last segment there and sends the few samples "
-                             "that reach it to the edge."),
+    "kws": Task(
+        "Keyword spotting, DS-CNN (synthesised speech, unheard voices)",
+        "kws",
+        "dscnn.onnx",
+        {"task": "Speech Commands", "macs": 0.5967},
+        target=0.60,
+    ),
+    "ecg": Task(
+        "ECG rhythm, 1-D CNN (physiokit strips)",
+        "ecg",
+        "ecg_cnn.onnx",
+        {"task": "ECG", "macs": 0.783, "energy": 0.749},
+        target=0.78,
+        why="The classes are sinus rhythm at overlapping rate ranges (brady, normal, tachy) and atrial "
+        "fibrillation at any rate: telling neighbouring rates or an irregular rhythm apart in 5 s (3-14 beats) "
+        "needs the receptive field of the last layers, which hold 64 % of the MACs, so the ambiguous strips "
+        "that leave at the last exit or run to the end keep the saving below the paper's, whose real "
+        "recordings are mostly easy.",
+    ),
+    "fashion-resnet8": Task(
+        "Fashion-MNIST, ResNet-8",
+        "fashion_mnist",
+        "resnet8.onnx",
+        {"task": "CIFAR-10 (up to)", "macs": 0.5875},
+        calibration=None,
+        target=0.60,
+    ),
+    "fashion-resnet20": Task(
+        "Fashion-MNIST, ResNet-20",
+        "fashion_mnist",
+        "resnet20.onnx",
+        {"task": "CIFAR-10 (up to)", "macs": 0.5875},
+        calibration=None,
+        why="Its 1.1 MB of weights do not fit the M4's 1 MB flash, so it cannot run whole on the "
+        "device; the placement keeps all but the last segment there and sends the few samples "
+        "that reach it to the edge.",
+    ),
 }
 
 
@@ -83,8 +104,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "out" / "paper")
     parser.add_argument("--json", type=Path, default=HERE / "paper.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "benchmarks.md")
-    parser.add_argument("--render", action="store_true",
-                        help="only write the markdown again from the JSON files (e.g. after bench/scaling.py)")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only write the markdown again from the JSON files (e.g. after bench/scaling.py)",
+    )
     args = parser.parse_args()
     if args.render:
         args.markdown.write_text(markdown(json.loads(args.json.read_text())))
@@ -96,8 +120,14 @@ def main() -> None:
         _say(f"[{n}/{len(args.tasks)}] {name}: {TASKS[name].title}")
         results.append({"task": name, **measure(TASKS[name], args.work / name, args.quick, device, tiers)})
         _say(json.dumps(results[-1]["eenn"]))
-    document = {"command": " ".join(["python bench/paper.py", *sys.argv[1:]]), "machine": _machine(),
-                "date": datetime.date.today().isoformat(), "tolerance": TOLERANCE, "quick": args.quick, "results": results}
+    document = {
+        "command": " ".join(["python bench/paper.py", *sys.argv[1:]]),
+        "machine": _machine(),
+        "date": datetime.date.today().isoformat(),
+        "tolerance": TOLERANCE,
+        "quick": args.quick,
+        "results": results,
+    }
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     args.markdown.parent.mkdir(exist_ok=True)
     args.markdown.write_text(markdown(document))
@@ -119,9 +149,18 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
         "samples": {k: _count(v) for k, v in files.items()},
         "original_accuracy": result.baseline_accuracy,
         "total_macs": plan.model["total_macs"],
-        "eenn": _figures(out / "eenn", plan, result.accuracy, result.mac_reduction, result.exit_histogram, device, tiers),
-        "sdn": _figures(out / "eenn", sdn_plan, result.sdn_baseline["accuracy"], result.sdn_baseline["mac_reduction"],
-                        result.sdn_baseline["exit_histogram"], device, tiers),
+        "eenn": _figures(
+            out / "eenn", plan, result.accuracy, result.mac_reduction, result.exit_histogram, device, tiers
+        ),
+        "sdn": _figures(
+            out / "eenn",
+            sdn_plan,
+            result.sdn_baseline["accuracy"],
+            result.sdn_baseline["mac_reduction"],
+            result.sdn_baseline["exit_histogram"],
+            device,
+            tiers,
+        ),
         "search_seconds": plan.search["seconds"],
         "augment_seconds": round(augment_s, 1),
         "paper": task.paper,
@@ -129,7 +168,9 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
     }
 
 
-def _figures(folder: Path, plan: Plan, accuracy: float, mac_reduction: float, histogram: list[int], device, tiers) -> dict:
+def _figures(
+    folder: Path, plan: Plan, accuracy: float, mac_reduction: float, histogram: list[int], device, tiers
+) -> dict:
     """Accuracy, MACs and energy of one early-exit network with the exit shares seen on the test split."""
     on_test = replace(plan, validation=replace(plan.validation, exit_histogram=histogram, samples=sum(histogram)))
     network = eenn_network(folder, on_test)
@@ -157,11 +198,16 @@ def _energy(plan: Plan, network, platform, cost_model) -> dict:
     else:
         on_device, original_device = all_on_device["energy_j"], original[platform.device.name]["energy_j"]
     cheapest = min(original, key=lambda k: original[k]["energy_j"])
-    return {"device_j": on_device, "original_device_j": original_device,
-            "placed_j": placed["energy_j"], "segments": list(placed["segments"].values()),
-            "original_cheapest_j": original[cheapest]["energy_j"], "original_cheapest_on": cheapest,
-            "device_reduction": None if on_device is None else 1 - on_device / original_device,
-            "placed_reduction": 1 - placed["energy_j"] / original[cheapest]["energy_j"]}
+    return {
+        "device_j": on_device,
+        "original_device_j": original_device,
+        "placed_j": placed["energy_j"],
+        "segments": list(placed["segments"].values()),
+        "original_cheapest_j": original[cheapest]["energy_j"],
+        "original_cheapest_on": cheapest,
+        "device_reduction": None if on_device is None else 1 - on_device / original_device,
+        "placed_reduction": 1 - placed["energy_j"] / original[cheapest]["energy_j"],
+    }
 
 
 def _energy_models():
@@ -219,12 +265,36 @@ def summary_table(results: list[dict]) -> str:
     for r in results:
         for label, key in (("eenn-tvm", "eenn"), ("SDN baseline", "sdn")):
             f = r[key]
-            rows.append([r["task"], label, f"{100 * r['original_accuracy']:.2f} %", f"{100 * f['accuracy']:.2f} %",
-                         f"{100 * (f['accuracy'] - r['original_accuracy']):+.2f}", _pct(f["mac_reduction"]),
-                         _pct(f["left_early"]), _pct(f["m4_edge"]["device_reduction"]), _pct(f["three_tiers"]["placed_reduction"])])
-        rows.append([r["task"], "paper", "", "", "", _pct(r["paper"].get("macs")), "", _pct(r["paper"].get("energy")), ""])
-    return format_table(["task", "", "original acc.", "EENN acc.", "pt", "MACs saved", "left early",
-                         "energy saved, M4", "energy saved, 3 tiers"], rows)
+            rows.append(
+                [
+                    r["task"],
+                    label,
+                    f"{100 * r['original_accuracy']:.2f} %",
+                    f"{100 * f['accuracy']:.2f} %",
+                    f"{100 * (f['accuracy'] - r['original_accuracy']):+.2f}",
+                    _pct(f["mac_reduction"]),
+                    _pct(f["left_early"]),
+                    _pct(f["m4_edge"]["device_reduction"]),
+                    _pct(f["three_tiers"]["placed_reduction"]),
+                ]
+            )
+        rows.append(
+            [r["task"], "paper", "", "", "", _pct(r["paper"].get("macs")), "", _pct(r["paper"].get("energy")), ""]
+        )
+    return format_table(
+        [
+            "task",
+            "",
+            "original acc.",
+            "EENN acc.",
+            "pt",
+            "MACs saved",
+            "left early",
+            "energy saved, M4",
+            "energy saved, 3 tiers",
+        ],
+        rows,
+    )
 
 
 def _verdict(r: dict) -> str:
@@ -235,8 +305,10 @@ def _verdict(r: dict) -> str:
     misses = []
     if drop > TOLERANCE:
         n, a = r["samples"]["test"], e["accuracy"]
-        misses.append(f"lost {100 * drop:.2f} points on test (more than the calibration margin allowed for; the "
-                      f"standard error of {n:,} test samples is {100 * (a * (1 - a) / n) ** 0.5:.2f} points)")
+        misses.append(
+            f"lost {100 * drop:.2f} points on test (more than the calibration margin allowed for; the "
+            f"standard error of {n:,} test samples is {100 * (a * (1 - a) / n) ** 0.5:.2f} points)"
+        )
     if e["mac_reduction"] < r["target_mac_reduction"]:
         misses.append(f"{_pct(e['mac_reduction'])} < {_pct(r['target_mac_reduction'])} MACs saved")
     if e["mac_reduction"] <= s["mac_reduction"] and e["accuracy"] <= s["accuracy"]:
@@ -265,27 +337,42 @@ def markdown(doc: dict) -> str:
     ]
     for r in doc["results"]:
         s = r["search_seconds"]
-        lines.append(f"| {r['task']} | {_pct(r['target_mac_reduction'])} MACs at ≤ 1 pt | {_verdict(r)} | "
-                     f"{r['eenn']['exits']} | {s.get('features', 0):.0f} s / {s.get('heads', 0):.0f} s / {s.get('search', 0):.1f} s |")
-    lines += ["", "Energy per inference (mJ, predicted by the cost model, exit shares of the test split):", "",
-              "| task | original, M4 | eenn-tvm, M4 | SDN, M4 | eenn-tvm placed on 3 tiers | segments | original, cheapest target |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['task']} | {_pct(r['target_mac_reduction'])} MACs at ≤ 1 pt | {_verdict(r)} | "
+            f"{r['eenn']['exits']} | {s.get('features', 0):.0f} s / {s.get('heads', 0):.0f} s / {s.get('search', 0):.1f} s |"
+        )
+    lines += [
+        "",
+        "Energy per inference (mJ, predicted by the cost model, exit shares of the test split):",
+        "",
+        "| task | original, M4 | eenn-tvm, M4 | SDN, M4 | eenn-tvm placed on 3 tiers | segments | original, cheapest target |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in doc["results"]:
         m, t, sdn = r["eenn"]["m4_edge"], r["eenn"]["three_tiers"], r["sdn"]["m4_edge"]
-        lines.append(f"| {r['task']} | {_mj(m['original_device_j'])} | {_mj(m['device_j'])} | {_mj(sdn['device_j'])} | "
-                     f"{_mj(t['placed_j'])} | {' '.join(t['segments'])} | "
-                     f"{_mj(t['original_cheapest_j'])} ({t['original_cheapest_on']}) |")
+        lines.append(
+            f"| {r['task']} | {_mj(m['original_device_j'])} | {_mj(m['device_j'])} | {_mj(sdn['device_j'])} | "
+            f"{_mj(t['placed_j'])} | {' '.join(t['segments'])} | "
+            f"{_mj(t['original_cheapest_j'])} ({t['original_cheapest_on']}) |"
+        )
     for r in doc["results"]:
         why = TASKS[r["task"]].why
         lines += ["", f"**{r['task']}**: {why}"] if why else []
     device = {n for r in doc["results"] for n in r["eenn"]["three_tiers"]["segments"]}
     if device == {"device"}:
-        lines += ["", "On `m4-edge-cloud` the optimum keeps every segment on the device for every task: with its figures "
-                  "(BLE at 11 + 50 nJ per bit, a 15 W edge host, a 400 W cloud) sending a tensor and computing on a host "
-                  "costs more than finishing on the 10 mW Cortex-M4, so the three-tier saving equals the device's."]
-    lines += ["", "Paper figures (Sponner et al. 2024): Speech Commands −59.67 % operations; ECG −78.3 % operations, "
-              "−74.9 % energy; CIFAR-10 up to −58.75 % operations. Their data sets are not available offline: ours "
-              "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.", ""]
+        lines += [
+            "",
+            "On `m4-edge-cloud` the optimum keeps every segment on the device for every task: with its figures "
+            "(BLE at 11 + 50 nJ per bit, a 15 W edge host, a 400 W cloud) sending a tensor and computing on a host "
+            "costs more than finishing on the 10 mW Cortex-M4, so the three-tier saving equals the device's.",
+        ]
+    lines += [
+        "",
+        "Paper figures (Sponner et al. 2024): Speech Commands −59.67 % operations; ECG −78.3 % operations, "
+        "−74.9 % energy; CIFAR-10 up to −58.75 % operations. Their data sets are not available offline: ours "
+        "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.",
+        "",
+    ]
     return "\n".join(lines + _scaling_section())
 
 

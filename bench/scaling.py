@@ -29,9 +29,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / "examples"), str(REPO / "examples" / "fashion_mnist")]
 
+from fashion_mnist import load  # noqa: E402
+
 from eenn_tvm.search import search, synthetic_problem  # noqa: E402
 from eenn_tvm.textui import format_table  # noqa: E402
-from fashion_mnist import load  # noqa: E402
 
 FIT_SAMPLES = 1000
 STAGES = ("import", "features", "heads", "search", "write")
@@ -47,7 +48,6 @@ def images(count: int, skip: int) -> tuple[np.ndarray, np.ndarray]:
 def make_model(depth: int, path: Path) -> None:
     """A random ResNet with batch-norm statistics and the dense classifier fitted on FIT_SAMPLES images."""
     import torch
-
     from resnets import cifar_resnet
     from training import export
 
@@ -62,8 +62,12 @@ def make_model(depth: int, path: Path) -> None:
         for i in range(0, FIT_SAMPLES, 250):
             model(torch.from_numpy(x[i : i + 250]))
         model.eval()
-        pooled = torch.cat([model.stages(model.stem(torch.from_numpy(x[i : i + 250]))).mean((2, 3))
-                            for i in range(0, FIT_SAMPLES, 250)])
+        pooled = torch.cat(
+            [
+                model.stages(model.stem(torch.from_numpy(x[i : i + 250]))).mean((2, 3))
+                for i in range(0, FIT_SAMPLES, 250)
+            ]
+        )
     classifier = model.head[-1]
     opt = torch.optim.LBFGS(classifier.parameters(), max_iter=200, line_search_fn="strong_wolfe")
     target = torch.from_numpy(y)
@@ -81,8 +85,20 @@ def make_model(depth: int, path: Path) -> None:
 def run_augment(model: Path, data: Path, out: Path) -> dict:
     """augment in a child process: its stage times from the plan and its own peak resident memory."""
     start = time.perf_counter()
-    child = subprocess.Popen([str(Path(sys.executable).parent / "eenn-tvm"), "augment", str(model), "--data", str(data),
-                              "--no-cache", "-o", str(out), "--json"], stdout=subprocess.PIPE)
+    child = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "eenn-tvm"),
+            "augment",
+            str(model),
+            "--data",
+            str(data),
+            "--no-cache",
+            "-o",
+            str(out),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+    )
     stdout = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
@@ -90,11 +106,18 @@ def run_augment(model: Path, data: Path, out: Path) -> dict:
         raise SystemExit(f"augment failed on {model} (exit status {status >> 8})")
     plan = json.loads(stdout)
     points, heads = plan["search"]["candidate_points"], plan["search"]["heads_trained"]
-    return {"synthetic_search_s": _synthetic_search(points, -(-heads // points), plan["search"]["validation_samples"]),
-            "seconds": plan["search"]["seconds"], "wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
-            "candidate_points": plan["search"]["candidate_points"], "heads_trained": plan["search"]["heads_trained"],
-            "total_macs": plan["model"]["total_macs"], "exits": len(plan["exits"]),
-            "accuracy": plan["validation"]["baseline_accuracy"], "mac_reduction": 1 - plan["validation"]["mac_fraction"]}
+    return {
+        "synthetic_search_s": _synthetic_search(points, -(-heads // points), plan["search"]["validation_samples"]),
+        "seconds": plan["search"]["seconds"],
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "candidate_points": plan["search"]["candidate_points"],
+        "heads_trained": plan["search"]["heads_trained"],
+        "total_macs": plan["model"]["total_macs"],
+        "exits": len(plan["exits"]),
+        "accuracy": plan["validation"]["baseline_accuracy"],
+        "mac_reduction": 1 - plan["validation"]["mac_fraction"],
+    }
 
 
 def _synthetic_search(points: int, kinds: int, samples: int) -> float:
@@ -126,19 +149,37 @@ def main() -> None:
         results.append({"depth": depth, **run_augment(model, data, args.work / f"eenn{depth}")})
         print(json.dumps(results[-1]), flush=True)
     print(scaling_table(results))
-    Path(args.json).write_text(json.dumps({"command": " ".join(["python bench/scaling.py", *sys.argv[1:]]),
-                                           "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                                           "samples": args.samples, "results": results}, indent=2) + "\n")
+    Path(args.json).write_text(
+        json.dumps(
+            {
+                "command": " ".join(["python bench/scaling.py", *sys.argv[1:]]),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "samples": args.samples,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.json}")
 
 
 def scaling_table(results: list[dict]) -> str:
     return format_table(
         ["network", "MACs", "points", "heads", *[f"{s} s" for s in STAGES], "wall s", "peak MB", "synthetic search s"],
-        [[f"ResNet-{r['depth']}", f"{r['total_macs'] / 1e6:,.0f} M", str(r["candidate_points"]), str(r["heads_trained"]),
-          *[f"{r['seconds'].get(s, 0):.1f}" for s in STAGES], f"{r['wall_s']:.0f}", f"{r['peak_rss_mb']:,}",
-          f"{r['synthetic_search_s']:.1f}"]
-         for r in results],
+        [
+            [
+                f"ResNet-{r['depth']}",
+                f"{r['total_macs'] / 1e6:,.0f} M",
+                str(r["candidate_points"]),
+                str(r["heads_trained"]),
+                *[f"{r['seconds'].get(s, 0):.1f}" for s in STAGES],
+                f"{r['wall_s']:.0f}",
+                f"{r['peak_rss_mb']:,}",
+                f"{r['synthetic_search_s']:.1f}",
+            ]
+            for r in results
+        ],
     )
 
 

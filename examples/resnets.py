@@ -37,8 +37,9 @@ class Bottleneck(nn.Module):
     def __init__(self, cin: int, width: int, stride: int):
         super().__init__()
         out = width * self.expansion
-        self.body = nn.Sequential(conv_bn(cin, width, 1, 1), nn.ReLU(), conv_bn(width, width, 3, stride), nn.ReLU(),
-                                  conv_bn(width, out, 1, 1))
+        self.body = nn.Sequential(
+            conv_bn(cin, width, 1, 1), nn.ReLU(), conv_bn(width, width, 3, stride), nn.ReLU(), conv_bn(width, out, 1, 1)
+        )
         self.skip = shortcut(cin, out, stride)
 
     def forward(self, x):
@@ -46,8 +47,14 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks: tuple[int, ...], widths: tuple[int, ...] = (16, 32, 64), block=BasicBlock,
-                 in_channels: int = 1, classes: int = 10):
+    def __init__(
+        self,
+        blocks: tuple[int, ...],
+        widths: tuple[int, ...] = (16, 32, 64),
+        block=BasicBlock,
+        in_channels: int = 1,
+        classes: int = 10,
+    ):
         super().__init__()
         self.stem = nn.Sequential(conv_bn(in_channels, widths[0], 3, 1), nn.ReLU())
         layers, cin = [], widths[0]

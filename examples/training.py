@@ -10,8 +10,17 @@ import torch
 from torch import nn
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, opt, sched, epochs: int, batch: int, rng: np.random.Generator,
-        augment: Callable[[torch.Tensor, np.ndarray], torch.Tensor] = lambda xb, _idx: xb) -> nn.Module:
+def fit(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    opt,
+    sched,
+    epochs: int,
+    batch: int,
+    rng: np.random.Generator,
+    augment: Callable[[torch.Tensor, np.ndarray], torch.Tensor] = lambda xb, _idx: xb,
+) -> nn.Module:
     """Shuffled mini-batches, one scheduler step per batch; `augment` may change each batch before it is used."""
     for epoch in range(epochs):
         model.train()
@@ -36,8 +45,15 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def export(model: nn.Module, input_shape: tuple[int, ...], input_name: str, path: Path) -> None:
-    torch.onnx.export(model.eval(), torch.zeros(*input_shape), path, input_names=[input_name], output_names=["logits"],
-                      dynamo=False, opset_version=17)
+    torch.onnx.export(
+        model.eval(),
+        torch.zeros(*input_shape),
+        path,
+        input_names=[input_name],
+        output_names=["logits"],
+        dynamo=False,
+        opset_version=17,
+    )
     print(f"wrote {path}")
 
 
@@ -53,8 +69,16 @@ def adamw_one_cycle(model: nn.Module, weight_decay: float, total_steps: int, lr:
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
 
 
-def train_and_export(doc: str, train: Callable[[int, int], nn.Module], epochs: int, folder: Path, output: str,
-                     input_shape: tuple[int, ...], input_name: str, test_note: str) -> None:
+def train_and_export(
+    doc: str,
+    train: Callable[[int, int], nn.Module],
+    epochs: int,
+    folder: Path,
+    output: str,
+    input_shape: tuple[int, ...],
+    input_name: str,
+    test_note: str,
+) -> None:
     """The examples' command line: --epochs, --seed, -o; train, print the accuracy on folder/test.npz, export."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=epochs)

@@ -8,18 +8,18 @@
 Points are named by ONNX tensor name (as `eenn_tvm.frontend` records them) or by Relax binding name.
 """
 
-from .cuts import binding_var, crossing_values, exit_points_of, resolve_point
-from .exits import InsertExits, TapPoints
-from .partition import TARGET_ATTR, AnnotatePartition, functions_on
-from .split import SplitAtExits, segment_names
+from eenn_tvm.passes.cuts import binding_var, crossing_values, exit_points_of, resolve_point
+from eenn_tvm.passes.exits import InsertExits, TapPoints
+from eenn_tvm.passes.partition import TARGET_ATTR, AnnotatePartition, functions_on
+from eenn_tvm.passes.split import SplitAtExits, segment_names
 
 __all__ = [
     "TARGET_ATTR",
     "AnnotatePartition",
     "InsertExits",
-    "binding_var",
     "SplitAtExits",
     "TapPoints",
+    "binding_var",
     "crossing_values",
     "exit_points_of",
     "functions_on",

@@ -79,7 +79,7 @@ def crossing_values(func: relax.Function) -> dict[str, str | None]:
     _, out = body_bindings(func)
     out_vars = {v for f in output_fields(out)[: num_outputs_of(func)] for v in relax.analysis.free_vars(f)}
     end = len(bindings)
-    last_use = {p: -1 for p in func.params}
+    last_use = dict.fromkeys(func.params, -1)
     for i, binding in enumerate(bindings):
         last_use[binding.var] = end if binding.var in out_vars else i
         for used in relax.analysis.free_vars(binding.value):

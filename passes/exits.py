@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import tvm
 from tvm import relax
 
-from .cuts import EXITS_ATTR, NUM_OUTPUTS_ATTR, body_bindings, output_fields, resolve_point
-from .rebuild import emit_inlined, replace_function
+from eenn_tvm.passes.cuts import EXITS_ATTR, NUM_OUTPUTS_ATTR, body_bindings, output_fields, resolve_point
+from eenn_tvm.passes.rebuild import emit_inlined, replace_function
 
 
 @tvm.transform.module_pass(opt_level=0, name="eenn.InsertExits")
@@ -55,9 +55,9 @@ class InsertExits:
         return emit_inlined(bb, head, [tap], f"exit_{index}")
 
 
-def TapPoints(points: Sequence[str], func_name: str = "main") -> tvm.transform.Pass:  # noqa: N802 (a Pass factory, named like one)
+def TapPoints(points: Sequence[str], func_name: str = "main") -> tvm.transform.Pass:
     """`main` also returns the activation at each point, so one run of the backbone yields every feature."""
-    return InsertExits({p: None for p in points}, func_name)
+    return InsertExits(dict.fromkeys(points), func_name)
 
 
 def exit_count(func: relax.Function) -> int:

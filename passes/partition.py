@@ -33,6 +33,9 @@ class AnnotatePartition:
 
 def functions_on(mod: tvm.IRModule, target: str) -> list[str]:
     """The functions AnnotatePartition put on `target`, in order (segment_2 before segment_10)."""
-    names = [gv.name_hint for gv, f in mod.functions.items()
-             if f.attrs is not None and TARGET_ATTR in f.attrs and str(f.attrs[TARGET_ATTR]) == target]
+    names = [
+        gv.name_hint
+        for gv, f in mod.functions.items()
+        if f.attrs is not None and TARGET_ATTR in f.attrs and str(f.attrs[TARGET_ATTR]) == target
+    ]
     return sorted(names, key=lambda n: (len(n), n))

@@ -7,8 +7,16 @@ from collections.abc import Sequence
 import tvm
 from tvm import relax
 
-from .cuts import backbone, body_bindings, check_cuts, exit_points_of, num_outputs_of, output_fields, resolve_point
-from .rebuild import Substitute, replace_function
+from eenn_tvm.passes.cuts import (
+    backbone,
+    body_bindings,
+    check_cuts,
+    exit_points_of,
+    num_outputs_of,
+    output_fields,
+    resolve_point,
+)
+from eenn_tvm.passes.rebuild import Substitute, replace_function
 
 
 def segment_names(count: int) -> list[str]:
@@ -54,8 +62,10 @@ class SplitAtExits:
             params = [relax.Var(cut.name, cut.ty)]
             subst.map(cut, params[0])
         last = index == len(cuts)
-        results = fields[: num_outputs_of(func)] if last else [next(b.var for b in bindings if b.var.name == cuts[index])]
-        results = results + [f for f in fields[num_outputs_of(func):] if _owner_of_expr(f, owner) == index]
+        results = (
+            fields[: num_outputs_of(func)] if last else [next(b.var for b in bindings if b.var.name == cuts[index])]
+        )
+        results = results + [f for f in fields[num_outputs_of(func) :] if _owner_of_expr(f, owner) == index]
 
         bb = relax.BlockBuilder()
         with bb.function("segment", params, pure=True):

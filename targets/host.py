@@ -8,8 +8,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..passes.split import segment_names
-from .native import native_stderr_silenced
+from eenn_tvm.passes.split import segment_names
+from eenn_tvm.targets.native import native_stderr_silenced
 
 HOST_TARGET = "llvm"
 

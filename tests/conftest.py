@@ -64,8 +64,14 @@ def ort_run(model: onnx.ModelProto | Path, x: np.ndarray, extra_outputs: list[st
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
 
 
-def two_tier_platform(name: str, device: str, host: str, ram_bytes: int, host_macs_per_s: float | None,
-                      link: tuple[float, float, float, float]) -> str:
+def two_tier_platform(
+    name: str,
+    device: str,
+    host: str,
+    ram_bytes: int,
+    host_macs_per_s: float | None,
+    link: tuple[float, float, float, float],
+) -> str:
     """A platform TOML: a Cortex-M4 device and a host (timed here, or with a throughput), one link
     (bandwidth, latency, send and receive energy per bit)."""
     host_speed = "measured_here = true" if host_macs_per_s is None else f"macs_per_s = {host_macs_per_s:g}"
@@ -122,7 +128,17 @@ def augmented(fashion, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "eenn"
     cache = tmp_path_factory.mktemp("cache")
     code, stdout, stderr = run_cli(
-        "augment", MODEL, "--data", fashion / "train.npz", "--max-accuracy-drop", "0.01", "--cache-dir", cache, "-o", out, "--json"
+        "augment",
+        MODEL,
+        "--data",
+        fashion / "train.npz",
+        "--max-accuracy-drop",
+        "0.01",
+        "--cache-dir",
+        cache,
+        "-o",
+        out,
+        "--json",
     )
     assert code == 0, stderr
     return out, json.loads(stdout), cache

@@ -4,9 +4,10 @@ import math
 
 import pytest
 import zoo
+from zoo import ALL_ZOO
+
 from eenn_tvm.analysis import analyze
 from eenn_tvm.frontend import import_onnx
-from zoo import ALL_ZOO
 
 
 def _normalised(shape):
@@ -20,7 +21,7 @@ def test_candidate_points_are_the_block_boundaries(zoo_model, name, exporter):
     result = analyze(import_onnx(z.path))
     assert [_normalised(p.shape) for p in result.exit_points] == [_normalised(s) for s in z.boundaries]
     macs = [p.macs_before for p in result.exit_points]
-    assert macs == sorted(macs) and 0 < macs[0] and macs[-1] < result.total_macs
+    assert macs == sorted(macs) and macs[0] > 0 and macs[-1] < result.total_macs
     assert all(p.fraction == pytest.approx(p.macs_before / result.total_macs) for p in result.exit_points)
 
 
@@ -56,4 +57,3 @@ def test_mlperf_kws_dscnn_needs_and_gets_constant_folding(mlperf_model):
     # Stem, then the outputs of its four depthwise-separable blocks, then the pooled features.
     assert [p.shape for p in result.exit_points] == [[1, 64, 25, 5]] * 5 + [[1, 64]]
     assert result.macs_by_op["Conv"] == 2_656_000
-

@@ -46,7 +46,9 @@ def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, f
 
 def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
     out, plan, cache = augmented
-    code, stdout, _ = run_cli("augment", MODEL, "--data", fashion / "train.npz", "--cache-dir", cache, "-o", tmp_path / "again", "--json")
+    code, stdout, _ = run_cli(
+        "augment", MODEL, "--data", fashion / "train.npz", "--cache-dir", cache, "-o", tmp_path / "again", "--json"
+    )
     assert code == 0
     again = json.loads(stdout)
     for doc in (plan, again):
@@ -62,15 +64,20 @@ def bad_npz(path, **arrays):
 @pytest.mark.parametrize(
     "arrays,fragment",
     [
-        ({"x": np.zeros((100, 28, 28), np.float32), "y": np.zeros(100, int)}, "samples are 28x28 but the model takes 1x28x28"),
+        (
+            {"x": np.zeros((100, 28, 28), np.float32), "y": np.zeros(100, int)},
+            "samples are 28x28 but the model takes 1x28x28",
+        ),
         ({"x": np.zeros((100, 1, 28, 28), np.uint8), "y": np.zeros(100, int)}, "x is uint8"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.full(100, 12)}, "labels run from 12 to 12"),
         ({"x": np.zeros((90, 1, 28, 28), np.float32), "y": np.arange(90) % 10}, "fewer than 10 samples"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(99, int)}, "same number of samples"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32)}, "has no array y"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(100, np.float32)}, "labels must be integers"),
-        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.arange(100) % 10, "groups": np.zeros(99, int)},
-         "one per sample (100)"),
+        (
+            {"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.arange(100) % 10, "groups": np.zeros(99, int)},
+            "one per sample (100)",
+        ),
     ],
 )
 def test_bad_data_is_one_line_and_writes_nothing(tmp_path, arrays, fragment):
@@ -112,7 +119,9 @@ def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
     np.savez(tmp_path / "data.npz", x=x[:800], y=y[:800])
     np.savez(tmp_path / "test.npz", x=x[800:], y=y[800:])
     out = tmp_path / "out"
-    code, _, stderr = run_cli("augment", z.path, "--data", tmp_path / "data.npz", "--max-accuracy-drop", "0.05", "--no-cache", "-o", out)
+    code, _, stderr = run_cli(
+        "augment", z.path, "--data", tmp_path / "data.npz", "--max-accuracy-drop", "0.05", "--no-cache", "-o", out
+    )
     assert code == 0, stderr
     results = []
     for engine in ("tvm", "onnxruntime"):
@@ -128,8 +137,19 @@ def test_calibration_data_sets_the_thresholds_and_all_of_data_trains_the_heads(f
     np.savez(tmp_path / "heads.npz", x=train["x"][:3000], y=train["y"][:3000])
     np.savez(tmp_path / "calibration.npz", x=train["x"][3000:], y=train["y"][3000:])
     out = tmp_path / "out"
-    code, stdout, stderr = run_cli("augment", MODEL, "--data", tmp_path / "heads.npz", "--calibration-data",
-                                   tmp_path / "calibration.npz", "--cache-dir", augmented[2], "-o", out, "--json")
+    code, stdout, stderr = run_cli(
+        "augment",
+        MODEL,
+        "--data",
+        tmp_path / "heads.npz",
+        "--calibration-data",
+        tmp_path / "calibration.npz",
+        "--cache-dir",
+        augmented[2],
+        "-o",
+        out,
+        "--json",
+    )
     assert code == 0, stderr
     plan = json.loads(stdout)
     assert plan["validation"]["samples"] == 1000
@@ -141,6 +161,18 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
     train = np.load(fashion / "train.npz")
     keep = train["y"][:500] != 3
     np.savez(tmp_path / "calibration.npz", x=train["x"][:500][keep], y=train["y"][:500][keep])
-    assert_one_line_error(["augment", MODEL, "--data", fashion / "train.npz", "--calibration-data",
-                           tmp_path / "calibration.npz", "-o", tmp_path / "out"], "calibration.npz", "class 3 has no samples")
+    assert_one_line_error(
+        [
+            "augment",
+            MODEL,
+            "--data",
+            fashion / "train.npz",
+            "--calibration-data",
+            tmp_path / "calibration.npz",
+            "-o",
+            tmp_path / "out",
+        ],
+        "calibration.npz",
+        "class 3 has no samples",
+    )
     assert not (tmp_path / "out").exists()

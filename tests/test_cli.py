@@ -6,8 +6,9 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from eenn_tvm.cli import main
 from onnx import TensorProto, helper
+
+from eenn_tvm.cli import main
 
 
 def run_cli(*args):
@@ -119,10 +120,13 @@ def test_external_weight_files_are_read(zoo_model, tmp_path):
     assert_one_line_error(["analyze", tmp_path / "ext.onnx"], "external")
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["build", "m.onnx", "--target", "cortex-m99", "-o", "fw"], "eenn-tvm build --help"),
-    (["frobnicate"], "No such command"),
-    (["verify"], "Missing argument 'FIRMWARE'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["build", "m.onnx", "--target", "cortex-m99", "-o", "fw"], "eenn-tvm build --help"),
+        (["frobnicate"], "No such command"),
+        (["verify"], "Missing argument 'FIRMWARE'"),
+    ],
+)
 def test_a_wrong_option_or_command_is_one_line_pointing_at_the_help(args, fragment):
     assert_one_line_error(args, fragment)

@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 from conftest import two_tier_platform
+from test_cli import assert_one_line_error, run_cli
+
 from eenn_tvm.costmodel import CostModel, segment_features, validate, work_of
 from eenn_tvm.errors import EennError
 from eenn_tvm.platform import load_platform, preset_names
 from eenn_tvm.profiling import measure
 from eenn_tvm.workloads import layer_workloads, segment_workloads
-from test_cli import assert_one_line_error, run_cli
 
 GOOD = two_tier_platform("tiny", "mcu", "host", 262144, None, (1e6, 0.01, 1e-8, 2e-8))
 
@@ -27,15 +28,21 @@ def test_the_presets_load_with_the_fin_paper_figures():
     assert load_platform("m4-edge").device.kind == "mcu"
 
 
-@pytest.mark.parametrize("edit, fragment", [
-    (lambda t: t.replace('active_power_w = 0.01\n', ''), "targets[0].active_power_w: missing"),
-    (lambda t: t.replace('core = "cortex-m4"', 'core = "cortex-m99"'), "targets[0].core: expected one of"),
-    (lambda t: t.replace('kind = "host"', 'kind = "gpu"'), "targets[1].kind: expected one of mcu, host"),
-    (lambda t: t.replace('clock_hz = 64e6', 'clock_hz = "fast"'), "targets[0].clock_hz: expected float"),
-    (lambda t: t.replace('to = "host"', 'to = "cloud"'), "links[0].to: no target named 'cloud'"),
-    (lambda t: t.replace('bandwidth_bps = 1e+06', 'bandwidth_bps = -1.0'), "links[0].bandwidth_bps: must not be negative"),
-    (lambda t: t.replace('[[targets]]', '[[targets', 1), "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda t: t.replace("active_power_w = 0.01\n", ""), "targets[0].active_power_w: missing"),
+        (lambda t: t.replace('core = "cortex-m4"', 'core = "cortex-m99"'), "targets[0].core: expected one of"),
+        (lambda t: t.replace('kind = "host"', 'kind = "gpu"'), "targets[1].kind: expected one of mcu, host"),
+        (lambda t: t.replace("clock_hz = 64e6", 'clock_hz = "fast"'), "targets[0].clock_hz: expected float"),
+        (lambda t: t.replace('to = "host"', 'to = "cloud"'), "links[0].to: no target named 'cloud'"),
+        (
+            lambda t: t.replace("bandwidth_bps = 1e+06", "bandwidth_bps = -1.0"),
+            "links[0].bandwidth_bps: must not be negative",
+        ),
+        (lambda t: t.replace("[[targets]]", "[[targets", 1), "not valid TOML"),
+    ],
+)
 def test_a_bad_platform_file_is_one_line_naming_the_field(edit, fragment, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(edit(GOOD))
@@ -64,7 +71,18 @@ def test_profile_grows_the_dataset_and_saves_a_model(tmp_path):
     platform_file = tmp_path / "tiny.toml"
     platform_file.write_text(GOOD)
     dataset, model = tmp_path / "d.jsonl", tmp_path / "m.json"
-    args = ["profile", "--platform", platform_file, "--workloads", "2", "--dataset", dataset, "--cost-model", model, "--json"]
+    args = [
+        "profile",
+        "--platform",
+        platform_file,
+        "--workloads",
+        "2",
+        "--dataset",
+        dataset,
+        "--cost-model",
+        model,
+        "--json",
+    ]
     code, stdout, stderr = run_cli(*args)
     assert code == 0, stderr
     assert json.loads(stdout)["measurements"] == {"mcu": 2, "host": 2}
@@ -94,7 +112,10 @@ def test_a_model_trained_on_a_small_dataset_beats_the_mac_proxy_and_round_trips(
     model.save(tmp_path / "m.json")
     again = CostModel.load(tmp_path / "m.json", platform)
     f = rows[0]["features"]
-    assert model.predict(f, "mcu").source == "model" and again.predict(f, "mcu").latency_s == model.predict(f, "mcu").latency_s
+    assert (
+        model.predict(f, "mcu").source == "model"
+        and again.predict(f, "mcu").latency_s == model.predict(f, "mcu").latency_s
+    )
     with pytest.raises(EennError, match="neither measurements nor macs_per_s"):
         again.predict(f, "host")  # measured_here, not measured yet, and no throughput to fall back on
 
@@ -117,12 +138,39 @@ def segment_workloads_of_example():
 def test_augment_with_a_platform_minimises_the_predicted_cost(augmented, fashion, tmp_path):
     out = tmp_path / "eenn"
     _, _, cache = augmented
-    code, stdout, stderr = run_cli("augment", augmented[0] / "model.onnx", "--data", fashion / "train.npz",
-                                   "--cache-dir", cache, "--platform", "m4-edge", "--objective", "latency",
-                                   "--cost-model", tmp_path / "none.json", "-o", out, "--json")
+    code, stdout, stderr = run_cli(
+        "augment",
+        augmented[0] / "model.onnx",
+        "--data",
+        fashion / "train.npz",
+        "--cache-dir",
+        cache,
+        "--platform",
+        "m4-edge",
+        "--objective",
+        "latency",
+        "--cost-model",
+        tmp_path / "none.json",
+        "-o",
+        out,
+        "--json",
+    )
     assert code == 2 and "no such cost model" in stderr
-    code, stdout, stderr = run_cli("augment", augmented[0] / "model.onnx", "--data", fashion / "train.npz",
-                                   "--cache-dir", cache, "--platform", "m4-edge", "--objective", "latency", "-o", out, "--json")
+    code, stdout, stderr = run_cli(
+        "augment",
+        augmented[0] / "model.onnx",
+        "--data",
+        fashion / "train.npz",
+        "--cache-dir",
+        cache,
+        "--platform",
+        "m4-edge",
+        "--objective",
+        "latency",
+        "-o",
+        out,
+        "--json",
+    )
     assert code == 0, stderr
     plan = json.loads(stdout)
     predicted = plan["validation"]["predicted"]

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 from conftest import ort_run
+from tvm import relax
+
 from eenn_tvm import heads
 from eenn_tvm.decision import RULES, confidence
 from eenn_tvm.exit_functions import exit_function
 from eenn_tvm.features import POOL_BINS, adaptive_avg_pool
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.targets.host import HostModule, build
-from tvm import relax
 
 
 def blobs(n=600, features=12, classes=3, seed=0):
@@ -64,8 +65,13 @@ def random_head(kind, shape, classes, seed):
     rng = np.random.default_rng(seed)
     features = shape[1] * POOL_BINS[heads.HEAD_KINDS[kind][0]] ** (len(shape) - 2)
     dims = [features] + ([16] if heads.HEAD_KINDS[kind][1] else []) + [classes]
-    return heads.Head(kind, [(rng.standard_normal((i, o)).astype(np.float32), rng.standard_normal(o).astype(np.float32))
-                             for i, o in zip(dims, dims[1:])])
+    return heads.Head(
+        kind,
+        [
+            (rng.standard_normal((i, o)).astype(np.float32), rng.standard_normal(o).astype(np.float32))
+            for i, o in zip(dims, dims[1:])
+        ],
+    )
 
 
 @pytest.mark.parametrize("shape", [[1, 6, 7, 5], [1, 4, 9], [1, 12]])
@@ -97,7 +103,10 @@ def test_onnx_export_computes_the_heads(zoo_model):
 
     model = import_onnx(zoo_model("ecg", "dynamo").path)
     points = analyze(model).exit_points[:2]
-    chosen = [(p.name, p.shape, random_head(kind, p.shape, 5, i)) for i, (p, kind) in enumerate(zip(points, ["pool2_mlp", "gap_linear"]))]
+    chosen = [
+        (p.name, p.shape, random_head(kind, p.shape, 5, i))
+        for i, (p, kind) in enumerate(zip(points, ["pool2_mlp", "gap_linear"]))
+    ]
     x = np.random.default_rng(0).standard_normal(model.input_shapes["x"]).astype(np.float32)
     inner = ort_run(model.onnx, x, [p.name for p in points])
     outputs = ort_run(with_exit_heads(model.onnx, chosen), x)

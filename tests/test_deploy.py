@@ -6,10 +6,11 @@ import shutil
 
 import pytest
 from conftest import two_tier_platform
+from test_cli import assert_one_line_error, run_cli
+
 from eenn_tvm.firmware import network_from
 from eenn_tvm.mapping import Problem, brute_force
 from eenn_tvm.passes import TARGET_ATTR, AnnotatePartition, functions_on
-from test_cli import assert_one_line_error, run_cli
 
 # A low-power Cortex-M4 and an edge host with a fast, cheap link: under a latency bound the device cannot meet
 # alone, the optimum keeps the first segment (where most samples leave) on the device and hands over the rest.
@@ -26,9 +27,21 @@ def split_platform(tmp_path_factory):
 @pytest.fixture(scope="session")
 def compiled(augmented, fashion, split_platform, tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled") / "out"
-    code, stdout, stderr = run_cli("compile", augmented[0] / "model.onnx", "--data", fashion / "train.npz",
-                                   "--cache-dir", augmented[2], "--platform", split_platform,
-                                   "--max-latency-ms", "300", "-o", out, "--json")
+    code, stdout, stderr = run_cli(
+        "compile",
+        augmented[0] / "model.onnx",
+        "--data",
+        fashion / "train.npz",
+        "--cache-dir",
+        augmented[2],
+        "--platform",
+        split_platform,
+        "--max-latency-ms",
+        "300",
+        "-o",
+        out,
+        "--json",
+    )
     assert code == 0, stderr
     return out, json.loads(stdout)
 

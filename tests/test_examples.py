@@ -11,8 +11,9 @@ ECG = REPO / "examples" / "ecg"
 
 
 def test_keyword_data_is_spoken_offline_with_calibration_and_test_voices_never_in_training(tmp_path):
-    subprocess.run([sys.executable, KWS / "make_data.py", "--per-class", "6", "--out", tmp_path], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, KWS / "make_data.py", "--per-class", "6", "--out", tmp_path], check=True, capture_output=True
+    )
     splits = {name: np.load(tmp_path / f"{name}.npz") for name in ("train", "calibration", "test")}
     assert splits["train"]["x"].shape[1:] == (1, 49, 10) and splits["train"]["x"].dtype == np.float32
     assert sum(len(s["y"]) for s in splits.values()) == 12 * 6
@@ -36,8 +37,9 @@ def test_mfcc_has_the_mlperf_tiny_shape_and_tells_tones_apart():
 
 
 def test_ecg_strips_are_normalised_with_every_rhythm_in_both_disjoint_splits(tmp_path):
-    subprocess.run([sys.executable, ECG / "make_data.py", "--per-class", "8", "--out", tmp_path], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, ECG / "make_data.py", "--per-class", "8", "--out", tmp_path], check=True, capture_output=True
+    )
     splits = {name: np.load(tmp_path / f"{name}.npz") for name in ("train", "calibration", "test")}
     for split in splits.values():
         x, y = split["x"], split["y"]

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import pytest
 from conftest import REPO
-from eenn_tvm.mapping import Infeasible, Problem, brute_force, evaluate, runs, solve
 from test_cli import assert_one_line_error, run_cli
+
+from eenn_tvm.mapping import Infeasible, Problem, brute_force, evaluate, runs, solve
 
 SMALL = REPO / "examples" / "placement" / "small.json"
 
@@ -26,18 +27,49 @@ def random_problem(rng, blocks, nodes):
             share = rng.uniform(0, left / 2)
             left -= share
             exit_ = {"exit_fraction": share, "accuracy": rng.uniform(0.3, 0.95)}
-        chain.append({"name": f"b{i}", "macs": rng.uniform(1e5, 1e8), "param_bytes": rng.randint(1000, 200_000),
-                      "out_bits": rng.choice([8e3, 3e4, 1.3e5, 5e5]), "exit": exit_})
-    node_list = [{"name": f"n{j}", "tier": j if j < 3 else rng.randint(0, 2), "macs_per_s": 10 ** rng.uniform(8, 13),
-                  "power_w": 10 ** rng.uniform(-2, 2.6), "memory_bytes": 10 ** rng.uniform(4.5, 7)} for j in range(nodes)]
-    links = [{"from": a["name"], "to": b["name"], "energy_j_per_bit": rng.uniform(1e-9, 1e-7),
-              "seconds_per_bit": 10 ** rng.uniform(-9, -6), "latency_s": rng.uniform(0, 0.02)}
-             for a in node_list for b in node_list if a is not b and rng.random() < 0.7]
-    return Problem.from_json({
-        "source": "n0", "input_bits": 24576, "objective": rng.choice(["energy", "latency"]),
-        "choose_terminal_exit": rng.random() < 0.5,
-        "constraints": {"max_latency_s": 10 ** rng.uniform(-2, 1), "min_accuracy": rng.uniform(0, 0.9)},
-        "blocks": chain, "nodes": node_list, "links": links})
+        chain.append(
+            {
+                "name": f"b{i}",
+                "macs": rng.uniform(1e5, 1e8),
+                "param_bytes": rng.randint(1000, 200_000),
+                "out_bits": rng.choice([8e3, 3e4, 1.3e5, 5e5]),
+                "exit": exit_,
+            }
+        )
+    node_list = [
+        {
+            "name": f"n{j}",
+            "tier": j if j < 3 else rng.randint(0, 2),
+            "macs_per_s": 10 ** rng.uniform(8, 13),
+            "power_w": 10 ** rng.uniform(-2, 2.6),
+            "memory_bytes": 10 ** rng.uniform(4.5, 7),
+        }
+        for j in range(nodes)
+    ]
+    links = [
+        {
+            "from": a["name"],
+            "to": b["name"],
+            "energy_j_per_bit": rng.uniform(1e-9, 1e-7),
+            "seconds_per_bit": 10 ** rng.uniform(-9, -6),
+            "latency_s": rng.uniform(0, 0.02),
+        }
+        for a in node_list
+        for b in node_list
+        if a is not b and rng.random() < 0.7
+    ]
+    return Problem.from_json(
+        {
+            "source": "n0",
+            "input_bits": 24576,
+            "objective": rng.choice(["energy", "latency"]),
+            "choose_terminal_exit": rng.random() < 0.5,
+            "constraints": {"max_latency_s": 10 ** rng.uniform(-2, 1), "min_accuracy": rng.uniform(0, 0.9)},
+            "blocks": chain,
+            "nodes": node_list,
+            "links": links,
+        }
+    )
 
 
 def optimum_or_none(solver, problem):
@@ -93,11 +125,14 @@ def test_map_prints_each_node_with_the_range_of_blocks_it_runs():
     assert runs(["device", "device", "edge", "cloud", "cloud"]) == "device[0-1] edge[2] cloud[3-4]"
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"constraints": {"max_latency_s": 1e-5}}, "latency bound"),
-    ({"constraints": {"min_accuracy": 0.99}}, "accuracy floor"),
-    ({"nodes": [{"name": "device", "tier": 0, "macs_per_s": 1e13, "power_w": 6, "memory_bytes": 1000}]}, "memory"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"constraints": {"max_latency_s": 1e-5}}, "latency bound"),
+        ({"constraints": {"min_accuracy": 0.99}}, "accuracy floor"),
+        ({"nodes": [{"name": "device", "tier": 0, "macs_per_s": 1e13, "power_w": 6, "memory_bytes": 1000}]}, "memory"),
+    ],
+)
 def test_an_infeasible_problem_names_the_binding_constraint(change, fragment, tmp_path):
     doc = json.loads(SMALL.read_text())
     doc.update(change)
@@ -118,8 +153,7 @@ PAPER_INSTANCES = ("b_alexnet.json", "b_resnet110.json")
 
 
 def test_the_fin_instances_are_what_their_script_derives_from_branchynet(tmp_path):
-    subprocess.run([sys.executable, SMALL.parent / "branchynet.py", "--out", tmp_path], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, SMALL.parent / "branchynet.py", "--out", tmp_path], check=True, capture_output=True)
     for name in PAPER_INSTANCES:
         assert (tmp_path / name).read_text() == (SMALL.parent / name).read_text(), name
     alexnet = json.loads((tmp_path / "b_alexnet.json").read_text())["blocks"]

@@ -103,7 +103,9 @@ def test_a_long_run_in_qemu_is_split_into_boots_that_give_the_same_records(firmw
 def test_generated_c_is_clean_under_asan_and_ubsan(firmware, zoo_model, family, tmp_path):
     model = zoo_model(family, "legacy")
     folder, manifest = firmware(model.path, "cortex-m4")
-    code, result = verify(folder, random_data(tmp_path / "x.npz", model.input_shape, manifest["classes"]), "--on", "host")
+    code, result = verify(
+        folder, random_data(tmp_path / "x.npz", model.input_shape, manifest["classes"]), "--on", "host"
+    )
     assert code == 0 and result["machine"] == "host"
     assert result["max_abs_error"] <= 1e-4 and result["class_mismatches"] == 0
 
@@ -138,7 +140,10 @@ def test_the_project_builds_out_of_the_box_with_cmake(firmware, mlperf_model, tm
     folder, _ = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
     toolchain = folder / "cmake" / "arm-none-eabi.cmake"
     build = tmp_path / "build"
-    for command in (["cmake", "-S", folder, "-B", build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"], ["cmake", "--build", build]):
+    for command in (
+        ["cmake", "-S", folder, "-B", build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"],
+        ["cmake", "--build", build],
+    ):
         subprocess.run([str(c) for c in command], check=True, capture_output=True)
     assert (build / "eenn_verify.elf").is_file() and (build / "libeenn_model.a").is_file()
 
@@ -147,8 +152,10 @@ def test_the_project_builds_out_of_the_box_with_cmake(firmware, mlperf_model, tm
 def test_the_repository_cmake_builds_the_c_runtime_for_the_host_and_for_cortex_m(cross, tmp_path):
     command = ["cmake", "-S", REPO, "-B", tmp_path, f"-DPython3_EXECUTABLE={sys.executable}"]
     if cross:
-        command += [f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'targets/mcu/cmake/arm-none-eabi.cmake'}",
-                    "-DEENN_CPU_FLAGS=-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16"]
+        command += [
+            f"-DCMAKE_TOOLCHAIN_FILE={REPO / 'targets/mcu/cmake/arm-none-eabi.cmake'}",
+            "-DEENN_CPU_FLAGS=-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16",
+        ]
     subprocess.run([str(c) for c in command], check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(tmp_path)], check=True, capture_output=True)
     assert (tmp_path / "libeenn_runtime.a").is_file()
@@ -171,7 +178,9 @@ def test_builds_are_deterministic(mlperf_model, tmp_path):
 
 def test_a_budget_the_model_does_not_fit_is_one_clear_line_and_nothing_is_written(mlperf_model, tmp_path):
     out = tmp_path / "fw"
-    code, stdout, stderr = run_cli("build", mlperf_model("resnet8_cifar10"), "--target", "cortex-m4", "--ram", "65536", "-o", out)
+    code, stdout, stderr = run_cli(
+        "build", mlperf_model("resnet8_cifar10"), "--target", "cortex-m4", "--ram", "65536", "-o", out
+    )
     last = stderr.strip().splitlines()[-1]  # after the progress lines
     assert code == 2 and stdout == "" and last.startswith("eenn-tvm: error: ") and "RAM" in last and "65,536" in last
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import tvm
 from conftest import ort_run
+from tvm import relax
+from zoo import ALL_ZOO
+
 from eenn_tvm.analysis import analyze
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.passes import InsertExits, SplitAtExits, TapPoints
 from eenn_tvm.targets.host import HostModule, SegmentRunner, build
-from tvm import relax
-from zoo import ALL_ZOO
 
 TOLERANCE = 1e-4
 

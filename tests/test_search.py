@@ -1,15 +1,14 @@
 """The search keeps its accuracy constraint, finds what exhaustive search finds on small cases, and scales."""
 
 import itertools
-from dataclasses import replace
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from eenn_tvm.search import (
     Exit,
-    Option,
-    Problem,
     evaluate,
     search,
     single_threshold,

@@ -45,7 +45,9 @@ class PooledClassifier(nn.Module):
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(cin, cout, stride=stride), nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout))
+        self.body = nn.Sequential(
+            conv_bn_relu(cin, cout, stride=stride), nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout)
+        )
         self.skip = nn.Identity() if stride == 1 and cin == cout else nn.Conv2d(cin, cout, 1, stride)
 
     def forward(self, x):
@@ -110,7 +112,10 @@ class ECGNet(PooledClassifier):
         super().__init__()
         self.stem = nn.Identity()
         self.blocks = nn.Sequential(
-            *(nn.Sequential(conv_bn_relu(cin, cout, k=7, stride=2, dims=1), nn.MaxPool1d(2)) for cin, cout in [(1, 8), (8, 16), (16, 32)])
+            *(
+                nn.Sequential(conv_bn_relu(cin, cout, k=7, stride=2, dims=1), nn.MaxPool1d(2))
+                for cin, cout in [(1, 8), (8, 16), (16, 32)]
+            )
         )
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.fc = nn.Linear(32, 5)
@@ -122,13 +127,22 @@ class MLP(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+        )
 
     def forward(self, x):
         return self.net(x)
 
 
-MODELS = {"plain": PlainCNN, "resnet": ResNet, "mobilenet": MobileNet, "inception": Inception, "ecg": ECGNet, "mlp": MLP}
+MODELS = {
+    "plain": PlainCNN,
+    "resnet": ResNet,
+    "mobilenet": MobileNet,
+    "inception": Inception,
+    "ecg": ECGNet,
+    "mlp": MLP,
+}
 EXPORTERS = ("legacy", "dynamo")
 ALL_ZOO = [(m, e) for m in MODELS for e in EXPORTERS]
 
@@ -169,7 +183,11 @@ def independent_macs(model: nn.Module, input_shape) -> dict[str, int]:
         elif isinstance(module, nn.Linear):
             counts["dense"] += output.numel() * module.in_features
         elif isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
-            k = module.kernel_size if isinstance(module.kernel_size, tuple) else (module.kernel_size,) * (output.dim() - 2)
+            k = (
+                module.kernel_size
+                if isinstance(module.kernel_size, tuple)
+                else (module.kernel_size,) * (output.dim() - 2)
+            )
             counts["pool"] += output.numel() * math.prod(k)
         elif isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
             counts["pool"] += inputs[0].numel()

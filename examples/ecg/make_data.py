@@ -28,8 +28,14 @@ HERE = Path(__file__).resolve().parent
 RATE, LENGTH = 250, 1250
 CLASSES = ["sinus bradycardia", "normal sinus", "sinus tachycardia", "atrial fibrillation"]
 HEART_RATES = [(40, 62), (58, 102), (98, 170), (50, 150)]  # bpm; AF spans all three so rate alone does not tell it
-MORPHOLOGIES = [EcgPreset.SR, EcgPreset.LAHB, EcgPreset.LPHB, EcgPreset.LBBB, EcgPreset.ant_STEMI,
-                EcgPreset.high_take_off]
+MORPHOLOGIES = [
+    EcgPreset.SR,
+    EcgPreset.LAHB,
+    EcgPreset.LPHB,
+    EcgPreset.LBBB,
+    EcgPreset.ant_STEMI,
+    EcgPreset.high_take_off,
+]
 SPLITS = {"train": 1.0, "calibration": 0.25, "test": 0.25}  # strips per class, as a share of --per-class
 
 
@@ -49,14 +55,26 @@ def strip(label: int, seed: int) -> np.ndarray:
         if isinstance(getattr(params, f.name), list):
             setattr(params, f.name, getattr(params, f.name)[lead:])
     preset = EcgPreset.AFIB if CLASSES[label] == "atrial fibrillation" else EcgPreset.SR
-    _, ecg, _, _, _ = simulate_brisk(LENGTH, RATE, leads=1, heart_rate=rate, preset=preset, parameters=params,
-                                     noise_multiplier=rng.uniform(0, 2), impedance=rng.uniform(0.5, 2))
+    _, ecg, _, _, _ = simulate_brisk(
+        LENGTH,
+        RATE,
+        leads=1,
+        heart_rate=rate,
+        preset=preset,
+        parameters=params,
+        noise_multiplier=rng.uniform(0, 2),
+        impedance=rng.uniform(0.5, 2),
+    )
     ecg = ecg[0]
     t = np.arange(LENGTH) / RATE
     wander = sum(np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t + rng.uniform(0, 2 * np.pi)) for _ in range(2))
     hum = np.sin(2 * np.pi * rng.choice([50, 60]) * t + rng.uniform(0, 2 * np.pi))
-    ecg = (ecg + at_snr(wander, ecg, rng.uniform(-5, 15)) + at_snr(hum, ecg, rng.uniform(10, 40))
-           + at_snr(rng.standard_normal(LENGTH), ecg, rng.uniform(5, 30)))
+    ecg = (
+        ecg
+        + at_snr(wander, ecg, rng.uniform(-5, 15))
+        + at_snr(hum, ecg, rng.uniform(10, 40))
+        + at_snr(rng.standard_normal(LENGTH), ecg, rng.uniform(5, 30))
+    )
     return ((ecg - ecg.mean()) / ecg.std()).astype(np.float32)
 
 

@@ -25,8 +25,11 @@ BLOCKS = [(24, 5, 2, 1), (32, 5, 2, 1), (32, 3, 1, 2), (48, 3, 1, 4), (64, 3, 1,
 
 
 def conv(cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
-    return [nn.Conv1d(cin, cout, kernel, stride, dilation * (kernel // 2), dilation, bias=False),
-            nn.BatchNorm1d(cout), nn.ReLU()]
+    return [
+        nn.Conv1d(cin, cout, kernel, stride, dilation * (kernel // 2), dilation, bias=False),
+        nn.BatchNorm1d(cout),
+        nn.ReLU(),
+    ]
 
 
 class CNN1D(nn.Module):
@@ -61,8 +64,16 @@ def train(epochs: int, seed: int) -> nn.Module:
 
 
 def main():
-    train_and_export(__doc__, train, 20, HERE, "ecg_cnn.onnx", (1, 1, 1250), "ecg",
-                     "strips from a random stream training never drew from")
+    train_and_export(
+        __doc__,
+        train,
+        20,
+        HERE,
+        "ecg_cnn.onnx",
+        (1, 1, 1250),
+        "ecg",
+        "strips from a random stream training never drew from",
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from fashion_mnist import load
 
 HERE = Path(__file__).resolve().parent

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from fashion_mnist import load
+from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/training.py

@@ -21,25 +21,59 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io.wavfile
-from scipy.signal import resample_poly
-
 from mfcc import RATE, mfcc
+from scipy.signal import resample_poly
 
 HERE = Path(__file__).resolve().parent
 KEYWORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
 CLASSES = KEYWORDS + ["silence", "unknown"]
-UNKNOWN_WORDS = ["bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "zero", "one",
-                 "two", "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow", "forward",
-                 "backward", "visual"]
-ESPEAK_VOICES = ["en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
-                 "en-us-nyc", "en-gb-x-gbcl"]
+UNKNOWN_WORDS = [
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "happy",
+    "house",
+    "marvin",
+    "sheila",
+    "tree",
+    "wow",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "learn",
+    "follow",
+    "forward",
+    "backward",
+    "visual",
+]
+ESPEAK_VOICES = [
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+    "en-gb-x-gbcl",
+]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
 SPLITS = {"test": 0.2, "calibration": 0.2, "train": 0.6}  # shares of the speakers
 
 
 def speakers() -> list[tuple[str, str, str]]:
-    return [("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS] + [("flite", v, "") for v in FLITE_VOICES]
+    return [("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS] + [
+        ("flite", v, "") for v in FLITE_VOICES
+    ]
 
 
 def split_of(speaker: tuple[str, str, str]) -> str:
@@ -56,11 +90,32 @@ def synthesise(word: str, speaker: tuple[str, str, str], rng: np.random.Generato
     engine, voice, variant = speaker
     wav = scratch / f"{rng.integers(1 << 62)}.wav"
     if engine == "espeak":
-        command = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rng.integers(120, 220)),
-                   "-p", str(rng.integers(20, 80)), "-w", str(wav), word]
+        command = [
+            "espeak-ng",
+            "-v",
+            f"{voice}+{variant}",
+            "-s",
+            str(rng.integers(120, 220)),
+            "-p",
+            str(rng.integers(20, 80)),
+            "-w",
+            str(wav),
+            word,
+        ]
     else:
-        command = ["flite", "-voice", voice, "--setf", f"duration_stretch={rng.uniform(0.8, 1.3):.2f}",
-                   "--setf", f"int_f0_target_mean={rng.integers(90, 200)}", "-t", word, "-o", str(wav)]
+        command = [
+            "flite",
+            "-voice",
+            voice,
+            "--setf",
+            f"duration_stretch={rng.uniform(0.8, 1.3):.2f}",
+            "--setf",
+            f"int_f0_target_mean={rng.integers(90, 200)}",
+            "-t",
+            word,
+            "-o",
+            str(wav),
+        ]
     subprocess.run(command, check=True, capture_output=True)
     rate, audio = scipy.io.wavfile.read(wav)
     wav.unlink()
@@ -72,7 +127,11 @@ def one_second(speech: np.ndarray | None, rng: np.random.Generator) -> np.ndarra
     """The utterance at a random offset in 1 s, scaled at random, with white or brown noise at 0-25 dB SNR."""
     clip = np.zeros(RATE, np.float32)
     if speech is not None:
-        speech = speech[np.flatnonzero(np.abs(speech) > 0.01).min():][:RATE] if np.abs(speech).max() > 0.01 else speech[:RATE]
+        speech = (
+            speech[np.flatnonzero(np.abs(speech) > 0.01).min() :][:RATE]
+            if np.abs(speech).max() > 0.01
+            else speech[:RATE]
+        )
         start = rng.integers(0, RATE - len(speech) + 1)
         clip[start : start + len(speech)] = speech * rng.uniform(0.3, 1.0)
     noise = rng.standard_normal(RATE).astype(np.float32)
@@ -98,8 +157,11 @@ def plan_samples(per_class: int, seed: int) -> list[tuple[int, tuple[str, str, s
     """(label, speaker, seed) of every sample: the whole data set follows from these."""
     everyone = speakers()
     rng = np.random.default_rng(seed)
-    return [(label, everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62)))
-            for label in range(len(CLASSES)) for _ in range(per_class)]
+    return [
+        (label, everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62)))
+        for label in range(len(CLASSES))
+        for _ in range(per_class)
+    ]
 
 
 def main() -> None:

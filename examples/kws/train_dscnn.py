@@ -17,13 +17,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/training.py
 
 from training import adamw_one_cycle, fit, load_split, train_and_export  # noqa: E402
+
 WIDTH = 64
 
 
 def separable(channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
-        nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
     )
 
 
@@ -32,7 +37,9 @@ class DSCNN(nn.Module):
 
     def __init__(self, classes: int = 12):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, WIDTH, (10, 4), (2, 2), (5, 1), bias=False), nn.BatchNorm2d(WIDTH), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, WIDTH, (10, 4), (2, 2), (5, 1), bias=False), nn.BatchNorm2d(WIDTH), nn.ReLU()
+        )
         self.blocks = nn.Sequential(*[separable(WIDTH) for _ in range(4)])
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(WIDTH, classes))
 

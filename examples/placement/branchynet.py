@@ -91,8 +91,9 @@ class Chain:
     def __init__(self, trunk: Trace):
         self.trunk, self.blocks, self.mark = trunk, [], (0, 0)
 
-    def cut(self, name: str, head: Trace | None = None, exit_fraction: float | None = None,
-            accuracy: float | None = None) -> None:
+    def cut(
+        self, name: str, head: Trace | None = None, exit_fraction: float | None = None, accuracy: float | None = None
+    ) -> None:
         macs, params = self.trunk.macs - self.mark[0], self.trunk.params - self.mark[1]
         if head is not None:
             macs, params = macs + head.macs, params + head.params
@@ -110,8 +111,12 @@ def b_alexnet() -> list[dict]:
     t.conv(32, 5, pad=2).max_pool()
     chain.cut("conv1")
     t.conv(64, 5, pad=2)
-    chain.cut("conv2+branch1", t.fork().max_pool().conv(32, 3, pad=1).conv(32, 3, pad=1).max_pool().linear(10),
-              exit_fraction=0.6342, accuracy=0.7529)
+    chain.cut(
+        "conv2+branch1",
+        t.fork().max_pool().conv(32, 3, pad=1).conv(32, 3, pad=1).max_pool().linear(10),
+        exit_fraction=0.6342,
+        accuracy=0.7529,
+    )
     t.max_pool().conv(96, 3, pad=1)
     chain.cut("conv3+branch2", t.fork().max_pool().conv(32, 3, pad=1).max_pool().linear(10), exit_fraction=0.2136)
     t.conv(96, 3, pad=1)
@@ -135,8 +140,11 @@ def b_resnet110(branch1: float, branch2: float) -> list[dict]:
     t.conv(16, 3, norm=True)
     chain.cut("stem")
     t.res_block(16)
-    chain.cut("res1+branch1", t.fork().conv(32, 3, pad=1).conv(32, 3, pad=1).max_pool().linear(3600).linear(10),
-              exit_fraction=branch1)
+    chain.cut(
+        "res1+branch1",
+        t.fork().conv(32, 3, pad=1).conv(32, 3, pad=1).max_pool().linear(3600).linear(10),
+        exit_fraction=branch1,
+    )
     for i in range(2, 20):
         t.res_block(16)
         if i < 19:
@@ -156,28 +164,45 @@ def problem(blocks: list[dict], provenance: dict) -> dict:
     """The problem file: the `fin` platform's nodes and links around `blocks`, CIFAR-10's 3x32x32 input."""
     platform = load_platform("fin")
     nodes, links = platform_nodes(platform)
-    shell = Problem(platform.device.name, platform.transfer_bits((1, 3, 32, 32)), [], nodes, links,
-                    max_latency_s=MAX_LATENCY_S)
+    shell = Problem(
+        platform.device.name, platform.transfer_bits((1, 3, 32, 32)), [], nodes, links, max_latency_s=MAX_LATENCY_S
+    )
     return {"provenance": provenance, **shell.to_json(), "blocks": blocks}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resnet-exits", type=float, nargs=2, default=(0.4, 0.2), metavar=("BRANCH1", "BRANCH2"),
-                        help="share of samples leaving B-ResNet at branch 1 and 2 (not published; an assumption)")
+    parser.add_argument(
+        "--resnet-exits",
+        type=float,
+        nargs=2,
+        default=(0.4, 0.2),
+        metavar=("BRANCH1", "BRANCH2"),
+        help="share of samples leaving B-ResNet at branch 1 and 2 (not published; an assumption)",
+    )
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     nodes_from = "targets/platforms/fin.toml (FIN paper; bandwidths and link latencies assumed)"
     common = {"nodes_and_links": nodes_from, "max_latency_s": "assumption (the placement issue's example)"}
     files = {
-        "b_alexnet.json": problem(b_alexnet(), {
-            "network": f"B-AlexNet, CIFAR-10: {BRANCHYNET} networks/alex_cifar10.py",
-            "exits": f"{BRANCHYNET} experiment_alex_cifar10.ipynb, CPU table, thresholds {{0.01, 0.05}}; "
-                     "branch 2's own accuracy not published", **common}),
-        "b_resnet110.json": problem(b_resnet110(*args.resnet_exits), {
-            "network": f"B-ResNet-110, CIFAR-10: {BRANCHYNET} networks/resnet_cifar10.py",
-            "exits": f"assumption: {args.resnet_exits[0]:g} / {args.resnet_exits[1]:g} at branch 1 / 2 "
-                     "(not published in material available offline); no accuracies", **common}),
+        "b_alexnet.json": problem(
+            b_alexnet(),
+            {
+                "network": f"B-AlexNet, CIFAR-10: {BRANCHYNET} networks/alex_cifar10.py",
+                "exits": f"{BRANCHYNET} experiment_alex_cifar10.ipynb, CPU table, thresholds {{0.01, 0.05}}; "
+                "branch 2's own accuracy not published",
+                **common,
+            },
+        ),
+        "b_resnet110.json": problem(
+            b_resnet110(*args.resnet_exits),
+            {
+                "network": f"B-ResNet-110, CIFAR-10: {BRANCHYNET} networks/resnet_cifar10.py",
+                "exits": f"assumption: {args.resnet_exits[0]:g} / {args.resnet_exits[1]:g} at branch 1 / 2 "
+                "(not published in material available offline); no accuracies",
+                **common,
+            },
+        ),
     }
     for name, doc in files.items():
         (args.out / name).write_text(json.dumps(doc, indent=1) + "\n")

@@ -1,6 +1,6 @@
 """eenn-tvm: turn a trained ONNX network into an early-exit network and deploy it with Apache TVM."""
 
-from .errors import EennError
+from eenn_tvm.errors import EennError
 
 __version__ = "0.1.0"
 

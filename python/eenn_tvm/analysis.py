@@ -15,20 +15,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from .errors import EennError
-from .frontend import ImportedModel, graph_inputs
-from .macs import is_depthwise, node_macs
-from .passes.cuts import crossing_values
+from eenn_tvm.errors import EennError
+from eenn_tvm.frontend import ImportedModel, graph_inputs
+from eenn_tvm.macs import is_depthwise, node_macs
+from eenn_tvm.passes.cuts import crossing_values
 
-HEAVY = frozenset("Conv ConvTranspose Gemm MatMul".split())
+HEAVY = frozenset(["Conv", "ConvTranspose", "Gemm", "MatMul"])
 # Ops that finish a layer: a cut is moved past them to the block boundary.
 FOLLOW_UP = frozenset(
-    "Relu LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu Selu Celu Gelu Softplus Mish "
-    "BatchNormalization MaxPool AveragePool LpPool Dropout Identity".split()
+    ["Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu", "Softplus", "Mish", "BatchNormalization", "MaxPool", "AveragePool", "LpPool", "Dropout", "Identity"]
 )
 # Ops that only reshape: a cut after one is the same as the cut before it, which keeps the spatial layout.
-RESHAPES = frozenset("Reshape Flatten Squeeze Unsqueeze Transpose Identity".split())
-SCALING = frozenset("Add Sub Mul Div".split())  # a follow-up when the other operand is a constant
+RESHAPES = frozenset(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"])
+SCALING = frozenset(["Add", "Sub", "Mul", "Div"])  # a follow-up when the other operand is a constant
 
 
 @dataclass

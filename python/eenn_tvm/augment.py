@@ -16,22 +16,22 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import data as datasets
-from . import features as feature_cache
-from . import heads as exit_heads
-from .analysis import Analysis, analyze
-from .costs import CostFunction, MacCost
-from .decision import RULES, confidence
-from .early_exit import early_exit_module
-from .errors import EennError
-from .frontend import ImportedModel, import_onnx
-from .onnx_export import with_exit_heads
-from .outputs import atomic_folder
-from .plan import Baseline, Evaluation, Plan, PlannedExit
-from .report import write_report
-from .search import Option, Problem, Result, evaluate, search, single_threshold, with_confidence
-from .targets.host import HostModule, build
-from .textui import progress
+from eenn_tvm import data as datasets
+from eenn_tvm import features as feature_cache
+from eenn_tvm import heads as exit_heads
+from eenn_tvm.analysis import Analysis, analyze
+from eenn_tvm.costs import CostFunction, MacCost
+from eenn_tvm.decision import RULES, confidence
+from eenn_tvm.early_exit import early_exit_module
+from eenn_tvm.errors import EennError
+from eenn_tvm.frontend import ImportedModel, import_onnx
+from eenn_tvm.onnx_export import with_exit_heads
+from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.plan import Baseline, Evaluation, Plan, PlannedExit
+from eenn_tvm.report import write_report
+from eenn_tvm.search import Option, Problem, Result, evaluate, search, single_threshold, with_confidence
+from eenn_tvm.targets.host import HostModule, build
+from eenn_tvm.textui import progress
 
 SDN_FRACTIONS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 HOST_MODULE = "eenn_host.so"
@@ -75,7 +75,8 @@ class _Trained:
             for index in brief:
                 option = self.problem.options[index]
                 self.heads[option.point, option.kind], self.problem.options[index] = self.train_option(
-                    option.point, option.kind, exit_heads.MAX_ITER)
+                    option.point, option.kind, exit_heads.MAX_ITER
+                )
                 self.screened.discard(index)
 
 
@@ -100,8 +101,10 @@ def augment(
         raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
     input_shape, classes = _io_of(model)
     data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
-    log(f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
-        f"{len(val_idx)} set the thresholds")
+    log(
+        f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
+        f"{len(val_idx)} set the thresholds"
+    )
     stage.done("import")
 
     features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
@@ -113,12 +116,23 @@ def augment(
 
     result, margin = trained.settle(search, settings.confidence)
     baseline_points = sdn_points(analysis, costs)
-    baseline_options = [i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points]
+    baseline_options = [
+        i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points
+    ]
     baseline, baseline_margin = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
     stage.done("search")
 
-    plan = _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path,
-                      {"eenn": margin, "baseline": baseline_margin})
+    plan = _make_plan(
+        model,
+        analysis,
+        trained,
+        result,
+        baseline,
+        costs,
+        settings,
+        data_path,
+        {"eenn": margin, "baseline": baseline_margin},
+    )
     _write(out, plan, model, analysis, trained, result, baseline, log, stage)
     return plan
 
@@ -164,7 +178,9 @@ def _check_settings(settings: Settings) -> None:
     if not 0 <= settings.max_accuracy_drop < 1:
         raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop} must be a fraction in [0, 1), e.g. 0.01")
     if not 0 < settings.confidence < 1:
-        raise EennError(f"--confidence {settings.confidence} must be a probability in (0, 1), e.g. 0.9 (0.5: no margin)")
+        raise EennError(
+            f"--confidence {settings.confidence} must be a probability in (0, 1), e.g. 0.9 (0.5: no margin)"
+        )
     if settings.decision not in RULES:
         raise EennError(f"--decision {settings.decision}: choose one of {', '.join(RULES)}")
 
@@ -175,7 +191,9 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
     out = next(o for o in model.onnx.graph.output if o.name == model.output_names[0])
     dims = [d.dim_value for d in out.type.tensor_type.shape.dim]
     if len(dims) != 2 or dims[1] < 2:
-        raise EennError(f"the model's output {out.name!r} is {dims}: augment needs a classifier with output (1, classes)")
+        raise EennError(
+            f"the model's output {out.name!r} is {dims}: augment needs a classifier with output (1, classes)"
+        )
     return next(iter(model.input_shapes.values())), dims[1]
 
 
@@ -188,8 +206,9 @@ def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, cla
         pooled = features.pooled[point.name][exit_heads.HEAD_KINDS[kind][0]]
         head = exit_heads.train(kind, pooled[train_idx], labels[train_idx], classes, settings.seed, iterations)
         logits = head.logits(pooled[val_idx])
-        return head, Option(i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val,
-                            costs.head(head, point))
+        return head, Option(
+            i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val, costs.head(head, point)
+        )
 
     iterations = SCREEN_ITERATIONS if len(jobs) > SCREEN_ABOVE else exit_heads.MAX_ITER
     heads, options = {}, []
@@ -209,14 +228,20 @@ def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, cla
     return _Trained(heads, problem, len(val_idx), train_option, screened)
 
 
-def _evaluation(problem: Problem, result: Result, analysis: Analysis, trained: _Trained, costs: CostFunction) -> Evaluation:
+def _evaluation(
+    problem: Problem, result: Result, analysis: Analysis, trained: _Trained, costs: CostFunction
+) -> Evaluation:
     """Figures in MACs always; in the searched cost too when that is not MACs."""
     outcome = result.outcome
     in_macs = outcome if costs.name == "macs" else evaluate(_in_macs(problem, analysis, trained), result.exits)
     predicted = None
     if costs.name != "macs":
-        predicted = {"cost": costs.name, "mean": outcome.mean_cost, "full": problem.final_cost,
-                     "fraction": outcome.mean_cost / problem.final_cost}
+        predicted = {
+            "cost": costs.name,
+            "mean": outcome.mean_cost,
+            "full": problem.final_cost,
+            "fraction": outcome.mean_cost / problem.final_cost,
+        }
     return Evaluation(
         samples=problem.samples,
         baseline_accuracy=float(problem.final_correct.mean()),
@@ -231,7 +256,9 @@ def _evaluation(problem: Problem, result: Result, analysis: Analysis, trained: _
 def _in_macs(problem: Problem, analysis: Analysis, trained: _Trained) -> Problem:
     macs = MacCost(analysis)
     points = analysis.exit_points
-    options = [replace(o, head_cost=macs.head(trained.heads[o.point, o.kind], points[o.point])) for o in problem.options]
+    options = [
+        replace(o, head_cost=macs.head(trained.heads[o.point, o.kind], points[o.point])) for o in problem.options
+    ]
     return replace(problem, options=options, reach_cost=[macs.reach(p) for p in points], final_cost=macs.total())
 
 
@@ -289,16 +316,34 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "heads_trained": len(trained.heads),
             "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
         },
-        artifacts={"model_onnx": MODEL_ONNX, "host_module": HOST_MODULE, "eenn_onnx": "eenn.onnx", "baseline_onnx": "baseline.onnx", "report": "report.md"},
+        artifacts={
+            "model_onnx": MODEL_ONNX,
+            "host_module": HOST_MODULE,
+            "eenn_onnx": "eenn.onnx",
+            "baseline_onnx": "baseline.onnx",
+            "report": "report.md",
+        },
     )
 
 
-def _write(out, plan: Plan, model: ImportedModel, analysis: Analysis, trained: _Trained, result: Result,
-           baseline: Result, log, stage: _Stopwatch) -> None:
+def _write(
+    out,
+    plan: Plan,
+    model: ImportedModel,
+    analysis: Analysis,
+    trained: _Trained,
+    result: Result,
+    baseline: Result,
+    log,
+    stage: _Stopwatch,
+) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
         onnx.save(model.onnx, str(tmp / MODEL_ONNX))
-        for planned, name, chosen in [(plan.exits, "eenn_onnx", result), (plan.baseline.exits, "baseline_onnx", baseline)]:
+        for planned, name, chosen in [
+            (plan.exits, "eenn_onnx", result),
+            (plan.baseline.exits, "baseline_onnx", baseline),
+        ]:
             heads = trained.heads_of(chosen)
             for exit_plan, head in zip(planned, heads):
                 head.save(tmp / exit_plan.weights)

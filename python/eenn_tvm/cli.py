@@ -12,9 +12,9 @@ import traceback
 
 import click
 
-from . import __version__
-from .commands import register_all
-from .errors import EennError
+from eenn_tvm import __version__
+from eenn_tvm.commands import register_all
+from eenn_tvm.errors import EennError
 
 
 class _Group(click.Group):
@@ -49,7 +49,10 @@ def _internal_error(err: Exception):
     if os.environ.get("EENN_DEBUG"):
         traceback.print_exc()
     first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-    click.echo(f"eenn-tvm: internal error: {type(err).__name__}: {first} (set EENN_DEBUG=1 for the traceback; please report it)", err=True)
+    click.echo(
+        f"eenn-tvm: internal error: {type(err).__name__}: {first} (set EENN_DEBUG=1 for the traceback; please report it)",
+        err=True,
+    )
     sys.exit(1)
 
 

@@ -19,33 +19,69 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .errors import EennError
-from .platform import Platform, Target
+from eenn_tvm.errors import EennError
+from eenn_tvm.platform import Platform, Target
 
 FEATURES = [
-    "log_work", "log_conv_macs", "log_depthwise_macs", "log_dense_macs", "log_pool_macs", "log_elementwise",
-    "log_input_bytes", "log_output_bytes", "log_param_bytes", "ops",
+    "log_work",
+    "log_conv_macs",
+    "log_depthwise_macs",
+    "log_dense_macs",
+    "log_pool_macs",
+    "log_elementwise",
+    "log_input_bytes",
+    "log_output_bytes",
+    "log_param_bytes",
+    "ops",
     # MAC-weighted shapes of each kind of operator: they set the loop overheads per MAC
-    "conv_reduction", "conv_kernel_area", "conv_kernel_width", "conv_out_channels", "conv_out_pixels", "conv_stride",
-    "conv_padded", "dw_kernel_area", "dw_channels", "dw_out_pixels", "dw_stride", "dense_reduction", "dense_units",
-    "pool_window", "pool_max", "pool_out_pixels",
-    "conv_share", "depthwise_share", "dense_share", "pool_share", "elementwise_share",
+    "conv_reduction",
+    "conv_kernel_area",
+    "conv_kernel_width",
+    "conv_out_channels",
+    "conv_out_pixels",
+    "conv_stride",
+    "conv_padded",
+    "dw_kernel_area",
+    "dw_channels",
+    "dw_out_pixels",
+    "dw_stride",
+    "dense_reduction",
+    "dense_units",
+    "pool_window",
+    "pool_max",
+    "pool_out_pixels",
+    "conv_share",
+    "depthwise_share",
+    "dense_share",
+    "pool_share",
+    "elementwise_share",
 ]
 _SHAPE_FEATURES = {
-    "conv": ["conv_reduction", "conv_kernel_area", "conv_kernel_width", "conv_out_channels", "conv_out_pixels",
-             "conv_stride", "conv_padded"],
+    "conv": [
+        "conv_reduction",
+        "conv_kernel_area",
+        "conv_kernel_width",
+        "conv_out_channels",
+        "conv_out_pixels",
+        "conv_stride",
+        "conv_padded",
+    ],
     "depthwise": ["dw_kernel_area", "dw_channels", "dw_out_pixels", "dw_stride"],
     "dense": ["dense_reduction", "dense_units"],
     "pool": ["pool_window", "pool_max", "pool_out_pixels"],
 }
-MCU_FALLBACK_CYCLES_PER_MAC = 10.0  # analytic MCU fallback: untuned float32 kernels (bench/mcu.py: 7-9 instr/MAC on the M4)
+MCU_FALLBACK_CYCLES_PER_MAC = (
+    10.0  # analytic MCU fallback: untuned float32 kernels (bench/mcu.py: 7-9 instr/MAC on the M4)
+)
 
 
 @dataclass
 class Prediction:
     latency_s: float
     energy_j: float
-    source: str  # "measured" (this very function), "model" (learned from measurements) or "analytic" (MACs / throughput)
+    source: (
+        str  # "measured" (this very function), "model" (learned from measurements) or "analytic" (MACs / throughput)
+    )
 
 
 def segment_features(func: relax.Function) -> dict[str, float]:
@@ -63,9 +99,13 @@ def segment_features(func: relax.Function) -> dict[str, float]:
     in_bytes = _nbytes(func.params[0].ty)
     out_bytes = sum(_nbytes(f) for f in _fields(func.ret_ty))
     features = {
-        "log_work": math.log1p(work), **{f"log_{k}_macs": math.log1p(macs[k]) for k in ("conv", "depthwise", "dense", "pool")},
-        "log_elementwise": math.log1p(macs["elementwise"]), "log_input_bytes": math.log1p(in_bytes),
-        "log_output_bytes": math.log1p(out_bytes), "log_param_bytes": math.log1p(param_bytes(func)), "ops": ops,
+        "log_work": math.log1p(work),
+        **{f"log_{k}_macs": math.log1p(macs[k]) for k in ("conv", "depthwise", "dense", "pool")},
+        "log_elementwise": math.log1p(macs["elementwise"]),
+        "log_input_bytes": math.log1p(in_bytes),
+        "log_output_bytes": math.log1p(out_bytes),
+        "log_param_bytes": math.log1p(param_bytes(func)),
+        "ops": ops,
         **{f"{k}_share": macs[k] / work if work else 0.0 for k in macs},
     }
     for kind, names in _SHAPE_FEATURES.items():
@@ -130,8 +170,12 @@ class CostModel:
     """Per target: a base model and XGBoost trees correcting it, or nothing (then analytic); and the
     measurements of whole functions, used as they are where one is asked for."""
 
-    def __init__(self, platform: Platform, boosters: dict[str, tuple] | None = None,
-                 measured: dict[str, dict[str, float]] | None = None):
+    def __init__(
+        self,
+        platform: Platform,
+        boosters: dict[str, tuple] | None = None,
+        measured: dict[str, dict[str, float]] | None = None,
+    ):
         self.platform = platform
         self.boosters = boosters or {}  # target -> (base model coefficients, booster of log(seconds / base))
         # target -> function key -> seconds: a segment measured exactly as it is needs no prediction
@@ -141,11 +185,13 @@ class CostModel:
     def for_platform(cls, platform: Platform, model_path: Path | None = None) -> CostModel:
         """The given model file; by default costs/PLATFORM.model.json, else one trained on the measurements in
         costs/PLATFORM.jsonl, else none (every target analytic)."""
-        from .profiling import read_dataset
+        from eenn_tvm.profiling import read_dataset
 
         if model_path is not None:
             if not Path(model_path).is_file():
-                raise EennError(f"{model_path}: no such cost model: make one with `eenn-tvm profile --platform {platform.name}`")
+                raise EennError(
+                    f"{model_path}: no such cost model: make one with `eenn-tvm profile --platform {platform.name}`"
+                )
             return cls.load(model_path, platform)
         default = Path("costs") / f"{platform.name}.model.json"
         if default.is_file():
@@ -168,7 +214,7 @@ class CostModel:
 
     def predict_function(self, func: relax.Function, target_name: str) -> Prediction:
         """The measurement of this very function where the dataset has one; else the model's prediction."""
-        from .workloads import function_key
+        from eenn_tvm.workloads import function_key
 
         seconds = self.measured.get(target_name, {}).get(function_key(func))
         if seconds is None:
@@ -192,10 +238,17 @@ class CostModel:
         return {t.name: "model" if t.name in self.boosters else "analytic" for t in self.platform.targets}
 
     def save(self, path: Path) -> None:
-        document = {"format": "eenn-tvm-costmodel", "version": 1, "platform": self.platform.name,
-                    "features": FEATURES, "measured": self.measured,
-                    "boosters": {name: {"base": coef, "trees": json.loads(b.save_raw("json").decode())}
-                                 for name, (coef, b) in self.boosters.items()}}
+        document = {
+            "format": "eenn-tvm-costmodel",
+            "version": 1,
+            "platform": self.platform.name,
+            "features": FEATURES,
+            "measured": self.measured,
+            "boosters": {
+                name: {"base": coef, "trees": json.loads(b.save_raw("json").decode())}
+                for name, (coef, b) in self.boosters.items()
+            },
+        }
         Path(path).write_text(json.dumps(document) + "\n")
 
     @classmethod
@@ -219,14 +272,26 @@ def _fit(rows: list[dict], seed: int):
     coef = _fit_base(rows)
     x = np.array([[r["features"][f] for f in FEATURES] for r in rows], np.float32)
     y = np.array([math.log(r["latency_s"] / _base(r["features"], coef)) for r in rows])
-    params = {"max_depth": 4, "eta": 0.1, "subsample": 0.9, "colsample_bytree": 0.9, "min_child_weight": 1,
-              "objective": "reg:squarederror", "seed": seed, "nthread": 1}
+    params = {
+        "max_depth": 4,
+        "eta": 0.1,
+        "subsample": 0.9,
+        "colsample_bytree": 0.9,
+        "min_child_weight": 1,
+        "objective": "reg:squarederror",
+        "seed": seed,
+        "nthread": 1,
+    }
     return coef, xgboost.train(params, xgboost.DMatrix(x, label=y, feature_names=FEATURES), num_boost_round=300)
 
 
 def _calls(func: relax.Function) -> list[relax.Call]:
-    return [b.value for block in func.body.blocks for b in block.bindings
-            if isinstance(b.value, relax.Call) and isinstance(b.value.op, tvm.ir.Op)]
+    return [
+        b.value
+        for block in func.body.blocks
+        for b in block.bindings
+        if isinstance(b.value, relax.Call) and isinstance(b.value.op, tvm.ir.Op)
+    ]
 
 
 def _fields(ty) -> list:
@@ -244,7 +309,9 @@ def _nbytes(ty) -> int:
     return math.prod(shape) * tvm.runtime.DataType(str(ty.dtype)).bits // 8 if shape or hasattr(ty, "dtype") else 0
 
 
-def validate(platform: Platform, rows: list[dict], seed: int = 0, held_out: float = 0.25, repeats: int = 5) -> dict[str, dict]:
+def validate(
+    platform: Platform, rows: list[dict], seed: int = 0, held_out: float = 0.25, repeats: int = 5
+) -> dict[str, dict]:
     """Train on most workloads, predict the rest, `repeats` times over different random splits: per measured
     target, the mean absolute percentage error and Spearman's rank correlation of the model and of the MAC
     proxy (work x the median seconds per unit of work of the training rows), averaged over the splits."""
@@ -253,8 +320,11 @@ def validate(platform: Platform, rows: list[dict], seed: int = 0, held_out: floa
     for target in {name for split in splits for name in split}:
         runs = [split[target] for split in splits if target in split]
         report[target] = {
-            "splits": len(runs), "train": runs[0]["train"], "held_out": runs[0]["held_out"],
-            "mape": float(np.mean([r["mape"] for r in runs])), "spearman": float(np.mean([r["spearman"] for r in runs])),
+            "splits": len(runs),
+            "train": runs[0]["train"],
+            "held_out": runs[0]["held_out"],
+            "mape": float(np.mean([r["mape"] for r in runs])),
+            "spearman": float(np.mean([r["spearman"] for r in runs])),
             "mape_range": [min(r["mape"] for r in runs), max(r["mape"] for r in runs)],
             "mac_proxy": {k: float(np.mean([r["mac_proxy"][k] for r in runs])) for k in ("mape", "spearman")},
         }
@@ -266,7 +336,9 @@ def _validate_once(platform: Platform, rows: list[dict], seed: int, held_out: fl
 
     keys = sorted({r["workload"] for r in rows})
     rng = np.random.default_rng(seed)
-    test_keys = set(rng.choice(keys, size=max(1, round(held_out * len(keys))), replace=False).tolist()) if keys else set()
+    test_keys = (
+        set(rng.choice(keys, size=max(1, round(held_out * len(keys))), replace=False).tolist()) if keys else set()
+    )
     train = [r for r in rows if r["workload"] not in test_keys]
     model = CostModel.train(platform, train, seed)
     report = {}
@@ -280,8 +352,10 @@ def _validate_once(platform: Platform, rows: list[dict], seed: int, held_out: fl
         per_work = float(np.median([r["latency_s"] / work_of(r["features"]) for r in fitted]))
         proxy = np.array([per_work * work_of(r["features"]) for r in test])
         report[target.name] = {
-            "train": len(fitted), "held_out": len(test),
-            "mape": _mape(predicted, measured), "spearman": float(spearmanr(predicted, measured).statistic),
+            "train": len(fitted),
+            "held_out": len(test),
+            "mape": _mape(predicted, measured),
+            "spearman": float(spearmanr(predicted, measured).statistic),
             "mac_proxy": {"mape": _mape(proxy, measured), "spearman": float(spearmanr(proxy, measured).statistic)},
         }
     return report

@@ -9,12 +9,12 @@ from typing import Protocol
 
 from tvm import relax
 
-from .analysis import Analysis, ExitPoint
-from .costmodel import CostModel
-from .exit_functions import exit_function
-from .frontend import ImportedModel
-from .heads import Head
-from .passes import SplitAtExits, segment_names
+from eenn_tvm.analysis import Analysis, ExitPoint
+from eenn_tvm.costmodel import CostModel
+from eenn_tvm.exit_functions import exit_function
+from eenn_tvm.frontend import ImportedModel
+from eenn_tvm.heads import Head
+from eenn_tvm.passes import SplitAtExits, segment_names
 
 
 class CostFunction(Protocol):
@@ -52,8 +52,9 @@ class PredictedCost:
     """Expected energy (J) or latency (s) on one target, predicted by the cost model for every backbone
     segment between consecutive candidate points and for every head with its decision."""
 
-    def __init__(self, model: ImportedModel, analysis: Analysis, cost_model: CostModel, target: str,
-                 objective: str, rule: str):
+    def __init__(
+        self, model: ImportedModel, analysis: Analysis, cost_model: CostModel, target: str, objective: str, rule: str
+    ):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}")
         self.name = f"{objective} on {target}"

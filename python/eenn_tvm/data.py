@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EennError
+from eenn_tvm.errors import EennError
 
 MIN_PER_CLASS = 10  # below this a class cannot be split into head-training and threshold-setting parts
 
@@ -59,9 +59,14 @@ def check(data: Dataset, sample_shape: tuple[int, ...], classes: int, where: str
         raise EennError(f"{where}: x holds NaN or infinite values")
     groups = data.groups
     if groups is not None and (groups.shape != y.shape or not np.issubdtype(groups.dtype, np.integer)):
-        raise EennError(f"{where}: groups is {groups.dtype} {groups.shape}: it must be integers, one per sample ({len(y)})")
-    return Dataset(np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64),
-                   None if groups is None else groups.astype(np.int64))
+        raise EennError(
+            f"{where}: groups is {groups.dtype} {groups.shape}: it must be integers, one per sample ({len(y)})"
+        )
+    return Dataset(
+        np.ascontiguousarray(x, dtype=np.float32),
+        y.astype(np.int64),
+        None if groups is None else groups.astype(np.int64),
+    )
 
 
 def require_per_class(data: Dataset, classes: int, minimum: int = MIN_PER_CLASS, where: str = "data") -> None:

@@ -18,28 +18,37 @@ from pathlib import Path
 import numpy as np
 import tvm
 
-from .augment import Settings, augment
-from .costmodel import CostModel
-from .costs import PredictedCost
-from .data import Dataset
-from .errors import EennError
-from .firmware import load_manifest, network_from, write_firmware
-from .outputs import atomic_folder
-from .passes import AnnotatePartition, functions_on
-from .placement import place
-from .plan import Plan
-from .platform import Platform, load_platform, platform_file
-from .targets.host import EarlyExitRunner, HostModule, build
-from .targets.mcu.cores import core_named
-from .targets.mcu.qemu import run_in_qemu
+from eenn_tvm.augment import Settings, augment
+from eenn_tvm.costmodel import CostModel
+from eenn_tvm.costs import PredictedCost
+from eenn_tvm.data import Dataset
+from eenn_tvm.errors import EennError
+from eenn_tvm.firmware import load_manifest, network_from, write_firmware
+from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.passes import AnnotatePartition, functions_on
+from eenn_tvm.placement import place
+from eenn_tvm.plan import Plan
+from eenn_tvm.platform import Platform, load_platform, platform_file
+from eenn_tvm.targets.host import EarlyExitRunner, HostModule, build
+from eenn_tvm.targets.mcu.cores import core_named
+from eenn_tvm.targets.mcu.qemu import run_in_qemu
 
 FIRMWARE = "firmware"
 PLATFORM = "platform.toml"
 
 
-def compile_model(model: str | Path, data: str | Path, platform_name: str, out: str | Path, settings: Settings,
-                  objective: str = "energy", max_latency_s: float | None = None, cost_model_path: Path | None = None,
-                  input_shapes: dict | None = None, log: Callable[[str], None] = lambda _: None) -> Plan:
+def compile_model(
+    model: str | Path,
+    data: str | Path,
+    platform_name: str,
+    out: str | Path,
+    settings: Settings,
+    objective: str = "energy",
+    max_latency_s: float | None = None,
+    cost_model_path: Path | None = None,
+    input_shapes: dict | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> Plan:
     platform = load_platform(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
@@ -73,17 +82,31 @@ def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list
     if target.kind == "mcu":
         if first != 0:
             raise EennError(f"{target.name} is a microcontroller but the placement gives it later segments only")
-        write_firmware(network, core_named(target.core), folder / FIRMWARE, flash_budget=target.flash_bytes,
-                       ram_budget=target.memory_bytes, device_segments=len(segments))
+        write_firmware(
+            network,
+            core_named(target.core),
+            folder / FIRMWARE,
+            flash_budget=target.flash_bytes,
+            ram_budget=target.memory_bytes,
+            device_segments=len(segments),
+        )
         artifact = FIRMWARE
     else:
         artifact = f"{target.name}.so"
         HostModule(build(tvm.IRModule({s: mod[s] for s in segments}))).export(folder / artifact)
-    return {"target": target.name, "kind": target.kind, "segments": segments, "artifact": artifact,
-            "receives": {"shape": [int(d) for d in receives.shape],
-                         "bits": None if target.name == platform.device.name else platform.transfer_bits(receives.shape)},
-            "hands_over": None if ends_network else {"shape": [int(d) for d in last_out.shape],
-                                                     "bits": platform.transfer_bits(last_out.shape)}}
+    return {
+        "target": target.name,
+        "kind": target.kind,
+        "segments": segments,
+        "artifact": artifact,
+        "receives": {
+            "shape": [int(d) for d in receives.shape],
+            "bits": None if target.name == platform.device.name else platform.transfer_bits(receives.shape),
+        },
+        "hands_over": None
+        if ends_network
+        else {"shape": [int(d) for d in last_out.shape], "bits": platform.transfer_bits(last_out.shape)},
+    }
 
 
 @dataclass
@@ -119,8 +142,16 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
         for i, (exit_at, klass) in results.items():
             exit_index[i], predictions[i] = exit_at, klass
         carry = handed
-        figures.append(TierFigures(target.name, len(alive), len(results), float(np.mean(seconds)) if len(seconds) else 0.0,
-                                   float(np.mean(seconds)) * target.active_power_w if len(seconds) else 0.0, float(bits)))
+        figures.append(
+            TierFigures(
+                target.name,
+                len(alive),
+                len(results),
+                float(np.mean(seconds)) if len(seconds) else 0.0,
+                float(np.mean(seconds)) * target.active_power_w if len(seconds) else 0.0,
+                float(bits),
+            )
+        )
         previous = target.name
     if carry:
         raise EennError("some samples were handed over past the last tier: the deployment is inconsistent")
@@ -132,9 +163,14 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
         "exit_histogram": np.bincount(exit_index, minlength=len(plan.exits) + 1).tolist(),
         "decided_per_tier": {f.target: f.samples_decided for f in figures},
         "tiers": [f.__dict__ for f in figures],
-        "measured": {"energy_j": compute_energy + float(transfer_energy.mean()),
-                     "expected_latency_s": compute_seconds + float(transfer_seconds.mean())},
-        "predicted": {"energy_j": plan.placement["energy_j"], "expected_latency_s": plan.placement["expected_latency_s"]},
+        "measured": {
+            "energy_j": compute_energy + float(transfer_energy.mean()),
+            "expected_latency_s": compute_seconds + float(transfer_seconds.mean()),
+        },
+        "predicted": {
+            "energy_j": plan.placement["energy_j"],
+            "expected_latency_s": plan.placement["expected_latency_s"],
+        },
     }
 
 

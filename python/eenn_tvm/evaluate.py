@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset
-from .decision import confidence
-from .plan import Plan, PlannedExit
-from .textui import progress
+from eenn_tvm.data import Dataset
+from eenn_tvm.decision import confidence
+from eenn_tvm.plan import Plan, PlannedExit
+from eenn_tvm.textui import progress
 
 ENGINES = ("tvm", "onnxruntime")
 
@@ -88,7 +88,7 @@ def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np
 
 
 def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    from .targets.host import EarlyExitRunner, HostModule
+    from eenn_tvm.targets.host import EarlyExitRunner, HostModule
 
     runner = EarlyExitRunner(HostModule.load(module_path))
     exits, preds = np.zeros(len(data), np.int64), np.zeros(len(data), np.int64)
@@ -98,7 +98,9 @@ def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return exits, preds
 
 
-def _apply_thresholds(exits: list[PlannedExit], rule: str, outputs: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _apply_thresholds(
+    exits: list[PlannedExit], rule: str, outputs: list[list[np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
     """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample."""
     n = len(outputs)
     exit_index = np.full(n, len(exits), np.int64)

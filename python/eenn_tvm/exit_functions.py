@@ -11,8 +11,8 @@ import math
 import numpy as np
 from tvm import relax
 
-from .features import POOL_BINS
-from .heads import Head
+from eenn_tvm.features import POOL_BINS
+from eenn_tvm.heads import Head
 
 _POOL_OPS = {3: relax.op.nn.adaptive_avg_pool1d, 4: relax.op.nn.adaptive_avg_pool2d, 5: relax.op.nn.adaptive_avg_pool3d}
 
@@ -37,7 +37,10 @@ def emit_head(bb: relax.BlockBuilder, head: Head, x: relax.Expr) -> relax.Var:
     if len(shape) > 2:
         bins = POOL_BINS[head.pooling]
         pooled = bb.emit(_POOL_OPS[len(shape)](a, output_size=[bins] * (len(shape) - 2)), name_hint="pooled")
-        a = bb.emit(relax.op.reshape(pooled, [shape[0], math.prod(int(d) for d in list(pooled.ty.shape)[1:])]), name_hint="features")
+        a = bb.emit(
+            relax.op.reshape(pooled, [shape[0], math.prod(int(d) for d in list(pooled.ty.shape)[1:])]),
+            name_hint="features",
+        )
     for i, (w, b) in enumerate(head.layers):
         a = bb.emit(relax.op.add(relax.op.matmul(a, relax.const(w)), relax.const(b)), name_hint=f"dense{i}")
         if i < len(head.layers) - 1:

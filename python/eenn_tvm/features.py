@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .analysis import ExitPoint
-from .frontend import ImportedModel
-from .heads import poolings_for
-from .textui import progress
+from eenn_tvm.analysis import ExitPoint
+from eenn_tvm.frontend import ImportedModel
+from eenn_tvm.heads import poolings_for
+from eenn_tvm.textui import progress
 
 # Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
 POOL_BINS = {"gap": 1, "pool2": 2}
@@ -36,7 +36,9 @@ def adaptive_avg_pool(a: np.ndarray, bins: int) -> np.ndarray:
     for axis in range(2, a.ndim):
         size = a.shape[axis]
         pieces = [
-            a.take(range(math.floor(i * size / bins), math.ceil((i + 1) * size / bins)), axis=axis).mean(axis=axis, keepdims=True)
+            a.take(range(math.floor(i * size / bins), math.ceil((i + 1) * size / bins)), axis=axis).mean(
+                axis=axis, keepdims=True
+            )
             for i in range(bins)
         ]
         a = np.concatenate(pieces, axis=axis)
@@ -82,8 +84,10 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
     input_name = session.get_inputs()[0].name
 
     # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
-    pooled = {p.name: {k: np.empty((len(x), _pooled_width(p.shape, POOL_BINS[k])), np.float32)
-                       for k in poolings_for(p.shape)} for p in points}
+    pooled = {
+        p.name: {k: np.empty((len(x), _pooled_width(p.shape, POOL_BINS[k])), np.float32) for k in poolings_for(p.shape)}
+        for p in points
+    }
     finals = []
     chunk = max(1, CHUNK_BYTES // (4 * sum(math.prod(p.shape) for p in points)))
     for start in progress(range(0, len(x), chunk), "features", unit_scale=chunk, total=len(x)):

@@ -15,17 +15,17 @@ import onnx
 import tvm
 from tvm import relax
 
-from .early_exit import early_exit_module
-from .errors import EennError
-from .frontend import import_onnx
-from .heads import Head
-from .outputs import atomic_folder
-from .passes import SplitAtExits, segment_names
-from .plan import Plan
-from .targets.mcu import driver, kernels, project
-from .targets.mcu.cores import Core, core_named
-from .targets.mcu.lower import lower
-from .targets.mcu.memory import plan_memory
+from eenn_tvm.early_exit import early_exit_module
+from eenn_tvm.errors import EennError
+from eenn_tvm.frontend import import_onnx
+from eenn_tvm.heads import Head
+from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.passes import SplitAtExits, segment_names
+from eenn_tvm.plan import Plan
+from eenn_tvm.targets.mcu import driver, kernels, project
+from eenn_tvm.targets.mcu.cores import Core, core_named
+from eenn_tvm.targets.mcu.lower import lower
+from eenn_tvm.targets.mcu.memory import plan_memory
 
 MANIFEST = "firmware.json"
 REFERENCE = "reference"  # what verify compares against: the ONNX model, or the early-exit network's host module
@@ -59,9 +59,21 @@ def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
         raise EennError(f"{path}: no such file or folder: give an ONNX model or an `eenn-tvm augment` output folder")
     model = import_onnx(path, input_shapes)
     mod = SplitAtExits(points=[])(model.mod)
-    (input_name, shape), = model.input_shapes.items()
-    return Network(model.name, "model", mod, segment_names(1), input_name, list(shape), _classes(model.onnx),
-                   _ends_in_softmax(model.onnx), [], None, model.onnx, model.mod["main"])
+    ((input_name, shape),) = model.input_shapes.items()
+    return Network(
+        model.name,
+        "model",
+        mod,
+        segment_names(1),
+        input_name,
+        list(shape),
+        _classes(model.onnx),
+        _ends_in_softmax(model.onnx),
+        [],
+        None,
+        model.onnx,
+        model.mod["main"],
+    )
 
 
 def eenn_network(folder: Path, plan: Plan) -> Network:
@@ -73,14 +85,29 @@ def eenn_network(folder: Path, plan: Plan) -> Network:
     model = import_onnx(model_file, {plan.model["input_name"]: tuple(plan.model["input_shape"])})
     exits = [(e.point, Head.load(folder / e.weights), e.threshold) for e in plan.exits]
     mod = early_exit_module(model.mod, exits, plan.decision)
-    planned = [{"index": e.index, "point": e.point, "macs_to_reach": e.macs_to_reach, "head_macs": e.head_macs}
-               for e in plan.exits]
-    return Network(plan.model["name"], "eenn", mod, segment_names(len(plan.exits) + 1), plan.model["input_name"],
-                   plan.model["input_shape"], plan.model["classes"], _ends_in_softmax(model.onnx), planned,
-                   plan.model["total_macs"], folder / plan.artifacts["host_module"], model.mod["main"])
+    planned = [
+        {"index": e.index, "point": e.point, "macs_to_reach": e.macs_to_reach, "head_macs": e.head_macs}
+        for e in plan.exits
+    ]
+    return Network(
+        plan.model["name"],
+        "eenn",
+        mod,
+        segment_names(len(plan.exits) + 1),
+        plan.model["input_name"],
+        plan.model["input_shape"],
+        plan.model["classes"],
+        _ends_in_softmax(model.onnx),
+        planned,
+        plan.model["total_macs"],
+        folder / plan.artifacts["host_module"],
+        model.mod["main"],
+    )
 
 
-def build_firmware(source: str | Path, target: str, out: str | Path, input_shapes: dict | None = None, **options) -> dict:
+def build_firmware(
+    source: str | Path, target: str, out: str | Path, input_shapes: dict | None = None, **options
+) -> dict:
     """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
     `options` are those of `write_firmware`."""
     return write_firmware(network_from(source, input_shapes), core_named(target), out, **options)
@@ -108,8 +135,15 @@ def write_firmware(
     program = lower(network.mod, here)
     source_c = kernels.c_source(program.kernels)
     workspace = kernels.workspace_bytes(source_c)
-    spec = driver.DriverSpec(network.name, core.name, network.classes, len(here), len(network.segments),
-                             network.output_is_probability, workspace)
+    spec = driver.DriverSpec(
+        network.name,
+        core.name,
+        network.classes,
+        len(here),
+        len(network.segments),
+        network.output_is_probability,
+        workspace,
+    )
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
     with atomic_folder(out) as tmp:
         log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
@@ -120,8 +154,9 @@ def write_firmware(
         sizes = project.measure_sizes(tmp / project.BINARIES, memory, workspace, stack_bytes)
         _check_budget(core, sizes, flash_budget or core.flash_budget, ram_budget or core.ram_budget)
         reference = _write_reference(network, tmp / REFERENCE)
-        manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget,
-                             reference)
+        manifest = _manifest(
+            network, program, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget, reference
+        )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -142,11 +177,16 @@ def _hand_over(program) -> dict:
 
 
 def _check_budget(core: Core, sizes: project.Sizes, flash: int, ram: int) -> None:
-    over = [f"{what} {need:,} bytes > {have:,}" for what, need, have in (("flash", sizes.flash, flash), ("RAM", sizes.ram, ram))
-            if need > have]
+    over = [
+        f"{what} {need:,} bytes > {have:,}"
+        for what, need, have in (("flash", sizes.flash, flash), ("RAM", sizes.ram, ram))
+        if need > have
+    ]
     if over:
-        raise EennError(f"the model does not fit the {core.name} budget: {'; '.join(over)} "
-                        f"(raise --flash/--ram for a bigger part, or place fewer segments on the device)")
+        raise EennError(
+            f"the model does not fit the {core.name} budget: {'; '.join(over)} "
+            f"(raise --flash/--ram for a bigger part, or place fewer segments on the device)"
+        )
 
 
 def _write_reference(network: Network, folder: Path) -> str | None:
@@ -161,8 +201,18 @@ def _write_reference(network: Network, folder: Path) -> str | None:
     return f"{REFERENCE}/{network.reference.name}"
 
 
-def _manifest(network: Network, program, core: Core, kernel_kind: str, memory, workspace: int, sizes: project.Sizes,
-              flash_budget, ram_budget, reference: str) -> dict:
+def _manifest(
+    network: Network,
+    program,
+    core: Core,
+    kernel_kind: str,
+    memory,
+    workspace: int,
+    sizes: project.Sizes,
+    flash_budget,
+    ram_budget,
+    reference: str,
+) -> dict:
     here = len(program.segments)
     return {
         "format": FORMAT,
@@ -182,8 +232,12 @@ def _manifest(network: Network, program, core: Core, kernel_kind: str, memory, w
         "total_macs": network.total_macs,
         "reference": reference,
         "elf": f"{project.BINARIES}/{project.ELF}",
-        "memory": {"arena_bytes": memory.arena_bytes, "lower_bound_bytes": memory.lower_bound_bytes,
-                   "workspace_bytes": workspace, "stack_reserved_bytes": sizes.stack},
+        "memory": {
+            "arena_bytes": memory.arena_bytes,
+            "lower_bound_bytes": memory.lower_bound_bytes,
+            "workspace_bytes": workspace,
+            "stack_reserved_bytes": sizes.stack,
+        },
         "sizes": {**asdict(sizes), "flash": sizes.flash, "ram": sizes.ram},
         "budget": {"flash": flash_budget or core.flash_budget, "ram": ram_budget or core.ram_budget},
     }

@@ -20,8 +20,8 @@ from google.protobuf.message import DecodeError
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend
 
-from .errors import EennError
-from .passes.cuts import TENSOR_NAMES_ATTR
+from eenn_tvm.errors import EennError
+from eenn_tvm.passes.cuts import TENSOR_NAMES_ATTR
 
 Shape = tuple[int, ...]
 
@@ -102,7 +102,9 @@ def resolve_input_shapes(model: onnx.ModelProto, given: dict[str, Shape] | None 
             shape = given[inp.name]
             if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape)):
                 shown = "x".join(str(d or "?") for d in dims)
-                raise EennError(f"--input-shape {inp.name}={'x'.join(map(str, shape))} does not fit the model's {shown}")
+                raise EennError(
+                    f"--input-shape {inp.name}={'x'.join(map(str, shape))} does not fit the model's {shown}"
+                )
         else:
             if dims and dims[0] is None:
                 dims[0] = 1  # a symbolic batch is the common case; eenn-tvm runs one sample at a time
@@ -152,7 +154,9 @@ def to_relax(model: onnx.ModelProto, input_shapes: dict[str, Shape]) -> tvm.IRMo
     """Import a simplified model; each binding is named after the ONNX tensor it computes."""
     missing = unsupported_ops(model)
     if missing:
-        listed = "; ".join(f"{op} ({', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})" for op, nodes in missing.items())
+        listed = "; ".join(
+            f"{op} ({', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})" for op, nodes in missing.items()
+        )
         raise EennError(f"the model uses ops TVM cannot import: {listed}: replace them or export without them")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     importer = _NamingImporter(input_shapes, "float32")
@@ -232,4 +236,3 @@ def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # TVM errors carry a C++ traceback before their message.
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
-

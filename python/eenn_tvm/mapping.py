@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import EennError
+from eenn_tvm.errors import EennError
 
 OBJECTIVES = ("energy", "latency")
 
@@ -93,19 +93,45 @@ class Problem:
 
     @classmethod
     def from_json(cls, doc: dict) -> Problem:
-        blocks = [Block(b["name"], float(b["macs"]), int(b.get("param_bytes", 0)), float(b["out_bits"]),
-                        float(b["exit"]["exit_fraction"]) if b.get("exit") else 0.0,
-                        _accuracy(b["exit"]) if b.get("exit") else None,
-                        {k: float(v) for k, v in b["seconds"].items()} if "seconds" in b else None)
-                  for b in doc["blocks"]]
-        nodes = [Node(n["name"], int(n["tier"]), float(n["macs_per_s"]), float(n["power_w"]), float(n["memory_bytes"]),
-                      float(n["flash_bytes"]) if "flash_bytes" in n else None) for n in doc["nodes"]]
-        links = {(l["from"], l["to"]): Link(float(l["energy_j_per_bit"]), float(l["seconds_per_bit"]), float(l["latency_s"]))
-                 for l in doc.get("links", [])}
+        blocks = [
+            Block(
+                b["name"],
+                float(b["macs"]),
+                int(b.get("param_bytes", 0)),
+                float(b["out_bits"]),
+                float(b["exit"]["exit_fraction"]) if b.get("exit") else 0.0,
+                _accuracy(b["exit"]) if b.get("exit") else None,
+                {k: float(v) for k, v in b["seconds"].items()} if "seconds" in b else None,
+            )
+            for b in doc["blocks"]
+        ]
+        nodes = [
+            Node(
+                n["name"],
+                int(n["tier"]),
+                float(n["macs_per_s"]),
+                float(n["power_w"]),
+                float(n["memory_bytes"]),
+                float(n["flash_bytes"]) if "flash_bytes" in n else None,
+            )
+            for n in doc["nodes"]
+        ]
+        links = {
+            (l["from"], l["to"]): Link(float(l["energy_j_per_bit"]), float(l["seconds_per_bit"]), float(l["latency_s"]))
+            for l in doc.get("links", [])
+        }
         constraints = doc.get("constraints", {})
-        problem = cls(doc["source"], float(doc.get("input_bits", 0)), blocks, nodes, links,
-                      doc.get("objective", "energy"), bool(doc.get("choose_terminal_exit", False)),
-                      float(constraints.get("max_latency_s", float("inf"))), float(constraints.get("min_accuracy", 0.0)))
+        problem = cls(
+            doc["source"],
+            float(doc.get("input_bits", 0)),
+            blocks,
+            nodes,
+            links,
+            doc.get("objective", "energy"),
+            bool(doc.get("choose_terminal_exit", False)),
+            float(constraints.get("max_latency_s", float("inf"))),
+            float(constraints.get("min_accuracy", 0.0)),
+        )
         problem.check()
         return problem
 
@@ -138,9 +164,16 @@ class Problem:
         constraints = {"min_accuracy": self.min_accuracy}
         if math.isfinite(self.max_latency_s):
             constraints["max_latency_s"] = self.max_latency_s
-        return {"source": self.source, "input_bits": self.input_bits, "objective": self.objective,
-                "choose_terminal_exit": self.choose_terminal_exit, "constraints": constraints,
-                "blocks": blocks, "nodes": nodes, "links": links}
+        return {
+            "source": self.source,
+            "input_bits": self.input_bits,
+            "objective": self.objective,
+            "choose_terminal_exit": self.choose_terminal_exit,
+            "constraints": constraints,
+            "blocks": blocks,
+            "nodes": nodes,
+            "links": links,
+        }
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -165,8 +198,14 @@ class Placement:
     per_node: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"placement": self.nodes, "terminal_exit": self.terminal_exit, "energy_j": self.energy_j,
-                "latency_s": self.latency_s, "expected_latency_s": self.expected_latency_s, "per_node": self.per_node}
+        return {
+            "placement": self.nodes,
+            "terminal_exit": self.terminal_exit,
+            "energy_j": self.energy_j,
+            "latency_s": self.latency_s,
+            "expected_latency_s": self.expected_latency_s,
+            "per_node": self.per_node,
+        }
 
 
 def runs(nodes: list[str]) -> str:
@@ -221,7 +260,11 @@ def evaluate(problem: Problem, nodes: list[str], terminal: int | None = None) ->
     for name, blocks in runs.items():
         if not _fits(problem, problem.node(name), blocks):
             return None
-        per_node[name] = {"blocks": blocks, "param_bytes": _params(problem, blocks), "activation_bytes": _activation(problem, blocks)}
+        per_node[name] = {
+            "blocks": blocks,
+            "param_bytes": _params(problem, blocks),
+            "activation_bytes": _activation(problem, blocks),
+        }
     cost = energy if problem.objective == "energy" else expected
     return Placement(list(nodes), terminal, cost, energy, expected, worst, per_node)
 
@@ -377,10 +420,21 @@ class _CostBound:
         energy = problem.objective == "energy"
         reach = problem.reach()
         count = max(ends) + 1
-        cheapest = [reach[i] * min((t * (n.power_w if energy else 1.0) for n in problem.nodes
-                                    if (t := problem.blocks[i].time_on(n)) is not None), default=math.inf)
-                    for i in range(count)]
-        self.least = [min((sum(cheapest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)]
+        cheapest = [
+            reach[i]
+            * min(
+                (
+                    t * (n.power_w if energy else 1.0)
+                    for n in problem.nodes
+                    if (t := problem.blocks[i].time_on(n)) is not None
+                ),
+                default=math.inf,
+            )
+            for i in range(count)
+        ]
+        self.least = [
+            min((sum(cheapest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)
+        ]
         known = [p.cost for p in _simple_placements(problem) if p is not None]
         self.upper = min(known + [upper], default=math.inf) * (1 + 1e-9)
 
@@ -392,14 +446,26 @@ class _Slack:
     def __init__(self, problem: Problem, ends: dict):
         self.bound = problem.max_latency_s * (1 + 1e-12)
         count = max(ends) + 1
-        fastest = [min((t for t in (b.time_on(n) for n in problem.nodes) if t is not None), default=math.inf)
-                   for b in problem.blocks[:count]]
-        slowest_hop = max((problem.blocks[i].out_bits * l.seconds_per_bit + l.latency_s
-                           for i in range(count) for l in problem.links.values()), default=0.0)
-        slowest = [max((t for t in (b.time_on(n) for n in problem.nodes) if t is not None), default=0.0) + slowest_hop
-                   for b in problem.blocks[:count]]
+        fastest = [
+            min((t for t in (b.time_on(n) for n in problem.nodes) if t is not None), default=math.inf)
+            for b in problem.blocks[:count]
+        ]
+        slowest_hop = max(
+            (
+                problem.blocks[i].out_bits * l.seconds_per_bit + l.latency_s
+                for i in range(count)
+                for l in problem.links.values()
+            ),
+            default=0.0,
+        )
+        slowest = [
+            max((t for t in (b.time_on(n) for n in problem.nodes) if t is not None), default=0.0) + slowest_hop
+            for b in problem.blocks[:count]
+        ]
         # after block i: the least time still needed to reach some admissible end, and the most it can take
-        self.least = [min((sum(fastest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)]
+        self.least = [
+            min((sum(fastest[i + 1 : e + 1]) for e in ends if e >= i), default=math.inf) for i in range(count)
+        ]
         self.most = [max((sum(slowest[i + 1 : e + 1]) for e in ends if e >= i), default=0.0) for i in range(count)]
 
 
@@ -485,8 +551,10 @@ def _weighted_sum(problem: Problem, names: list[str], length: int, terminal: int
     for i in range(length):
         scored = []
         for name in names:
-            p = evaluate(replace(problem, max_latency_s=float("inf"), min_accuracy=0.0, blocks=problem.blocks[: i + 1]),
-                         [*path, name])
+            p = evaluate(
+                replace(problem, max_latency_s=float("inf"), min_accuracy=0.0, blocks=problem.blocks[: i + 1]),
+                [*path, name],
+            )
             if p is not None:
                 scored.append((p.energy_j, p.latency_s, name))
         if not scored:

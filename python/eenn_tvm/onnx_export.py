@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .features import POOL_BINS
-from .heads import Head
+from eenn_tvm.features import POOL_BINS
+from eenn_tvm.heads import Head
 
 
 def pooling_matrix(size: int, bins: int) -> np.ndarray:

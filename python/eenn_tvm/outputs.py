@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import EennError
+from eenn_tvm.errors import EennError
 
 
 @contextlib.contextmanager

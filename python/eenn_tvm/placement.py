@@ -12,38 +12,60 @@ import math
 
 from tvm import relax
 
-from .costmodel import CostModel, param_bytes
-from .firmware import Network
-from .mapping import Block, Link, Node, Placement, Problem, baselines, solve
-from .plan import Plan
-from .platform import Platform, Target
+from eenn_tvm.costmodel import CostModel, param_bytes
+from eenn_tvm.firmware import Network
+from eenn_tvm.mapping import Block, Link, Node, Placement, Problem, baselines, solve
+from eenn_tvm.plan import Plan
+from eenn_tvm.platform import Platform, Target
 
 
-def placement_problem(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
-                      max_latency_s: float | None) -> Problem:
+def placement_problem(
+    plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str, max_latency_s: float | None
+) -> Problem:
     shares = [n / plan.validation.samples for n in plan.validation.exit_histogram]
     blocks = []
     for i, name in enumerate(network.segments):
         func = network.mod[name]
         seconds = {t.name: cost_model.predict_function(func, t.name).latency_s for t in platform.targets}
-        blocks.append(Block(name, _macs(plan, i), param_bytes(func), platform.transfer_bits(func.ret_ty.fields[0].shape),
-                            shares[i] if i < len(plan.exits) else 0.0, None, seconds))
+        blocks.append(
+            Block(
+                name,
+                _macs(plan, i),
+                param_bytes(func),
+                platform.transfer_bits(func.ret_ty.fields[0].shape),
+                shares[i] if i < len(plan.exits) else 0.0,
+                None,
+                seconds,
+            )
+        )
     nodes, links = platform_nodes(platform)
     input_bits = platform.transfer_bits(plan.model["input_shape"])
-    return Problem(platform.device.name, input_bits, blocks, nodes, links, objective, False,
-                   math.inf if max_latency_s is None else max_latency_s, 0.0)
+    return Problem(
+        platform.device.name,
+        input_bits,
+        blocks,
+        nodes,
+        links,
+        objective,
+        False,
+        math.inf if max_latency_s is None else max_latency_s,
+        0.0,
+    )
 
 
 def platform_nodes(platform: Platform) -> tuple[list[Node], dict[tuple[str, str], Link]]:
     """The platform's targets and links as the placement problem's nodes and links."""
     nodes = [_node(t) for t in platform.targets]
-    links = {(link.source, link.target): Link(link.energy_j_per_bit, link.seconds_per_bit, link.latency_s)
-             for link in platform.links}
+    links = {
+        (link.source, link.target): Link(link.energy_j_per_bit, link.seconds_per_bit, link.latency_s)
+        for link in platform.links
+    }
     return nodes, links
 
 
-def place(plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str,
-          max_latency_s: float | None) -> dict:
+def place(
+    plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str, max_latency_s: float | None
+) -> dict:
     """The placement document the plan keeps, with what running the original model whole, without exits, on
     each target would cost (the input sent there first)."""
     problem = placement_problem(plan, network, platform, cost_model, objective, max_latency_s)

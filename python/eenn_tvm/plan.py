@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import EennError
+from eenn_tvm.errors import EennError
 
 FORMAT = "eenn-tvm plan"
 VERSION = 1

@@ -6,15 +6,15 @@ Errors name the file and the field: `fin.toml: targets[1].active_power_w: missin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import math
 import tomllib
 
-from . import targets
-from .errors import EennError
-from .targets.mcu.cores import CORES
+from eenn_tvm import targets
+from eenn_tvm.errors import EennError
+from eenn_tvm.targets.mcu.cores import CORES
 
 PRESETS = Path(targets.__file__).resolve().parent / "platforms"
 
@@ -72,7 +72,9 @@ class Platform:
         for t in self.targets:
             if t.name == name:
                 return t
-        raise EennError(f"platform {self.name} has no target {name!r}: it has {', '.join(t.name for t in self.targets)}")
+        raise EennError(
+            f"platform {self.name} has no target {name!r}: it has {', '.join(t.name for t in self.targets)}"
+        )
 
     def transfer_bits(self, shape) -> int:
         """Bits a tensor of `shape` takes on a link (features are sent at `feature_bits` each)."""
@@ -140,8 +142,13 @@ def _platform(doc: dict, f: _Fields) -> Platform:
     if len(set(names)) != len(names):
         f.fail("", f"targets: names must be unique, got {names}")
     links = [_link(t, f, f"links[{i}].", names) for i, t in enumerate(f.get(doc, "links", list, "", []))]
-    return Platform(f.get(doc, "name", str, ""), f.get(doc, "description", str, "", ""),
-                    f.get(doc, "feature_bits", int, "", 32), targets, links)
+    return Platform(
+        f.get(doc, "name", str, ""),
+        f.get(doc, "description", str, "", ""),
+        f.get(doc, "feature_bits", int, "", 32),
+        targets,
+        links,
+    )
 
 
 def _target(t: dict, f: _Fields, at: str) -> Target:
@@ -162,13 +169,22 @@ def _target(t: dict, f: _Fields, at: str) -> Target:
         if core not in CORES:
             f.fail(at, f"core: expected one of {', '.join(CORES)}, got {core!r}")
         common["clock_hz"] = f.get(t, "clock_hz", float, at)
-        return Target(**common, core=core, memory_bytes=f.get(t, "ram_bytes", int, at),
-                      flash_bytes=f.get(t, "flash_bytes", int, at),
-                      cycles_per_instruction=f.get(t, "cycles_per_instruction", float, at), measured_here=True)
+        return Target(
+            **common,
+            core=core,
+            memory_bytes=f.get(t, "ram_bytes", int, at),
+            flash_bytes=f.get(t, "flash_bytes", int, at),
+            cycles_per_instruction=f.get(t, "cycles_per_instruction", float, at),
+            measured_here=True,
+        )
     if common["macs_per_s"] is None and not t.get("measured_here", False):
         f.fail(at, "macs_per_s: missing (a host that is not measured here needs its throughput)")
-    return Target(**common, memory_bytes=f.get(t, "memory_bytes", int, at), cpu=f.get(t, "cpu", str, at, ""),
-                  measured_here=f.get(t, "measured_here", bool, at, False))
+    return Target(
+        **common,
+        memory_bytes=f.get(t, "memory_bytes", int, at),
+        cpu=f.get(t, "cpu", str, at, ""),
+        measured_here=f.get(t, "measured_here", bool, at, False),
+    )
 
 
 def _link(t: dict, f: _Fields, at: str, names: list[str]) -> Link:
@@ -179,5 +195,11 @@ def _link(t: dict, f: _Fields, at: str, names: list[str]) -> Link:
     bandwidth = f.get(t, "bandwidth_bps", float, at)
     if bandwidth <= 0:
         f.fail(at, "bandwidth_bps: must be positive")
-    return Link(ends[0], ends[1], bandwidth, f.get(t, "latency_s", float, at),
-                f.get(t, "energy_j_per_bit_send", float, at), f.get(t, "energy_j_per_bit_receive", float, at))
+    return Link(
+        ends[0],
+        ends[1],
+        bandwidth,
+        f.get(t, "latency_s", float, at),
+        f.get(t, "energy_j_per_bit_send", float, at),
+        f.get(t, "energy_j_per_bit_receive", float, at),
+    )

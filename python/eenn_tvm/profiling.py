@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .costmodel import segment_features, work_of
-from .errors import EennError
-from .firmware import Network, write_firmware
-from .platform import Platform, Target
-from .targets.mcu.cores import core_named
-from .targets.mcu.qemu import run_in_qemu
-from .workloads import Workload
+from eenn_tvm.costmodel import segment_features, work_of
+from eenn_tvm.errors import EennError
+from eenn_tvm.firmware import Network, write_firmware
+from eenn_tvm.platform import Platform, Target
+from eenn_tvm.targets.mcu.cores import core_named
+from eenn_tvm.targets.mcu.qemu import run_in_qemu
+from eenn_tvm.workloads import Workload
 
 MIN_TIMED_SECONDS = 0.2
 MAX_REPEATS = 50
@@ -45,8 +45,9 @@ def read_dataset(path: Path) -> list[dict]:
     return rows
 
 
-def measure_all(platform: Platform, workloads: list[Workload], dataset: Path,
-                progress: Callable[[str], None] = lambda _: None) -> list[dict]:
+def measure_all(
+    platform: Platform, workloads: list[Workload], dataset: Path, progress: Callable[[str], None] = lambda _: None
+) -> list[dict]:
     """Measure every (workload, measurable target) pair not in the dataset yet; append them; return all rows."""
     rows = read_dataset(dataset)
     by_key = {w.key: w for w in workloads}
@@ -82,16 +83,35 @@ def measure(workload: Workload, target: Target) -> dict:
         extra["instructions"] = instructions
     else:
         latency = _host_seconds(workload)
-    return {"workload": workload.key, "name": workload.name, "kind": workload.kind, "target": target.name,
-            "features": features, "work": work_of(features), "latency_s": latency,
-            "energy_j": latency * target.active_power_w, **extra}
+    return {
+        "workload": workload.key,
+        "name": workload.name,
+        "kind": workload.kind,
+        "target": target.name,
+        "features": features,
+        "work": work_of(features),
+        "latency_s": latency,
+        "energy_j": latency * target.active_power_w,
+        **extra,
+    }
 
 
 def _instructions_in_qemu(workload: Workload, target: Target) -> int:
     core = core_named(target.core)
     out_ty = workload.function.ret_ty.fields[0]
-    network = Network(workload.name, "model", workload.mod, ["segment_0"], "x", list(workload.input_shape),
-                      math.prod(int(d) for d in out_ty.shape), False, [], None, None)
+    network = Network(
+        workload.name,
+        "model",
+        workload.mod,
+        ["segment_0"],
+        "x",
+        list(workload.input_shape),
+        math.prod(int(d) for d in out_ty.shape),
+        False,
+        [],
+        None,
+        None,
+    )
     with tempfile.TemporaryDirectory(prefix="eenn-profile-") as scratch:
         manifest = write_firmware(network, core, Path(scratch) / "fw", flash_budget=PROFILE_RAM, ram_budget=PROFILE_RAM)
         x = np.random.default_rng(0).standard_normal((1, *workload.input_shape[1:])).astype(np.float32)
@@ -100,7 +120,7 @@ def _instructions_in_qemu(workload: Workload, target: Target) -> int:
 
 
 def _host_seconds(workload: Workload) -> float:
-    from .targets.host import HostModule, build
+    from eenn_tvm.targets.host import HostModule, build
 
     x = np.random.default_rng(0).standard_normal(workload.input_shape).astype(np.float32)
     call = HostModule(build(workload.mod)).prepared("segment_0", x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .plan import Plan
+from eenn_tvm.plan import Plan
 
 
 def write_report(folder: Path, plan: Plan) -> None:
@@ -70,7 +70,9 @@ def _plot_pareto(path: Path, plan: Plan) -> None:
     v, b = plan.validation, plan.baseline.validation
     ax.scatter([100 * v.mac_fraction], [100 * v.accuracy], marker="*", s=160, zorder=3, label="chosen")
     ax.scatter([100 * b.mac_fraction], [100 * b.accuracy], marker="o", s=60, zorder=3, label="baseline chosen")
-    ax.axhline(100 * (v.baseline_accuracy - plan.search["max_accuracy_drop"]), ls="--", c="gray", lw=1, label="accuracy floor")
+    ax.axhline(
+        100 * (v.baseline_accuracy - plan.search["max_accuracy_drop"]), ls="--", c="gray", lw=1, label="accuracy floor"
+    )
     ax.set_xlabel("mean MACs per inference (% of the original model)")
     ax.set_ylabel("validation accuracy (%)")
     low = min(100 * (v.baseline_accuracy - 3 * max(plan.search["max_accuracy_drop"], 0.01)), 100 * b.accuracy)
@@ -86,7 +88,9 @@ def _plot_pareto(path: Path, plan: Plan) -> None:
 def _plot_exits(path: Path, plan: Plan) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
-    labels = [f"exit {e.index}\n{100 * e.macs_to_reach / plan.model['total_macs']:.0f} % MACs" for e in plan.exits] + ["end"]
+    labels = [f"exit {e.index}\n{100 * e.macs_to_reach / plan.model['total_macs']:.0f} % MACs" for e in plan.exits] + [
+        "end"
+    ]
     ax.bar(labels, plan.validation.exit_histogram)
     ax.set_ylabel("validation samples")
     ax.set_title("where samples leave")
@@ -99,5 +103,7 @@ def _margin(search: dict) -> str:
     margin = search.get("accuracy_margin", {}).get("eenn", 0.0)
     if not margin:
         return ""
-    return (f" on new data with probability {search['confidence']:.2f} (the validation floor raised by "
-            f"{100 * margin:.2f} points)")
+    return (
+        f" on new data with probability {search['confidence']:.2f} (the validation floor raised by "
+        f"{100 * margin:.2f} points)"
+    )

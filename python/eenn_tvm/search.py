@@ -126,7 +126,9 @@ def single_threshold(problem: Problem, options: list[int]) -> Result:
         exits = [Exit(problem.options[i].point, i, float(t)) for i in options]
         outcome = evaluate(problem, exits)
         seen.append((outcome.mean_cost * problem.samples, round(outcome.accuracy * problem.samples)))
-        if outcome.accuracy >= problem.min_accuracy - EPS and (best is None or outcome.mean_cost < best.outcome.mean_cost):
+        if outcome.accuracy >= problem.min_accuracy - EPS and (
+            best is None or outcome.mean_cost < best.outcome.mean_cost
+        ):
             best = Result(exits, outcome)
     if best is None:  # unreachable: the infinite threshold reproduces the original model
         raise AssertionError("no feasible single threshold")
@@ -222,12 +224,14 @@ def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int 
         if levels is not None and len(ks) > levels:
             ks = np.unique(ks[np.linspace(0, len(ks) - 1, levels).round().astype(int)])
         thresholds = _thresholds_between(c, ks)
-        parts.append((
-            np.full(len(ks), index),
-            thresholds,
-            base_cost + reaching * option.head_cost + gain_cost[ks - 1],
-            base_correct + gain_correct[ks - 1],
-        ))
+        parts.append(
+            (
+                np.full(len(ks), index),
+                thresholds,
+                base_cost + reaching * option.head_cost + gain_cost[ks - 1],
+                base_correct + gain_correct[ks - 1],
+            )
+        )
     return _Moves(
         point,
         np.concatenate([np.asarray(p[0], np.int64) for p in parts]),

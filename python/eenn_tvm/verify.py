@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, load_npz
-from .firmware import load_manifest
-from .targets.mcu.project import compile_project
-from .targets.mcu.qemu import Run, run_in_qemu, run_on_host
+from eenn_tvm.data import Dataset, load_npz
+from eenn_tvm.firmware import load_manifest
+from eenn_tvm.targets.mcu.project import compile_project
+from eenn_tvm.targets.mcu.qemu import Run, run_in_qemu, run_on_host
 
 TOLERANCE = 1e-4
 
@@ -47,8 +47,13 @@ class Verification:
 RUNNERS = ("qemu", "host")
 
 
-def verify(folder: str | Path, data_path: str | Path, n: int = 100, on: str = "qemu",
-           log: Callable[[str], None] = lambda _: None) -> Verification:
+def verify(
+    folder: str | Path,
+    data_path: str | Path,
+    n: int = 100,
+    on: str = "qemu",
+    log: Callable[[str], None] = lambda _: None,
+) -> Verification:
     """`on="host"` compiles the same C for this computer, with AddressSanitizer and UndefinedBehaviorSanitizer
     (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
@@ -94,7 +99,7 @@ def _run(folder: Path, manifest: dict, data: Dataset, on: str) -> Run:
 def _reference(path: Path, manifest: dict, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(exit index, outputs at that exit) per sample on the host."""
     if manifest["kind"] == "eenn":
-        from .targets.host import EarlyExitRunner, HostModule
+        from eenn_tvm.targets.host import EarlyExitRunner, HostModule
 
         runner = EarlyExitRunner(HostModule.load(path))
         results = [runner.infer(data.x[i : i + 1]) for i in range(len(data))]
@@ -122,9 +127,14 @@ def _per_exit(device: Run, manifest: dict, final: int) -> list[dict]:
     for index in range(final + 1):
         taken = device.exit_index == index
         if taken.any():
-            rows.append({"exit": "end" if index == final else index, "samples": int(taken.sum()),
-                         "instructions_mean": float(device.instructions[taken].mean()),
-                         "plan_macs": _macs_through(manifest, index)})
+            rows.append(
+                {
+                    "exit": "end" if index == final else index,
+                    "samples": int(taken.sum()),
+                    "instructions_mean": float(device.instructions[taken].mean()),
+                    "plan_macs": _macs_through(manifest, index),
+                }
+            )
     return rows
 
 
@@ -136,5 +146,8 @@ def _plan_vs_measured(device: Run, manifest: dict, final: int) -> dict | None:
         return None
     predicted = np.mean([_macs_through(manifest, int(e)) for e in device.exit_index]) / _macs_through(manifest, final)
     measured = device.instructions.mean() / device.instructions[full].mean()
-    return {"predicted_fraction": float(predicted), "measured_fraction": float(measured),
-            "exit_rate": float(1 - full.mean())}
+    return {
+        "predicted_fraction": float(predicted),
+        "measured_fraction": float(measured),
+        "exit_rate": float(1 - full.mean()),
+    }

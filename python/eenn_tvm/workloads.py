@@ -15,9 +15,9 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from .analysis import analyze
-from .frontend import import_onnx
-from .passes import SplitAtExits, segment_names
+from eenn_tvm.analysis import analyze
+from eenn_tvm.frontend import import_onnx
+from eenn_tvm.passes import SplitAtExits, segment_names
 
 LAYER_KINDS = ("conv", "depthwise", "pool", "dense", "block")
 
@@ -57,7 +57,7 @@ def segment_workloads(model_path: str | Path) -> list[Workload]:
     """An ONNX model: the whole model and its segments between consecutive candidate exit points. An `augment`
     output folder: the segments of its early-exit network (exit heads and decisions included)."""
     if Path(model_path).is_dir():
-        from .firmware import network_from
+        from eenn_tvm.firmware import network_from
 
         network = network_from(model_path)
         return [_single(f"{network.name}-eenn/{name}", network.mod[name]) for name in network.segments]
@@ -65,8 +65,9 @@ def segment_workloads(model_path: str | Path) -> list[Workload]:
     points = [p.name for p in analyze(model).exit_points]
     mod = SplitAtExits(points)(model.mod)
     whole = SplitAtExits([])(model.mod)["segment_0"]
-    return [_single(f"{model.name}/{name}", mod[name]) for name in segment_names(len(points) + 1)] + \
-        [_single(f"{model.name}/whole", whole)]
+    return [_single(f"{model.name}/{name}", mod[name]) for name in segment_names(len(points) + 1)] + [
+        _single(f"{model.name}/whole", whole)
+    ]
 
 
 def _single(name: str, func: relax.Function) -> Workload:

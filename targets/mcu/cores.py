@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import EennError
+from eenn_tvm.errors import EennError
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,17 @@ CORES = {
     c.name: c
     for c in [
         # QEMU models no Cortex-M0+ board: its Armv6-M code runs unchanged on the M3 of AN385.
-        Core("cortex-m0plus", "thumbv6m-none-eabi", "soft", None, MPS2_AN385, 256 * KiB, 32 * KiB,
-             "runs on the Cortex-M3 of mps2-an385 (Armv6-M is a subset of Armv7-M)", kernels="c"),
+        Core(
+            "cortex-m0plus",
+            "thumbv6m-none-eabi",
+            "soft",
+            None,
+            MPS2_AN385,
+            256 * KiB,
+            32 * KiB,
+            "runs on the Cortex-M3 of mps2-an385 (Armv6-M is a subset of Armv7-M)",
+            kernels="c",
+        ),
         Core("cortex-m3", "thumbv7m-none-eabi", "soft", None, MPS2_AN385, 512 * KiB, 128 * KiB),
         Core("cortex-m4", "thumbv7em-none-eabihf", "hard", "fpv4-sp-d16", MPS2_AN386, 1 * MiB, 256 * KiB),
         Core("cortex-m7", "thumbv7em-none-eabihf", "hard", "fpv5-d16", MPS2_AN500, 2 * MiB, 512 * KiB),

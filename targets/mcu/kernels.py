@@ -12,8 +12,8 @@ from pathlib import Path
 
 import tvm
 
-from ..native import native_stderr_silenced
-from .cores import Core
+from eenn_tvm.targets.mcu.cores import Core
+from eenn_tvm.targets.native import native_stderr_silenced
 
 KERNEL_KINDS = ("auto", "llvm", "c")  # auto: what the core builds best with (Core.kernels)
 _RELEASE = {"tirx.disable_assert": True}

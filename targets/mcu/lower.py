@@ -16,8 +16,8 @@ import numpy as np
 import tvm
 from tvm import relax, tirx
 
-from ...errors import EennError
-from .schedule import schedule_for_mcu
+from eenn_tvm.errors import EennError
+from eenn_tvm.targets.mcu.schedule import schedule_for_mcu
 
 _ALLOC = tvm.ir.Op.get("relax.builtin.alloc_tensor")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lower import Program, Tensor
+from eenn_tvm.targets.mcu.lower import Program, Tensor
 
 ALIGNMENT = 16  # bytes: enough for any vector load the kernels may use on Cortex-M
 

@@ -9,11 +9,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import EennError
-from . import driver, kernels
-from .cores import Core
-from .lower import Program
-from .memory import MemoryPlan
+from eenn_tvm.errors import EennError
+from eenn_tvm.targets.mcu import driver, kernels
+from eenn_tvm.targets.mcu.cores import Core
+from eenn_tvm.targets.mcu.lower import Program
+from eenn_tvm.targets.mcu.memory import MemoryPlan
 
 HERE = Path(__file__).parent
 BINARIES = "bin"  # the built firmware and library, kept; the CMake build trees are not (they hold absolute paths)
@@ -43,8 +43,15 @@ class Sizes:
         return self.data + self.arena + self.workspace + self.other_bss + self.stack
 
 
-def write_project(folder: Path, program: Program, spec: driver.DriverSpec, memory: MemoryPlan, core: Core,
-                  kernel_kind: str, stack_bytes: int) -> None:
+def write_project(
+    folder: Path,
+    program: Program,
+    spec: driver.DriverSpec,
+    memory: MemoryPlan,
+    core: Core,
+    kernel_kind: str,
+    stack_bytes: int,
+) -> None:
     (folder / "kernels").mkdir()
     files = {
         "eenn_model.h": driver.header(program, spec, memory),
@@ -64,13 +71,29 @@ def write_project(folder: Path, program: Program, spec: driver.DriverSpec, memor
     shutil.copytree(HERE / "runtime", folder / "runtime")
     shutil.copytree(HERE / "board", folder / "board", ignore=shutil.ignore_patterns("*.in"))
     board = core.board
-    _fill(HERE / "board" / "mps.ld.in", folder / "board" / f"{board.machine}.ld", MACHINE=board.machine,
-          FLASH_ORIGIN=hex(board.flash_origin), FLASH_BYTES=hex(board.flash_bytes), RAM_ORIGIN=hex(board.ram_origin),
-          RAM_BYTES=hex(board.ram_bytes), STACK_BYTES=hex(stack_bytes))
+    _fill(
+        HERE / "board" / "mps.ld.in",
+        folder / "board" / f"{board.machine}.ld",
+        MACHINE=board.machine,
+        FLASH_ORIGIN=hex(board.flash_origin),
+        FLASH_BYTES=hex(board.flash_bytes),
+        RAM_ORIGIN=hex(board.ram_origin),
+        RAM_BYTES=hex(board.ram_bytes),
+        STACK_BYTES=hex(stack_bytes),
+    )
     shutil.copytree(HERE / "cmake", folder / "cmake", ignore=shutil.ignore_patterns("*.in"))
-    (folder / "cmake" / "eenn_cpu.cmake").write_text(f'# {core.name}\nset(EENN_CPU_FLAGS "{" ".join(core.gcc_flags)}")\n')
-    _fill(HERE / "cmake" / "CMakeLists.txt.in", folder / "CMakeLists.txt", MODEL=spec.model, CORE=core.name,
-          MACHINE=board.machine, KERNELS=f"{kernel_kind} ({kernel_source})", KERNEL_SOURCE=kernel_source)
+    (folder / "cmake" / "eenn_cpu.cmake").write_text(
+        f'# {core.name}\nset(EENN_CPU_FLAGS "{" ".join(core.gcc_flags)}")\n'
+    )
+    _fill(
+        HERE / "cmake" / "CMakeLists.txt.in",
+        folder / "CMakeLists.txt",
+        MODEL=spec.model,
+        CORE=core.name,
+        MACHINE=board.machine,
+        KERNELS=f"{kernel_kind} ({kernel_source})",
+        KERNEL_SOURCE=kernel_source,
+    )
 
 
 def compile_project(folder: Path, build: Path, cross: bool = True, sanitize: bool = False) -> None:
@@ -118,12 +141,25 @@ def measure_sizes(build: Path, memory: MemoryPlan, workspace: int, stack_bytes: 
     total = {k: sum(s.get(k, 0) for s in sections.values()) for k in ("text", "rodata", "data", "bss")}
     weights = sum(s.get("rodata", 0) for name, s in sections.items() if "eenn_weights" in name)
     bss_buffers = memory.arena_bytes + max(workspace, 1)
-    return Sizes(code=total["text"] + total["rodata"] - weights, weights=weights, data=total["data"], arena=memory.arena_bytes,
-                 workspace=workspace, other_bss=max(total["bss"] - bss_buffers, 0), stack=stack_bytes)
+    return Sizes(
+        code=total["text"] + total["rodata"] - weights,
+        weights=weights,
+        data=total["data"],
+        arena=memory.arena_bytes,
+        workspace=workspace,
+        other_bss=max(total["bss"] - bss_buffers, 0),
+        stack=stack_bytes,
+    )
 
 
 def _bucket(section: str) -> str | None:
-    for prefix, bucket in ((".text", "text"), (".rodata", "rodata"), (".data", "data"), (".bss", "bss"), ("COMMON", "bss")):
+    for prefix, bucket in (
+        (".text", "text"),
+        (".rodata", "rodata"),
+        (".data", "data"),
+        (".bss", "bss"),
+        ("COMMON", "bss"),
+    ):
         if section.startswith(prefix):
             return bucket
     return None

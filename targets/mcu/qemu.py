@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import EennError
-from ...textui import progress
+from eenn_tvm.errors import EennError
+from eenn_tvm.textui import progress
 
 # Samples per emulator boot: long runs show progress, and a stuck firmware fails within minutes, not hours.
 QEMU_CHUNK = 250
@@ -36,15 +36,38 @@ class Run:
 
 def record_dtype(classes: int) -> np.dtype:
     """The layout verify_main.c writes (little-endian, as on every Cortex-M and x86 host)."""
-    return np.dtype([("status", "<i4"), ("class_index", "<i4"), ("exit_index", "<i4"), ("confidence", "<f4"),
-                     ("ticks_low", "<u4"), ("ticks_high", "<u4"), ("scores", "<f4", (classes,))])
+    return np.dtype(
+        [
+            ("status", "<i4"),
+            ("class_index", "<i4"),
+            ("exit_index", "<i4"),
+            ("confidence", "<f4"),
+            ("ticks_low", "<u4"),
+            ("ticks_high", "<u4"),
+            ("scores", "<f4", (classes,)),
+        ]
+    )
 
 
 def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
     if shutil.which("qemu-system-arm") is None:
         raise EennError("qemu-system-arm is not installed: apt-get install qemu-system-arm (scripts/setup.sh does it)")
-    command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(Path(elf).resolve())]
+    command = [
+        "qemu-system-arm",
+        "-M",
+        machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        "shift=0",
+        "-kernel",
+        str(Path(elf).resolve()),
+    ]
     starts = range(0, len(inputs), QEMU_CHUNK)
     if len(starts) > 1:
         starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
@@ -53,8 +76,11 @@ def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Ru
 
 def _joined(runs: list[Run]) -> Run:
     arrays = ("status", "class_index", "exit_index", "confidence", "scores", "instructions")
-    return Run(*(np.concatenate([getattr(r, name) for r in runs]) for name in arrays),
-               max(r.stack_bytes for r in runs), b"".join(r.live for r in runs))
+    return Run(
+        *(np.concatenate([getattr(r, name) for r in runs]) for name in arrays),
+        max(r.stack_bytes for r in runs),
+        b"".join(r.live for r in runs),
+    )
 
 
 def run_on_host(executable: Path, inputs: np.ndarray, classes: int) -> Run:
@@ -76,5 +102,13 @@ def _run(command: list[str], inputs: np.ndarray, classes: int, timeout: float) -
         live = (Path(work) / "live.bin").read_bytes()
     ticks = records["ticks_low"].astype(np.int64) + (records["ticks_high"].astype(np.int64) << 32)
     instructions = ticks * int(summary.group(2)) // 1000
-    return Run(records["status"], records["class_index"], records["exit_index"], records["confidence"],
-               records["scores"], instructions, int(summary.group(3)), live)
+    return Run(
+        records["status"],
+        records["class_index"],
+        records["exit_index"],
+        records["confidence"],
+        records["scores"],
+        instructions,
+        int(summary.group(3)),
+        live,
+    )

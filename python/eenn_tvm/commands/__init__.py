@@ -1,9 +1,17 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from . import analyze, augment, build, compile, map, profile, run, verify
+from eenn_tvm.commands import analyze, augment, build, compile, map, profile, run, verify
 
-COMMANDS = [analyze.command, augment.command, run.command, build.command, verify.command, profile.command,
-            map.command, compile.command]
+COMMANDS = [
+    analyze.command,
+    augment.command,
+    run.command,
+    build.command,
+    verify.command,
+    profile.command,
+    map.command,
+    compile.command,
+]
 
 
 def register_all(group) -> None:

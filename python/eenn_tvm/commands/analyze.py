@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..analysis import analyze
-from ..frontend import import_onnx
-from ..textui import format_table, human_count, shorten
-from .options import echo_json, input_shape_option, input_shapes_from, json_option
+from eenn_tvm.analysis import analyze
+from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option
+from eenn_tvm.frontend import import_onnx
+from eenn_tvm.textui import format_table, human_count, shorten
 
 
 @click.command("analyze")
@@ -37,6 +37,8 @@ def command(model, input_shapes, as_json):
         ]
         for i, p in enumerate(result.exit_points)
     ]
-    click.echo(format_table(["#", "point", "op", "shape", "MACs before", "of total", "activation", "params before"], rows))
+    click.echo(
+        format_table(["#", "point", "op", "shape", "MACs before", "of total", "activation", "params before"], rows)
+    )
     if result.uncounted_ops:
         click.echo(f"note: no MAC rule for {', '.join(result.uncounted_ops)}; counted as 0")

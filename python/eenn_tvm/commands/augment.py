@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..augment import augment
-from ..costmodel import CostModel
-from ..costs import PredictedCost
-from ..platform import load_platform
-from ..textui import format_table
-from .options import (
+from eenn_tvm.augment import augment
+from eenn_tvm.commands.options import (
     augment_options,
     echo_json,
     input_shape_option,
@@ -18,6 +14,10 @@ from .options import (
     savings_table,
     settings_from,
 )
+from eenn_tvm.costmodel import CostModel
+from eenn_tvm.costs import PredictedCost
+from eenn_tvm.platform import load_platform
+from eenn_tvm.textui import format_table
 
 
 @click.command("augment")
@@ -39,22 +39,32 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
         echo_json(plan.to_json())
         return
     v, b = plan.validation, plan.baseline.validation
-    click.echo(f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:")
-    click.echo(savings_table(
-        v.baseline_accuracy,
-        plan.model["total_macs"],
-        [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
-    ))
+    click.echo(
+        f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:"
+    )
+    click.echo(
+        savings_table(
+            v.baseline_accuracy,
+            plan.model["total_macs"],
+            [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
+        )
+    )
     if v.predicted:
-        click.echo(f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
-                   f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
-                   f"SDN baseline {100 * (1 - b.predicted['fraction']):.1f}% less)")
+        click.echo(
+            f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
+            f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
+            f"SDN baseline {100 * (1 - b.predicted['fraction']):.1f}% less)"
+        )
     click.echo()
-    click.echo(format_table(
-        ["exit", "point", "head", "threshold", "MACs to reach", "leave here"],
-        [[str(e.index), e.point, e.head, f"{e.threshold:.4f}", f"{e.macs_to_reach:,}", str(n)]
-         for e, n in zip(plan.exits, v.exit_histogram)],
-    ))
+    click.echo(
+        format_table(
+            ["exit", "point", "head", "threshold", "MACs to reach", "leave here"],
+            [
+                [str(e.index), e.point, e.head, f"{e.threshold:.4f}", f"{e.macs_to_reach:,}", str(n)]
+                for e, n in zip(plan.exits, v.exit_histogram)
+            ],
+        )
+    )
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
 
 

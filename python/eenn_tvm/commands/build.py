@@ -4,26 +4,49 @@ from __future__ import annotations
 
 import click
 
-from ..firmware import build_firmware
-from ..targets.mcu.cores import CORES
-from ..targets.mcu.kernels import KERNEL_KINDS
-from ..targets.mcu.project import DEFAULT_STACK_BYTES
-from ..textui import format_table
-from .options import echo_json, input_shape_option, input_shapes_from, json_option
+from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option
+from eenn_tvm.firmware import build_firmware
+from eenn_tvm.targets.mcu.cores import CORES
+from eenn_tvm.targets.mcu.kernels import KERNEL_KINDS
+from eenn_tvm.targets.mcu.project import DEFAULT_STACK_BYTES
+from eenn_tvm.textui import format_table
 
 
 @click.command("build")
 @click.argument("source", type=click.Path())
 @click.option("--target", required=True, type=click.Choice(list(CORES)), help="The Cortex-M core to build for.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
-              help="Folder of the firmware project (replaced as a whole when done).")
-@click.option("--kernels", "kernel_kind", default="auto", show_default=True, type=click.Choice(KERNEL_KINDS),
-              help="llvm: Thumb objects from TVM's LLVM backend (fewer instructions); c: TVM's C output, compiled by "
-                   "gcc; auto: llvm, except c on the Cortex-M0+.")
-@click.option("--flash", type=int, metavar="BYTES", help="Flash budget of the part (default: a typical part with this core).")
-@click.option("--ram", type=int, metavar="BYTES", help="RAM budget of the part (default: a typical part with this core).")
-@click.option("--stack", "stack_bytes", default=DEFAULT_STACK_BYTES, show_default=True, type=int, metavar="BYTES",
-              help="Stack reserved for inference (verify reports what it used).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder of the firmware project (replaced as a whole when done).",
+)
+@click.option(
+    "--kernels",
+    "kernel_kind",
+    default="auto",
+    show_default=True,
+    type=click.Choice(KERNEL_KINDS),
+    help="llvm: Thumb objects from TVM's LLVM backend (fewer instructions); c: TVM's C output, compiled by "
+    "gcc; auto: llvm, except c on the Cortex-M0+.",
+)
+@click.option(
+    "--flash", type=int, metavar="BYTES", help="Flash budget of the part (default: a typical part with this core)."
+)
+@click.option(
+    "--ram", type=int, metavar="BYTES", help="RAM budget of the part (default: a typical part with this core)."
+)
+@click.option(
+    "--stack",
+    "stack_bytes",
+    default=DEFAULT_STACK_BYTES,
+    show_default=True,
+    type=int,
+    metavar="BYTES",
+    help="Stack reserved for inference (verify reports what it used).",
+)
 @input_shape_option
 @json_option
 def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
@@ -34,22 +57,37 @@ def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_sha
     kernels, board support for QEMU, the built firmware in OUT/bin and firmware.json. Check it with
     `eenn-tvm verify OUT --data TEST.npz`.
     """
-    manifest = build_firmware(source, target, out, input_shapes_from(input_shapes), kernel_kind=kernel_kind,
-                              flash_budget=flash, ram_budget=ram, stack_bytes=stack_bytes,
-                              log=lambda m: click.echo(m, err=True))
+    manifest = build_firmware(
+        source,
+        target,
+        out,
+        input_shapes_from(input_shapes),
+        kernel_kind=kernel_kind,
+        flash_budget=flash,
+        ram_budget=ram,
+        stack_bytes=stack_bytes,
+        log=lambda m: click.echo(m, err=True),
+    )
     if as_json:
         echo_json(manifest)
         return
     s, m = manifest["sizes"], manifest["memory"]
-    click.echo(f"\n{manifest['model']} for {manifest['target']} ({manifest['kind']}, {manifest['segments']} segment(s), "
-               f"{len(manifest['exits'])} exit(s), {manifest['kernels']} kernels):")
-    click.echo(format_table(["memory", "bytes", "budget"], [
-        ["flash: code", f"{s['code']:,}", ""],
-        ["flash: weights", f"{s['weights']:,}", ""],
-        ["flash total", f"{s['flash']:,}", f"{manifest['budget']['flash']:,}"],
-        ["RAM: arena", f"{s['arena']:,}", f"lower bound {m['lower_bound_bytes']:,}"],
-        ["RAM: workspace", f"{s['workspace']:,}", ""],
-        ["RAM: stack (reserved)", f"{s['stack']:,}", ""],
-        ["RAM total", f"{s['ram']:,}", f"{manifest['budget']['ram']:,}"],
-    ]))
+    click.echo(
+        f"\n{manifest['model']} for {manifest['target']} ({manifest['kind']}, {manifest['segments']} segment(s), "
+        f"{len(manifest['exits'])} exit(s), {manifest['kernels']} kernels):"
+    )
+    click.echo(
+        format_table(
+            ["memory", "bytes", "budget"],
+            [
+                ["flash: code", f"{s['code']:,}", ""],
+                ["flash: weights", f"{s['weights']:,}", ""],
+                ["flash total", f"{s['flash']:,}", f"{manifest['budget']['flash']:,}"],
+                ["RAM: arena", f"{s['arena']:,}", f"lower bound {m['lower_bound_bytes']:,}"],
+                ["RAM: workspace", f"{s['workspace']:,}", ""],
+                ["RAM: stack (reserved)", f"{s['stack']:,}", ""],
+                ["RAM total", f"{s['ram']:,}", f"{manifest['budget']['ram']:,}"],
+            ],
+        )
+    )
     click.echo(f"\nwrote {out}/; next: eenn-tvm verify {out} --data TEST.npz")

@@ -6,28 +6,41 @@ from pathlib import Path
 
 import click
 
-from ..costmodel import CostModel
-from ..costs import OBJECTIVES
-from ..errors import EennError
-from ..firmware import network_from
-from ..mapping import Problem, baselines, runs, solve
-from ..placement import place
-from ..plan import Plan
-from ..platform import load_platform
-from ..textui import format_table
-from .options import echo_json, json_option
+from eenn_tvm.commands.options import echo_json, json_option
+from eenn_tvm.costmodel import CostModel
+from eenn_tvm.costs import OBJECTIVES
+from eenn_tvm.errors import EennError
+from eenn_tvm.firmware import network_from
+from eenn_tvm.mapping import Problem, baselines, runs, solve
+from eenn_tvm.placement import place
+from eenn_tvm.plan import Plan
+from eenn_tvm.platform import load_platform
+from eenn_tvm.textui import format_table
 
 
 @click.command("map")
 @click.argument("out", required=False, type=click.Path(file_okay=False))
-@click.option("--problem", "problem_path", type=click.Path(dir_okay=False),
-              help="Solve a standalone placement problem (JSON: blocks, nodes, links, constraints; see the README).")
+@click.option(
+    "--problem",
+    "problem_path",
+    type=click.Path(dir_okay=False),
+    help="Solve a standalone placement problem (JSON: blocks, nodes, links, constraints; see the README).",
+)
 @click.option("--platform", "platform_name", metavar="NAME|FILE.toml", help="With OUT: the platform to place on.")
-@click.option("--objective", default="energy", show_default=True, type=click.Choice(OBJECTIVES),
-              help="With OUT: minimise expected energy or expected latency per inference.")
+@click.option(
+    "--objective",
+    default="energy",
+    show_default=True,
+    type=click.Choice(OBJECTIVES),
+    help="With OUT: minimise expected energy or expected latency per inference.",
+)
 @click.option("--max-latency-ms", type=float, help="With OUT: bound on the latency of a sample that takes no exit.")
-@click.option("--cost-model", "cost_model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="With OUT: the cost model (default: costs/PLATFORM.model.json, or trained on costs/PLATFORM.jsonl).")
+@click.option(
+    "--cost-model",
+    "cost_model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With OUT: the cost model (default: costs/PLATFORM.model.json, or trained on costs/PLATFORM.jsonl).",
+)
 @json_option
 def command(out, problem_path, platform_name, objective, max_latency_ms, cost_model_path, as_json):
     """Place each block (segment) where the expected energy (or latency) is least under the latency, accuracy
@@ -45,8 +58,14 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
         raise EennError("map OUT needs --platform (a preset or a TOML file)")
     plan = Plan.load(out)
     platform = load_platform(platform_name)
-    placement = place(plan, network_from(out), platform, CostModel.for_platform(platform, cost_model_path), objective,
-                      None if max_latency_ms is None else max_latency_ms / 1000)
+    placement = place(
+        plan,
+        network_from(out),
+        platform,
+        CostModel.for_platform(platform, cost_model_path),
+        objective,
+        None if max_latency_ms is None else max_latency_ms / 1000,
+    )
     plan.placement = placement
     plan.save(Path(out))
     if as_json:
@@ -61,18 +80,41 @@ def _solve_file(problem_path, as_json):
     best = solve(problem)
     others = baselines(problem)
     if as_json:
-        echo_json({**best.to_json(), "objective": problem.objective,
-                   "baselines": {k: (p.to_json() if p else None) for k, p in others.items()},
-                   "saving": {k: _saving(best.cost, p.cost if p else None) for k, p in others.items()}})
+        echo_json(
+            {
+                **best.to_json(),
+                "objective": problem.objective,
+                "baselines": {k: (p.to_json() if p else None) for k, p in others.items()},
+                "saving": {k: _saving(best.cost, p.cost if p else None) for k, p in others.items()},
+            }
+        )
         return
     unit = "J" if problem.objective == "energy" else "s"
     rows = [["optimum", runs(best.nodes), _terminal(best), f"{best.cost:.4g} {unit}", f"{best.latency_s:.4g} s", "-"]]
     for name, p in others.items():
-        rows.append([name.replace("_", " "), runs(p.nodes) if p else "infeasible", _terminal(p) if p else "-",
-                     f"{p.cost:.4g} {unit}" if p else "-", f"{p.latency_s:.4g} s" if p else "-",
-                     _percent(_saving(best.cost, p.cost if p else None))])
-    click.echo(format_table(["placement", "nodes [blocks]", "terminal exit", f"expected {problem.objective}",
-                             "worst latency", "optimum saves"], rows))
+        rows.append(
+            [
+                name.replace("_", " "),
+                runs(p.nodes) if p else "infeasible",
+                _terminal(p) if p else "-",
+                f"{p.cost:.4g} {unit}" if p else "-",
+                f"{p.latency_s:.4g} s" if p else "-",
+                _percent(_saving(best.cost, p.cost if p else None)),
+            ]
+        )
+    click.echo(
+        format_table(
+            [
+                "placement",
+                "nodes [blocks]",
+                "terminal exit",
+                f"expected {problem.objective}",
+                "worst latency",
+                "optimum saves",
+            ],
+            rows,
+        )
+    )
 
 
 def _print_placement(placement: dict) -> None:
@@ -82,10 +124,18 @@ def _print_placement(placement: dict) -> None:
     rows = [["optimum", f"{placement[key]:.4g} {unit}", f"{placement['latency_s']:.4g} s", "-"]]
     others = {**placement["baselines"], **{f"original model on {t}": p for t, p in placement["original_model"].items()}}
     for name, p in others.items():
-        rows.append([name.replace("_", " "), f"{p[key]:.4g} {unit}" if p else "infeasible",
-                     f"{p['latency_s']:.4g} s" if p else "-", _percent(_saving(placement[key], p[key] if p else None))])
+        rows.append(
+            [
+                name.replace("_", " "),
+                f"{p[key]:.4g} {unit}" if p else "infeasible",
+                f"{p['latency_s']:.4g} s" if p else "-",
+                _percent(_saving(placement[key], p[key] if p else None)),
+            ]
+        )
     click.echo()
-    click.echo(format_table(["placement", f"expected {placement['objective']}", "worst latency", "optimum saves"], rows))
+    click.echo(
+        format_table(["placement", f"expected {placement['objective']}", "worst latency", "optimum saves"], rows)
+    )
     click.echo(f"costs: {', '.join(f'{t} {s}' for t, s in placement['cost_sources'].items())}")
 
 

@@ -6,22 +6,36 @@ from pathlib import Path
 
 import click
 
-from ..data import Dataset, load_npz
-from ..deploy import run_tiers
-from ..evaluate import ENGINES, run
-from ..plan import Plan
-from ..textui import format_table
-from .options import echo_json, json_option, savings_table
+from eenn_tvm.commands.options import echo_json, json_option, savings_table
+from eenn_tvm.data import Dataset, load_npz
+from eenn_tvm.deploy import run_tiers
+from eenn_tvm.evaluate import ENGINES, run
+from eenn_tvm.plan import Plan
+from eenn_tvm.textui import format_table
 
 
 @click.command("run")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="Held-out labelled data (.npz with x and y), never seen by augment.")
-@click.option("--engine", default="tvm", show_default=True, type=click.Choice(ENGINES),
-              help="tvm: the built host module; onnxruntime: eenn.onnx with the plan's thresholds applied in numpy.")
-@click.option("--tiers/--no-tiers", default=True, show_default=True,
-              help="For a `compile` output: run the deployment tier by tier (the microcontroller in QEMU).")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Held-out labelled data (.npz with x and y), never seen by augment.",
+)
+@click.option(
+    "--engine",
+    default="tvm",
+    show_default=True,
+    type=click.Choice(ENGINES),
+    help="tvm: the built host module; onnxruntime: eenn.onnx with the plan's thresholds applied in numpy.",
+)
+@click.option(
+    "--tiers/--no-tiers",
+    default=True,
+    show_default=True,
+    help="For a `compile` output: run the deployment tier by tier (the microcontroller in QEMU).",
+)
 @click.option("--n", "count", type=click.IntRange(min=1), help="Run only the first N samples.")
 @json_option
 def command(out, data_path, engine, tiers, count, as_json):
@@ -40,13 +54,21 @@ def command(out, data_path, engine, tiers, count, as_json):
         return
     sdn = result.sdn_baseline
     click.echo(f"{plan.model['name']} on {result.samples} samples ({engine}):")
-    click.echo(savings_table(
-        result.baseline_accuracy,
-        result.total_macs,
-        [("early-exit network", result.accuracy, result.mean_macs), ("SDN baseline", sdn["accuracy"], sdn["mean_macs"])],
-    ))
+    click.echo(
+        savings_table(
+            result.baseline_accuracy,
+            result.total_macs,
+            [
+                ("early-exit network", result.accuracy, result.mean_macs),
+                ("SDN baseline", sdn["accuracy"], sdn["mean_macs"]),
+            ],
+        )
+    )
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
-    click.echo("exits: " + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram)))
+    click.echo(
+        "exits: "
+        + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram))
+    )
 
 
 def _run_tiers(out, plan, data, as_json) -> None:
@@ -54,11 +76,28 @@ def _run_tiers(out, plan, data, as_json) -> None:
     if as_json:
         echo_json(result)
         return
-    click.echo(f"{plan.model['name']} on {result['samples']} samples across {plan.deployment['platform']}: "
-               f"accuracy {100 * result['accuracy']:.2f}%; exits {result['exit_histogram']}")
-    click.echo(format_table(["tier", "samples in", "decided here", "compute / sample", "energy / sample", "bits received"], [
-        [t["target"], str(t["samples_in"]), str(t["samples_decided"]), f"{1000 * t['seconds_mean']:.3g} ms",
-         f"{t['energy_j_mean']:.3g} J", f"{t['received_bits_mean']:,.0f}"] for t in result["tiers"]]))
+    click.echo(
+        f"{plan.model['name']} on {result['samples']} samples across {plan.deployment['platform']}: "
+        f"accuracy {100 * result['accuracy']:.2f}%; exits {result['exit_histogram']}"
+    )
+    click.echo(
+        format_table(
+            ["tier", "samples in", "decided here", "compute / sample", "energy / sample", "bits received"],
+            [
+                [
+                    t["target"],
+                    str(t["samples_in"]),
+                    str(t["samples_decided"]),
+                    f"{1000 * t['seconds_mean']:.3g} ms",
+                    f"{t['energy_j_mean']:.3g} J",
+                    f"{t['received_bits_mean']:,.0f}",
+                ]
+                for t in result["tiers"]
+            ],
+        )
+    )
     m, p = result["measured"], result["predicted"]
-    click.echo(f"per inference, measured (predicted): energy {m['energy_j']:.4g} J ({p['energy_j']:.4g} J), "
-               f"expected latency {1000 * m['expected_latency_s']:.3g} ms ({1000 * p['expected_latency_s']:.3g} ms)")
+    click.echo(
+        f"per inference, measured (predicted): energy {m['energy_j']:.4g} J ({p['energy_j']:.4g} J), "
+        f"expected latency {1000 * m['expected_latency_s']:.3g} ms ({1000 * p['expected_latency_s']:.3g} ms)"
+    )

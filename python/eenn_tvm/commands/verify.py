@@ -6,18 +6,29 @@ import sys
 
 import click
 
-from ..textui import format_table
-from ..verify import RUNNERS, TOLERANCE, verify
-from .options import echo_json, json_option
+from eenn_tvm.commands.options import echo_json, json_option
+from eenn_tvm.textui import format_table
+from eenn_tvm.verify import RUNNERS, TOLERANCE, verify
 
 
 @click.command("verify")
 @click.argument("firmware", type=click.Path(file_okay=False))
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
-              help="Labelled inputs (.npz with x and y), scaled as the model expects.")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Labelled inputs (.npz with x and y), scaled as the model expects.",
+)
 @click.option("--n", "count", default=100, show_default=True, type=click.IntRange(min=1), help="Samples to run.")
-@click.option("--on", "runner", default="qemu", show_default=True, type=click.Choice(RUNNERS),
-              help="qemu: the Cortex-M firmware, emulated; host: the same C built for this computer with ASan and UBSan.")
+@click.option(
+    "--on",
+    "runner",
+    default="qemu",
+    show_default=True,
+    type=click.Choice(RUNNERS),
+    help="qemu: the Cortex-M firmware, emulated; host: the same C built for this computer with ASan and UBSan.",
+)
 @json_option
 def command(firmware, data_path, count, runner, as_json):
     """Run FIRMWARE (from `eenn-tvm build`) in qemu-system-arm and compare every sample with the host.
@@ -38,16 +49,29 @@ def command(firmware, data_path, count, runner, as_json):
 def _print(r) -> None:
     verdict = "match" if r.within_tolerance and not r.class_mismatches else "MISMATCH"
     where = "this host (ASan, UBSan)" if r.machine == "host" else f"QEMU {r.machine}"
-    click.echo(f"{r.target} on {where}, {r.samples} samples: {verdict} "
-               f"(class mismatches {r.class_mismatches}, exit mismatches {r.exit_mismatches}, "
-               f"max abs error {r.max_abs_error:.2e}, tolerance {TOLERANCE:g}); accuracy {100 * r.accuracy:.2f}%")
-    rows = [[str(e["exit"]), str(e["samples"]), f"{e['instructions_mean']:,.0f}",
-             "-" if e["plan_macs"] is None else f"{e['plan_macs']:,}"] for e in r.instructions_per_exit]
+    click.echo(
+        f"{r.target} on {where}, {r.samples} samples: {verdict} "
+        f"(class mismatches {r.class_mismatches}, exit mismatches {r.exit_mismatches}, "
+        f"max abs error {r.max_abs_error:.2e}, tolerance {TOLERANCE:g}); accuracy {100 * r.accuracy:.2f}%"
+    )
+    rows = [
+        [
+            str(e["exit"]),
+            str(e["samples"]),
+            f"{e['instructions_mean']:,.0f}",
+            "-" if e["plan_macs"] is None else f"{e['plan_macs']:,}",
+        ]
+        for e in r.instructions_per_exit
+    ]
     click.echo(format_table(["exit", "samples", "instructions / inference", "plan MACs"], rows))
     click.echo(f"mean instructions per inference: {r.instructions_mean:,.0f}")
     if r.plan_vs_measured:
         p = r.plan_vs_measured
-        click.echo(f"cost vs a full pass: plan {100 * p['predicted_fraction']:.1f}%, measured "
-                   f"{100 * p['measured_fraction']:.1f}% (exit rate {100 * p['exit_rate']:.1f}%)")
-    click.echo(f"flash {r.flash_bytes:,} bytes; RAM {r.ram_bytes:,} bytes (arena {r.arena_bytes:,}, lower bound "
-               f"{r.ram_lower_bound_bytes:,}; stack used {r.stack_bytes_used:,})")
+        click.echo(
+            f"cost vs a full pass: plan {100 * p['predicted_fraction']:.1f}%, measured "
+            f"{100 * p['measured_fraction']:.1f}% (exit rate {100 * p['exit_rate']:.1f}%)"
+        )
+    click.echo(
+        f"flash {r.flash_bytes:,} bytes; RAM {r.ram_bytes:,} bytes (arena {r.arena_bytes:,}, lower bound "
+        f"{r.ram_lower_bound_bytes:,}; stack used {r.stack_bytes_used:,})"
+    )
