@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eenn_tvm.errors import EennError
 from eenn_tvm.targets.mcu import driver, kernels
-from eenn_tvm.targets.mcu.cores import Core
+from eenn_tvm.targets.mcu.cores import Board, Core
 from eenn_tvm.targets.mcu.lower import Program
 from eenn_tvm.targets.mcu.memory import MemoryPlan
 
@@ -71,16 +71,7 @@ def write_project(
     shutil.copytree(HERE / "runtime", folder / "runtime")
     shutil.copytree(HERE / "board", folder / "board", ignore=shutil.ignore_patterns("*.in"))
     board = core.board
-    _fill(
-        HERE / "board" / "mps.ld.in",
-        folder / "board" / f"{board.machine}.ld",
-        MACHINE=board.machine,
-        FLASH_ORIGIN=hex(board.flash_origin),
-        FLASH_BYTES=hex(board.flash_bytes),
-        RAM_ORIGIN=hex(board.ram_origin),
-        RAM_BYTES=hex(board.ram_bytes),
-        STACK_BYTES=hex(stack_bytes),
-    )
+    write_linker_script(board, folder / "board" / f"{board.machine}.ld", stack_bytes)
     shutil.copytree(HERE / "cmake", folder / "cmake", ignore=shutil.ignore_patterns("*.in"))
     (folder / "cmake" / "eenn_cpu.cmake").write_text(
         f'# {core.name}\nset(EENN_CPU_FLAGS "{" ".join(core.gcc_flags)}")\n'
@@ -163,6 +154,19 @@ def _bucket(section: str) -> str | None:
         if section.startswith(prefix):
             return bucket
     return None
+
+
+def write_linker_script(board: Board, path: Path, stack_bytes: int) -> None:
+    _fill(
+        HERE / "board" / "mps.ld.in",
+        path,
+        MACHINE=board.machine,
+        FLASH_ORIGIN=hex(board.flash_origin),
+        FLASH_BYTES=hex(board.flash_bytes),
+        RAM_ORIGIN=hex(board.ram_origin),
+        RAM_BYTES=hex(board.ram_bytes),
+        STACK_BYTES=hex(stack_bytes),
+    )
 
 
 def _fill(template: Path, target: Path, **values: str) -> None:

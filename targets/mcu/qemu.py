@@ -50,9 +50,18 @@ def record_dtype(classes: int) -> np.dtype:
 
 
 def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
+    command = qemu_command(elf, machine)
+    starts = range(0, len(inputs), QEMU_CHUNK)
+    if len(starts) > 1:
+        starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
+    return _joined([_run(command, inputs[s : s + QEMU_CHUNK], classes, timeout=60 + 5 * QEMU_CHUNK) for s in starts])
+
+
+def qemu_command(elf: Path, machine: str) -> list[str]:
+    """The emulator running `elf` with semihosting (files in the working folder) and exact instruction counts."""
     if shutil.which("qemu-system-arm") is None:
         raise EennError("qemu-system-arm is not installed: apt-get install qemu-system-arm (scripts/setup.sh does it)")
-    command = [
+    return [
         "qemu-system-arm",
         "-M",
         machine,
@@ -68,10 +77,6 @@ def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Ru
         "-kernel",
         str(Path(elf).resolve()),
     ]
-    starts = range(0, len(inputs), QEMU_CHUNK)
-    if len(starts) > 1:
-        starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
-    return _joined([_run(command, inputs[s : s + QEMU_CHUNK], classes, timeout=60 + 5 * QEMU_CHUNK) for s in starts])
 
 
 def _joined(runs: list[Run]) -> Run:

@@ -1,0 +1,106 @@
+/* nn_s8_conv.c: int8 convolution as im2col + matmul, and dense layers as a matmul of one column.
+ *
+ * For each four output pixels, the windows are copied once into a block of int16 columns (minus the input zero
+ * point, padding as 0), then each output channel is a register-blocked dot product with all four
+ * (nn_s8_matmul.c): no bounds test in the multiply-accumulate loop, and the copy serves every output channel. */
+#include "nn_s8_support.h"
+
+static int32_t window_depth(const eenn_window_t *w) {
+  return w->kernel_height * w->kernel_width * w->input_channels;
+}
+
+/* Runs of a length that is not a multiple of four cannot be reordered where they land: they are gathered as
+ * int8 first (padding as the zero point) and converted in one go. */
+static int needs_staging(const eenn_window_t *w) { return (w->input_channels & 3) != 0; }
+
+size_t eenn_conv_s8_scratch_bytes(const eenn_conv_s8_t *conv) {
+  const size_t depth = (size_t)window_depth(&conv->window);
+  const size_t staging = needs_staging(&conv->window) ? (depth + 3) & ~(size_t)3 : 0;
+  return BLOCK_COLUMNS * depth * sizeof(int16_t) + staging;
+}
+
+typedef struct {
+  int16_t *block;
+  int32_t columns, column;
+  int8_t *staging; /* NULL: runs go straight into the block */
+  int32_t at, zero_point;
+} column_writer_t;
+
+static void write_run(column_writer_t *cw, const int8_t *x, int32_t count) {
+  if (cw->staging != NULL)
+    memcpy(cw->staging + cw->at, x, (size_t)count);
+  else
+    block_append(cw->block, cw->columns, cw->column, cw->at, x, count, cw->zero_point);
+  cw->at += count;
+}
+
+static void write_padding(column_writer_t *cw, int32_t count) {
+  if (cw->staging != NULL)
+    memset(cw->staging + cw->at, (int8_t)cw->zero_point, (size_t)count);
+  else
+    block_pad(cw->block, cw->columns, cw->column, cw->at, count);
+  cw->at += count;
+}
+
+/* The window of output pixel p into column `column` of the block. A kernel row wholly inside the input (and
+ * undilated along it) is one run of kw * channels bytes; the test for padding is per tap, never per value. */
+static void fill_column(const eenn_conv_s8_t *conv, const int8_t *input, int32_t p, column_writer_t *cw) {
+  const eenn_window_t *w = &conv->window;
+  const int32_t channels = w->input_channels, row_bytes = w->input_width * channels;
+  const int32_t oy = p / w->output_width, ox = p % w->output_width;
+  const int32_t y0 = oy * w->stride_height - w->pad_top, x0 = ox * w->stride_width - w->pad_left;
+  const int32_t x_last = x0 + (w->kernel_width - 1) * w->dilation_width;
+  int32_t ky, kx;
+  cw->at = 0;
+  for (ky = 0; ky < w->kernel_height; ++ky) {
+    const int32_t iy = y0 + ky * w->dilation_height;
+    const int8_t *row = input + (intptr_t)iy * row_bytes;
+    if (iy < 0 || iy >= w->input_height) {
+      write_padding(cw, w->kernel_width * channels);
+    } else if (w->dilation_width == 1 && x0 >= 0 && x_last < w->input_width) {
+      write_run(cw, row + x0 * channels, w->kernel_width * channels);
+    } else {
+      for (kx = 0; kx < w->kernel_width; ++kx) {
+        const int32_t ix = x0 + kx * w->dilation_width;
+        if (ix < 0 || ix >= w->input_width)
+          write_padding(cw, channels);
+        else
+          write_run(cw, row + ix * channels, channels);
+      }
+    }
+  }
+  if (cw->staging != NULL)
+    block_append(cw->block, cw->columns, cw->column, 0, cw->staging, cw->at, cw->zero_point);
+}
+
+void eenn_conv_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *output, void *scratch) {
+  const eenn_window_t *w = &conv->window;
+  const int32_t depth = window_depth(w), channels = w->output_channels;
+  const int32_t pixels = w->output_height * w->output_width;
+  int8_t *outputs[BLOCK_COLUMNS];
+  column_writer_t cw;
+  int32_t p;
+  cw.block = (int16_t *)scratch;
+  cw.staging = needs_staging(w) ? (int8_t *)scratch + BLOCK_COLUMNS * depth * sizeof(int16_t) : NULL;
+  cw.zero_point = conv->input_zero_point;
+  for (p = 0; p < pixels; p += BLOCK_COLUMNS) {
+    cw.columns = pixels - p < BLOCK_COLUMNS ? pixels - p : BLOCK_COLUMNS;
+    for (cw.column = 0; cw.column < cw.columns; ++cw.column) {
+      fill_column(conv, input, p + cw.column, &cw);
+      outputs[cw.column] = output + (intptr_t)(p + cw.column) * channels;
+    }
+    matmul_s8(conv->weights, conv->bias, conv->scales, conv->output, channels, depth, cw.block, cw.columns,
+              outputs);
+  }
+}
+
+size_t eenn_dense_s8_scratch_bytes(const eenn_dense_s8_t *dense) {
+  return ((size_t)dense->input_features * sizeof(int16_t) + 3) & ~(size_t)3;
+}
+
+void eenn_dense_s8(const eenn_dense_s8_t *dense, const int8_t *input, int8_t *output, void *scratch) {
+  int16_t *column = (int16_t *)scratch;
+  block_append(column, 1, 0, 0, input, dense->input_features, dense->input_zero_point);
+  matmul_s8(dense->weights, dense->bias, dense->scales, dense->output, dense->output_features,
+            dense->input_features, column, 1, &output);
+}

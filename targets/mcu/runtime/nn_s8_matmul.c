@@ -1,0 +1,116 @@
+/* nn_s8_matmul.c: int8 weight rows times a block of int16 columns (nn_s8_support.h), requantised as each result
+ * is done. Four columns per inner loop: a weight word is split once (SXTB16) and feeds eight SMLADs, with four
+ * accumulators, two weight halves and two column words in registers: 15 instructions per 16 multiply-adds. */
+#include "nn_s8_support.h"
+
+#if EENN_DSP
+#define OFFSET_PAIR(z) (((uint32_t) - (z) & 0xFFFFu) * 0x10001u) /* -z in both halfwords, for SXTAB16 */
+#endif
+
+void block_append(int16_t *block, int32_t columns, int32_t column, int32_t at, const int8_t *x, int32_t count,
+                  int32_t zero_point) {
+  const int32_t groups = count >> 2, tail = count & 3;
+  int32_t g, i;
+#if EENN_DSP
+  const uint32_t offset = OFFSET_PAIR(zero_point);
+  word_t *words = (word_t *)block + 2 * (at / 4 * columns + column);
+  for (g = 0; g < groups; ++g, x += 4, words += 2 * columns) {
+    const uint32_t v = read_s8x4(x);
+    words[0] = (uint32_t)__sxtab16(offset, v);
+    words[1] = (uint32_t)sxtab16_ror8(offset, v);
+  }
+#else
+  int16_t *values = block + 4 * (at / 4 * columns + column);
+  for (g = 0; g < groups; ++g, x += 4, values += 4 * columns) {
+    values[0] = (int16_t)(x[0] - zero_point);
+    values[1] = (int16_t)(x[2] - zero_point);
+    values[2] = (int16_t)(x[1] - zero_point);
+    values[3] = (int16_t)(x[3] - zero_point);
+  }
+#endif
+  for (i = 0; i < tail; ++i) block[4 * ((at + count) / 4 * columns) + i * columns + column] = (int16_t)(x[i] - zero_point);
+}
+
+void block_pad(int16_t *block, int32_t columns, int32_t column, int32_t at, int32_t count) {
+  word_t *words = (word_t *)block + 2 * (at / 4 * columns + column);
+  int32_t g;
+  for (g = count >> 2; g > 0; --g, words += 2 * columns) words[0] = words[1] = 0;
+}
+
+/* One weight row (4 values a group) dotted with 4 columns; the accumulators come in holding the bias. */
+EENN_INLINE void dot_1x4(int32_t acc[4], const int8_t *w, const int16_t *block, int32_t depth) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], g;
+#if EENN_DSP
+  const word_t *c = (const word_t *)block;
+#pragma GCC unroll 2
+  for (g = depth >> 2; g > 0; --g, w += 4, c += 8) {
+    const uint32_t v = read_s8x4(w);
+    const int32_t w02 = __sxtb16(v), w13 = sxtb16_ror8(v);
+    a0 = __smlad(w02, c[0], a0);
+    a0 = __smlad(w13, c[1], a0);
+    a1 = __smlad(w02, c[2], a1);
+    a1 = __smlad(w13, c[3], a1);
+    a2 = __smlad(w02, c[4], a2);
+    a2 = __smlad(w13, c[5], a2);
+    a3 = __smlad(w02, c[6], a3);
+    a3 = __smlad(w13, c[7], a3);
+  }
+  block = (const int16_t *)c;
+#else
+  for (g = depth >> 2; g > 0; --g, w += 4, block += 16) {
+    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    a0 += block[0] * w0 + block[1] * w2 + block[2] * w1 + block[3] * w3;
+    a1 += block[4] * w0 + block[5] * w2 + block[6] * w1 + block[7] * w3;
+    a2 += block[8] * w0 + block[9] * w2 + block[10] * w1 + block[11] * w3;
+    a3 += block[12] * w0 + block[13] * w2 + block[14] * w1 + block[15] * w3;
+  }
+#endif
+  for (g = depth & 3; g > 0; --g, ++w, block += 4) {
+    a0 += block[0] * *w;
+    a1 += block[1] * *w;
+    a2 += block[2] * *w;
+    a3 += block[3] * *w;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* One weight row dotted with column `column` of a block of `columns` (fewer than four: the last pixels, dense). */
+static int32_t dot_1x1(int32_t acc, const int8_t *w, const int16_t *block, int32_t columns, int32_t column,
+                       int32_t depth) {
+  int32_t g;
+#if EENN_DSP
+  const word_t *c = (const word_t *)block + 2 * column;
+  for (g = depth >> 2; g > 0; --g, w += 4, c += 2 * columns) {
+    const uint32_t v = read_s8x4(w);
+    acc = __smlad(__sxtb16(v), c[0], acc);
+    acc = __smlad(sxtb16_ror8(v), c[1], acc);
+  }
+#else
+  const int16_t *c = block + 4 * column;
+  for (g = depth >> 2; g > 0; --g, w += 4, c += 4 * columns)
+    acc += c[0] * w[0] + c[1] * w[2] + c[2] * w[1] + c[3] * w[3];
+#endif
+  block += 4 * (depth >> 2) * columns + column;
+  for (g = depth & 3; g > 0; --g, ++w, block += columns) acc += *block * *w;
+  return acc;
+}
+
+void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, eenn_output_t output,
+               int32_t rows, int32_t depth, const int16_t *block, int32_t columns, int8_t *const *outputs) {
+  int32_t row, j;
+  for (row = 0; row < rows; ++row, weights += depth) {
+    const int32_t b = bias != NULL ? bias[row] : 0;
+    const eenn_scale_t scale = scales[row];
+    if (columns == BLOCK_COLUMNS) {
+      int32_t acc[BLOCK_COLUMNS] = {b, b, b, b};
+      dot_1x4(acc, weights, block, depth);
+      for (j = 0; j < BLOCK_COLUMNS; ++j) outputs[j][row] = saturate(requantize(acc[j], scale), output);
+    } else {
+      for (j = 0; j < columns; ++j)
+        outputs[j][row] = saturate(requantize(dot_1x1(b, weights, block, columns, j, depth), scale), output);
+    }
+  }
+}

@@ -1,0 +1,86 @@
+/* nn_s8_support.h: what the int8 kernels share: requantisation, the column blocks, and the DSP instructions.
+ *
+ * A column is a window's int8 values (im2col) minus the input zero point, as int16, four at a time in the order
+ * (x0, x2, x1, x3): SXTB16 splits a word of four int8 weights into the int16 pairs (w0, w2) and (w1, w3), so one
+ * SMLAD multiplies and adds two of each with no repacking. A block interleaves the columns of up to four output
+ * pixels group by group (group g of column j at int16 index 4 * (g * columns + j)), so one pointer walks them
+ * all; the last depth % 4 values follow, value i of column j at 4 * groups * columns + i * columns + j. */
+#ifndef NN_S8_SUPPORT_H
+#define NN_S8_SUPPORT_H
+
+#include <string.h>
+
+#include "eenn_nn.h"
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define EENN_DSP 1
+#include <arm_acle.h>
+
+/* GCC 12 does not fold a rotation into SXTB16 / SXTAB16, hence the one-instruction forms here. */
+static inline int32_t sxtb16_ror8(uint32_t x) {
+  int32_t r;
+  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+
+static inline int32_t sxtab16_ror8(uint32_t add, uint32_t x) {
+  int32_t r;
+  __asm("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(add), "r"(x));
+  return r;
+}
+#else
+#define EENN_DSP 0
+#endif
+
+#if defined(__GNUC__)
+#define EENN_INLINE static inline __attribute__((always_inline))
+#else
+#define EENN_INLINE static inline
+#endif
+
+/* Columns are written and read as words of two int16 (SXTAB16, SMLAD): this type may alias them. */
+#if defined(__GNUC__)
+typedef uint32_t __attribute__((may_alias)) word_t;
+#else
+typedef uint32_t word_t;
+#endif
+
+/* A word of four int8 from any address (LDR on Armv7-M and later handles unaligned addresses). */
+EENN_INLINE uint32_t read_s8x4(const int8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* y = (acc * M + 2^(r-1)) >> r, saturated to +-2^30: any value that large saturates an int8 output anyway, and
+ * an add's inputs never get there (their multipliers are at most 1/2). */
+EENN_INLINE int32_t requantize(int32_t acc, eenn_scale_t scale) {
+  int64_t product = (int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1));
+  if (scale.shift >= 32) return (int32_t)(product >> 32) >> (scale.shift - 32);
+  product >>= scale.shift;
+  if (product > (1 << 30)) return 1 << 30;
+  if (product < -(1 << 30)) return -(1 << 30);
+  return (int32_t)product;
+}
+
+EENN_INLINE int8_t saturate(int32_t y, eenn_output_t output) {
+  y += output.zero_point;
+  y = y < output.min ? output.min : y;
+  return (int8_t)(y > output.max ? output.max : y);
+}
+
+#define BLOCK_COLUMNS 4 /* columns (output pixels) per matmul block */
+
+/* Writes `count` int8 values minus the zero point into column `column` of a block of `columns`, from value `at`
+ * (a multiple of 4). A count that is not a multiple of 4 ends the column: its last values go to the tail. */
+void block_append(int16_t *block, int32_t columns, int32_t column, int32_t at, const int8_t *x, int32_t count,
+                  int32_t zero_point);
+/* Zeros (padding: the zero point minus itself) for values [at, at + count) of a column, both multiples of 4. */
+void block_pad(int16_t *block, int32_t columns, int32_t column, int32_t at, int32_t count);
+
+/* outputs[j][row] = saturate(requantize(bias[row] + weights[row] . column j)) for every row and column j of a
+ * block of `columns` (1..4) columns of `depth` values: the heart of convolution and dense layers. */
+void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, eenn_output_t output,
+               int32_t rows, int32_t depth, const int16_t *block, int32_t columns, int8_t *const *outputs);
+
+#endif /* NN_S8_SUPPORT_H */

@@ -1,0 +1,254 @@
+"""The kernel library (targets/mcu/runtime/eenn_nn.h), compiled for this host (with AddressSanitizer and
+UndefinedBehaviorSanitizer) and for every Cortex-M core (arm-none-eabi-gcc, run in QEMU): the int8 kernels equal the
+integer reference (targets/mcu/reference.py) bit for bit on random shapes and values, including odd channel counts,
+strides and dilations of 2, asymmetric padding and zero points at the extremes; the float32 kernels equal numpy to
+1e-5. Shapes and values are drawn from a fixed seed, so a failure repeats."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from eenn_tvm.targets.mcu import nn_library as nn
+from eenn_tvm.targets.mcu import reference as ref
+from eenn_tvm.targets.mcu.cores import CORES
+from eenn_tvm.targets.mcu.nn_runner import HOST, Call, run_calls
+
+TARGETS = [HOST, *CORES]
+KERNELS = [(1, 1), (3, 3), (1, 3), (3, 1), (2, 2), (5, 3), (10, 4)]
+
+
+def nchw(x_hwc: np.ndarray) -> np.ndarray:
+    return x_hwc.transpose(2, 0, 1)[None]
+
+
+def hwc(x_nchw: np.ndarray) -> np.ndarray:
+    return x_nchw[0].transpose(1, 2, 0)
+
+
+def zero_point(rng) -> int:
+    """The extremes of int8 as often as values in between."""
+    return int(rng.choice([-128, 127, rng.integers(-128, 128)]))
+
+
+def activation(rng) -> nn.Output:
+    """No activation, a ReLU, or a ReLU6-like band, around an output zero point away from the extremes (which
+    would clamp every value to one)."""
+    z_out = int(rng.integers(-100, 100))
+    lo, hi = int(rng.integers(-128, z_out + 1)), int(rng.integers(z_out + 20, 128))
+    return nn.Output(z_out, *[(-128, 127), (z_out, 127), (lo, hi)][rng.integers(3)])
+
+
+def scales(rng, typical: float, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multipliers around `typical` (an output of a few dozen steps), some far off: shifts from 1 to 62."""
+    reals = typical * 2.0 ** rng.uniform(-2, 2, count)
+    extreme = rng.random(count) < 0.15
+    reals[extreme] = 2.0 ** rng.uniform(-30, 29, extreme.sum())
+    pairs = [ref.quantize_multiplier(r) for r in reals]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
+
+
+def random_window(rng, channels_out=None, max_kernel=(10, 4)):
+    while True:
+        kernel = KERNELS[rng.integers(len(KERNELS))]
+        if kernel[0] > max_kernel[0] or kernel[1] > max_kernel[1]:
+            continue
+        strides, dilations = tuple(rng.integers(1, 3, 2)), tuple(rng.integers(1, 3, 2))
+        pads = tuple(int(p) for p in rng.integers(0, 3, 4))
+        if any(p >= k * d for p, k, d in zip(pads, kernel * 2, dilations * 2)):
+            continue  # a window wholly in the padding: no model has one
+        hw = tuple(rng.integers(1, 9, 2))
+        channels = int(rng.choice([1, 2, 3, 4, 5, 7, 8, 12, 16]))
+        window = nn.Window.sliding((*hw, channels), kernel, channels_out, strides, pads, dilations)
+        if window.output_height > 0 and window.output_width > 0:
+            return window, pads
+
+
+def conv_case(rng, depthwise=False) -> tuple[Call, np.ndarray]:
+    window, pads = random_window(rng)
+    if depthwise:
+        window = nn.Window.sliding(
+            (window.input_height, window.input_width, window.input_channels),
+            (window.kernel_height, window.kernel_width),
+            None,
+            (window.stride_height, window.stride_width),
+            pads,
+            (window.dilation_height, window.dilation_width),
+        )
+    else:
+        window = nn.Window(**{**window.__dict__, "output_channels": int(rng.integers(1, 10))})
+    c_in, c_out = window.input_channels, window.output_channels
+    kh, kw = window.kernel_height, window.kernel_width
+    z_in = zero_point(rng)
+    x = rng.integers(-128, 128, (window.input_height, window.input_width, c_in), dtype=np.int8)
+    w = rng.integers(-128, 128, (c_out, 1 if depthwise else c_in, kh, kw), dtype=np.int8)
+    bias = rng.integers(-(1 << 16), 1 << 16, c_out, dtype=np.int32) if rng.random() < 0.8 else None
+    terms = kh * kw * (1 if depthwise else c_in)
+    multipliers, shifts = scales(rng, 40 / (math.sqrt(terms) * 1.2e4), c_out)
+    output = activation(rng)
+    strides = (window.stride_height, window.stride_width)
+    dilations = (window.dilation_height, window.dilation_width)
+    expected = ref.conv2d(
+        nchw(x),
+        z_in,
+        w,
+        bias,
+        multipliers,
+        shifts,
+        output.zero_point,
+        output.min,
+        output.max,
+        strides,
+        pads,
+        dilations,
+        groups=c_in if depthwise else 1,
+    )
+    library_weights = w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
+    kernel = nn.ConvS8(window, z_in, library_weights, bias, multipliers, shifts, output, depthwise)
+    return Call(kernel, [x]), hwc(expected)
+
+
+def dense_case(rng) -> tuple[Call, np.ndarray]:
+    features_in, features_out = (int(n) for n in rng.integers(1, 70, 2))
+    z_in = zero_point(rng)
+    x = rng.integers(-128, 128, features_in, dtype=np.int8)
+    w = rng.integers(-128, 128, (features_out, features_in), dtype=np.int8)
+    bias = rng.integers(-(1 << 16), 1 << 16, features_out, dtype=np.int32)
+    multipliers, shifts = scales(rng, 40 / (math.sqrt(features_in) * 1.2e4), features_out)
+    output = activation(rng)
+    expected = ref.dense(x[None], z_in, w, bias, multipliers, shifts, output.zero_point, output.min, output.max)[0]
+    return Call(nn.DenseS8(z_in, w, bias, multipliers, shifts, output), [x]), expected
+
+
+def pool_case(rng, average: bool) -> tuple[Call, np.ndarray]:
+    window, pads = random_window(rng, max_kernel=(3, 3))
+    window = nn.Window(**{**window.__dict__, "dilation_height": 1, "dilation_width": 1})
+    window = nn.Window.sliding(
+        (window.input_height, window.input_width, window.input_channels),
+        (window.kernel_height, window.kernel_width),
+        None,
+        (window.stride_height, window.stride_width),
+        pads,
+    )
+    x = rng.integers(-128, 128, (window.input_height, window.input_width, window.input_channels), dtype=np.int8)
+    kernel_hw = (window.kernel_height, window.kernel_width)
+    strides = (window.stride_height, window.stride_width)
+    output = activation(rng)
+    if not average:
+        expected = ref.max_pool(nchw(x), kernel_hw, output.min, output.max, strides, pads)
+        return Call(nn.MaxPoolS8(window, output.min, output.max), [x]), hwc(expected)
+    z_in = zero_point(rng)
+    scale = ref.quantize_multiplier(float(rng.uniform(0.1, 0.5)) / math.prod(kernel_hw))
+    expected = ref.avg_pool(nchw(x), z_in, kernel_hw, *scale, output.zero_point, output.min, output.max, strides, pads)
+    return Call(nn.AvgPoolS8(window, z_in, scale, output), [x]), hwc(expected)
+
+
+def add_case(rng) -> tuple[Call, np.ndarray]:
+    size = int(rng.integers(1, 200))
+    a, b = rng.integers(-128, 128, (2, size), dtype=np.int8)
+    z_a, z_b = zero_point(rng), zero_point(rng)
+    s_a, s_b = 2.0 ** rng.uniform(-8, 0, 2)
+    s_out = (s_a + s_b) * 2.0 ** rng.uniform(-1, 1)
+    a_scale, b_scale, out_scale = ref.add_multipliers(s_a, s_b, s_out)
+    output = activation(rng)
+    expected = ref.add(a, z_a, a_scale, b, z_b, b_scale, out_scale, output.zero_point, output.min, output.max)
+    return Call(nn.AddS8(size, z_a, z_b, a_scale, b_scale, out_scale, output), [a, b]), expected
+
+
+def rescale_case(rng) -> tuple[Call, np.ndarray]:
+    size = int(rng.integers(1, 100))
+    x = rng.integers(-128, 128, size, dtype=np.int8)
+    z_in = zero_point(rng)
+    scale = ref.quantize_multiplier(float(2.0 ** rng.uniform(-3, -0.5)))
+    output = activation(rng)
+    expected = ref.rescale(x, z_in, scale, output.zero_point, output.min, output.max)
+    return Call(nn.RescaleS8(size, z_in, scale, output), [x]), expected
+
+
+def quantize_cases(rng) -> list[tuple[Call, np.ndarray]]:
+    scale, z = 0.25, zero_point(rng)  # a power of two: x / scale is exact, so ties reach the rounding
+    ties = (np.arange(-40, 40) + 0.5) * scale
+    x = np.concatenate([ties, rng.normal(0, 20, 100), [1e9, -1e9]]).astype(np.float32)
+    q = rng.integers(-128, 128, 50, dtype=np.int8)
+    odd_scale = float(rng.uniform(0.01, 0.1))
+    return [
+        (Call(nn.QuantizeS8(x.size, scale, z), [x]), ref.quantize(x, scale, z)),
+        (Call(nn.QuantizeS8(x.size, odd_scale, z), [x]), ref.quantize(x, odd_scale, z)),
+        (Call(nn.QuantizeS8(q.size, odd_scale, z, dequantize=True), [q]), ref.dequantize(q, odd_scale, z)),
+    ]
+
+
+def int8_cases() -> list[tuple[Call, np.ndarray]]:
+    rng = np.random.default_rng(15)
+    cases = [conv_case(rng) for _ in range(24)] + [conv_case(rng, depthwise=True) for _ in range(12)]
+    cases += [dense_case(rng) for _ in range(6)] + [pool_case(rng, average=a) for a in (True, False) * 5]
+    cases += [add_case(rng) for _ in range(6)] + [rescale_case(rng) for _ in range(4)] + quantize_cases(rng)
+    return cases
+
+
+def float_cases() -> list[tuple[Call, np.ndarray]]:
+    rng = np.random.default_rng(16)
+    cases = []
+    for depthwise in [False] * 12 + [True] * 6:
+        window, pads = random_window(rng)
+        if not depthwise:
+            window = nn.Window(**{**window.__dict__, "output_channels": int(rng.integers(1, 10))})
+        c_in, c_out = window.input_channels, window.output_channels
+        kh, kw = window.kernel_height, window.kernel_width
+        x = rng.standard_normal((window.input_height, window.input_width, c_in)).astype(np.float32)
+        w = rng.standard_normal((c_out, 1 if depthwise else c_in, kh, kw)).astype(np.float32)
+        bias = rng.standard_normal(c_out).astype(np.float32) if rng.random() < 0.8 else None
+        lo, hi = rng.choice([(-math.inf, math.inf), (0.0, math.inf), (0.0, 6.0)])
+        if depthwise:
+            window = nn.Window(**{**window.__dict__, "output_channels": c_in})
+        expected = ref.conv2d_f32(
+            nchw(x),
+            w,
+            bias,
+            lo,
+            hi,
+            (window.stride_height, window.stride_width),
+            pads,
+            (window.dilation_height, window.dilation_width),
+            groups=c_in if depthwise else 1,
+        )
+        library_weights = w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
+        cases.append((Call(nn.ConvF32(window, library_weights, bias, lo, hi, depthwise), [x]), hwc(expected)))
+    for _ in range(3):
+        features_in, features_out = (int(n) for n in rng.integers(1, 70, 2))
+        x = rng.standard_normal(features_in).astype(np.float32)
+        w = rng.standard_normal((features_out, features_in)).astype(np.float32)
+        bias = rng.standard_normal(features_out).astype(np.float32)
+        cases.append((Call(nn.DenseF32(w, bias, 0.0), [x]), np.maximum(w.astype(np.float64) @ x + bias, 0)))
+    return cases
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_int8_kernels_equal_the_integer_reference_bit_for_bit(target):
+    cases = int8_cases()
+    results = run_calls([call for call, _ in cases], target)
+    for (call, expected), result in zip(cases, results):
+        assert np.array_equal(result.output, expected.ravel()), f"{call.kernel.function}: {call.kernel}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_float_kernels_equal_numpy_to_1e_5(target):
+    cases = float_cases()
+    results = run_calls([call for call, _ in cases], target)
+    for (call, expected), result in zip(cases, results):
+        expected = expected.ravel()
+        tolerance = 1e-5 * max(np.abs(expected).max(), 1.0)
+        np.testing.assert_allclose(result.output, expected, rtol=1e-5, atol=tolerance, err_msg=call.kernel.function)
+
+
+def test_python_and_c_agree_on_scratch_bytes():
+    cases = int8_cases() + float_cases()
+    results = run_calls([call for call, _ in cases], HOST)
+    checked = 0
+    for (call, _), result in zip(cases, results):
+        if call.kernel.takes_scratch:
+            assert result.c_scratch_bytes == call.kernel.scratch_bytes(), call.kernel.function
+            checked += 1
+    assert checked > 20
