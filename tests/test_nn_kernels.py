@@ -146,7 +146,7 @@ def pool_case(rng, average: bool) -> tuple[Call, np.ndarray]:
 
 
 def add_case(rng) -> tuple[Call, np.ndarray]:
-    size = int(rng.integers(1, 200))
+    size = int(rng.integers(1, 200) if rng.random() < 0.5 else rng.integers(512, 1500))  # below and above the tables
     a, b = rng.integers(-128, 128, (2, size), dtype=np.int8)
     z_a, z_b = zero_point(rng), zero_point(rng)
     s_a, s_b = 2.0 ** rng.uniform(-8, 0, 2)

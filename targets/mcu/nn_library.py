@@ -19,6 +19,7 @@ RUNTIME = Path(__file__).parent / "runtime"
 HEADER = "eenn_nn.h"
 BLOCK_COLUMNS = 4  # output pixels per im2col block of the int8 convolution (nn_s8_support.h)
 FLOAT_TILE = 4  # output pixels per im2col block of the float32 convolution (nn_f32_conv.c)
+ADD_TABLE_FROM = 512  # elements from which an int8 add tabulates its inputs' rescaled values (nn_s8_elementwise.c)
 INT8_MIN, INT8_MAX = -128, 127
 
 
@@ -255,6 +256,7 @@ class AddS8(Kernel):
     output: Output
     function: ClassVar[str] = "eenn_add_s8"
     struct: ClassVar[str] = "eenn_add_s8_t"
+    takes_scratch: ClassVar[bool] = True
 
     def initializer(self, symbol: str) -> str:
         scales = [_braces(s) for s in (self.a_scale, self.b_scale, self.output_scale)]
@@ -265,6 +267,9 @@ class AddS8(Kernel):
 
     def output_spec(self):
         return ("int8", self.size)
+
+    def scratch_bytes(self) -> int:
+        return 2 * 256 * 4 if self.size >= ADD_TABLE_FROM else 0
 
 
 @dataclass

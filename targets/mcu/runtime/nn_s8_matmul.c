@@ -3,6 +3,11 @@
  * accumulators, two weight halves and two column words in registers: 15 instructions per 16 multiply-adds. */
 #include "nn_s8_support.h"
 
+int32_t requantize_wide(int32_t acc, eenn_scale_t scale) {
+  const int64_t y = ((int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1))) >> scale.shift;
+  return y > (1 << 30) ? 1 << 30 : (y < -(1 << 30) ? -(1 << 30) : (int32_t)y);
+}
+
 #if EENN_DSP
 #define OFFSET_PAIR(z) (((uint32_t) - (z) & 0xFFFFu) * 0x10001u) /* -z in both halfwords, for SXTAB16 */
 #endif
@@ -38,22 +43,36 @@ void block_pad(int16_t *block, int32_t columns, int32_t column, int32_t at, int3
 }
 
 /* One weight row (4 values a group) dotted with 4 columns; the accumulators come in holding the bias. */
-EENN_INLINE void dot_1x4(int32_t acc[4], const int8_t *w, const int16_t *block, int32_t depth) {
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], g;
+EENN_INLINE void dot_1x4(int32_t *acc0, int32_t *acc1, int32_t *acc2, int32_t *acc3, const int8_t *w,
+                         const int16_t *block, int32_t depth) {
+  int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3, g;
 #if EENN_DSP
   const word_t *c = (const word_t *)block;
 #pragma GCC unroll 2
-  for (g = depth >> 2; g > 0; --g, w += 4, c += 8) {
-    const uint32_t v = read_s8x4(w);
-    const int32_t w02 = __sxtb16(v), w13 = sxtb16_ror8(v);
-    a0 = __smlad(w02, c[0], a0);
-    a0 = __smlad(w13, c[1], a0);
-    a1 = __smlad(w02, c[2], a1);
-    a1 = __smlad(w13, c[3], a1);
-    a2 = __smlad(w02, c[4], a2);
-    a2 = __smlad(w13, c[5], a2);
-    a3 = __smlad(w02, c[6], a3);
-    a3 = __smlad(w13, c[7], a3);
+  for (g = depth >> 2; g > 0; --g) {
+    /* GCC keeps neither the loads paired nor everything in registers here (about 25 instructions a group):
+     * written out, a group is one LDR of weights, two LDMs of column words, two SXTB16 and eight SMLAD. LDM needs
+     * its registers in ascending order, hence the fixed ones. */
+    register uint32_t x0 __asm("r8"), x1 __asm("r9"), x2 __asm("r10"), x3 __asm("r11");
+    uint32_t v, w02;
+    __asm volatile(
+        "ldr %[v], [%[w]], #4\n\t"
+        "ldmia %[c]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
+        "sxtb16 %[w02], %[v]\n\t"
+        "sxtb16 %[v], %[v], ror #8\n\t"
+        "smlad %[a0], %[w02], %[x0], %[a0]\n\t"
+        "smlad %[a0], %[v], %[x1], %[a0]\n\t"
+        "smlad %[a1], %[w02], %[x2], %[a1]\n\t"
+        "smlad %[a1], %[v], %[x3], %[a1]\n\t"
+        "ldmia %[c]!, {%[x0], %[x1], %[x2], %[x3]}\n\t"
+        "smlad %[a2], %[w02], %[x0], %[a2]\n\t"
+        "smlad %[a2], %[v], %[x1], %[a2]\n\t"
+        "smlad %[a3], %[w02], %[x2], %[a3]\n\t"
+        "smlad %[a3], %[v], %[x3], %[a3]"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [c] "+r"(c), [v] "=&r"(v),
+          [w02] "=&r"(w02), [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)
+        :
+        : "memory");
   }
   block = (const int16_t *)c;
 #else
@@ -71,10 +90,10 @@ EENN_INLINE void dot_1x4(int32_t acc[4], const int8_t *w, const int16_t *block, 
     a2 += block[2] * *w;
     a3 += block[3] * *w;
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  *acc0 = a0;
+  *acc1 = a1;
+  *acc2 = a2;
+  *acc3 = a3;
 }
 
 /* One weight row dotted with column `column` of a block of `columns` (fewer than four: the last pixels, dense). */
@@ -101,16 +120,22 @@ static int32_t dot_1x1(int32_t acc, const int8_t *w, const int16_t *block, int32
 void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, eenn_output_t output,
                int32_t rows, int32_t depth, const int16_t *block, int32_t columns, int8_t *const *outputs) {
   int32_t row, j;
+  if (columns == BLOCK_COLUMNS) {
+    int8_t *out0 = outputs[0], *out1 = outputs[1], *out2 = outputs[2], *out3 = outputs[3];
+    for (row = 0; row < rows; ++row, weights += depth) {
+      const eenn_scale_t scale = scales[row];
+      int32_t a0 = bias != NULL ? bias[row] : 0, a1 = a0, a2 = a0, a3 = a0;
+      dot_1x4(&a0, &a1, &a2, &a3, weights, block, depth);
+      *out0++ = saturate(requantize(a0, scale), output);
+      *out1++ = saturate(requantize(a1, scale), output);
+      *out2++ = saturate(requantize(a2, scale), output);
+      *out3++ = saturate(requantize(a3, scale), output);
+    }
+    return;
+  }
   for (row = 0; row < rows; ++row, weights += depth) {
     const int32_t b = bias != NULL ? bias[row] : 0;
-    const eenn_scale_t scale = scales[row];
-    if (columns == BLOCK_COLUMNS) {
-      int32_t acc[BLOCK_COLUMNS] = {b, b, b, b};
-      dot_1x4(acc, weights, block, depth);
-      for (j = 0; j < BLOCK_COLUMNS; ++j) outputs[j][row] = saturate(requantize(acc[j], scale), output);
-    } else {
-      for (j = 0; j < columns; ++j)
-        outputs[j][row] = saturate(requantize(dot_1x1(b, weights, block, columns, j, depth), scale), output);
-    }
+    for (j = 0; j < columns; ++j)
+      outputs[j][row] = saturate(requantize(dot_1x1(b, weights, block, columns, j, depth), scales[row]), output);
   }
 }

@@ -34,8 +34,10 @@ static inline int32_t sxtab16_ror8(uint32_t add, uint32_t x) {
 
 #if defined(__GNUC__)
 #define EENN_INLINE static inline __attribute__((always_inline))
+#define EENN_LIKELY(x) __builtin_expect(!!(x), 1)
 #else
 #define EENN_INLINE static inline
+#define EENN_LIKELY(x) (x)
 #endif
 
 /* Columns are written and read as words of two int16 (SXTAB16, SMLAD): this type may alias them. */
@@ -52,21 +54,28 @@ EENN_INLINE uint32_t read_s8x4(const int8_t *p) {
   return v;
 }
 
-/* y = (acc * M + 2^(r-1)) >> r, saturated to +-2^30: any value that large saturates an int8 output anyway, and
- * an add's inputs never get there (their multipliers are at most 1/2). */
-EENN_INLINE int32_t requantize(int32_t acc, eenn_scale_t scale) {
-  int64_t product = (int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1));
-  if (scale.shift >= 32) return (int32_t)(product >> 32) >> (scale.shift - 32);
-  product >>= scale.shift;
-  if (product > (1 << 30)) return 1 << 30;
-  if (product < -(1 << 30)) return -(1 << 30);
-  return (int32_t)product;
-}
-
 EENN_INLINE int8_t saturate(int32_t y, eenn_output_t output) {
   y += output.zero_point;
   y = y < output.min ? output.min : y;
   return (int8_t)(y > output.max ? output.max : y);
+}
+
+/* The multiplier 2^-r for shifts up to 32 (multipliers of 1/2 and more): out of line, it is rare. */
+int32_t requantize_wide(int32_t acc, eenn_scale_t scale);
+
+/* requantize() for r > 32 (multipliers below 1/2, the usual case), k = r - 33. 2^(r-1) is then a multiple of
+ * 2^32: rounding adds to the high word of the product alone (no carry comes from the low word), and
+ * (high + 2^k) >> (k + 1) is ((high >> k) + 1) >> 1. */
+EENN_INLINE int32_t requantize_high(int32_t acc, int32_t multiplier, int32_t k) {
+  const int32_t high = (int32_t)(((int64_t)acc * multiplier) >> 32);
+  return ((high >> k) + 1) >> 1;
+}
+
+/* y = (acc * M + 2^(r-1)) >> r, saturated to +-2^30: any value that large saturates an int8 output anyway, and
+ * an add's inputs never get there (their multipliers are at most 1/2). */
+EENN_INLINE int32_t requantize(int32_t acc, eenn_scale_t scale) {
+  if (EENN_LIKELY(scale.shift > 32)) return requantize_high(acc, scale.multiplier, scale.shift - 33);
+  return requantize_wide(acc, scale);
 }
 
 #define BLOCK_COLUMNS 4 /* columns (output pixels) per matmul block */
