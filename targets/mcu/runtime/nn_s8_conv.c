@@ -77,6 +77,7 @@ void eenn_conv_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *outpu
   const eenn_window_t *w = &conv->window;
   const int32_t depth = window_depth(w), channels = w->output_channels;
   const int32_t pixels = w->output_height * w->output_width;
+  const output_stage_t stage = output_stage(conv->output, conv->scales, channels);
   int8_t *outputs[BLOCK_COLUMNS];
   column_writer_t cw;
   int32_t p;
@@ -89,8 +90,7 @@ void eenn_conv_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *outpu
       fill_column(conv, input, p + cw.column, &cw);
       outputs[cw.column] = output + (intptr_t)(p + cw.column) * channels;
     }
-    matmul_s8(conv->weights, conv->bias, conv->scales, conv->output, channels, depth, cw.block, cw.columns,
-              outputs);
+    matmul_s8(conv->weights, conv->bias, conv->scales, &stage, channels, depth, cw.block, cw.columns, outputs);
   }
 }
 
@@ -99,8 +99,9 @@ size_t eenn_dense_s8_scratch_bytes(const eenn_dense_s8_t *dense) {
 }
 
 void eenn_dense_s8(const eenn_dense_s8_t *dense, const int8_t *input, int8_t *output, void *scratch) {
+  const output_stage_t stage = output_stage(dense->output, dense->scales, dense->output_features);
   int16_t *column = (int16_t *)scratch;
   block_append(column, 1, 0, 0, input, dense->input_features, dense->input_zero_point);
-  matmul_s8(dense->weights, dense->bias, dense->scales, dense->output, dense->output_features,
-            dense->input_features, column, 1, &output);
+  matmul_s8(dense->weights, dense->bias, dense->scales, &stage, dense->output_features, dense->input_features,
+            column, 1, &output);
 }

@@ -12,7 +12,7 @@ typedef struct {
   const int8_t *input, *weights;
   const int32_t *bias;
   const eenn_scale_t *scales;
-  eenn_output_t output;
+  output_stage_t stage;
   int32_t channels, kernel_width, zero_point;
 } depthwise_t;
 
@@ -30,7 +30,7 @@ EENN_INLINE void channels_4(const depthwise_t *d, const window_taps_t *t, int32_
     const int8_t *x = d->input + window_row(t, ky) + c;
     const int8_t *wt = d->weights + (ky * d->kernel_width + t->kx0) * channels + c;
 #if EENN_DSP
-    const uint32_t offset = ((uint32_t)-d->zero_point & 0xFFFFu) * 0x10001u;
+    const uint32_t offset = offset_pair(d->zero_point);
     for (kx = t->kx1 - t->kx0; kx > 0; --kx, x += tap_x, wt += channels) {
       const uint32_t wv = read_s8x4(wt), xv = read_s8x4(x);
       const int32_t w02 = __sxtb16(wv), x02 = __sxtab16(offset, xv);
@@ -49,10 +49,17 @@ EENN_INLINE void channels_4(const depthwise_t *d, const window_taps_t *t, int32_
     }
 #endif
   }
-  out[c] = saturate(requantize(a0, d->scales[c]), d->output);
-  out[c + 1] = saturate(requantize(a1, d->scales[c + 1]), d->output);
-  out[c + 2] = saturate(requantize(a2, d->scales[c + 2]), d->output);
-  out[c + 3] = saturate(requantize(a3, d->scales[c + 3]), d->output);
+  if (EENN_LIKELY(d->stage.fast)) {
+    out[c] = (int8_t)output_fast(&d->stage, a0, d->scales[c]);
+    out[c + 1] = (int8_t)output_fast(&d->stage, a1, d->scales[c + 1]);
+    out[c + 2] = (int8_t)output_fast(&d->stage, a2, d->scales[c + 2]);
+    out[c + 3] = (int8_t)output_fast(&d->stage, a3, d->scales[c + 3]);
+  } else {
+    out[c] = (int8_t)output_value(&d->stage, a0, d->scales[c]);
+    out[c + 1] = (int8_t)output_value(&d->stage, a1, d->scales[c + 1]);
+    out[c + 2] = (int8_t)output_value(&d->stage, a2, d->scales[c + 2]);
+    out[c + 3] = (int8_t)output_value(&d->stage, a3, d->scales[c + 3]);
+  }
 }
 
 /* Channel c of one output pixel (the channels left over from the groups of four). */
@@ -63,7 +70,7 @@ static void channel_1(const depthwise_t *d, const window_taps_t *t, int32_t c, i
     const int8_t *wt = d->weights + (ky * d->kernel_width + t->kx0) * d->channels + c;
     for (kx = t->kx1 - t->kx0; kx > 0; --kx, x += t->tap_x, wt += d->channels) acc += (*x - d->zero_point) * *wt;
   }
-  out[c] = saturate(requantize(acc, d->scales[c]), d->output);
+  out[c] = (int8_t)output_value(&d->stage, acc, d->scales[c]);
 }
 
 void eenn_depthwise_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *output) {
@@ -74,7 +81,7 @@ void eenn_depthwise_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *
   d.weights = conv->weights;
   d.bias = conv->bias;
   d.scales = conv->scales;
-  d.output = conv->output;
+  d.stage = output_stage(conv->output, conv->scales, w.output_channels);
   d.channels = w.output_channels;
   d.kernel_width = w.kernel_width;
   d.zero_point = conv->input_zero_point;

@@ -20,9 +20,9 @@ static void add_tabled(const int32_t *a_table, const int32_t *b_table, const uin
   if (scale.shift > 32) {
     const int32_t k = scale.shift - 33;
     for (i = 0; i < size; ++i)
-      output[i] = saturate(requantize_high(a_table[a[i]] + b_table[b[i]], scale.multiplier, k), out);
+      output[i] = (int8_t)saturate(requantize_high(a_table[a[i]] + b_table[b[i]], scale.multiplier, k, 1), out);
   } else {
-    for (i = 0; i < size; ++i) output[i] = saturate(requantize(a_table[a[i]] + b_table[b[i]], scale), out);
+    for (i = 0; i < size; ++i) output[i] = (int8_t)saturate(requantize(a_table[a[i]] + b_table[b[i]], scale), out);
   }
 }
 
@@ -43,14 +43,14 @@ void eenn_add_s8(const eenn_add_s8_t *add, const int8_t *a, const int8_t *b, int
   }
   for (i = 0; i < size; ++i) {
     const int32_t sum = add_input(a[i], a_zero, a_scale) + add_input(b[i], b_zero, b_scale);
-    output[i] = saturate(requantize(sum, output_scale), out);
+    output[i] = (int8_t)saturate(requantize(sum, output_scale), out);
   }
 }
 
 void eenn_rescale_s8(const eenn_rescale_s8_t *rescale, const int8_t *input, int8_t *output) {
   int32_t i;
   for (i = 0; i < rescale->size; ++i)
-    output[i] = saturate(requantize(input[i] - rescale->input_zero_point, rescale->scale), rescale->output);
+    output[i] = (int8_t)saturate(requantize(input[i] - rescale->input_zero_point, rescale->scale), rescale->output);
 }
 
 /* Adding and taking away 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, half to even, in the

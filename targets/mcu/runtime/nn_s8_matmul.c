@@ -3,21 +3,12 @@
  * accumulators, two weight halves and two column words in registers: 15 instructions per 16 multiply-adds. */
 #include "nn_s8_support.h"
 
-int32_t requantize_wide(int32_t acc, eenn_scale_t scale) {
-  const int64_t y = ((int64_t)acc * scale.multiplier + ((int64_t)1 << (scale.shift - 1))) >> scale.shift;
-  return y > (1 << 30) ? 1 << 30 : (y < -(1 << 30) ? -(1 << 30) : (int32_t)y);
-}
-
-#if EENN_DSP
-#define OFFSET_PAIR(z) (((uint32_t) - (z) & 0xFFFFu) * 0x10001u) /* -z in both halfwords, for SXTAB16 */
-#endif
-
 void block_append(int16_t *block, int32_t columns, int32_t column, int32_t at, const int8_t *x, int32_t count,
                   int32_t zero_point) {
   const int32_t groups = count >> 2, tail = count & 3;
   int32_t g, i;
 #if EENN_DSP
-  const uint32_t offset = OFFSET_PAIR(zero_point);
+  const uint32_t offset = offset_pair(zero_point);
   word_t *words = (word_t *)block + 2 * (at / 4 * columns + column);
   for (g = 0; g < groups; ++g, x += 4, words += 2 * columns) {
     const uint32_t v = read_s8x4(x);
@@ -117,8 +108,9 @@ static int32_t dot_1x1(int32_t acc, const int8_t *w, const int16_t *block, int32
   return acc;
 }
 
-void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, eenn_output_t output,
+void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, const output_stage_t *output,
                int32_t rows, int32_t depth, const int16_t *block, int32_t columns, int8_t *const *outputs) {
+  const output_stage_t stage = *output;
   int32_t row, j;
   if (columns == BLOCK_COLUMNS) {
     int8_t *out0 = outputs[0], *out1 = outputs[1], *out2 = outputs[2], *out3 = outputs[3];
@@ -126,16 +118,23 @@ void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *s
       const eenn_scale_t scale = scales[row];
       int32_t a0 = bias != NULL ? bias[row] : 0, a1 = a0, a2 = a0, a3 = a0;
       dot_1x4(&a0, &a1, &a2, &a3, weights, block, depth);
-      *out0++ = saturate(requantize(a0, scale), output);
-      *out1++ = saturate(requantize(a1, scale), output);
-      *out2++ = saturate(requantize(a2, scale), output);
-      *out3++ = saturate(requantize(a3, scale), output);
+      if (EENN_LIKELY(stage.fast)) {
+        *out0++ = (int8_t)output_fast(&stage, a0, scale);
+        *out1++ = (int8_t)output_fast(&stage, a1, scale);
+        *out2++ = (int8_t)output_fast(&stage, a2, scale);
+        *out3++ = (int8_t)output_fast(&stage, a3, scale);
+      } else {
+        *out0++ = (int8_t)output_value(&stage, a0, scale);
+        *out1++ = (int8_t)output_value(&stage, a1, scale);
+        *out2++ = (int8_t)output_value(&stage, a2, scale);
+        *out3++ = (int8_t)output_value(&stage, a3, scale);
+      }
     }
     return;
   }
   for (row = 0; row < rows; ++row, weights += depth) {
     const int32_t b = bias != NULL ? bias[row] : 0;
     for (j = 0; j < columns; ++j)
-      outputs[j][row] = saturate(requantize(dot_1x1(b, weights, block, columns, j, depth), scales[row]), output);
+      outputs[j][row] = (int8_t)output_value(&stage, dot_1x1(b, weights, block, columns, j, depth), scales[row]);
   }
 }

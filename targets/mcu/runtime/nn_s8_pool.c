@@ -17,7 +17,7 @@ void eenn_avg_pool_s8(const eenn_avg_pool_s8_t *pool, const int8_t *input, int8_
           const int8_t *x = input + window_row(&t, ky) + c;
           for (kx = t.kx1 - t.kx0; kx > 0; --kx, x += t.tap_x) sum += *x;
         }
-        output[c] = saturate(requantize(sum, pool->scale), pool->output);
+        output[c] = (int8_t)saturate(requantize(sum, pool->scale), pool->output);
       }
     }
   }
