@@ -12,9 +12,12 @@
 
 #include "eenn_nn.h"
 
+#if defined(__ARM_FEATURE_SAT) || defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define EENN_DSP 1
-#include <arm_acle.h>
 
 /* GCC 12 does not fold a rotation into SXTB16 / SXTAB16, hence the one-instruction forms here. */
 static inline int32_t sxtb16_ror8(uint32_t x) {
