@@ -4,11 +4,24 @@
  * in the 32 single-precision registers of a Cortex-M FPU, so each loaded value feeds four multiply-adds. */
 #include <string.h>
 
-#include "eenn_nn.h"
+#include "nn_f32_support.h"
 
 #define TILE 4 /* output channels and output pixels per inner loop */
 
-static float clamp(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+/* Four rows of weights dotted with one column (dense layers, and a last pixel): acc[i] += w_i . x. */
+static void dot_4x1(float acc[TILE], const float *w0, const float *w1, const float *w2, const float *w3,
+                    const float *x, int32_t depth) {
+  float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int32_t k;
+  for (k = 0; k < depth; ++k) {
+    const float v = x[k];
+    a0 = MULTIPLY_ADD(a0, w0[k], v);
+    a1 = MULTIPLY_ADD(a1, w1[k], v);
+    a2 = MULTIPLY_ADD(a2, w2[k], v);
+    a3 = MULTIPLY_ADD(a3, w3[k], v);
+  }
+  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
 
 /* outputs[j][row] = clamp(bias[row] + weights[row] . columns[j]) for rows and `count` (1..4) columns. Partial
  * tiles repeat their last row or column and leave the copies unstored. */
@@ -21,23 +34,38 @@ static void matmul_f32(const float *weights, const float *bias, float lo, float 
     const int32_t valid = rows - row < TILE ? rows - row : TILE;
     const float *w0 = weights + row * depth, *w1 = valid > 1 ? w0 + depth : w0;
     const float *w2 = valid > 2 ? w0 + 2 * depth : w0, *w3 = valid > 3 ? w0 + 3 * depth : w0;
-    float a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
-    float a20 = 0, a21 = 0, a22 = 0, a23 = 0, a30 = 0, a31 = 0, a32 = 0, a33 = 0;
     float acc[TILE][TILE];
-    for (k = 0; k < depth; ++k) {
-      const float v0 = w0[k], v1 = w1[k], v2 = w2[k], v3 = w3[k];
-      const float c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
-      a00 += v0 * c0, a01 += v0 * c1, a02 += v0 * c2, a03 += v0 * c3;
-      a10 += v1 * c0, a11 += v1 * c1, a12 += v1 * c2, a13 += v1 * c3;
-      a20 += v2 * c0, a21 += v2 * c1, a22 += v2 * c2, a23 += v2 * c3;
-      a30 += v3 * c0, a31 += v3 * c1, a32 += v3 * c2, a33 += v3 * c3;
+    for (i = 0; i < TILE; ++i)
+      for (j = 0; j < TILE; ++j) acc[i][j] = bias != NULL ? bias[row + (i < valid ? i : 0)] : 0.0f;
+    if (count == 1) {
+      float column[TILE];
+      for (i = 0; i < TILE; ++i) column[i] = acc[i][0];
+      dot_4x1(column, w0, w1, w2, w3, x0, depth);
+      for (i = 0; i < TILE; ++i) acc[i][0] = column[i];
+    } else {
+      float a00 = acc[0][0], a01 = acc[0][1], a02 = acc[0][2], a03 = acc[0][3];
+      float a10 = acc[1][0], a11 = acc[1][1], a12 = acc[1][2], a13 = acc[1][3];
+      float a20 = acc[2][0], a21 = acc[2][1], a22 = acc[2][2], a23 = acc[2][3];
+      float a30 = acc[3][0], a31 = acc[3][1], a32 = acc[3][2], a33 = acc[3][3];
+      for (k = 0; k < depth; ++k) {
+        const float v0 = w0[k], v1 = w1[k], v2 = w2[k], v3 = w3[k];
+        const float c0 = x0[k], c1 = x1[k], c2 = x2[k], c3 = x3[k];
+        a00 = MULTIPLY_ADD(a00, v0, c0), a01 = MULTIPLY_ADD(a01, v0, c1);
+        a02 = MULTIPLY_ADD(a02, v0, c2), a03 = MULTIPLY_ADD(a03, v0, c3);
+        a10 = MULTIPLY_ADD(a10, v1, c0), a11 = MULTIPLY_ADD(a11, v1, c1);
+        a12 = MULTIPLY_ADD(a12, v1, c2), a13 = MULTIPLY_ADD(a13, v1, c3);
+        a20 = MULTIPLY_ADD(a20, v2, c0), a21 = MULTIPLY_ADD(a21, v2, c1);
+        a22 = MULTIPLY_ADD(a22, v2, c2), a23 = MULTIPLY_ADD(a23, v2, c3);
+        a30 = MULTIPLY_ADD(a30, v3, c0), a31 = MULTIPLY_ADD(a31, v3, c1);
+        a32 = MULTIPLY_ADD(a32, v3, c2), a33 = MULTIPLY_ADD(a33, v3, c3);
+      }
+      acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[0][3] = a03;
+      acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12, acc[1][3] = a13;
+      acc[2][0] = a20, acc[2][1] = a21, acc[2][2] = a22, acc[2][3] = a23;
+      acc[3][0] = a30, acc[3][1] = a31, acc[3][2] = a32, acc[3][3] = a33;
     }
-    acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[0][3] = a03;
-    acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12, acc[1][3] = a13;
-    acc[2][0] = a20, acc[2][1] = a21, acc[2][2] = a22, acc[2][3] = a23;
-    acc[3][0] = a30, acc[3][1] = a31, acc[3][2] = a32, acc[3][3] = a33;
     for (i = 0; i < valid; ++i)
-      for (j = 0; j < count; ++j) outputs[j][row + i] = clamp(acc[i][j] + (bias ? bias[row + i] : 0.0f), lo, hi);
+      for (j = 0; j < count; ++j) outputs[j][row + i] = clamp_f32(acc[i][j], lo, hi);
   }
 }
 

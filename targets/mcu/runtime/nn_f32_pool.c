@@ -1,10 +1,6 @@
 /* nn_f32_pool.c: float32 average and max pooling, NHWC, over the taps of each window inside the input. */
-#include "eenn_nn.h"
+#include "nn_f32_support.h"
 #include "nn_window.h"
-
-static float clamp(float v, const eenn_pool_f32_t *pool) {
-  return v < pool->min ? pool->min : (v > pool->max ? pool->max : v);
-}
 
 void eenn_avg_pool_f32(const eenn_pool_f32_t *pool, const float *input, float *output) {
   const eenn_window_t *w = &pool->window;
@@ -21,7 +17,7 @@ void eenn_avg_pool_f32(const eenn_pool_f32_t *pool, const float *input, float *o
           const float *x = input + window_row(&t, ky) + c;
           for (kx = t.kx1 - t.kx0; kx > 0; --kx, x += t.tap_x) sum += *x;
         }
-        output[c] = clamp(sum * scale, pool);
+        output[c] = clamp_f32(sum * scale, pool->min, pool->max);
       }
     }
   }
@@ -40,7 +36,7 @@ void eenn_max_pool_f32(const eenn_pool_f32_t *pool, const float *input, float *o
           const float *x = input + window_row(&t, ky) + c;
           for (kx = t.kx1 - t.kx0; kx > 0; --kx, x += t.tap_x) best = *x > best ? *x : best;
         }
-        output[c] = clamp(best, pool);
+        output[c] = clamp_f32(best, pool->min, pool->max);
       }
     }
   }
