@@ -132,7 +132,7 @@ def _gemm(node, shapes, weights, out_shape, relu, rng) -> Layer:
     w_q, bias_q = _quantised_weights(w, bias, rng)
     multipliers, shifts = _multipliers(rng, w.shape[1], w.shape[0])
     output = nn.Output(int(rng.integers(-20, 20)))
-    layer.calls["int8"] = Call(nn.DenseS8(-128, w_q, bias_q, multipliers, shifts, output), [x])
+    layer.calls["int8"] = Call(nn.DenseS8(w_q, bias_q, -128, multipliers, shifts, output), [x])
     layer.expected["int8"] = ref.dense(x[None], -128, w_q, bias_q, multipliers, shifts, output.zero_point)
     xf = rng.standard_normal(w.shape[1]).astype(np.float32)
     layer.calls["float32"] = Call(nn.DenseF32(w, bias), [xf])

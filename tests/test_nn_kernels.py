@@ -50,35 +50,33 @@ def scales(rng, typical: float, count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
 
 
-def random_window(rng, channels_out=None, max_kernel=(10, 4)):
+def random_window(rng, kind: str = "conv") -> tuple[nn.Window, dict]:
+    """A random window and its geometry in the reference's terms (strides, pads, dilations); kind: conv (any
+    output channels), depthwise, or pool (no dilation, kernels up to 3x3)."""
     while True:
         kernel = KERNELS[rng.integers(len(KERNELS))]
-        if kernel[0] > max_kernel[0] or kernel[1] > max_kernel[1]:
+        if kind == "pool" and max(kernel) > 3:
             continue
-        strides, dilations = tuple(rng.integers(1, 3, 2)), tuple(rng.integers(1, 3, 2))
+        strides = tuple(int(s) for s in rng.integers(1, 3, 2))
+        dilations = (1, 1) if kind == "pool" else tuple(int(d) for d in rng.integers(1, 3, 2))
         pads = tuple(int(p) for p in rng.integers(0, 3, 4))
         if any(p >= k * d for p, k, d in zip(pads, kernel * 2, dilations * 2)):
             continue  # a window wholly in the padding: no model has one
-        hw = tuple(rng.integers(1, 9, 2))
+        hw = tuple(int(n) for n in rng.integers(1, 9, 2))
         channels = int(rng.choice([1, 2, 3, 4, 5, 7, 8, 12, 16]))
+        channels_out = int(rng.integers(1, 10)) if kind == "conv" else None
         window = nn.Window.sliding((*hw, channels), kernel, channels_out, strides, pads, dilations)
         if window.output_height > 0 and window.output_width > 0:
-            return window, pads
+            return window, {"strides": strides, "pads": pads, "dilations": dilations}
+
+
+def library_weights(w: np.ndarray, depthwise: bool) -> np.ndarray:
+    """OIHW (the reference's) to OHWI, or [kh, kw, channels] for a depthwise convolution."""
+    return w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
 
 
 def conv_case(rng, depthwise=False) -> tuple[Call, np.ndarray]:
-    window, pads = random_window(rng)
-    if depthwise:
-        window = nn.Window.sliding(
-            (window.input_height, window.input_width, window.input_channels),
-            (window.kernel_height, window.kernel_width),
-            None,
-            (window.stride_height, window.stride_width),
-            pads,
-            (window.dilation_height, window.dilation_width),
-        )
-    else:
-        window = nn.Window(**{**window.__dict__, "output_channels": int(rng.integers(1, 10))})
+    window, geometry = random_window(rng, "depthwise" if depthwise else "conv")
     c_in, c_out = window.input_channels, window.output_channels
     kh, kw = window.kernel_height, window.kernel_width
     z_in = zero_point(rng)
@@ -88,8 +86,7 @@ def conv_case(rng, depthwise=False) -> tuple[Call, np.ndarray]:
     terms = kh * kw * (1 if depthwise else c_in)
     multipliers, shifts = scales(rng, 40 / (math.sqrt(terms) * 1.2e4), c_out)
     output = activation(rng)
-    strides = (window.stride_height, window.stride_width)
-    dilations = (window.dilation_height, window.dilation_width)
+    groups = c_in if depthwise else 1
     expected = ref.conv2d(
         nchw(x),
         z_in,
@@ -100,13 +97,10 @@ def conv_case(rng, depthwise=False) -> tuple[Call, np.ndarray]:
         output.zero_point,
         output.min,
         output.max,
-        strides,
-        pads,
-        dilations,
-        groups=c_in if depthwise else 1,
+        **geometry,
+        groups=groups,
     )
-    library_weights = w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
-    kernel = nn.ConvS8(window, z_in, library_weights, bias, multipliers, shifts, output, depthwise)
+    kernel = nn.ConvS8(window, z_in, library_weights(w, depthwise), bias, multipliers, shifts, output, depthwise)
     return Call(kernel, [x]), hwc(expected)
 
 
@@ -119,22 +113,14 @@ def dense_case(rng) -> tuple[Call, np.ndarray]:
     multipliers, shifts = scales(rng, 40 / (math.sqrt(features_in) * 1.2e4), features_out)
     output = activation(rng)
     expected = ref.dense(x[None], z_in, w, bias, multipliers, shifts, output.zero_point, output.min, output.max)[0]
-    return Call(nn.DenseS8(z_in, w, bias, multipliers, shifts, output), [x]), expected
+    return Call(nn.DenseS8(w, bias, z_in, multipliers, shifts, output), [x]), expected
 
 
 def pool_case(rng, average: bool) -> tuple[Call, np.ndarray]:
-    window, pads = random_window(rng, max_kernel=(3, 3))
-    window = nn.Window(**{**window.__dict__, "dilation_height": 1, "dilation_width": 1})
-    window = nn.Window.sliding(
-        (window.input_height, window.input_width, window.input_channels),
-        (window.kernel_height, window.kernel_width),
-        None,
-        (window.stride_height, window.stride_width),
-        pads,
-    )
+    window, geometry = random_window(rng, "pool")
     x = rng.integers(-128, 128, (window.input_height, window.input_width, window.input_channels), dtype=np.int8)
     kernel_hw = (window.kernel_height, window.kernel_width)
-    strides = (window.stride_height, window.stride_width)
+    strides, pads = geometry["strides"], geometry["pads"]
     output = activation(rng)
     if not average:
         expected = ref.max_pool(nchw(x), kernel_hw, output.min, output.max, strides, pads)
@@ -192,30 +178,16 @@ def float_cases() -> list[tuple[Call, np.ndarray]]:
     rng = np.random.default_rng(16)
     cases = []
     for depthwise in [False] * 12 + [True] * 6:
-        window, pads = random_window(rng)
-        if not depthwise:
-            window = nn.Window(**{**window.__dict__, "output_channels": int(rng.integers(1, 10))})
+        window, geometry = random_window(rng, "depthwise" if depthwise else "conv")
         c_in, c_out = window.input_channels, window.output_channels
-        kh, kw = window.kernel_height, window.kernel_width
         x = rng.standard_normal((window.input_height, window.input_width, c_in)).astype(np.float32)
-        w = rng.standard_normal((c_out, 1 if depthwise else c_in, kh, kw)).astype(np.float32)
+        w = rng.standard_normal((c_out, 1 if depthwise else c_in, window.kernel_height, window.kernel_width))
+        w = w.astype(np.float32)
         bias = rng.standard_normal(c_out).astype(np.float32) if rng.random() < 0.8 else None
-        lo, hi = rng.choice([(-math.inf, math.inf), (0.0, math.inf), (0.0, 6.0)])
-        if depthwise:
-            window = nn.Window(**{**window.__dict__, "output_channels": c_in})
-        expected = ref.conv2d_f32(
-            nchw(x),
-            w,
-            bias,
-            lo,
-            hi,
-            (window.stride_height, window.stride_width),
-            pads,
-            (window.dilation_height, window.dilation_width),
-            groups=c_in if depthwise else 1,
-        )
-        library_weights = w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
-        cases.append((Call(nn.ConvF32(window, library_weights, bias, lo, hi, depthwise), [x]), hwc(expected)))
+        lo, hi = [(-math.inf, math.inf), (0.0, math.inf), (0.0, 6.0)][rng.integers(3)]
+        expected = ref.conv2d_f32(nchw(x), w, bias, lo, hi, **geometry, groups=c_in if depthwise else 1)
+        kernel = nn.ConvF32(window, library_weights(w, depthwise), bias, lo, hi, depthwise)
+        cases.append((Call(kernel, [x]), hwc(expected)))
     for _ in range(3):
         features_in, features_out = (int(n) for n in rng.integers(1, 70, 2))
         x = rng.standard_normal(features_in).astype(np.float32)

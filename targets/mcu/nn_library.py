@@ -130,10 +130,56 @@ class Kernel:
 
 
 @dataclass
-class ConvS8(Kernel):
-    """eenn_conv_s8 / eenn_depthwise_s8. weights OHWI int8 ([1, kh, kw, channels] when depthwise)."""
+class WindowKernel(Kernel):
+    """A kernel sliding a window over one NHWC tensor of `dtype`: convolutions and pools."""
 
     window: Window
+    dtype: ClassVar[str]
+
+    def input_specs(self):
+        return [(self.dtype, self.window.input_size)]
+
+    def output_spec(self):
+        return (self.dtype, self.window.output_size)
+
+
+@dataclass
+class ElementwiseKernel(Kernel):
+    """A kernel over `inputs` tensors of `size` elements of `dtype`."""
+
+    size: int
+    dtype: ClassVar[str]
+    inputs: ClassVar[int] = 1
+
+    def input_specs(self):
+        return [(self.dtype, self.size)] * self.inputs
+
+    def output_spec(self):
+        return (self.dtype, self.size)
+
+
+@dataclass
+class DenseKernel(Kernel):
+    """A fully connected layer: weights [out, in]."""
+
+    weights: np.ndarray
+    bias: np.ndarray | None
+    dtype: ClassVar[str]
+
+    def input_specs(self):
+        return [(self.dtype, self.weights.shape[1])]
+
+    def output_spec(self):
+        return (self.dtype, self.weights.shape[0])
+
+    def macs(self) -> int:
+        return int(self.weights.size)
+
+
+@dataclass
+class ConvS8(WindowKernel):
+    """eenn_conv_s8 / eenn_depthwise_s8. weights OHWI int8 ([1, kh, kw, channels] when depthwise)."""
+
     input_zero_point: int
     weights: np.ndarray
     bias: np.ndarray | None
@@ -142,14 +188,13 @@ class ConvS8(Kernel):
     output: Output
     depthwise: bool = False
     struct: ClassVar[str] = "eenn_conv_s8_t"
+    dtype: ClassVar[str] = "int8"
 
     @property
     def function(self) -> str:
         return "eenn_depthwise_s8" if self.depthwise else "eenn_conv_s8"
 
-    @property
-    def takes_scratch(self) -> bool:
-        return not self.depthwise
+    takes_scratch: ClassVar[bool] = True
 
     def arrays(self) -> dict[str, CArray]:
         return _weights_bias_scales(self.weights, self.bias, self.multipliers, self.shifts)
@@ -157,35 +202,27 @@ class ConvS8(Kernel):
     def initializer(self, symbol: str) -> str:
         return _braces([self.window.c(), self.input_zero_point, *_pointers(symbol, self.bias), self.output.c()])
 
-    def input_specs(self):
-        return [("int8", self.window.input_size)]
-
-    def output_spec(self):
-        return ("int8", self.window.output_size)
-
     def scratch_bytes(self) -> int:
-        if self.depthwise:
-            return 0
+        if self.depthwise:  # a record of 12 bytes per 4 channels and tap: weights in int16 pairs, tap offset
+            return self.window.input_channels // 4 * self.window.kernel_height * self.window.kernel_width * 12
         depth = self.window.depth
         staging = _round4(depth) if self.window.input_channels % 4 else 0
         return BLOCK_COLUMNS * depth * 2 + staging
 
     def macs(self) -> int:
-        per_output = self.window.kernel_height * self.window.kernel_width
-        return self.window.output_size * per_output * (1 if self.depthwise else self.window.input_channels)
+        return _conv_macs(self.window, self.depthwise)
 
 
 @dataclass
-class DenseS8(Kernel):
+class DenseS8(DenseKernel):
     input_zero_point: int
-    weights: np.ndarray  # [out, in]
-    bias: np.ndarray | None
     multipliers: np.ndarray
     shifts: np.ndarray
     output: Output
     function: ClassVar[str] = "eenn_dense_s8"
     struct: ClassVar[str] = "eenn_dense_s8_t"
     takes_scratch: ClassVar[bool] = True
+    dtype: ClassVar[str] = "int8"
 
     def arrays(self) -> dict[str, CArray]:
         return _weights_bias_scales(self.weights, self.bias, self.multipliers, self.shifts)
@@ -195,59 +232,37 @@ class DenseS8(Kernel):
         fields = [in_features, out_features, self.input_zero_point, *_pointers(symbol, self.bias), self.output.c()]
         return _braces(fields)
 
-    def input_specs(self):
-        return [("int8", self.weights.shape[1])]
-
-    def output_spec(self):
-        return ("int8", self.weights.shape[0])
-
     def scratch_bytes(self) -> int:
         return _round4(2 * self.weights.shape[1])
 
-    def macs(self) -> int:
-        return int(self.weights.size)
-
 
 @dataclass
-class AvgPoolS8(Kernel):
-    window: Window
+class AvgPoolS8(WindowKernel):
     input_zero_point: int
     scale: tuple[int, int]  # (M, r)
     output: Output
     function: ClassVar[str] = "eenn_avg_pool_s8"
     struct: ClassVar[str] = "eenn_avg_pool_s8_t"
+    dtype: ClassVar[str] = "int8"
 
     def initializer(self, symbol: str) -> str:
         return _braces([self.window.c(), self.input_zero_point, _braces(self.scale), self.output.c()])
 
-    def input_specs(self):
-        return [("int8", self.window.input_size)]
-
-    def output_spec(self):
-        return ("int8", self.window.output_size)
-
 
 @dataclass
-class MaxPoolS8(Kernel):
-    window: Window
+class MaxPoolS8(WindowKernel):
     min: int = INT8_MIN
     max: int = INT8_MAX
     function: ClassVar[str] = "eenn_max_pool_s8"
     struct: ClassVar[str] = "eenn_max_pool_s8_t"
+    dtype: ClassVar[str] = "int8"
 
     def initializer(self, symbol: str) -> str:
         return _braces([self.window.c(), self.min, self.max])
 
-    def input_specs(self):
-        return [("int8", self.window.input_size)]
-
-    def output_spec(self):
-        return ("int8", self.window.output_size)
-
 
 @dataclass
-class AddS8(Kernel):
-    size: int
+class AddS8(ElementwiseKernel):
     a_zero_point: int
     b_zero_point: int
     a_scale: tuple[int, int]
@@ -257,38 +272,28 @@ class AddS8(Kernel):
     function: ClassVar[str] = "eenn_add_s8"
     struct: ClassVar[str] = "eenn_add_s8_t"
     takes_scratch: ClassVar[bool] = True
+    dtype: ClassVar[str] = "int8"
+    inputs: ClassVar[int] = 2
 
     def initializer(self, symbol: str) -> str:
         scales = [_braces(s) for s in (self.a_scale, self.b_scale, self.output_scale)]
         return _braces([self.size, self.a_zero_point, self.b_zero_point, *scales, self.output.c()])
-
-    def input_specs(self):
-        return [("int8", self.size)] * 2
-
-    def output_spec(self):
-        return ("int8", self.size)
 
     def scratch_bytes(self) -> int:
         return 2 * 256 * 4 if self.size >= ADD_TABLE_FROM else 0
 
 
 @dataclass
-class RescaleS8(Kernel):
-    size: int
+class RescaleS8(ElementwiseKernel):
     input_zero_point: int
     scale: tuple[int, int]
     output: Output
     function: ClassVar[str] = "eenn_rescale_s8"
     struct: ClassVar[str] = "eenn_rescale_s8_t"
+    dtype: ClassVar[str] = "int8"
 
     def initializer(self, symbol: str) -> str:
         return _braces([self.size, self.input_zero_point, _braces(self.scale), self.output.c()])
-
-    def input_specs(self):
-        return [("int8", self.size)]
-
-    def output_spec(self):
-        return ("int8", self.size)
 
 
 @dataclass
@@ -316,16 +321,16 @@ class QuantizeS8(Kernel):
 
 
 @dataclass
-class ConvF32(Kernel):
+class ConvF32(WindowKernel):
     """eenn_conv_f32 / eenn_depthwise_f32, weights laid out as ConvS8's."""
 
-    window: Window
     weights: np.ndarray
     bias: np.ndarray | None
     min: float = -math.inf
     max: float = math.inf
     depthwise: bool = False
     struct: ClassVar[str] = "eenn_conv_f32_t"
+    dtype: ClassVar[str] = "float32"
 
     @property
     def function(self) -> str:
@@ -342,12 +347,6 @@ class ConvF32(Kernel):
         pointers = _pointers(symbol, self.bias)[:2]
         return _braces([self.window.c(), *pointers, _float(self.min), _float(self.max)])
 
-    def input_specs(self):
-        return [("float32", self.window.input_size)]
-
-    def output_spec(self):
-        return ("float32", self.window.output_size)
-
     def scratch_bytes(self) -> int:
         w = self.window
         in_place = (w.kernel_height, w.kernel_width, w.pad_top, w.pad_left) == (1, 1, 0, 0) and (
@@ -357,18 +356,16 @@ class ConvF32(Kernel):
         return 0 if self.depthwise or in_place else FLOAT_TILE * w.depth * 4
 
     def macs(self) -> int:
-        per_output = self.window.kernel_height * self.window.kernel_width
-        return self.window.output_size * per_output * (1 if self.depthwise else self.window.input_channels)
+        return _conv_macs(self.window, self.depthwise)
 
 
 @dataclass
-class DenseF32(Kernel):
-    weights: np.ndarray
-    bias: np.ndarray | None
+class DenseF32(DenseKernel):
     min: float = -math.inf
     max: float = math.inf
     function: ClassVar[str] = "eenn_dense_f32"
     struct: ClassVar[str] = "eenn_dense_f32_t"
+    dtype: ClassVar[str] = "float32"
 
     def arrays(self) -> dict[str, CArray]:
         return _weights_bias(self.weights, self.bias)
@@ -378,24 +375,15 @@ class DenseF32(Kernel):
         pointers = _pointers(symbol, self.bias)[:2]
         return _braces([in_features, out_features, *pointers, _float(self.min), _float(self.max)])
 
-    def input_specs(self):
-        return [("float32", self.weights.shape[1])]
-
-    def output_spec(self):
-        return ("float32", self.weights.shape[0])
-
-    def macs(self) -> int:
-        return int(self.weights.size)
-
 
 @dataclass
-class PoolF32(Kernel):
-    window: Window
+class PoolF32(WindowKernel):
     average: bool  # else max
     count_padding: bool = False
     min: float = -math.inf
     max: float = math.inf
     struct: ClassVar[str] = "eenn_pool_f32_t"
+    dtype: ClassVar[str] = "float32"
 
     @property
     def function(self) -> str:
@@ -404,29 +392,23 @@ class PoolF32(Kernel):
     def initializer(self, symbol: str) -> str:
         return _braces([self.window.c(), int(self.count_padding), _float(self.min), _float(self.max)])
 
-    def input_specs(self):
-        return [("float32", self.window.input_size)]
-
-    def output_spec(self):
-        return ("float32", self.window.output_size)
-
 
 @dataclass
-class AddF32(Kernel):
-    size: int
+class AddF32(ElementwiseKernel):
     min: float = -math.inf
     max: float = math.inf
     function: ClassVar[str] = "eenn_add_f32"
     struct: ClassVar[str] = "eenn_add_f32_t"
+    dtype: ClassVar[str] = "float32"
+    inputs: ClassVar[int] = 2
 
     def initializer(self, symbol: str) -> str:
         return _braces([self.size, _float(self.min), _float(self.max)])
 
-    def input_specs(self):
-        return [("float32", self.size)] * 2
 
-    def output_spec(self):
-        return ("float32", self.size)
+def _conv_macs(window: Window, depthwise: bool) -> int:
+    per_output = window.kernel_height * window.kernel_width
+    return window.output_size * per_output * (1 if depthwise else window.input_channels)
 
 
 def _weights_bias_scales(weights, bias, multipliers, shifts) -> dict[str, CArray]:

@@ -95,7 +95,8 @@ typedef struct {
 
 size_t eenn_conv_s8_scratch_bytes(const eenn_conv_s8_t *conv);
 void eenn_conv_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *output, void *scratch);
-void eenn_depthwise_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *output);
+size_t eenn_depthwise_s8_scratch_bytes(const eenn_conv_s8_t *conv);
+void eenn_depthwise_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *output, void *scratch);
 size_t eenn_dense_s8_scratch_bytes(const eenn_dense_s8_t *dense);
 void eenn_dense_s8(const eenn_dense_s8_t *dense, const int8_t *input, int8_t *output, void *scratch);
 void eenn_avg_pool_s8(const eenn_avg_pool_s8_t *pool, const int8_t *input, int8_t *output);

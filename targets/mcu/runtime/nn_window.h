@@ -39,4 +39,10 @@ static inline intptr_t window_row(const window_taps_t *t, int32_t ky) {
 
 static inline int32_t window_count(const window_taps_t *t) { return (t->ky1 - t->ky0) * (t->kx1 - t->kx0); }
 
+/* base + offset bytes, where the result may lie outside base's array (a window's origin in the padding): computed
+ * on addresses, since C pointer arithmetic may not leave an array; only addresses back inside are read. */
+static inline const int8_t *address_at(const int8_t *base, intptr_t offset) {
+  return (const int8_t *)((uintptr_t)base + (uintptr_t)offset);
+}
+
 #endif /* NN_WINDOW_H */
