@@ -45,4 +45,16 @@ static inline const int8_t *address_at(const int8_t *base, intptr_t offset) {
   return (const int8_t *)((uintptr_t)base + (uintptr_t)offset);
 }
 
+/* visit(context, taps of the window, index of the output pixel) for every output pixel of w, in order. */
+typedef void (*window_visit_t)(const void *context, const window_taps_t *taps, int32_t pixel);
+
+static inline void for_each_window(const eenn_window_t *w, window_visit_t visit, const void *context) {
+  int32_t oy, ox, pixel = 0;
+  for (oy = 0; oy < w->output_height; ++oy)
+    for (ox = 0; ox < w->output_width; ++ox, ++pixel) {
+      const window_taps_t taps = window_taps(w, oy, ox);
+      visit(context, &taps, pixel);
+    }
+}
+
 #endif /* NN_WINDOW_H */
