@@ -189,12 +189,11 @@ class ConvS8(WindowKernel):
     depthwise: bool = False
     struct: ClassVar[str] = "eenn_conv_s8_t"
     dtype: ClassVar[str] = "int8"
+    takes_scratch: ClassVar[bool] = True
 
     @property
     def function(self) -> str:
         return "eenn_depthwise_s8" if self.depthwise else "eenn_conv_s8"
-
-    takes_scratch: ClassVar[bool] = True
 
     def arrays(self) -> dict[str, CArray]:
         return _weights_bias_scales(self.weights, self.bias, self.multipliers, self.shifts)
