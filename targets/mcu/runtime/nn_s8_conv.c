@@ -13,6 +13,7 @@ static int32_t window_depth(const eenn_window_t *w) {
  * int8 first (padding as the zero point) and converted in one go. */
 static int needs_staging(const eenn_window_t *w) { return (w->input_channels & 3) != 0; }
 
+/* The same on every core (Helium's int8 columns take half of it), so the planner need not know the core. */
 size_t eenn_conv_s8_scratch_bytes(const eenn_conv_s8_t *conv) {
   const size_t depth = (size_t)window_depth(&conv->window);
   const size_t staging = needs_staging(&conv->window) ? (depth + 3) & ~(size_t)3 : 0;
@@ -69,7 +70,7 @@ static void fill_column(const eenn_conv_s8_t *conv, const int8_t *input, int32_t
       }
     }
   }
-  if (cw->staging != NULL)
+  if (cw->staging != NULL && !EENN_MVE)
     block_append(cw->block, cw->columns, cw->column, 0, cw->staging, cw->at, cw->zero_point);
 }
 
@@ -87,10 +88,18 @@ void eenn_conv_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *outpu
   for (p = 0; p < pixels; p += BLOCK_COLUMNS) {
     cw.columns = pixels - p < BLOCK_COLUMNS ? pixels - p : BLOCK_COLUMNS;
     for (cw.column = 0; cw.column < cw.columns; ++cw.column) {
+#if EENN_MVE
+      cw.staging = (int8_t *)scratch + cw.column * depth; /* Helium takes the int8 columns as they are */
+#endif
       fill_column(conv, input, p + cw.column, &cw);
       outputs[cw.column] = output + (intptr_t)(p + cw.column) * channels;
     }
+#if EENN_MVE
+    matmul_s8_mve(conv->weights, conv->bias, conv->scales, &stage, channels, depth, (const int8_t *)scratch,
+                  cw.columns, conv->input_zero_point, outputs);
+#else
     matmul_s8(conv->weights, conv->bias, conv->scales, &stage, channels, depth, cw.block, cw.columns, outputs);
+#endif
   }
 }
 
@@ -100,8 +109,14 @@ size_t eenn_dense_s8_scratch_bytes(const eenn_dense_s8_t *dense) {
 
 void eenn_dense_s8(const eenn_dense_s8_t *dense, const int8_t *input, int8_t *output, void *scratch) {
   const output_stage_t stage = output_stage(dense->output, dense->scales, dense->output_features);
+#if EENN_MVE
+  (void)scratch;
+  matmul_s8_mve(dense->weights, dense->bias, dense->scales, &stage, dense->output_features, dense->input_features,
+                input, 1, dense->input_zero_point, &output);
+#else
   int16_t *column = (int16_t *)scratch;
   block_append(column, 1, 0, 0, input, dense->input_features, dense->input_zero_point);
   matmul_s8(dense->weights, dense->bias, dense->scales, &stage, dense->output_features, dense->input_features,
             column, 1, &output);
+#endif
 }

@@ -108,6 +108,22 @@ static int32_t dot_1x1(int32_t acc, const int8_t *w, const int16_t *block, int32
   return acc;
 }
 
+/* The four results of one row, requantised (the branch taken once for all four) and stored to four pixels. */
+EENN_INLINE void store_4(const output_stage_t *stage, eenn_scale_t scale, int32_t a0, int32_t a1, int32_t a2,
+                         int32_t a3, int8_t *out0, int8_t *out1, int8_t *out2, int8_t *out3) {
+  if (EENN_LIKELY(stage->fast)) {
+    *out0 = (int8_t)output_fast(stage, a0, scale);
+    *out1 = (int8_t)output_fast(stage, a1, scale);
+    *out2 = (int8_t)output_fast(stage, a2, scale);
+    *out3 = (int8_t)output_fast(stage, a3, scale);
+  } else {
+    *out0 = (int8_t)output_value(stage, a0, scale);
+    *out1 = (int8_t)output_value(stage, a1, scale);
+    *out2 = (int8_t)output_value(stage, a2, scale);
+    *out3 = (int8_t)output_value(stage, a3, scale);
+  }
+}
+
 void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, const output_stage_t *output,
                int32_t rows, int32_t depth, const int16_t *block, int32_t columns, int8_t *const *outputs) {
   const output_stage_t stage = *output;
@@ -115,20 +131,9 @@ void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *s
   if (columns == BLOCK_COLUMNS) {
     int8_t *out0 = outputs[0], *out1 = outputs[1], *out2 = outputs[2], *out3 = outputs[3];
     for (row = 0; row < rows; ++row, weights += depth) {
-      const eenn_scale_t scale = scales[row];
       int32_t a0 = bias != NULL ? bias[row] : 0, a1 = a0, a2 = a0, a3 = a0;
       dot_1x4(&a0, &a1, &a2, &a3, weights, block, depth);
-      if (EENN_LIKELY(stage.fast)) {
-        *out0++ = (int8_t)output_fast(&stage, a0, scale);
-        *out1++ = (int8_t)output_fast(&stage, a1, scale);
-        *out2++ = (int8_t)output_fast(&stage, a2, scale);
-        *out3++ = (int8_t)output_fast(&stage, a3, scale);
-      } else {
-        *out0++ = (int8_t)output_value(&stage, a0, scale);
-        *out1++ = (int8_t)output_value(&stage, a1, scale);
-        *out2++ = (int8_t)output_value(&stage, a2, scale);
-        *out3++ = (int8_t)output_value(&stage, a3, scale);
-      }
+      store_4(&stage, scales[row], a0, a1, a2, a3, out0++, out1++, out2++, out3++);
     }
     return;
   }
@@ -138,3 +143,42 @@ void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *s
       outputs[j][row] = (int8_t)output_value(&stage, dot_1x1(b, weights, block, columns, j, depth), scales[row]);
   }
 }
+
+#if EENN_MVE
+void matmul_s8_mve(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales,
+                   const output_stage_t *output, int32_t rows, int32_t depth, const int8_t *block, int32_t columns,
+                   int32_t zero_point, int8_t *const *outputs) {
+  const output_stage_t stage = *output;
+  /* Missing columns repeat the first; their results are not stored. */
+  const int8_t *c0 = block, *c1 = columns > 1 ? block + depth : block;
+  const int8_t *c2 = columns > 2 ? block + 2 * depth : block, *c3 = columns > 3 ? block + 3 * depth : block;
+  int8_t *sink[BLOCK_COLUMNS];
+  int32_t row, k, j;
+  for (j = 0; j < BLOCK_COLUMNS; ++j) sink[j] = j < columns ? outputs[j] : outputs[0];
+  for (row = 0; row < rows; ++row, weights += depth) {
+    const int8_t *w = weights, *x0 = c0, *x1 = c1, *x2 = c2, *x3 = c3;
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, weight_sum = 0, base;
+    /* Whole vectors without predication (GCC 12 saves and restores the predicate around each predicated load). */
+    for (k = depth; k >= 16; k -= 16, w += 16, x0 += 16, x1 += 16, x2 += 16, x3 += 16) {
+      const int8x16_t v = vld1q_s8(w);
+      weight_sum = vaddvaq_s8(weight_sum, v);
+      s0 = vmladavaq_s8(s0, vld1q_s8(x0), v);
+      s1 = vmladavaq_s8(s1, vld1q_s8(x1), v);
+      s2 = vmladavaq_s8(s2, vld1q_s8(x2), v);
+      s3 = vmladavaq_s8(s3, vld1q_s8(x3), v);
+    }
+    if (k > 0) { /* the lanes past the depth load as zeros and add nothing */
+      const mve_pred16_t lanes = vctp8q((uint32_t)k);
+      const int8x16_t v = vldrbq_z_s8(w, lanes);
+      weight_sum = vaddvaq_s8(weight_sum, v);
+      s0 = vmladavaq_s8(s0, vldrbq_z_s8(x0, lanes), v);
+      s1 = vmladavaq_s8(s1, vldrbq_z_s8(x1, lanes), v);
+      s2 = vmladavaq_s8(s2, vldrbq_z_s8(x2, lanes), v);
+      s3 = vmladavaq_s8(s3, vldrbq_z_s8(x3, lanes), v);
+    }
+    base = (bias != NULL ? bias[row] : 0) - zero_point * weight_sum;
+    store_4(&stage, scales[row], base + s0, base + s1, base + s2, base + s3, sink[0] + row, sink[1] + row,
+            sink[2] + row, sink[3] + row);
+  }
+}
+#endif

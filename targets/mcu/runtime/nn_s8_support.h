@@ -16,6 +16,14 @@
 #include <arm_acle.h>
 #endif
 
+/* Helium (M-profile vector extension, Cortex-M55): sixteen int8 multiply-adds per VMLADAVA. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define EENN_MVE 1
+#include <arm_mve.h>
+#else
+#define EENN_MVE 0
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #define EENN_DSP 1
 
@@ -126,5 +134,13 @@ void block_pad(int16_t *block, int32_t columns, int32_t column, int32_t at, int3
  * `columns` (1..4) columns of `depth` values: the heart of convolution and dense layers. */
 void matmul_s8(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales, const output_stage_t *output,
                int32_t rows, int32_t depth, const int16_t *block, int32_t columns, int8_t *const *outputs);
+
+#if EENN_MVE
+/* matmul_s8 on Helium: a block of `columns` int8 columns of `depth` values, one after the other (padding holds the
+ * zero point): (x - z) . w is x . w - z * sum(w), with the row's weight sum taken in the same loop. */
+void matmul_s8_mve(const int8_t *weights, const int32_t *bias, const eenn_scale_t *scales,
+                   const output_stage_t *output, int32_t rows, int32_t depth, const int8_t *block, int32_t columns,
+                   int32_t zero_point, int8_t *const *outputs);
+#endif
 
 #endif /* NN_S8_SUPPORT_H */
