@@ -75,8 +75,14 @@ def library_weights(w: np.ndarray, depthwise: bool) -> np.ndarray:
     return w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
 
 
-def conv_case(rng, depthwise=False) -> tuple[Call, np.ndarray]:
-    window, geometry = random_window(rng, "depthwise" if depthwise else "conv")
+def one_dimensional_window() -> tuple[nn.Window, dict]:
+    """A 1-D convolution (a signal of 20 samples) as the library takes it: height 1, padding 2 left and 1 right."""
+    geometry = {"strides": (1, 2), "pads": (0, 2, 0, 1), "dilations": (1, 1)}
+    return nn.Window.sliding((1, 20, 6), (1, 5), 7, **geometry), geometry
+
+
+def conv_case(rng, depthwise=False, window_and_geometry=None) -> tuple[Call, np.ndarray]:
+    window, geometry = window_and_geometry or random_window(rng, "depthwise" if depthwise else "conv")
     c_in, c_out = window.input_channels, window.output_channels
     kh, kw = window.kernel_height, window.kernel_width
     z_in = zero_point(rng)
@@ -169,6 +175,7 @@ def quantize_cases(rng) -> list[tuple[Call, np.ndarray]]:
 def int8_cases() -> list[tuple[Call, np.ndarray]]:
     rng = np.random.default_rng(15)
     cases = [conv_case(rng) for _ in range(24)] + [conv_case(rng, depthwise=True) for _ in range(12)]
+    cases.append(conv_case(rng, window_and_geometry=one_dimensional_window()))
     cases += [dense_case(rng) for _ in range(6)] + [pool_case(rng, average=a) for a in (True, False) * 5]
     cases += [add_case(rng) for _ in range(6)] + [rescale_case(rng) for _ in range(4)] + quantize_cases(rng)
     return cases
