@@ -86,7 +86,7 @@ EENN_INLINE void store_4(const depthwise_t *d, sums_t acc, const eenn_scale_t *s
   }
 }
 
-#if EENN_DSP
+#if EENN_ASM
 /* One tap, written out: GCC spills around a loop of these (about 14 instructions a tap); here a tap is 9. */
 #define TAP_ASM                                 \
   "ldr %[v], [%[w], #8]\n\t"                    \
@@ -102,7 +102,7 @@ EENN_INLINE void store_4(const depthwise_t *d, sums_t acc, const eenn_scale_t *s
 
 /* acc += `count` (> 0) consecutive taps from the window at x: a kernel row inside the input, or a whole window. */
 EENN_INLINE void taps_4(sums_t *acc, const int8_t *x, const tap_weights_t *w, int32_t count, int32_t zero_point) {
-#if EENN_DSP
+#if EENN_ASM
   int32_t a0 = acc->a0, a1 = acc->a1, a2 = acc->a2, a3 = acc->a3;
   uint32_t v, t, even, odd;
   if (count == 9) { /* 3x3, the usual kernel, without the loop */

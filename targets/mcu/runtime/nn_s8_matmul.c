@@ -37,7 +37,7 @@ void block_pad(int16_t *block, int32_t columns, int32_t column, int32_t at, int3
 EENN_INLINE void dot_1x4(int32_t *acc0, int32_t *acc1, int32_t *acc2, int32_t *acc3, const int8_t *w,
                          const int16_t *block, int32_t depth) {
   int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3, g;
-#if EENN_DSP
+#if EENN_ASM
   const word_t *c = (const word_t *)block;
 #pragma GCC unroll 2
   for (g = depth >> 2; g > 0; --g) {

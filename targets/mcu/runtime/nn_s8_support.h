@@ -43,6 +43,14 @@ static inline int32_t sxtab16_ror8(uint32_t add, uint32_t x) {
 #define EENN_DSP 0
 #endif
 
+/* The hand-scheduled inner loops need the registers an optimising build leaves free (at -O0 one of them is the
+ * frame pointer); an unoptimised build takes the C of the same arithmetic. */
+#if EENN_DSP && defined(__OPTIMIZE__)
+#define EENN_ASM 1
+#else
+#define EENN_ASM 0
+#endif
+
 #if defined(__GNUC__)
 #define EENN_INLINE static inline __attribute__((always_inline))
 #define EENN_LIKELY(x) __builtin_expect(!!(x), 1)
