@@ -8,8 +8,9 @@
  *
  * int8 arithmetic (docs/int8.md): acc = bias[c] + sum (x - z_in) * w in int32; y = (acc * M + 2^(r-1)) >> r with
  * the scale (M, r) of the output channel; out = clamp(y + z_out, min, max). Padding holds z_in (real 0.0).
- * Build: C99; on cores with the DSP extension (Cortex-M4, M7, M33, M55) two 16-bit multiply-accumulates per
- * instruction (SMLAD), plain C elsewhere. */
+ * Build: C99, any optimisation level; on cores with the DSP extension (Cortex-M4, M7, M33, M55) two 16-bit
+ * multiply-accumulates per instruction (SMLAD); on Helium (M55) sixteen int8 ones (VMLADAVA) in convolutions and
+ * dense layers; plain C elsewhere. */
 #ifndef EENN_NN_H
 #define EENN_NN_H
 
