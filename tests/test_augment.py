@@ -31,7 +31,7 @@ def test_validation_accuracy_keeps_the_floor_and_beats_the_baseline(augmented):
 
 
 def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, fashion):
-    out, plan, _ = augmented
+    out, _, _ = augmented
     code, stdout, stderr = run_cli("run", out, "--data", fashion / "test.npz", "--json")
     assert code == 0, stderr
     tvm = json.loads(stdout)
@@ -45,7 +45,7 @@ def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, f
 
 
 def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
-    out, plan, cache = augmented
+    _, plan, cache = augmented
     code, stdout, _ = run_cli(
         "augment", MODEL, "--data", fashion / "train.npz", "--cache-dir", cache, "-o", tmp_path / "again", "--json"
     )
