@@ -176,3 +176,23 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
         "class 3 has no samples",
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (
+            lambda p: p["exits"][0].update(threshold=2.0),
+            "plan.json: exits[0].threshold: must be a number between 0 and 1",
+        ),
+        (lambda p: p["model"].pop("classes"), "plan.json: model.classes: missing"),
+        (lambda p: p.update(version=2), "plan.json: version: expected 1, got 2"),
+    ],
+)
+def test_a_plan_with_a_bad_field_is_one_line_naming_the_field(augmented, fashion, tmp_path, edit, fragment):
+    out = tmp_path / "eenn"
+    out.mkdir()
+    plan = json.loads((augmented[0] / "plan.json").read_text())
+    edit(plan)
+    (out / "plan.json").write_text(json.dumps(plan))
+    assert_one_line_error(["run", out, "--data", fashion / "test.npz"], fragment, "run `eenn-tvm augment` again")
