@@ -9,6 +9,7 @@ from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 
 
+@pytest.mark.slow
 def test_augment_writes_the_plan_and_all_artifacts(augmented):
     out, plan, _ = augmented
     for name in ["plan.json", "eenn.onnx", "eenn_host.so", "report.md", "pareto.png", "exits.png"]:
@@ -21,6 +22,7 @@ def test_augment_writes_the_plan_and_all_artifacts(augmented):
     assert outputs == ["logits"] + [f"exit_{i}" for i in range(len(plan["exits"]))]
 
 
+@pytest.mark.slow
 def test_validation_accuracy_keeps_the_floor_and_beats_the_baseline(augmented):
     _, plan, _ = augmented
     v, b = plan["validation"], plan["baseline"]["validation"]
@@ -30,6 +32,7 @@ def test_validation_accuracy_keeps_the_floor_and_beats_the_baseline(augmented):
     assert v["mac_fraction"] < 0.6
 
 
+@pytest.mark.slow
 def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, fashion):
     out, _, _ = augmented
     code, stdout, stderr = run_cli("run", out, "--data", fashion / "test.npz", "--json")
@@ -44,6 +47,7 @@ def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, f
     assert tvm["baseline_accuracy"] - tvm["accuracy"] < 0.04  # 800 validation samples set the thresholds
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
     _, plan, cache = augmented
     code, stdout, _ = run_cli(
@@ -104,6 +108,7 @@ def test_run_needs_an_augment_folder(tmp_path):
     assert_one_line_error(["run", tmp_path, "--data", tmp_path / "x.npz"], "no plan.json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet", "inception", "ecg", "mlp"])
 def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
     """Depthwise, branch-and-concat, 1-D and dense-only networks go through the whole flow, and the TVM module
@@ -132,6 +137,7 @@ def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
         assert results[0][key] == results[1][key]
 
 
+@pytest.mark.slow
 def test_calibration_data_sets_the_thresholds_and_all_of_data_trains_the_heads(fashion, augmented, tmp_path):
     train = np.load(fashion / "train.npz")
     np.savez(tmp_path / "heads.npz", x=train["x"][:3000], y=train["y"][:3000])
@@ -178,6 +184,7 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "edit, fragment",
     [

@@ -152,6 +152,7 @@ def segment_workloads_of_example():
     return segment_workloads(MODEL)
 
 
+@pytest.mark.slow
 def test_augment_with_a_platform_minimises_the_predicted_cost(augmented, fashion, tmp_path):
     out = tmp_path / "eenn"
     _, _, cache = augmented

@@ -13,6 +13,8 @@ from eenn_tvm.passes import TARGET_ATTR, AnnotatePartition, functions_on
 from eenn_tvm.placement.problem_file import ProblemFile
 from eenn_tvm.placement.solver import brute_force
 
+pytestmark = pytest.mark.slow  # every test here needs an augment output (a few minutes), and most a compile
+
 # A low-power Cortex-M4 and an edge host with a fast, cheap link: under a latency bound the device cannot meet
 # alone, the optimum keeps the first segment (where most samples leave) on the device and hands over the rest.
 SPLIT = two_tier_platform("split", "device", "edge", 1048576, 2e9, (1e8, 0.001, 5e-11, 5e-11))

@@ -64,6 +64,7 @@ def test_kws_dscnn_matches_onnxruntime_on_every_other_core(firmware, mlperf_mode
     assert result["machine"] == {"cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547"}.get(target, "mps2-an385")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m4", "cortex-m7"])
 def test_early_exit_network_takes_the_same_exits_in_qemu_as_on_the_host(firmware, augmented, fashion, target):
     out, plan, _ = augmented
@@ -81,6 +82,7 @@ def test_early_exit_network_takes_the_same_exits_in_qemu_as_on_the_host(firmware
     assert p["measured_fraction"] < 1 and abs(p["measured_fraction"] - p["predicted_fraction"]) < 0.15
 
 
+@pytest.mark.slow
 def test_a_long_run_in_qemu_is_split_into_boots_that_give_the_same_records(firmware, augmented, fashion, monkeypatch):
     from eenn_tvm.targets.mcu import qemu
     from eenn_tvm.targets.mcu.manifest import FirmwareManifest
@@ -110,6 +112,7 @@ def test_generated_c_is_clean_under_asan_and_ubsan(firmware, zoo_model, family, 
     assert result["max_abs_error"] <= 1e-4 and result["class_mismatches"] == 0
 
 
+@pytest.mark.slow
 def test_early_exit_network_is_clean_under_asan_and_ubsan(firmware, augmented, fashion):
     folder, _ = firmware(augmented[0], "cortex-m4", "--ram", "262144")
     code, result = verify(folder, fashion / "test.npz", "--n", "40", "--on", "host")
