@@ -94,7 +94,7 @@ def describe(error: dict, tags: tuple[str, ...] = ()) -> str:
         loc.append(ctx["discriminator"].strip("'"))
         if kind == "union_tag_not_found":
             return f"{_where(loc)}: missing"
-        return f"{_where(loc)}: expected one of {_listed(ctx['expected_tags'])}, got {ctx['tag']!r}"
+        return f"{_where(loc)}: expected {_listed(ctx['expected_tags'])}, got {ctx['tag']!r}"
     return f"{_where(loc)}: {_message(kind, given, ctx, error['msg'])}"
 
 
@@ -106,7 +106,7 @@ def _message(kind: str, given: Any, ctx: dict, fallback: str) -> str:
     if kind == "value_error":
         return str(ctx["error"])
     if kind == "literal_error":
-        return f"expected one of {_listed(ctx['expected'])}, got {given!r}"
+        return f"expected {_listed(ctx['expected'])}, got {given!r}"
     if kind == "greater_than_equal" and ctx.get("ge") == 0:
         return f"must not be negative, got {given!r}"
     expected = {"float": "float", "int": "int", "string": "str", "bool": "bool", "list": "list", "dict": "table"}
@@ -116,9 +116,10 @@ def _message(kind: str, given: Any, ctx: dict, fallback: str) -> str:
     return fallback[0].lower() + fallback[1:]
 
 
-def _listed(quoted: str) -> str:
-    """pydantic's "'mcu', 'host'" (or "'mcu' or 'host'") -> mcu, host"""
-    return ", ".join(re.findall(r"'([^']*)'", quoted))
+def _listed(expected: str) -> str:
+    """pydantic's "'mcu', 'host'" or "'mcu' or 'host'" -> one of mcu, host; "1" -> 1"""
+    values = re.findall(r"'([^']*)'", expected) or re.split(r",\s*|\s+or\s+", expected)
+    return values[0] if len(values) == 1 else f"one of {', '.join(values)}"
 
 
 def _where(loc: list) -> str:
