@@ -29,11 +29,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from eenn_tvm.firmware import build_firmware
 from eenn_tvm.frontend import load_onnx, resolve_input_shapes, simplify
 from eenn_tvm.targets.mcu import nn_library as nn
 from eenn_tvm.targets.mcu import reference as ref
+from eenn_tvm.targets.mcu.build import build_firmware
 from eenn_tvm.targets.mcu.cores import CORES, core_named
+from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 from eenn_tvm.targets.mcu.nn_runner import Call, run_calls
 from eenn_tvm.targets.mcu.qemu import qemu_command
 from eenn_tvm.textui import format_table
@@ -286,10 +287,10 @@ def _tvm_calls(folder: Path) -> list[tuple[str, tuple, tuple]]:
     return calls
 
 
-def _profile(folder: Path, manifest: dict, core: str) -> list[float]:
+def _profile(folder: Path, manifest: FirmwareManifest, core: str) -> list[float]:
     """Instructions of every kernel call of the firmware in `folder`, from a -DEENN_PROFILE build."""
     target = core_named(core)
-    kernels = folder / ("kernels/kernels.c" if manifest["kernels"] == "c" else f"kernels/kernels_{core}.o")
+    kernels = folder / ("kernels/kernels.c" if manifest.kernels == "c" else f"kernels/kernels_{core}.o")
     sources = ["eenn_model.c", "eenn_weights.c", "runtime/eenn_runtime.c", "board/profile_main.c", "board/startup.c"]
     elf = folder / "profile.elf"
     command = [
