@@ -290,7 +290,7 @@ def _tvm_calls(folder: Path) -> list[tuple[str, tuple, tuple]]:
 def _profile(folder: Path, manifest: FirmwareManifest, core: str) -> list[float]:
     """Instructions of every kernel call of the firmware in `folder`, from a -DEENN_PROFILE build."""
     target = core_named(core)
-    kernels = folder / ("kernels/kernels.c" if manifest.kernels == "c" else f"kernels/kernels_{core}.o")
+    kernels = folder / ("kernels/kernels.c" if manifest.codegen == "c" else f"kernels/kernels_{core}.o")
     sources = ["eenn_model.c", "eenn_weights.c", "runtime/eenn_runtime.c", "board/profile_main.c", "board/startup.c"]
     elf = folder / "profile.elf"
     command = [

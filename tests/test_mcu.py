@@ -55,6 +55,19 @@ def test_mlperf_resnet8_on_cortex_m4_matches_onnxruntime_on_real_cifar_images(fi
     assert result["flash_bytes"] > 4 * 78_000 and result["ram_bytes"] >= result["ram_lower_bound_bytes"]
 
 
+def test_the_kernel_library_runs_every_layer_of_resnet8_with_its_scratch_in_an_arena_at_the_lower_bound(
+    firmware, mlperf_model
+):
+    folder, manifest = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    driver = (folder / "eenn_model.c").read_text()
+    assert manifest["kernels"] == "library"
+    calls = {kernel: driver.count(f"  {kernel}(&") for kernel in ("eenn_conv_f32", "eenn_add_f32", "eenn_dense_f32")}
+    assert calls == {"eenn_conv_f32": 9, "eenn_add_f32": 3, "eenn_dense_f32": 1} and "eenn_avg_pool_f32(&" in driver
+    assert "const eenn_conv_f32_t" in (folder / "eenn_weights.c").read_text()  # parameters in flash
+    memory = manifest["memory"]
+    assert memory["arena_bytes"] == memory["lower_bound_bytes"] and memory["workspace_bytes"] == 0
+
+
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m0plus", "cortex-m33", "cortex-m55"])
 def test_kws_dscnn_matches_onnxruntime_on_every_other_core(firmware, mlperf_model, target, tmp_path):
     bigger_part = ["--ram", "131072"] if target == "cortex-m0plus" else []  # the default M0+ part has 32 KiB
@@ -134,7 +147,7 @@ def test_instruction_counts_are_deterministic(firmware, mlperf_model, tmp_path):
 
 def test_c_kernels_compiled_by_gcc_match_too(firmware, mlperf_model, tmp_path):
     folder, manifest = firmware(mlperf_model("kws_dscnn"), "cortex-m4", "--kernels", "c")
-    assert manifest["kernels"] == "c"
+    assert manifest["kernels"] == "c" and "eenn_conv_f32" not in (folder / "eenn_model.c").read_text()
     code, result = verify(folder, random_data(tmp_path / "mfcc.npz", manifest["input_shape"], 12, n=2, scale=10))
     assert code == 0 and result["max_abs_error"] <= 1e-4
 

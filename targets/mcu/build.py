@@ -15,7 +15,7 @@ from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
 from eenn_tvm.outputs import atomic_folder
 from eenn_tvm.targets.mcu import driver, kernels, project
-from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, Core, core_named
+from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, LIBRARY, Core, core_named
 from eenn_tvm.targets.mcu.lower import Program, lower
 from eenn_tvm.targets.mcu.manifest import Budget, ExitCost, FirmwareManifest, HandOver, MemoryFigures, Sizes
 from eenn_tvm.targets.mcu.memory import MemoryPlan, plan_memory
@@ -46,11 +46,11 @@ def write_firmware(
     `device_segments`, only the first ones: the last hands its activation over when its exit does not fire."""
     if kernel_kind not in KERNEL_KINDS:
         raise EennError(f"unknown kernel kind {kernel_kind!r}: choose one of {', '.join(KERNEL_KINDS)}")
-    if kernel_kind == "auto":
-        kernel_kind = core.kernels
+    use_library = kernel_kind in ("auto", LIBRARY)
+    kernel_kind, codegen = (LIBRARY, core.kernels) if use_library else (kernel_kind, kernel_kind)
     here = network.segments[: device_segments or len(network.segments)]
     log(f"lowering {len(here)} segment(s) of {network.name} for {core.name}")
-    program = lower(network.mod, here)
+    program = lower(network.mod, here, use_library)
     source_c = kernels.c_source(program.kernels)
     workspace = kernels.workspace_bytes(source_c)
     spec = driver.DriverSpec(
@@ -65,7 +65,7 @@ def write_firmware(
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
     with atomic_folder(out) as tmp:
         log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
-        project.write_project(tmp, program, spec, memory, core, kernel_kind, stack_bytes)
+        project.write_project(tmp, program, spec, memory, core, codegen, stack_bytes)
         with tempfile.TemporaryDirectory(prefix="eenn-build-") as build:
             project.compile_project(tmp, Path(build), cross=True)
             project.keep_binaries(Path(build), tmp)
@@ -73,14 +73,17 @@ def write_firmware(
         budget = Budget(flash=flash_budget or core.flash_budget, ram=ram_budget or core.ram_budget)
         _check_budget(core, sizes, budget)
         reference = _write_reference(network, tmp / REFERENCE)
-        manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, budget, reference)
+        kinds = (kernel_kind, codegen)
+        manifest = _manifest(network, program, core, kinds, memory, workspace, sizes, budget, reference)
         manifest.save(tmp)
     return manifest
 
 
 def _hand_over(program: Program) -> HandOver:
+    """The model's layout: library kernels work in NHWC inside, but every segment returns what the model has."""
     live = program.segments[-1].outputs[0]
-    return HandOver(tensor=live.name, shape=list(live.shape), dtype=live.dtype, bytes=live.nbytes)
+    layout = {4: "NCHW", 3: "NCW"}.get(len(live.shape), "")
+    return HandOver(tensor=live.name, shape=list(live.shape), dtype=live.dtype, bytes=live.nbytes, layout=layout)
 
 
 def _check_budget(core: Core, sizes: Sizes, budget: Budget) -> None:
@@ -112,7 +115,7 @@ def _manifest(
     network: Network,
     program: Program,
     core: Core,
-    kernel_kind: str,
+    kinds: tuple[str, str],
     memory: MemoryPlan,
     workspace: int,
     sizes: Sizes,
@@ -125,7 +128,8 @@ def _manifest(
         model=network.name,
         core=core.name,
         machine=core.board.machine,
-        kernels=kernel_kind,
+        kernels=kinds[0],
+        codegen=kinds[1],
         input_name=network.input_name,
         input_shape=network.input_shape,
         classes=network.classes,

@@ -1,8 +1,9 @@
 """Lower the segments of a Relax module to what a static C driver needs: kernels and a flat call list.
 
-The pipeline is TVM's own up to destination-passing style (see TVM-0.27-NOTES): after `CallTIRRewrite`
-every segment function is a list of `R.builtin.alloc_tensor` and calls of fused PrimFuncs, which this
-module reads into `Program`: tensors, constants and kernel calls in order, per segment. Memory is planned
+The pipeline is TVM's own up to destination-passing style (see TVM-0.27-NOTES), with the kernel library's
+subgraphs taken out first (FuseOpsByPattern on `patterns.py`, then `library.LibraryCalls`): after `CallTIRRewrite`
+every segment function is a list of `R.builtin.alloc_tensor`, calls of fused PrimFuncs and calls of the library,
+which this module reads into `Program`: tensors, constants and calls in order, per segment. Memory is planned
 afterwards across all segments (`memory.py`), so the plan can reuse a segment's RAM in the next one.
 """
 
@@ -17,6 +18,9 @@ import tvm
 from tvm import relax, tirx
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.targets.mcu import nn_library as nn
+from eenn_tvm.targets.mcu.library import LibraryCalls, is_generic_name
+from eenn_tvm.targets.mcu.patterns import float32_patterns
 from eenn_tvm.targets.mcu.schedule import schedule_for_mcu
 
 _ALLOC = tvm.ir.Op.get("relax.builtin.alloc_tensor")
@@ -47,6 +51,8 @@ class Constant:
 
 @dataclass
 class KernelCall:
+    """A call of a kernel TVM generated (a PrimFunc of `Program.kernels`)."""
+
     kernel: str
     args: list[Tensor | Constant]  # inputs, then the output (destination-passing)
 
@@ -56,10 +62,25 @@ class KernelCall:
 
 
 @dataclass
+class LibraryCall:
+    """A call of the kernel library: `kernel` holds its parameters (weights included), `scratch` its working memory
+    (in the arena, alive during the call only)."""
+
+    kernel: nn.Kernel
+    inputs: list[Tensor]
+    output: Tensor
+    scratch: Tensor | None
+
+    @property
+    def args(self) -> list[Tensor]:
+        return [*self.inputs, self.output] + ([self.scratch] if self.scratch is not None else [])
+
+
+@dataclass
 class Segment:
     index: int
     input: Tensor
-    calls: list[KernelCall]
+    calls: list[KernelCall | LibraryCall]
     outputs: list[Tensor]  # the activation at the cut (or the model outputs), then the exit's outputs
 
 
@@ -69,11 +90,25 @@ class Program:
     segments: list[Segment]
 
 
+def library_pipeline(library: LibraryCalls) -> tvm.transform.Pass:
+    """The library's subgraphs out of the graph, before TVM lowers the rest."""
+    return tvm.transform.Sequential(
+        [
+            relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOpsByPattern(float32_patterns()),
+            library,
+            relax.transform.DeadCodeElimination(),
+        ]
+    )
+
+
 def lowering_pipeline() -> tvm.transform.Pass:
     return tvm.transform.Sequential(
         [
-            relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.DecomposeOpsForInference(),
             relax.transform.LegalizeOps(),
             relax.transform.AnnotateTIROpPattern(),
             relax.transform.FoldConstant(),
@@ -87,12 +122,16 @@ def lowering_pipeline() -> tvm.transform.Pass:
     )
 
 
-def lower(mod: tvm.IRModule, segments: list[str]) -> Program:
-    """Lower the named segment functions of `mod` (chained: each takes the first output of the one before)."""
+def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> Program:
+    """Lower the named segment functions of `mod` (chained: each takes the first output of the one before); with
+    `use_library`, what the kernel library runs becomes its calls, the rest TVM's kernels."""
     only_segments = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint in segments})
+    library = LibraryCalls(chain=segments)
     with tvm.transform.PassContext(opt_level=3):
+        if use_library:
+            only_segments = library_pipeline(library)(only_segments)
         lowered = lowering_pipeline()(only_segments)
-    reader = _Reader()
+    reader = _Reader(library.kernels)
     program = []
     for index, name in enumerate(segments):
         handed_over = program[-1].outputs[0] if program else None
@@ -108,10 +147,12 @@ def lower(mod: tvm.IRModule, segments: list[str]) -> Program:
 class _Reader:
     """Reads lowered segment functions into tensors, constants and calls; shares constants between segments."""
 
-    def __init__(self):
+    def __init__(self, library: dict[str, nn.Kernel]):
+        self.library = library
         self.constants: list[Constant] = []
         self._constant_of: dict[int, Constant] = {}
         self._names: set[str] = set()
+        self._unnamed: set[str] = set()  # output buffers not yet named after a binding
 
     def segment(self, index: int, func: relax.Function, handed_over: Tensor | None) -> Segment:
         param = func.params[0]
@@ -121,10 +162,14 @@ class _Reader:
             value = binding.value
             if isinstance(value, relax.Call) and value.op.same_as(_ALLOC):
                 values[binding.var] = self._tensor(f"s{index}_t", binding.var.ty)
+                self._unnamed.add(values[binding.var].name)
             elif isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
                 calls.append(KernelCall(value.op.name_hint, [self._arg(a, values) for a in value.args]))
+            elif isinstance(value, relax.Call) and isinstance(value.op, relax.ExternFunc):
+                kernel = self.library[value.op.global_symbol]
+                calls.append(self._library_call(index, kernel, [self._arg(a, values) for a in value.args]))
             elif isinstance(value, relax.Var):
-                values[binding.var] = self._renamed(values[value], f"s{index}_{binding.var.name}")
+                values[binding.var] = self._renamed(values[value], index, binding.var.name)
             elif isinstance(value, relax.Tuple):
                 values[binding.var] = _flat([values[f] for f in value.fields])
             elif isinstance(value, relax.TupleGetItem):
@@ -135,6 +180,12 @@ class _Reader:
         if not isinstance(outputs, list):
             raise EennError(f"segment {index} does not return a tuple of tensors")
         return Segment(index, values[param], calls, outputs)
+
+    def _library_call(self, index: int, kernel: nn.Kernel, args: list[Tensor]) -> LibraryCall:
+        *inputs, output = args
+        scratch = kernel.scratch_bytes()
+        scratch = Tensor(self._unique(f"s{index}_scratch"), (scratch,), "uint8") if scratch else None
+        return LibraryCall(kernel, inputs, output, scratch)
 
     def _arg(self, arg: relax.Expr, values: dict) -> Tensor | Constant:
         if isinstance(arg, relax.Var):
@@ -154,10 +205,13 @@ class _Reader:
     def _tensor(self, name: str, ty) -> Tensor:
         return Tensor(self._unique(name), tuple(int(d) for d in ty.shape), str(ty.dtype))
 
-    def _renamed(self, tensor: Tensor, name: str) -> Tensor:
-        """Tensors take the name of the binding that holds them (an ONNX tensor name where one survived)."""
+    def _renamed(self, tensor: Tensor, index: int, name: str) -> Tensor:
+        """Tensors take the name of the binding that holds them (an ONNX tensor name where one survived); a name
+        TVM made up (lv3) does not replace one that came from the model."""
+        if is_generic_name(name) and tensor.name not in self._unnamed:
+            return tensor
         self._names.discard(tensor.name)
-        tensor.name = self._unique(name)
+        tensor.name = self._unique(f"s{index}_{name}")
         return tensor
 
     def _unique(self, name: str) -> str:

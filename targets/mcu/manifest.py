@@ -19,6 +19,7 @@ class HandOver(Document):
     shape: list[int]
     dtype: str
     bytes: int
+    layout: str = ""  # NCHW, NCW: the model's own (the next tier continues from it as the model has it)
 
 
 class ExitCost(Document):
@@ -71,7 +72,8 @@ class FirmwareManifest(FolderDocument):
     model: str
     core: str = Field(alias="target")  # the Cortex-M core it is built for
     machine: str  # the QEMU board that runs it
-    kernels: str  # "llvm" or "c"
+    kernels: str  # "library" (the kernel library, TVM's kernels for the rest), or TVM's only: "llvm" or "c"
+    codegen: str = "llvm"  # how TVM's kernels are compiled: "llvm" (Thumb objects) or "c" (gcc)
     input_name: str
     input_shape: list[int]
     classes: int

@@ -23,9 +23,32 @@ ADD_TABLE_FROM = 512  # elements from which an int8 add tabulates its inputs' re
 INT8_MIN, INT8_MAX = -128, 127
 
 
-def sources() -> list[Path]:
-    """The C files of the library (besides the TVM-kernel runtime, eenn_runtime.c)."""
-    return sorted(RUNTIME.glob("nn_*.c"))
+_S8 = ("nn_s8_support.c",)
+# The C files (in runtime/) each function needs: a firmware compiles only those of the kernels it calls.
+FUNCTION_SOURCES = {
+    "eenn_conv_f32": ("nn_f32_conv.c",),
+    "eenn_dense_f32": ("nn_f32_conv.c",),
+    "eenn_depthwise_f32": ("nn_f32_depthwise.c",),
+    "eenn_avg_pool_f32": ("nn_f32_pool.c",),
+    "eenn_max_pool_f32": ("nn_f32_pool.c",),
+    "eenn_add_f32": ("nn_f32_elementwise.c",),
+    "eenn_conv_s8": ("nn_s8_conv.c", "nn_s8_matmul.c", *_S8),
+    "eenn_dense_s8": ("nn_s8_conv.c", "nn_s8_matmul.c", *_S8),
+    "eenn_depthwise_s8": ("nn_s8_depthwise.c", *_S8),
+    "eenn_avg_pool_s8": ("nn_s8_pool.c", *_S8),
+    "eenn_max_pool_s8": ("nn_s8_pool.c", *_S8),
+    "eenn_add_s8": ("nn_s8_elementwise.c", *_S8),
+    "eenn_rescale_s8": ("nn_s8_elementwise.c", *_S8),
+    "eenn_quantize_s8": ("nn_s8_elementwise.c", *_S8),
+    "eenn_dequantize_s8": ("nn_s8_elementwise.c", *_S8),
+}
+
+
+def sources(functions: set[str] | None = None) -> list[Path]:
+    """The C files of the library (besides the TVM-kernel runtime, eenn_runtime.c): those `functions` need, or all."""
+    if functions is None:
+        return sorted(RUNTIME.glob("nn_*.c"))
+    return sorted({RUNTIME / name for f in functions for name in FUNCTION_SOURCES[f]})
 
 
 @dataclass(frozen=True)
@@ -90,7 +113,7 @@ class CArray:
     items: list[str]
 
     def declaration(self, name: str) -> str:
-        return f"static const {self.ctype} {name}[{len(self.items)}] = {{{_wrapped(self.items)}}};"
+        return f"static const {self.ctype} {name}[{len(self.items)}] EENN_ALIGNED(4) = {{{_wrapped(self.items)}}};"
 
 
 class Kernel:
@@ -119,10 +142,16 @@ class Kernel:
     def macs(self) -> int:
         return 0
 
-    def declaration(self, symbol: str) -> str:
-        """The C of the parameters: arrays, then the struct, all static const."""
+    def summary(self) -> str:
+        """What the call computes, in one line (the driver's comment above it)."""
+        return f"{self.function}: {self.input_specs()[0][1]} elements{_clamp_text(self)}"
+
+    def declaration(self, symbol: str, static: bool = True) -> str:
+        """The C of the parameters: arrays (static const), then the struct (static const, or const with external
+        linkage where another file calls the kernel)."""
         lines = [a.declaration(f"{symbol}_{name}") for name, a in self.arrays().items()]
-        return "\n".join([*lines, f"static const {self.struct} {symbol} = {self.initializer(symbol)};"])
+        storage = "static const" if static else "const"
+        return "\n".join([*lines, f"{storage} {self.struct} {symbol} = {self.initializer(symbol)};"])
 
     def call(self, symbol: str, inputs: list[str], output: str, scratch: str = "NULL") -> str:
         args = [f"&{symbol}", *inputs, output] + ([scratch] if self.takes_scratch else [])
@@ -141,6 +170,15 @@ class WindowKernel(Kernel):
 
     def output_spec(self):
         return (self.dtype, self.window.output_size)
+
+    def summary(self) -> str:
+        w = self.window
+        shapes = (
+            f"{w.input_height}x{w.input_width}x{w.input_channels} -> "
+            f"{w.output_height}x{w.output_width}x{w.output_channels}"
+        )
+        window = f"{w.kernel_height}x{w.kernel_width} stride {w.stride_height}x{w.stride_width}"
+        return f"{self.function}: {window}, {shapes}{_clamp_text(self)}"
 
 
 @dataclass
@@ -174,6 +212,9 @@ class DenseKernel(Kernel):
 
     def macs(self) -> int:
         return int(self.weights.size)
+
+    def summary(self) -> str:
+        return f"{self.function}: {self.weights.shape[1]} -> {self.weights.shape[0]} features{_clamp_text(self)}"
 
 
 @dataclass
@@ -403,6 +444,14 @@ class AddF32(ElementwiseKernel):
 
     def initializer(self, symbol: str) -> str:
         return _braces([self.size, _float(self.min), _float(self.max)])
+
+
+def _clamp_text(kernel: Kernel) -> str:
+    """A float32 kernel's fused activation, as a comment says it."""
+    lo, hi = getattr(kernel, "min", None), getattr(kernel, "max", None)
+    if not isinstance(lo, float) or (lo, hi) == (-math.inf, math.inf):
+        return ""
+    return ", ReLU" if (lo, hi) == (0.0, math.inf) else f", clamped to [{lo:g}, {hi:g}]"
 
 
 def _conv_macs(window: Window, depthwise: bool) -> int:

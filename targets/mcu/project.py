@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from eenn_tvm.errors import EennError
-from eenn_tvm.targets.mcu import driver, kernels
+from eenn_tvm.targets.mcu import driver, kernels, nn_library
 from eenn_tvm.targets.mcu.cores import Board, Core
 from eenn_tvm.targets.mcu.lower import Program
 from eenn_tvm.targets.mcu.manifest import Sizes
@@ -27,9 +27,10 @@ def write_project(
     spec: driver.DriverSpec,
     memory: MemoryPlan,
     core: Core,
-    kernel_kind: str,
+    codegen: str,
     stack_bytes: int,
 ) -> None:
+    """`codegen`: how TVM's kernels are compiled, "llvm" (a Thumb object) or "c" (C source for gcc)."""
     (folder / "kernels").mkdir()
     files = {
         "eenn_model.h": driver.header(program, spec, memory),
@@ -42,7 +43,7 @@ def write_project(
     for name, text in files.items():
         (folder / name).write_text(text)
     kernel_source = "kernels/kernels.c"
-    if kernel_kind == "llvm":
+    if codegen == "llvm":
         kernel_source = f"kernels/kernels_{core.name}.o"
         kernels.write_thumb_object(program.kernels, core, folder / kernel_source)
     kernels.copy_headers(folder / "include")
@@ -54,14 +55,16 @@ def write_project(
     (folder / "cmake" / "eenn_cpu.cmake").write_text(
         f'# {core.name}\nset(EENN_CPU_FLAGS "{" ".join(core.gcc_flags)}")\n'
     )
+    library = nn_library.sources(driver.library_functions(program, spec))
     _fill(
         HERE / "cmake" / "CMakeLists.txt.in",
         folder / "CMakeLists.txt",
         MODEL=spec.model,
         CORE=core.name,
         MACHINE=board.machine,
-        KERNELS=f"{kernel_kind} ({kernel_source})",
+        KERNELS=f"{codegen} ({kernel_source})",
         KERNEL_SOURCE=kernel_source,
+        LIBRARY_SOURCES=" ".join(f"runtime/{path.name}" for path in library),
     )
 
 

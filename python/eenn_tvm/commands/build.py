@@ -26,8 +26,9 @@ from eenn_tvm.textui import format_table
     default="auto",
     show_default=True,
     type=click.Choice(KERNEL_KINDS),
-    help="llvm: Thumb objects from TVM's LLVM backend (fewer instructions); c: TVM's C output, compiled by "
-    "gcc; auto: llvm, except c on the Cortex-M0+.",
+    help="library (= auto): eenn-tvm's kernel library for convolutions, dense layers, pools and adds, TVM's kernels "
+    "for the rest; llvm: TVM's kernels only, Thumb objects from its LLVM backend; c: TVM's kernels only, its C "
+    "output compiled by gcc.",
 )
 @click.option(
     "--flash", type=int, metavar="BYTES", help="Flash budget of the part (default: a typical part with this core)."

@@ -10,11 +10,7 @@
 
 #include <dlpack/dlpack.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define EENN_ALIGNED(n) __attribute__((aligned(n)))
-#else
-#define EENN_ALIGNED(n)
-#endif
+#include "eenn_nn.h" /* EENN_ALIGNED */
 
 #define EENN_MAX_KERNEL_ARGS 16
 
