@@ -5,8 +5,9 @@ Composite functions come from `patterns.float32_patterns()` (FuseOpsByPattern) o
 (`eenn.int8.<op>`). After `LibraryCalls`, each is `R.call_dps_packed(ExternFunc(symbol), tensors)`; CallTIRRewrite
 then gives it its output like any kernel, and the lowering reads `symbol` back into the kernel (`LibraryCalls.kernels`).
 The library works on NHWC; the rest of the network keeps the model's layout. So a windowed kernel (convolution,
-pool) reads its input through a transpose to NHWC and its result is transposed back for whatever is not a library
-kernel; transposes nobody reads are dropped (DeadCodeElimination), so between library kernels none remain.
+pool) reads its input through a transpose to NHWC (NWC in 1-D: a 1-D layer is a 2-D one of height 1) and its result
+is transposed back for whatever is not a library kernel; transposes nobody reads are dropped (DeadCodeElimination),
+so between library kernels none remain.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from eenn_tvm.targets.mcu import patterns
 from eenn_tvm.targets.mcu.patterns import shape_of
 
 COMPOSITE = "Composite"
-TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _GENERIC_NAME = re.compile(r"^(lv|gv|alloc)\d*$")
 
 
@@ -44,11 +44,11 @@ def kernel_of(func: relax.Function) -> nn.Kernel | None:
 @tvm.transform.module_pass(opt_level=0, name="eenn.LibraryCalls")
 class LibraryCalls:
     """Calls of composite functions the library runs become `call_dps_packed` of a symbol of their own, kept with
-    its kernel in `kernels`; windowed kernels take and give NHWC tensors.
+    its kernel in `kernels`; windowed kernels take and give channels-last tensors (NHWC, NWC).
 
     `chain` names functions that run one after the other, each on the first output of the one before (a device's
-    segments): what one hands to the next stays in NHWC where it is, so no transposes are spent between them; the
-    last one returns the model's layout.
+    segments): what one hands to the next stays channels-last where it is, so no transposes are spent between them;
+    the last one returns the model's layout.
     """
 
     def __init__(self, chain: Sequence[str] = ()):
@@ -58,12 +58,13 @@ class LibraryCalls:
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         others = [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
         others = [name for name in others if name not in self.chain and COMPOSITE not in (mod[name].attrs or {})]
-        handed_in_nhwc = False
+        handed_channels_last = False
         for name in self.chain + others:
-            may_hand_nhwc = name in self.chain[:-1]
+            may_hand_channels_last = name in self.chain[:-1]
             rewriter = _Rewriter(mod, self.kernels)
-            func, handed_in_nhwc = rewriter.rewrite(name, mod[name], handed_in_nhwc, may_hand_nhwc)
-            mod[name] = func
+            mod[name], handed_channels_last = rewriter.rewrite(
+                name, mod[name], handed_channels_last, may_hand_channels_last
+            )
         return mod
 
 
@@ -71,32 +72,31 @@ class _Rewriter:
     def __init__(self, mod: tvm.IRModule, kernels: dict[str, nn.Kernel]):
         self.mod = mod
         self.kernels = kernels
-        self.nhwc: dict[relax.Var, relax.Var] = {}  # a tensor -> the same values in NHWC, where emitted
+        self.channels_last: dict[relax.Var, relax.Var] = {}  # a tensor -> its values channels-last, where emitted
 
-    def rewrite(self, name: str, func: relax.Function, nhwc_in: bool, nhwc_out: bool) -> tuple[relax.Function, bool]:
-        """The function with library calls; with `nhwc_in` its first parameter comes in NHWC. Returns whether its
-        first output leaves in NHWC (only with `nhwc_out`, and where the library made it so)."""
+    def rewrite(self, name: str, func: relax.Function, last_in: bool, last_out: bool) -> tuple[relax.Function, bool]:
+        """The function with library calls; with `last_in` its first parameter comes channels-last. Returns whether
+        its first output leaves channels-last (only with `last_out`, and where the library made it so)."""
         bindings, out = body_bindings(func)
         params, subst = list(func.params), Substitute()
-        if nhwc_in:
-            n, c, h, w = shape_of(params[0])
-            params[0] = relax.Var(params[0].name, relax.TensorType((n, h, w, c), params[0].ty.dtype))
+        if last_in:
+            params[0] = relax.Var(params[0].name, _channels_last_type(params[0].ty))
         bb = relax.BlockBuilder()
         with bb.function(name, params, attrs=dict(func.attrs or {}), pure=True):
             with bb.dataflow():
-                if nhwc_in:
-                    model_layout = bb.emit(relax.op.permute_dims(params[0], TO_NCHW), name_hint=params[0].name)
+                if last_in:
+                    model_layout = bb.emit(_to_channels_first(params[0]), name_hint=params[0].name)
                     subst.map(func.params[0], model_layout)
-                    self.nhwc[model_layout] = params[0]
+                    self.channels_last[model_layout] = params[0]
                 for binding in bindings:
                     self._emit(bb, relax.VarBinding(binding.var, subst.visit_expr(binding.value)))
                 fields = output_fields(subst.visit_expr(out))
-                handed_nhwc = nhwc_out and fields[0] in self.nhwc
-                if handed_nhwc:
-                    fields[0] = self.nhwc[fields[0]]
+                handed_last = last_out and fields[0] in self.channels_last
+                if handed_last:
+                    fields[0] = self.channels_last[fields[0]]
                 gv = bb.emit_output(relax.Tuple(fields) if isinstance(out, relax.Tuple) else fields[0])
             bb.emit_func_output(gv)
-        return bb.get()[name], handed_nhwc
+        return bb.get()[name], handed_last
 
     def _emit(self, bb: relax.BlockBuilder, binding: relax.Binding) -> None:
         value = binding.value
@@ -109,23 +109,18 @@ class _Rewriter:
         self.kernels[symbol] = kernel
         name = _output_name(callee, binding.var)
         tensors = [a for a in value.args if not isinstance(a, tvm.ir.expr.Constant)]
-        out_shape = shape_of(binding.var)
-        nhwc = isinstance(kernel, nn.WindowKernel) or (
-            isinstance(kernel, nn.ElementwiseKernel) and all(t in self.nhwc for t in tensors)
+        channels_last = isinstance(kernel, nn.WindowKernel) or (
+            isinstance(kernel, nn.ElementwiseKernel) and all(t in self.channels_last for t in tensors)
         )
-        if not nhwc:
+        if channels_last:
+            tensors = [self._channels_last(bb, t) for t in tensors]
+        if not channels_last or len(shape_of(binding.var)) == 2:  # (1, C) after a global pool: either layout
             result = bb.emit(_library_call(symbol, tensors, binding.var.ty), name_hint=name)
             bb.emit_normalized(relax.VarBinding(binding.var, result))
             return
-        inputs = [self._in_nhwc(bb, t) for t in tensors]
-        if len(out_shape) != 4:  # a global pool to (1, C): the same bytes in either layout
-            result = bb.emit(_library_call(symbol, inputs, binding.var.ty), name_hint=name)
-            bb.emit_normalized(relax.VarBinding(binding.var, result))
-            return
-        n, c, h, w = out_shape
-        result = bb.emit(_library_call(symbol, inputs, relax.TensorType((n, h, w, c), binding.var.ty.dtype)), name)
-        self.nhwc[binding.var] = result
-        bb.emit_normalized(relax.VarBinding(binding.var, bb.normalize(relax.op.permute_dims(result, TO_NCHW))))
+        result = bb.emit(_library_call(symbol, tensors, _channels_last_type(binding.var.ty)), name_hint=name)
+        self.channels_last[binding.var] = result
+        bb.emit_normalized(relax.VarBinding(binding.var, bb.normalize(_to_channels_first(result))))
 
     def _composite(self, value: relax.Expr) -> relax.Function | None:
         if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
@@ -134,10 +129,25 @@ class _Rewriter:
                 return func
         return None
 
-    def _in_nhwc(self, bb: relax.BlockBuilder, tensor: relax.Expr) -> relax.Var:
-        if tensor not in self.nhwc:
-            self.nhwc[tensor] = bb.emit(relax.op.permute_dims(tensor, TO_NHWC), name_hint=f"{tensor.name}_nhwc")
-        return self.nhwc[tensor]
+    def _channels_last(self, bb: relax.BlockBuilder, tensor: relax.Expr) -> relax.Var:
+        if tensor not in self.channels_last:
+            rank = len(shape_of(tensor))
+            moved = relax.op.permute_dims(tensor, [0, *range(2, rank), 1])
+            self.channels_last[tensor] = bb.emit(moved, name_hint=f"{tensor.name}_{_LAST[rank]}")
+        return self.channels_last[tensor]
+
+
+_LAST = {3: "nwc", 4: "nhwc"}
+
+
+def _channels_last_type(ty: relax.TensorType) -> relax.TensorType:
+    shape = [int(d) for d in ty.shape.values]
+    return relax.TensorType([shape[0], *shape[2:], shape[1]], ty.dtype)
+
+
+def _to_channels_first(tensor: relax.Expr) -> relax.Expr:
+    rank = len(tensor.ty.shape.values)
+    return relax.op.permute_dims(tensor, [0, rank - 1, *range(1, rank - 1)])
 
 
 def _library_call(symbol: str, tensors: list[relax.Expr], out_ty: relax.TensorType) -> relax.Call:
@@ -171,11 +181,18 @@ def _bias(calls: list[relax.Call]) -> np.ndarray | None:
     return None
 
 
-def _window(x: list[int], out: list[int], kernel, strides=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0)) -> nn.Window:
-    """The library's window for NCHW shapes `x` -> `out`; padding (top, left, bottom, right) as Relax has it."""
-    (_, c, h, w), (_, oc, oh, ow) = x, out
-    top, left = int(padding[0]), int(padding[1])
-    return nn.Window(h, w, c, oh, ow, oc, *map(int, kernel), *map(int, strides), *map(int, dilation), top, left)
+def _window(x: list[int], out: list[int], kernel, strides=None, dilation=None, padding=None) -> nn.Window:
+    """The library's window for channels-first shapes `x` -> `out` (2-D, or 1-D as 2-D of height 1); padding as
+    Relax has it: all begins, then all ends."""
+    nd = len(x) - 2
+    as_2d = lambda values, fill: [fill] * (2 - nd) + [int(v) for v in values]  # noqa: E731
+    (c, *size), (oc, *out_size) = x[1:], out[1:]
+    ones = [1] * nd
+    top, left = as_2d(list(padding or [0] * 2 * nd)[:nd], 0)
+    return nn.Window(
+        *as_2d(size, 1), c, *as_2d(out_size, 1), oc, *as_2d(kernel, 1), *as_2d(strides or ones, 1),
+        *as_2d(dilation or ones, 1), top, left,
+    )  # fmt: skip
 
 
 def _conv_f32(calls: list[relax.Call]) -> nn.ConvF32:
@@ -185,6 +202,7 @@ def _conv_f32(calls: list[relax.Call]) -> nn.ConvF32:
     weights = w.value.numpy()
     depthwise = int(a.groups) > 1
     window = _window(shape_of(x), shape_of(conv), weights.shape[2:], a.strides, a.dilation, a.padding)
+    weights = weights.reshape(*weights.shape[:2], window.kernel_height, window.kernel_width)  # 1-D: height 1
     # the library's layouts: OHWI, and HWC (one filter per channel) for depthwise
     weights = weights[:, 0].transpose(1, 2, 0) if depthwise else weights.transpose(0, 2, 3, 1)
     return nn.ConvF32(window, np.ascontiguousarray(weights), _bias(calls), *_clamp(calls), depthwise=depthwise)
@@ -199,15 +217,16 @@ def _pool_f32(calls: list[relax.Call]) -> nn.PoolF32:
     pool = calls[0]
     x, out = shape_of(pool.args[0]), shape_of(pool)
     op, a = pool.op.name, pool.attrs
-    if op == "relax.mean":
-        window = _window(x, [1, x[1], 1, 1], x[2:])  # over the whole map: ONNX's ReduceMean, GlobalAveragePool
-    elif op == "relax.nn.adaptive_avg_pool2d":
-        kernel = [x[2] // out[2], x[3] // out[3]]
+    if op == "relax.mean":  # over the whole map: ONNX's ReduceMean, GlobalAveragePool
+        window = _window(x, [1, x[1]] + [1] * (len(x) - 2), x[2:])
+    elif op.startswith("relax.nn.adaptive"):  # windows that tile the map (patterns.py checks they do)
+        kernel = [s // o for s, o in zip(x[2:], out[2:])]
         window = _window(x, out, kernel, kernel)
     else:
         window = _window(x, out, a.pool_size, a.strides, a.dilation, a.padding)
-    count_padding = op == "relax.nn.avg_pool2d" and bool(a.count_include_pad)
-    return nn.PoolF32(window, op != "relax.nn.max_pool2d", count_padding, *_clamp(calls))
+    average = not op.startswith("relax.nn.max_pool")
+    count_padding = op.startswith("relax.nn.avg_pool") and bool(a.count_include_pad)
+    return nn.PoolF32(window, average, count_padding, *_clamp(calls))
 
 
 def _add_f32(calls: list[relax.Call]) -> nn.AddF32:

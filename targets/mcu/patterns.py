@@ -17,11 +17,20 @@ from tvm.relax.transform import FusionPattern, PatternCheckContext
 
 CONV2D, DENSE, POOL, ADD = "eenn.f32.conv2d", "eenn.f32.dense", "eenn.f32.pool", "eenn.f32.add"
 TENSOR_ATTR = "eenn.tensor"  # the binding (ONNX tensor) a composite function's result replaces
-POOLS = ("relax.nn.max_pool2d", "relax.nn.avg_pool2d", "relax.nn.adaptive_avg_pool2d", "relax.mean")
+CONVS = {"relax.nn.conv2d": ("NCHW", "OIHW"), "relax.nn.conv1d": ("NCW", "OIW")}  # op -> data and kernel layouts
+POOLS = (
+    "relax.nn.max_pool2d",
+    "relax.nn.avg_pool2d",
+    "relax.nn.adaptive_avg_pool2d",
+    "relax.nn.max_pool1d",
+    "relax.nn.avg_pool1d",
+    "relax.nn.adaptive_avg_pool1d",
+    "relax.mean",
+)
 
 
 def float32_patterns() -> list[FusionPattern]:
-    conv = is_op("relax.nn.conv2d")(wildcard(), is_const())
+    conv = _any_of([is_op(op)(wildcard(), is_const()) for op in CONVS])
     dense = is_op("relax.matmul")(wildcard(), is_const())
     add = is_op("relax.add")(wildcard(), wildcard())
     pool = _any_of([is_op(op)(wildcard()) for op in POOLS])
@@ -80,17 +89,17 @@ def shape_of(expr: relax.Expr) -> list[int] | None:
     return [int(d) for d in dims]
 
 
-def _float32_batch_1(expr: relax.Expr, rank: int) -> bool:
+def _float32_batch_1(expr: relax.Expr, ranks: tuple[int, ...]) -> bool:
     shape = shape_of(expr)
-    return shape is not None and len(shape) == rank and shape[0] == 1 and expr.ty.dtype == "float32"
+    return shape is not None and len(shape) in ranks and shape[0] == 1 and expr.ty.dtype == "float32"
 
 
 def _calls(ctx: PatternCheckContext) -> list[relax.Call]:
     return [v for v in ctx.matched_bindings.values() if isinstance(v, relax.Call)]
 
 
-def _first(ctx: PatternCheckContext, op: str) -> relax.Call:
-    return next(c for c in _calls(ctx) if c.op.name == op)
+def _first(ctx: PatternCheckContext, *ops: str) -> relax.Call:
+    return next(c for c in _calls(ctx) if c.op.name in ops)
 
 
 def _clamps_are_constant(ctx: PatternCheckContext) -> bool:
@@ -99,23 +108,24 @@ def _clamps_are_constant(ctx: PatternCheckContext) -> bool:
 
 
 def _conv_check(ctx: PatternCheckContext) -> bool:
-    conv = _first(ctx, "relax.nn.conv2d")
+    conv = _first(ctx, *CONVS)
     a = conv.attrs
     x, w = conv.args
-    if not (_float32_batch_1(x, 4) and _float32_batch_1(conv, 4) and _clamps_are_constant(ctx)):
+    if not (_float32_batch_1(x, (3, 4)) and _clamps_are_constant(ctx)):
         return False
-    if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "OIHW", "NCHW"):
+    data, kernel = CONVS[conv.op.name]
+    if (a.data_layout, a.kernel_layout, a.out_layout) != (data, kernel, data):
         return False
     channels, units = shape_of(x)[1], shape_of(w)[0]
     depthwise = a.groups == channels == units and a.groups > 1
-    return (a.groups == 1 or depthwise) and _bias_per_channel(ctx, units, rank=4)
+    return (a.groups == 1 or depthwise) and _bias_per_channel(ctx, units, rank=len(data))
 
 
 def _dense_check(ctx: PatternCheckContext) -> bool:
     matmul = _first(ctx, "relax.matmul")
     x, w = matmul.args
     shape = shape_of(w)
-    if not (_float32_batch_1(x, 2) and shape is not None and len(shape) == 2 and _clamps_are_constant(ctx)):
+    if not (_float32_batch_1(x, (2,)) and shape is not None and len(shape) == 2 and _clamps_are_constant(ctx)):
         return False
     return _bias_per_channel(ctx, shape[1], rank=2)
 
@@ -140,19 +150,16 @@ def _add_check(ctx: PatternCheckContext) -> bool:
 
 
 def _pool_check(ctx: PatternCheckContext) -> bool:
-    pool = next(c for c in _calls(ctx) if c.op.name in POOLS)
+    pool = _first(ctx, *POOLS)
     x = pool.args[0]
-    if not _float32_batch_1(x, 4):
+    if not _float32_batch_1(x, (3, 4)):
         return False
-    a = pool.attrs
-    if pool.op.name == "relax.mean":
-        return sorted(int(i) % 4 for i in a.axis) == [2, 3]
-    if a.layout != "NCHW" or a.out_layout != "NCHW":
+    rank, a = len(shape_of(x)), pool.attrs
+    if pool.op.name == "relax.mean":  # over the whole map: global average pooling
+        return sorted(int(i) % rank for i in a.axis) == list(range(2, rank))
+    if a.layout != {3: "NCW", 4: "NCHW"}[rank] or a.out_layout != a.layout:
         return False
-    if pool.op.name == "relax.nn.adaptive_avg_pool2d":
-        size = shape_of(x)[2:]
-        out = [int(d) for d in a.output_size] if a.output_size is not None else [1, 1]
-        out = out * 2 if len(out) == 1 else out
-        return all(s % o == 0 for s, o in zip(size, out))
+    if pool.op.name.startswith("relax.nn.adaptive"):
+        return all(s % o == 0 for s, o in zip(shape_of(x)[2:], shape_of(pool)[2:]))
     # ceil_mode windows are cut at the border: ONNX's divisor there is not the library's
-    return pool.op.name == "relax.nn.max_pool2d" or not a.ceil_mode
+    return pool.op.name.startswith("relax.nn.max_pool") or not a.ceil_mode
