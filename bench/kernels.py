@@ -1,5 +1,5 @@
 """Benchmark: the kernel library (targets/mcu/runtime/eenn_nn.h) layer by layer on the MLPerf Tiny ResNet-8 and
-DS-CNN, int8 and float32, in QEMU, beside the TVM-generated kernels that `eenn-tvm build` uses today.
+DS-CNN, int8 and float32, in QEMU, beside TVM's own kernels (what `eenn-tvm build --kernels llvm` uses).
 
     python bench/kernels.py [--cores cortex-m4 ...] [--no-tvm] [--json bench/kernels.json]
 
@@ -7,8 +7,8 @@ Every convolution, dense layer, pool and add of each model (shapes and float wei
 int8 weights quantised per output channel, activations random) runs as one library call in a program made by
 nn_runner.py; its instructions come from SysTick under `qemu-system-arm -icount shift=0` (exact: one instruction
 per tick of the virtual clock), less the harness's own. Each output is checked against the integer reference
-(bit for bit) or numpy (float32, 1e-5). TVM's kernels are measured per call in the firmware `build` writes, compiled
-with -DEENN_PROFILE (board/profile_main.c): their convolutions include the fused bias, ReLU and residual add.
+(bit for bit) or numpy (float32, 1e-5). TVM's kernels are measured per call in the firmware `build --kernels llvm`
+writes, compiled with -DEENN_PROFILE (board/profile_main.c): their convolutions include the fused bias, ReLU and residual add.
 Instructions per MAC of a whole network = all its layers' instructions / its MACs.
 """
 
@@ -242,7 +242,8 @@ def measure_tvm(model: Path, layers: list[Layer], core: str, scratch: Path) -> t
     """TVM's kernels as `build` makes them, per call: instructions of the call matched to each layer (None for
     layers TVM fused into another call), and of everything else (reshapes, softmax)."""
     folder = scratch / f"tvm-{model.stem}-{core}"
-    manifest = build_firmware(model, core, folder, flash_budget=8 << 20, ram_budget=1 << 20)
+    tvm_only = core_named(core).kernels  # TVM's kernels for every layer, compiled as the core builds them best
+    manifest = build_firmware(model, core, folder, kernel_kind=tvm_only, flash_budget=8 << 20, ram_budget=1 << 20)
     calls = _tvm_calls(folder)
     counts = _profile(folder, manifest, core)
     per_layer: list[float | None] = [None] * len(layers)
