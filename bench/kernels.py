@@ -8,8 +8,8 @@ int8 weights quantised per output channel, activations random) runs as one libra
 nn_runner.py; its instructions come from SysTick under `qemu-system-arm -icount shift=0` (exact: one instruction
 per tick of the virtual clock), less the harness's own. Each output is checked against the integer reference
 (bit for bit) or numpy (float32, 1e-5). TVM's kernels are measured per call in the firmware `build --kernels llvm`
-writes, compiled with -DEENN_PROFILE (board/profile_main.c): their convolutions include the fused bias, ReLU and residual add.
-Instructions per MAC of a whole network = all its layers' instructions / its MACs.
+writes, compiled with -DEENN_PROFILE (board/profile_main.c): their convolutions include the fused bias, ReLU and
+residual add. Instructions per MAC of a whole network = all its layers' instructions / its MACs.
 """
 
 from __future__ import annotations
