@@ -27,6 +27,8 @@ from eenn_tvm.targets.mcu import patterns
 from eenn_tvm.targets.mcu.patterns import shape_of
 
 COMPOSITE = "Composite"
+INT8_PREFIX = "eenn.int8."  # QDQToInteger's integer ops (docs/int8.md)
+IDENTITY_SCALE = (1 << 30, 30)  # (M, r) of a rescaling by 1
 _GENERIC_NAME = re.compile(r"^(lv|gv|alloc)\d*$")
 
 
@@ -35,10 +37,15 @@ def is_generic_name(name: str) -> bool:
     return _GENERIC_NAME.match(name) is not None
 
 
-def kernel_of(func: relax.Function) -> nn.Kernel | None:
-    """The library kernel computing the composite function `func`, or None if the library has none."""
-    read = _READERS.get(str((func.attrs or {}).get(COMPOSITE, "")))
-    return read(_calls(func)) if read else None
+def kernel_of(func: relax.Function, args: list[relax.Expr]) -> nn.Kernel | None:
+    """The library kernel computing the composite function `func` on `args`, or None if the library has none.
+    float32 composites (patterns.py) hold their constants; int8 ones (QDQToInteger) take them as arguments."""
+    name = str((func.attrs or {}).get(COMPOSITE, ""))
+    if name in _FLOAT32_READERS:
+        return _FLOAT32_READERS[name](_calls(func))
+    if name.startswith(INT8_PREFIX) and name[len(INT8_PREFIX) :] in _INT8_READERS:
+        return _INT8_READERS[name[len(INT8_PREFIX) :]](_Int8Call(func, args))
+    return None
 
 
 @tvm.transform.module_pass(opt_level=0, name="eenn.LibraryCalls")
@@ -101,7 +108,7 @@ class _Rewriter:
     def _emit(self, bb: relax.BlockBuilder, binding: relax.Binding) -> None:
         value = binding.value
         callee = self._composite(value)
-        kernel = kernel_of(callee) if callee is not None else None
+        kernel = kernel_of(callee, list(value.args)) if callee is not None else None
         if kernel is None:
             bb.emit_normalized(binding)
             return
@@ -233,9 +240,100 @@ def _add_f32(calls: list[relax.Call]) -> nn.AddF32:
     return nn.AddF32(math.prod(shape_of(calls[0])), *_clamp(calls))
 
 
-_READERS = {
+def _quantize(calls: list[relax.Call]) -> nn.QuantizeS8:
+    x, scale, zero_point = calls[0].args
+    size = math.prod(shape_of(x))
+    dequantize = calls[0].op.name == "relax.dequantize"
+    return nn.QuantizeS8(size, float(scale.value.numpy()), int(zero_point.value.numpy()), dequantize)
+
+
+class _Int8Call:
+    """A call of an integer op: its tensors' shapes, its constant arguments as arrays, its attributes as numbers."""
+
+    def __init__(self, func: relax.Function, args: list[relax.Expr]):
+        self.x_shape = shape_of(args[0])
+        self.out_shape = [int(d) for d in func.ret_ty.shape.values]
+        self.constants = [a.value.numpy() for a in args if isinstance(a, tvm.ir.GenericConst)]
+        self.attrs = func.attrs
+
+    def __getitem__(self, name: str):
+        value = self.attrs[name]
+        return [int(v) for v in value] if not isinstance(value, (int, tvm.tirx.IntImm)) else int(value)
+
+    def output(self) -> nn.Output:
+        return nn.Output(self["output_zero_point"], self["act_min"], self["act_max"])
+
+    def window(self, kernel) -> nn.Window:
+        """The window of `kernel` over x; the geometry an op has no attribute for is the default (no dilation)."""
+        strides, dilation, padding = (self[k] if k in self.attrs else None for k in ("strides", "dilation", "padding"))
+        return _window(self.x_shape, self.out_shape, kernel, strides, dilation, padding)
+
+
+def _conv_s8(call: _Int8Call) -> nn.ConvS8 | None:
+    weights, bias, multipliers, shifts = call.constants
+    groups, channels = call["groups"], call.x_shape[1]
+    depthwise = groups > 1
+    if depthwise and not groups == channels == weights.shape[0]:
+        return None  # grouped, or a depth multiplier: TVM's kernel
+    window = call.window(weights.shape[2:])
+    weights = weights.reshape(*weights.shape[:2], window.kernel_height, window.kernel_width)
+    weights = weights[:, 0].transpose(1, 2, 0) if depthwise else weights.transpose(0, 2, 3, 1)
+    return nn.ConvS8(
+        window, call["input_zero_point"], np.ascontiguousarray(weights), bias, multipliers, shifts, call.output(),
+        depthwise,
+    )  # fmt: skip
+
+
+def _dense_s8(call: _Int8Call) -> nn.DenseS8 | None:
+    if math.prod(call.x_shape[:-1]) != 1:
+        return None
+    weights, bias, multipliers, shifts = call.constants  # weights (units, K), as the library has them
+    return nn.DenseS8(weights, bias, call["input_zero_point"], multipliers, shifts, call.output())
+
+
+def _add_s8(call: _Int8Call) -> nn.AddS8 | None:
+    if call["left_shift"] != nn.ADD_LEFT_SHIFT:
+        return None
+    scales = [(call[f"{side}_multiplier"], call[f"{side}_shift"]) for side in ("lhs", "rhs", "output")]
+    zero_points = call["lhs_zero_point"], call["rhs_zero_point"]
+    return nn.AddS8(math.prod(call.out_shape), *zero_points, *scales, call.output())
+
+
+def _avg_pool_s8(call: _Int8Call) -> nn.AvgPoolS8:
+    window = call.window(call["pool_size"])
+    return nn.AvgPoolS8(window, call["input_zero_point"], (call["multiplier"], call["shift"]), call.output())
+
+
+def _global_avg_pool_s8(call: _Int8Call) -> nn.AvgPoolS8:
+    window = _window(call.x_shape, call.out_shape, call.x_shape[2:])  # the whole map
+    return nn.AvgPoolS8(window, call["input_zero_point"], (call["multiplier"], call["shift"]), call.output())
+
+
+def _max_pool_s8(call: _Int8Call) -> nn.MaxPoolS8 | None:
+    """The library's max pool keeps the scale: an int8 max, clamped."""
+    if (call["multiplier"], call["shift"]) != IDENTITY_SCALE or call["input_zero_point"] != call["output_zero_point"]:
+        return None
+    window = call.window(call["pool_size"])
+    return nn.MaxPoolS8(window, call["act_min"], call["act_max"])
+
+
+_INT8_READERS = {
+    "conv1d": _conv_s8,
+    "conv2d": _conv_s8,
+    "dense": _dense_s8,
+    "add": _add_s8,
+    "avg_pool1d": _avg_pool_s8,
+    "avg_pool2d": _avg_pool_s8,
+    "global_avg_pool": _global_avg_pool_s8,
+    "max_pool1d": _max_pool_s8,
+    "max_pool2d": _max_pool_s8,
+}
+
+_FLOAT32_READERS = {
     patterns.CONV2D: _conv_f32,
     patterns.DENSE: _dense_f32,
     patterns.POOL: _pool_f32,
     patterns.ADD: _add_f32,
+    patterns.QUANTIZE: _quantize,
+    patterns.DEQUANTIZE: _quantize,
 }

@@ -1,13 +1,15 @@
 """The float32 subgraphs the kernel library runs, as patterns for TVM's FuseOpsByPattern.
 
 Each match becomes a composite function named `eenn.f32.<op>` (a convolution with its bias and activation, a dense
-layer, a pool, an add), which `library.LibraryCalls` turns into one library call. A pattern matches only what the
+layer, a pool, an add) or `eenn.quantize` / `eenn.dequantize` (where an int8 network's input becomes int8 and its
+exits' logits float), which `library.LibraryCalls` turns into one library call. A pattern matches only what the
 library computes exactly as written; anything else stays a TVM kernel. Patterns are listed longest first: the
 fusion takes the first that matches.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import tvm
@@ -16,6 +18,7 @@ from tvm.relax.dpl import DFPattern, is_const, is_op, wildcard
 from tvm.relax.transform import FusionPattern, PatternCheckContext
 
 CONV2D, DENSE, POOL, ADD = "eenn.f32.conv2d", "eenn.f32.dense", "eenn.f32.pool", "eenn.f32.add"
+QUANTIZE, DEQUANTIZE = "eenn.quantize", "eenn.dequantize"
 TENSOR_ATTR = "eenn.tensor"  # the binding (ONNX tensor) a composite function's result replaces
 CONVS = {"relax.nn.conv2d": ("NCHW", "OIHW"), "relax.nn.conv1d": ("NCW", "OIW")}  # op -> data and kernel layouts
 POOLS = (
@@ -39,6 +42,11 @@ def float32_patterns() -> list[FusionPattern]:
         biased = is_op("relax.add")(root, is_const())
         patterns += [(name, p, check) for p in (_activated(biased), biased, _activated(root), root)]
     patterns += [(ADD, _activated(add), _add_check), (ADD, add, _add_check), (POOL, pool, _pool_check)]
+    for name, op, dtypes in (
+        (QUANTIZE, "relax.quantize", ("float32", "int8")),
+        (DEQUANTIZE, "relax.dequantize", ("int8", "float32")),
+    ):
+        patterns.append((name, is_op(op)(wildcard(), is_const(), is_const()), _per_tensor_check(op, *dtypes)))
     names = _ResultNames()
     return [
         FusionPattern(name, pattern, {"result": pattern}, names.checked(check), names.attrs)
@@ -147,6 +155,18 @@ def _add_check(ctx: PatternCheckContext) -> bool:
     if any(isinstance(x, tvm.ir.GenericConst) for x in (a, b)) or shape_of(a) is None or shape_of(a) != shape_of(b):
         return False
     return a.ty.dtype == b.ty.dtype == "float32" and _clamps_are_constant(ctx)
+
+
+def _per_tensor_check(op: str, source: str, result: str) -> Callable[[PatternCheckContext], bool]:
+    """(De)quantisation with one scale and zero point for the whole tensor, as ONNX (De)QuantizeLinear per tensor."""
+
+    def check(ctx: PatternCheckContext) -> bool:
+        call = _first(ctx, op)
+        x, scale, zero_point = call.args
+        per_tensor = all(shape_of(p) is not None and math.prod(shape_of(p)) == 1 for p in (scale, zero_point))
+        return per_tensor and x.ty.dtype == source and call.ty.dtype == result and shape_of(x) is not None
+
+    return check
 
 
 def _pool_check(ctx: PatternCheckContext) -> bool:
