@@ -104,7 +104,7 @@ def conv(
 
 
 def dense(x, w, bias, multiplier, shift, *, input_zero_point, output_zero_point, act_min, act_max) -> np.ndarray:
-    """x (..., K) with weights (units, K): acc[..., u] = bias[u] + sum_k (x[..., k] - z_in) * w[u, k]; requantize per unit."""
+    """x (..., K), weights (units, K): acc[..., u] = bias[u] + sum_k (x[..., k] - z_in) w[u, k]; requantized per unit."""
     acc = ((x.astype(np.int64) - input_zero_point) @ w.astype(np.int64).T + bias).astype(np.int32)
     return requantize(acc, multiplier, shift, output_zero_point, act_min, act_max)
 
@@ -130,7 +130,7 @@ def avg_pool(
 
 
 def global_avg_pool(x, *, input_zero_point, output_zero_point, multiplier, shift, act_min, act_max) -> np.ndarray:
-    """Sum of (x - z_in) over all spatial positions (kept as size-1 dims), requantized with m = s_in / (count * s_out)."""
+    """Sum of (x - z_in) over all spatial positions (kept as size-1 dims); requantized, m = s_in / (count * s_out)."""
     acc = (x.astype(np.int64) - input_zero_point).sum(axis=tuple(range(2, x.ndim)), keepdims=True).astype(np.int32)
     return requantize(acc, multiplier, shift, output_zero_point, act_min, act_max)
 
