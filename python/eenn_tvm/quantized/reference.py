@@ -104,7 +104,7 @@ def conv(
 
 
 def dense(x, w, bias, multiplier, shift, *, input_zero_point, output_zero_point, act_min, act_max) -> np.ndarray:
-    """x (..., K), weights (units, K): acc[..., u] = bias[u] + sum_k (x[..., k] - z_in) w[u, k]; requantized per unit."""
+    """x (..., K), weights (units, K): acc[..., u] = bias[u] + sum_k (x[..., k] - z_in) w[u, k], requantized."""
     acc = ((x.astype(np.int64) - input_zero_point) @ w.astype(np.int64).T + bias).astype(np.int32)
     return requantize(acc, multiplier, shift, output_zero_point, act_min, act_max)
 
