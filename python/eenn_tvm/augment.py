@@ -47,6 +47,7 @@ class Settings:
     cache_dir: Path | None = feature_cache.DEFAULT_CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
     confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
+    int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
 
 
 @dataclass
@@ -100,7 +101,7 @@ def augment(
     if not analysis.exit_points:
         raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
     input_shape, classes = _io_of(model)
-    data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
+    data, train_idx, val_idx = training_and_calibration(data_path, input_shape[1:], classes, settings)
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
         f"{len(val_idx)} set the thresholds"
@@ -133,7 +134,14 @@ def augment(
         data_path,
         {"eenn": margin, "baseline": baseline_margin},
     )
-    _write(out, plan, model, analysis, trained, result, baseline, log, stage)
+    int8 = None
+    if settings.int8:
+        from eenn_tvm.quantize import add_int8  # the quantize stage builds on this module (the split, Settings)
+
+        def int8(folder: Path) -> None:
+            add_int8(folder, plan, data, train_idx, val_idx, settings, log=log)
+
+    _write(out, plan, model, analysis, trained, result, baseline, log, stage, int8)
     return plan
 
 
@@ -156,7 +164,7 @@ def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
     return sorted({int(np.abs(fractions - f).argmin()) for f in SDN_FRACTIONS})
 
 
-def _training_and_calibration(data_path, sample_shape, classes, settings: Settings):
+def training_and_calibration(data_path, sample_shape, classes, settings: Settings):
     """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
 
     Without a calibration file a stratified share of the data sets the thresholds; with one (say, speakers or
@@ -336,6 +344,7 @@ def _write(
     baseline: Result,
     log,
     stage: _Stopwatch,
+    int8: Callable[[Path], None] | None = None,
 ) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
@@ -354,6 +363,9 @@ def _write(
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         stage.done("write")
+        if int8:
+            int8(tmp)
+            stage.done("int8")
         plan.search["seconds"] = stage.seconds
         plan.save(tmp)
         write_report(tmp, plan)

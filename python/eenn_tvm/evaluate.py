@@ -16,10 +16,12 @@ import numpy as np
 
 from eenn_tvm.data import Dataset
 from eenn_tvm.decision import confidence
+from eenn_tvm.errors import EennError
 from eenn_tvm.plan import Plan, PlannedExit
 from eenn_tvm.textui import progress
 
 ENGINES = ("tvm", "onnxruntime")
+DTYPES = ("float32", "int8")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class RunResult:
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
     sdn_baseline: dict  # the Shallow-Deep-Networks style baseline on the same data: accuracy, mac_reduction, ...
     seconds: float
+    int8: dict | None = None  # with dtype int8: the int8 network in onnxruntime and TVM, and how often they agree
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -49,19 +52,22 @@ def exit_costs(exits: list[PlannedExit], total_macs: int) -> list[int]:
     return costs + [total_macs + heads]
 
 
-def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> RunResult:
+def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtype: str = "float32") -> RunResult:
     folder = Path(folder)
     start = time.perf_counter()
-    eenn_outputs = _onnx_outputs(folder / plan.artifacts["eenn_onnx"], plan, data)
+    if dtype == "int8" and plan.int8 is None:
+        raise EennError(f"{folder} has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first")
+    eenn_outputs = onnx_outputs(folder / plan.artifacts["eenn_onnx"], plan.model["input_name"], data.x)
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
         exit_index, pred = _run_tvm(folder / plan.artifacts["host_module"], data)
     elif engine == "onnxruntime":
-        exit_index, pred = _apply_thresholds(plan.exits, plan.decision, eenn_outputs)
+        exit_index, pred = _apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    sdn_outputs = _onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan, data)
-    sdn = _figures(plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs))
+    sdn_outputs = onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan.model["input_name"], data.x)
+    sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
+    sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
     ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
     return RunResult(
@@ -72,8 +78,24 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
         total_macs=plan.model["total_macs"],
         **ours,
         sdn_baseline=sdn,
+        int8=_run_int8(folder, plan, data) if dtype == "int8" else None,
         seconds=time.perf_counter() - start,
     )
+
+
+def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
+    """The int8 network in onnxruntime (eenn_int8.onnx, thresholds applied in numpy) and in TVM (the integer host
+    module), and the share of samples on which both give the same class at the same exit."""
+    outputs = onnx_outputs(folder / plan.artifacts["eenn_int8_onnx"], plan.model["input_name"], data.x)
+    model_pred = np.array([o[0].argmax() for o in outputs])
+    ort_exit, ort_pred = _apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
+    tvm_exit, tvm_pred = _run_tvm(folder / plan.artifacts["int8_host_module"], data)
+    return {
+        "model_accuracy": float((model_pred == data.y).mean()),
+        "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
+        "tvm": _figures(plan.exits, plan, data, tvm_exit, tvm_pred),
+        "agreement": float(((ort_exit == tvm_exit) & (ort_pred == tvm_pred)).mean()),
+    }
 
 
 def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np.ndarray, pred: np.ndarray) -> dict:
@@ -98,29 +120,34 @@ def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return exits, preds
 
 
+def _thresholds(exits: list[PlannedExit]) -> list[float]:
+    return [e.threshold for e in exits]
+
+
 def _apply_thresholds(
-    exits: list[PlannedExit], rule: str, outputs: list[list[np.ndarray]]
+    thresholds: list[float | None], rule: str, outputs: list[list[np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample."""
+    """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample (None: the exit never fires)."""
     n = len(outputs)
-    exit_index = np.full(n, len(exits), np.int64)
+    exit_index = np.full(n, len(thresholds), np.int64)
     preds = np.array([o[0].argmax() for o in outputs])
     alive = np.ones(n, bool)
-    for i, e in enumerate(exits):
+    for i, threshold in enumerate(thresholds):
+        if threshold is None:
+            continue
         logits = np.concatenate([o[1 + i] for o in outputs])
-        leave = alive & (confidence(logits, rule) >= np.float32(e.threshold))
+        leave = alive & (confidence(logits, rule) >= np.float32(threshold))
         exit_index[leave] = i
         preds[leave] = logits[leave].argmax(1)
         alive &= ~leave
     return exit_index, preds
 
 
-def _onnx_outputs(path: Path, plan: Plan, data: Dataset) -> list[list[np.ndarray]]:
+def onnx_outputs(path: Path, input_name: str, x: np.ndarray) -> list[list[np.ndarray]]:
     """All outputs of an ONNX model for each sample, one sample at a time (the models have batch 1)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = plan.model["input_name"]
-    return [session.run(None, {name: data.x[i : i + 1]}) for i in range(len(data))]
+    return [session.run(None, {input_name: x[i : i + 1]}) for i in range(len(x))]

@@ -50,6 +50,21 @@ class Baseline:
 
 
 @dataclass
+class Int8Plan:
+    """`eenn-tvm quantize`: the int8 network (artifacts eenn_int8_onnx, int8_host_module) and its thresholds,
+    searched again on its own confidences; figures on the same validation split as the float plan."""
+
+    calibration_samples: int  # from the heads' training split, stratified
+    thresholds: list[float | None]  # one per exit; None: the exit never fires in the int8 network
+    model_accuracy: float  # the int8 model alone (no exits)
+    validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
+    float_thresholds_accuracy: float  # the int8 network with the float thresholds, for comparison
+    accuracy_margin: float
+    meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
+    ops: dict  # {"integer": {op: count}, "float": {op: count}} in the int8 network after QDQToInteger
+
+
+@dataclass
 class Plan:
     model: dict  # name, onnx (file relative to the plan), input_name, input_shape, classes, total_macs
     decision: str  # confidence rule, see decision.RULES
@@ -61,6 +76,7 @@ class Plan:
     artifacts: dict = field(default_factory=dict)  # what else is in the folder: name -> file
     placement: dict | None = None  # `eenn-tvm map`: the node of each segment, its costs, the problem it solved
     deployment: dict | None = None  # `eenn-tvm compile`: per tier, its artefact and what it hands to the next
+    int8: Int8Plan | None = None  # `eenn-tvm quantize` or `augment --int8`
     version: int = VERSION
 
     def to_json(self) -> dict:
@@ -94,5 +110,10 @@ class Plan:
                     exits=[PlannedExit(**e) for e in doc["baseline"]["exits"]],
                     validation=Evaluation(**doc["baseline"]["validation"]),
                 ),
+                "int8": _int8_plan(doc.get("int8")),
             }
         )
+
+
+def _int8_plan(doc: dict | None) -> Int8Plan | None:
+    return None if doc is None else Int8Plan(**{**doc, "validation": Evaluation(**doc["validation"])})

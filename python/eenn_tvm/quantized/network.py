@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 
 import tvm
+from tvm import relax
 
 from eenn_tvm.exit_functions import decided_exit
 from eenn_tvm.frontend import ImportedModel
 from eenn_tvm.passes import InsertExits, QDQToInteger, SplitAtExits
 from eenn_tvm.passes.heads import heads_from_outputs, tap_of
 from eenn_tvm.passes.rebuild import replace_function
+from eenn_tvm.quantized.ops import composite_name
 
 
 def int8_early_exit_module(model: ImportedModel, thresholds: list[float | None], rule: str) -> tvm.IRModule:
@@ -26,3 +28,23 @@ def int8_early_exit_module(model: ImportedModel, thresholds: list[float | None],
     exits = {tap_of(h): decided_exit(h, rule, math.inf if t is None else t) for h, t in zip(heads, thresholds)}
     mod = replace_function(mod, "main", backbone)
     return tvm.transform.Sequential([InsertExits(exits), SplitAtExits()])(mod)
+
+
+def op_counts(model: ImportedModel) -> dict[str, dict[str, int]]:
+    """How many ops of each kind the int8 network computes in integers and how many stay in float
+    (the quantize of the input and the dequantize of the outputs, the boundaries, are not counted)."""
+    mod = QDQToInteger()(model.mod)
+    counts: dict[str, dict[str, int]] = {"integer": {}, "float": {}}
+    for binding in mod["main"].body.blocks[0].bindings:
+        call = binding.value
+        if not isinstance(call, relax.Call) or not isinstance(binding.var.ty, relax.TensorType):
+            continue
+        if isinstance(call.op, tvm.ir.GlobalVar):
+            name = composite_name(mod[call.op]) or call.op.name_hint
+        elif call.op.name in ("relax.quantize", "relax.dequantize"):
+            continue
+        else:
+            name = call.op.name.removeprefix("relax.")
+        kind = "integer" if str(binding.var.ty.dtype).startswith(("int", "uint")) else "float"
+        counts[kind][name] = counts[kind].get(name, 0) + 1
+    return counts

@@ -1,0 +1,105 @@
+"""`eenn-tvm quantize`: the int8 form of an early-exit network (an augment output) or of any ONNX model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
+from eenn_tvm.errors import EennError
+from eenn_tvm.plan import Plan
+from eenn_tvm.quantize import CALIBRATION_SAMPLES, quantize_model, quantize_output
+
+
+@click.command("quantize")
+@click.argument("source", type=click.Path(exists=True))
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Labelled data (.npz with x and y). For an augment output: the data augment was given (its split is "
+    "rebuilt: calibration on the heads' training part, thresholds on the validation part).",
+)
+@click.option(
+    "--calibration-samples",
+    "samples",
+    default=CALIBRATION_SAMPLES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples (stratified) that calibrate the activation ranges.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(),
+    help="For a model: the int8 .onnx to write (required). For an augment output: a folder to write the "
+    "result to instead of updating SOURCE.",
+)
+@input_shape_option
+@json_option
+def command(source, data_path, samples, out, input_shapes, as_json):
+    """Quantise SOURCE to int8 with onnxruntime (QDQ: int8 weights per output channel, int8 activations).
+
+    SOURCE is an `eenn-tvm augment` output (its early-exit network with the heads; the exit thresholds are searched
+    again on the int8 network's confidences; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built
+    through QDQToInteger) or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
+    """
+    if Path(source).is_dir():
+        plan = quantize_output(source, data_path, out, samples, log=lambda m: click.echo(m, err=True))
+        if as_json:
+            echo_json(asdict(plan.int8))
+            return
+        _show_network(plan, out or source)
+        return
+    if out is None:
+        raise EennError(f"give -o FILE.onnx: where to write the int8 form of {source}")
+    if Path(out).is_dir():
+        raise EennError(f"-o {out} is a folder: give the .onnx file to write")
+    summary = quantize_model(source, data_path, out, samples, input_shapes_from(input_shapes))
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"wrote {out} (int8 QDQ, calibrated on {summary['calibration_samples']} samples)")
+    click.echo(_ops_line(summary["ops"]))
+
+
+def _show_network(plan: Plan, folder: str) -> None:
+    q, v = plan.int8, plan.validation
+    click.echo(
+        f"\n{plan.model['name']}: int8 early-exit network, calibrated on {q.calibration_samples} training samples; "
+        f"on {v.samples} validation samples:"
+    )
+    macs = plan.model["total_macs"]
+    click.echo(
+        savings_table(
+            v.baseline_accuracy,
+            macs,
+            [
+                ("early-exit network (float)", v.accuracy, v.mean_macs),
+                ("int8 model", q.model_accuracy, macs),
+                ("int8 early-exit network", q.validation.accuracy, q.validation.mean_macs),
+            ],
+        )
+    )
+    shown = ", ".join("never" if t is None else f"{t:.4f}" for t in q.thresholds)
+    click.echo(
+        f"int8 thresholds {shown} (float: {', '.join(f'{e.threshold:.4f}' for e in plan.exits)}; with the float "
+        f"thresholds the int8 network would reach {100 * q.float_thresholds_accuracy:.2f}%)"
+    )
+    if not q.meets_tolerance:
+        click.echo("the int8 model alone is below the tolerance: its thresholds keep it against the int8 model")
+    click.echo(_ops_line(q.ops))
+    click.echo(
+        f"wrote {folder}/ (eenn_int8.onnx, eenn_int8_host.so); next: eenn-tvm run {folder} --data TEST.npz --dtype int8"
+    )
+
+
+def _ops_line(ops: dict) -> str:
+    def listed(counts: dict) -> str:
+        return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "none"
+
+    return f"integer ops: {listed(ops['integer'])}; float ops: {listed(ops['float'])}"
