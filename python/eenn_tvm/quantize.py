@@ -39,9 +39,10 @@ from eenn_tvm.targets.host import HostModule, build
 CALIBRATION_SAMPLES = 500
 INT8_ONNX = "eenn_int8.onnx"
 INT8_HOST_MODULE = "eenn_int8_host.so"
+PER_CHANNEL_OPSET = 13  # DequantizeLinear takes an axis (per-channel scales) from opset 13 on
 # What onnxruntime quantises: the ops with an integer form, the activations folded into them, data movement.
 QUANTIZED_OP_TYPES = [
-    "Conv", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "MaxPool", "Concat",
+    "Conv", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool", "Concat",
     "Relu", "Clip", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
 ]  # fmt: skip
 
@@ -51,6 +52,7 @@ def quantize_onnx(model: onnx.ModelProto, calibration: np.ndarray) -> onnx.Model
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     input_name = model.graph.input[0].name
+    model = _with_opset(model, PER_CHANNEL_OPSET)
 
     class Samples(CalibrationDataReader):
         def __init__(self):
@@ -75,6 +77,16 @@ def quantize_onnx(model: onnx.ModelProto, calibration: np.ndarray) -> onnx.Model
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         return onnx.load(str(target))
+
+
+def _with_opset(model: onnx.ModelProto, least: int) -> onnx.ModelProto:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    if opset >= least:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, least)
+    except Exception as err:  # the converter raises several types; all mean this model cannot be upgraded
+        raise EennError(f"cannot convert the model from opset {opset} to {least} for quantisation: {err}") from None
 
 
 def stratified_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from eenn_tvm.commands.options import echo_json, input_shape_option, input_shape
 from eenn_tvm.errors import EennError
 from eenn_tvm.plan import Plan
 from eenn_tvm.quantize import CALIBRATION_SAMPLES, quantize_model, quantize_output
+from eenn_tvm.quantized.network import describe_ops
 
 
 @click.command("quantize")
@@ -64,7 +65,7 @@ def command(source, data_path, samples, out, input_shapes, as_json):
         echo_json(summary)
         return
     click.echo(f"wrote {out} (int8 QDQ, calibrated on {summary['calibration_samples']} samples)")
-    click.echo(_ops_line(summary["ops"]))
+    click.echo(describe_ops(summary["ops"]))
 
 
 def _show_network(plan: Plan, folder: str) -> None:
@@ -92,14 +93,7 @@ def _show_network(plan: Plan, folder: str) -> None:
     )
     if not q.meets_tolerance:
         click.echo("the int8 model alone is below the tolerance: its thresholds keep it against the int8 model")
-    click.echo(_ops_line(q.ops))
+    click.echo(describe_ops(q.ops))
     click.echo(
         f"wrote {folder}/ (eenn_int8.onnx, eenn_int8_host.so); next: eenn-tvm run {folder} --data TEST.npz --dtype int8"
     )
-
-
-def _ops_line(ops: dict) -> str:
-    def listed(counts: dict) -> str:
-        return ", ".join(f"{name} {n}" for name, n in sorted(counts.items())) or "none"
-
-    return f"integer ops: {listed(ops['integer'])}; float ops: {listed(ops['float'])}"

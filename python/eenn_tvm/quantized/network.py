@@ -48,3 +48,12 @@ def op_counts(model: ImportedModel) -> dict[str, dict[str, int]]:
         kind = "integer" if str(binding.var.ty.dtype).startswith(("int", "uint")) else "float"
         counts[kind][name] = counts[kind].get(name, 0) + 1
     return counts
+
+
+def describe_ops(counts: dict[str, dict[str, int]]) -> str:
+    """`op_counts` in one line: "integer ops: add 3, conv2d 9; float ops: none"."""
+
+    def listed(ops: dict[str, int]) -> str:
+        return ", ".join(f"{name} {n}" for name, n in sorted(ops.items())) or "none"
+
+    return f"integer ops: {listed(counts['integer'])}; float ops: {listed(counts['float'])}"

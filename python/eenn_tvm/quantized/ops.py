@@ -44,8 +44,9 @@ def conv(x_ty: relax.TensorType, w_ty: relax.TensorType, attrs: dict) -> relax.F
             groups=attrs["groups"],
             out_dtype="int32",
         )
-        acc = op.add(acc, _along(bias, 1, len(x_ty.shape)))
-        return _requantize(acc, _along(multiplier, 1, len(x_ty.shape)), _along(shift, 1, len(x_ty.shape)), attrs)
+        ndim = len(x_ty.shape)
+        acc = op.add(acc, _along(bias, 1, ndim))
+        return _requantize(_wide(acc), _wide(_along(multiplier, 1, ndim)), _wide(_along(shift, 1, ndim)), attrs)
 
     return _function(name, [("x", x_ty), ("w", w_ty), *_channel_params(channels)], attrs, body)
 
@@ -58,7 +59,7 @@ def dense(x_ty: relax.TensorType, w_ty: relax.TensorType, attrs: dict) -> relax.
         acc = op.matmul(
             _centred(x, attrs["input_zero_point"]), op.permute_dims(op.astype(w, "int32")), out_dtype="int32"
         )
-        return _requantize(op.add(acc, bias), multiplier, shift, attrs)
+        return _requantize(_wide(op.add(acc, bias)), _wide(multiplier), _wide(shift), attrs)
 
     return _function("dense", [("x", x_ty), ("w", w_ty), *_channel_params(int(w_ty.shape[0]))], attrs, body)
 
@@ -96,7 +97,7 @@ def avg_pool(x_ty: relax.TensorType, attrs: dict) -> relax.Function:
             groups=channels,
             out_dtype="int32",
         )
-        return _requantize(acc, _int64(attrs["multiplier"]), _int64(attrs["shift"]), attrs)
+        return _requantize(_wide(acc), _int64(attrs["multiplier"]), _int64(attrs["shift"]), attrs)
 
     return _function(f"avg_pool{nd}d", [("x", x_ty)], attrs, body)
 
@@ -108,7 +109,7 @@ def global_avg_pool(x_ty: relax.TensorType, attrs: dict) -> relax.Function:
     def body(x):
         axes = list(range(2, len(x_ty.shape)))
         acc = op.sum(_centred(x, attrs["input_zero_point"]), axis=axes, keepdims=True)
-        return _requantize(acc, _int64(attrs["multiplier"]), _int64(attrs["shift"]), attrs)
+        return _requantize(_wide(acc), _int64(attrs["multiplier"]), _int64(attrs["shift"]), attrs)
 
     return _function("global_avg_pool", [("x", x_ty)], attrs, body)
 
@@ -122,7 +123,7 @@ def max_pool(x_ty: relax.TensorType, attrs: dict) -> relax.Function:
         pool = {1: op.nn.max_pool1d, 2: op.nn.max_pool2d}[nd]
         peak = pool(x, attrs["pool_size"], attrs["strides"], attrs["padding"], attrs["dilation"])
         centred = _centred(peak, attrs["input_zero_point"])
-        return _requantize(centred, _int64(attrs["multiplier"]), _int64(attrs["shift"]), attrs)
+        return _requantize(_wide(centred), _int64(attrs["multiplier"]), _int64(attrs["shift"]), attrs)
 
     return _function(f"max_pool{nd}d", [("x", x_ty)], attrs, body)
 
@@ -179,10 +180,9 @@ def _along(vector: relax.Expr, axis: int, ndim: int) -> relax.Expr:
 
 
 def _rounding_multiply(value: relax.Expr, multiplier: relax.Expr, shift: relax.Expr) -> relax.Expr:
-    """(value * M + 2^(r-1)) >> r in int64; `value` is int64."""
-    m, r = _wide(multiplier), _wide(shift)
-    half = op.left_shift(_int64(1), op.subtract(r, _int64(1)))
-    return op.right_shift(op.add(op.multiply(value, m), half), r)
+    """(value * M + 2^(r-1)) >> r, all int64."""
+    half = op.left_shift(_int64(1), op.subtract(shift, _int64(1)))
+    return op.right_shift(op.add(op.multiply(value, multiplier), half), shift)
 
 
 def _clamp(y: relax.Expr, zero_point: int, act_min: int, act_max: int) -> relax.Expr:
@@ -190,6 +190,6 @@ def _clamp(y: relax.Expr, zero_point: int, act_min: int, act_max: int) -> relax.
 
 
 def _requantize(acc: relax.Expr, multiplier: relax.Expr, shift: relax.Expr, attrs: dict) -> relax.Expr:
-    """int32 accumulator -> int8: clamp(rounding_multiply(acc, M, r) + z_out, act_min, act_max)."""
-    y = _rounding_multiply(_wide(acc), multiplier, shift)
+    """Accumulator -> int8: clamp(rounding_multiply(acc, M, r) + z_out, act_min, act_max), all int64 until the cast."""
+    y = _rounding_multiply(acc, multiplier, shift)
     return _clamp(y, attrs["output_zero_point"], attrs["act_min"], attrs["act_max"])
