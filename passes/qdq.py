@@ -70,7 +70,7 @@ _REWRITTEN = "eenn_qdq_rewritten"  # the new function's name while the old one i
 
 @dataclass
 class _Quantized:
-    """An int8 value and what it means: real = (data - zero_point) * scale (scale per channel along `axis`)."""
+    """An int8 (or int32 bias) value and what it means: real = (data - zero_point) * scale, per tensor or channel."""
 
     data: relax.Expr
     scale: np.ndarray  # float32
@@ -101,7 +101,8 @@ class _Output:
         return {"output_zero_point": self.quantized.z, "act_min": self.act_min, "act_max": self.act_max}
 
     @property
-    def clamps(self) -> bool:
+    def narrowed(self) -> bool:
+        """A Relu narrowed the int8 range (ops without a clamp of their own cannot take it)."""
         return (self.act_min, self.act_max) != (INT8_MIN, INT8_MAX)
 
 
@@ -116,8 +117,9 @@ class _Rewrite:
     def expr(self, bb: relax.BlockBuilder, binding: relax.VarBinding) -> relax.Expr:
         if self.function is None:
             return self.plain
-        source = binding.value.args[0]
-        name = f"int8_{source.name if isinstance(source, relax.Var) else ops.composite_name(self.function)}"
+        source = binding.value.args[0]  # the float value quantized: named after the ONNX tensor
+        named = source.name.removesuffix("_QuantizeLinear_Input") if isinstance(source, relax.Var) else ""
+        name = f"int8_{named or ops.composite_name(self.function)}"
         return relax.Call(bb.add_func(self.function, name), self.args)
 
 
@@ -344,7 +346,7 @@ def _max_pool(graph: _Graph, call: relax.Call, out: _Output) -> _Rewrite | None:
 
 def _concat(graph: _Graph, call: relax.Call, out: _Output) -> _Rewrite | None:
     fields = graph.value(call.args[0])
-    if out.clamps or not isinstance(fields, relax.Tuple):
+    if out.narrowed or not isinstance(fields, relax.Tuple):
         return None
     inputs = [graph.activation(f) for f in fields.fields]
     if any(q is None for q in inputs):
@@ -365,7 +367,7 @@ def _concat(graph: _Graph, call: relax.Call, out: _Output) -> _Rewrite | None:
 def _moved(graph: _Graph, call: relax.Call, out: _Output) -> _Rewrite | None:
     """A data-movement op (reshape, transpose, ...) between equal quantisations: the same op on the int8 data."""
     x = graph.activation(call.args[0])
-    if x is None or out.clamps or (x.s, x.z) != (out.quantized.s, out.quantized.z):
+    if x is None or out.narrowed or (x.s, x.z) != (out.quantized.s, out.quantized.z):
         return None
     return _Rewrite([], plain=relax.Call(call.op, [x.data, *call.args[1:]], call.attrs))
 
@@ -373,7 +375,7 @@ def _moved(graph: _Graph, call: relax.Call, out: _Output) -> _Rewrite | None:
 def _requantized(graph: _Graph, call: relax.Call, out: _Output) -> _Rewrite | None:
     """quantize(dequantize(x)) with the same scale and zero point: x itself."""
     x = graph.activation(call)
-    if x is None or out.clamps or (x.s, x.z) != (out.quantized.s, out.quantized.z):
+    if x is None or out.narrowed or (x.s, x.z) != (out.quantized.s, out.quantized.z):
         return None
     return _Rewrite([], plain=x.data)
 

@@ -16,6 +16,7 @@ from eenn_tvm.commands.options import (
     savings_table,
     settings_from,
 )
+from eenn_tvm.commands.quantize import show_int8
 from eenn_tvm.costmodel import CostModel
 from eenn_tvm.costs import PredictedCost
 from eenn_tvm.platform import load_platform
@@ -73,6 +74,9 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
             ],
         )
     )
+    if plan.int8:
+        show_int8(plan, out)
+        return
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
 
 

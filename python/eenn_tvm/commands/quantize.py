@@ -54,7 +54,7 @@ def command(source, data_path, samples, out, input_shapes, as_json):
         if as_json:
             echo_json(asdict(plan.int8))
             return
-        _show_network(plan, out or source)
+        show_int8(plan, out or source)
         return
     if out is None:
         raise EennError(f"give -o FILE.onnx: where to write the int8 form of {source}")
@@ -68,7 +68,8 @@ def command(source, data_path, samples, out, input_shapes, as_json):
     click.echo(describe_ops(summary["ops"]))
 
 
-def _show_network(plan: Plan, folder: str) -> None:
+def show_int8(plan: Plan, folder: str) -> None:
+    """The int8 network against the float one on the validation split, its thresholds, its integer ops."""
     q, v = plan.int8, plan.validation
     click.echo(
         f"\n{plan.model['name']}: int8 early-exit network, calibrated on {q.calibration_samples} training samples; "
