@@ -10,7 +10,7 @@ import onnx
 import pytest
 from conftest import EXAMPLE, MODEL, ort_run
 from int8_interpreter import op_attrs, run_reference
-from test_cli import run_cli
+from test_cli import assert_one_line_error, run_cli
 from tvm import relax
 from zoo import EXPORTERS
 
@@ -295,6 +295,25 @@ def test_quantize_names_what_is_wrong_with_its_input(quantized, fashion, tmp_pat
     assert code == 2 and "give the data augment was given" in stderr and not (tmp_path / "x").exists()
     code, _, stderr = run_cli("quantize", target / "model.onnx", "--data", fashion / "test.npz")
     assert code == 2 and "give -o FILE.onnx" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda p: p["int8"]["thresholds"].pop(), "plan.json: int8: thresholds: one per exit"),
+        (lambda p: p["int8"]["thresholds"].__setitem__(0, 2.0), "plan.json: int8.thresholds[0]: must be a number"),
+        (lambda p: p["artifacts"].pop("int8_host_module"), "plan.json: int8: artifacts.eenn_int8_onnx and"),
+        (lambda p: p["int8"].update(calibration_samples=0), "plan.json: int8.calibration_samples"),
+    ],
+)
+def test_a_plan_with_a_bad_int8_section_is_one_line_naming_the_field(quantized, fashion, tmp_path, edit, fragment):
+    out = tmp_path / "eenn"
+    out.mkdir()
+    plan = json.loads((quantized[0] / "plan.json").read_text())
+    edit(plan)
+    (out / "plan.json").write_text(json.dumps(plan))
+    assert_one_line_error(["run", out, "--data", fashion / "test.npz", "--dtype", "int8"], fragment)
 
 
 def test_run_int8_without_an_int8_network_says_how_to_make_one(augmented, fashion):

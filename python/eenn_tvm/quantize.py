@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,19 +25,18 @@ import numpy as np
 import onnx
 
 from eenn_tvm import data as datasets
-from eenn_tvm.augment import Settings, training_and_calibration
+from eenn_tvm import onnx_runtime
+from eenn_tvm.catalog import CALIBRATION_SAMPLES
 from eenn_tvm.decision import confidence
 from eenn_tvm.errors import EennError
-from eenn_tvm.evaluate import exit_costs, onnx_outputs
 from eenn_tvm.frontend import ImportedModel, import_onnx, resolve_input_shapes, simplify, to_relax
 from eenn_tvm.outputs import atomic_folder
-from eenn_tvm.plan import Evaluation, Int8Plan, Plan
+from eenn_tvm.plan import Evaluation, Int8Network, Plan, macs_by_exit
 from eenn_tvm.quantized.network import int8_early_exit_module, op_counts
 from eenn_tvm.report import write_report
-from eenn_tvm.search import Exit, Option, Problem, evaluate, search, with_confidence
+from eenn_tvm.search import Exit, Option, SearchProblem, outcome_of, search, with_confidence
 from eenn_tvm.targets.host import HostModule, build
 
-CALIBRATION_SAMPLES = 500
 INT8_ONNX = "eenn_int8.onnx"
 INT8_HOST_MODULE = "eenn_int8_host.so"
 PER_CHANNEL_OPSET = 13  # DequantizeLinear takes an axis (per-channel scales) from opset 13 on
@@ -136,9 +136,11 @@ def quantize_output(
     """An augment output: the int8 network added to it (or to a copy at `target`), its plan updated."""
     folder = Path(folder)
     plan = Plan.load(folder)
-    settings = _settings_of(plan)
-    shape = tuple(plan.model["input_shape"][1:])
-    data, train_idx, val_idx = training_and_calibration(data_path, shape, plan.model["classes"], settings)
+    s = plan.search
+    shape = tuple(plan.model.input_shape[1:])
+    data, train_idx, val_idx = datasets.load_split(
+        data_path, shape, plan.model.classes, s.val_fraction, s.seed, s.calibration_data
+    )
     if len(val_idx) != plan.validation.samples:
         raise EennError(
             f"{data_path}: its validation split has {len(val_idx)} samples but augment's had "
@@ -146,7 +148,7 @@ def quantize_output(
         )
     with atomic_folder(target or folder) as tmp:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
-        add_int8(tmp, plan, data, train_idx, val_idx, settings, samples, log)
+        add_int8(tmp, plan, data, train_idx, val_idx, samples, log)
         plan.save(tmp)
         write_report(tmp, plan)
     return plan
@@ -158,26 +160,24 @@ def add_int8(
     data: datasets.Dataset,
     train_idx: np.ndarray,
     val_idx: np.ndarray,
-    settings: Settings,
     samples: int = CALIBRATION_SAMPLES,
     log: Callable[[str], None] = lambda _m: None,
-) -> Int8Plan:
-    """Quantise eenn.onnx in `folder`, search its thresholds on the validation split, build its host module."""
-    chosen = train_idx[stratified_sample(data.y[train_idx], samples, settings.seed)]
+) -> Int8Network:
+    """Quantise eenn.onnx in `folder`, search its thresholds on the validation split, build its host module; the
+    search settings (seed, tolerance, confidence) are the plan's."""
+    chosen = train_idx[stratified_sample(data.y[train_idx], samples, plan.search.seed)]
     log(f"quantising the early-exit network to int8 (calibration: {len(chosen)} training samples)")
-    int8 = quantize_onnx(onnx.load(str(folder / plan.artifacts["eenn_onnx"])), data.x[chosen])
+    int8 = quantize_onnx(onnx.load(str(folder / plan.artifacts.eenn_onnx)), data.x[chosen])
     onnx.save(int8, str(folder / INT8_ONNX))
     log(f"int8 thresholds on {len(val_idx)} validation samples (onnxruntime)")
-    outputs = onnx_outputs(folder / INT8_ONNX, plan.model["input_name"], data.x[val_idx])
+    outputs = onnx_runtime.run_each(onnx_runtime.session(int8), data.x[val_idx])
     groups = None if data.groups is None else data.groups[val_idx]
-    section = int8_thresholds(plan, outputs, data.y[val_idx], groups, settings)
-    section.calibration_samples = len(chosen)
     log("building the int8 host module (QDQToInteger, TVM, llvm)")
-    model = imported(int8, plan.model["name"])
-    section.ops = op_counts(model)
+    model = imported(int8, plan.model.name)
+    section = int8_thresholds(plan, outputs, data.y[val_idx], groups, len(chosen), op_counts(model))
     mod = int8_early_exit_module(model, section.thresholds, plan.decision)
     HostModule(build(mod)).export(folder / INT8_HOST_MODULE)
-    plan.artifacts.update(eenn_int8_onnx=INT8_ONNX, int8_host_module=INT8_HOST_MODULE)
+    plan.artifacts.eenn_int8_onnx, plan.artifacts.int8_host_module = INT8_ONNX, INT8_HOST_MODULE
     plan.int8 = section
     if not section.meets_tolerance:
         log(
@@ -189,59 +189,66 @@ def add_int8(
 
 
 def int8_thresholds(
-    plan: Plan, outputs: list[list[np.ndarray]], labels: np.ndarray, groups: np.ndarray | None, settings: Settings
-) -> Int8Plan:
+    plan: Plan,
+    outputs: list[list[np.ndarray]],
+    labels: np.ndarray,
+    groups: np.ndarray | None,
+    calibration_samples: int,
+    ops: dict[str, dict[str, int]],
+) -> Int8Network:
     """The plan's exits (points and heads fixed) with thresholds searched on the int8 network's outputs
-    [final, exit_0, ...] per validation sample. Head MACs are folded into the cost of reaching each exit, as the
-    int8 network runs every head it passes, so an exit the search drops only stops firing (threshold None)."""
+    [final, exit_0, ...] per validation sample, with the plan's tolerance and confidence. Head MACs are folded into
+    the cost of reaching each exit, as the int8 network runs every head it passes, so an exit the search drops only
+    stops firing (threshold infinity)."""
     final = np.concatenate([o[0] for o in outputs]).argmax(1)
     heads_before = np.cumsum([e.head_macs for e in plan.exits])
     options = []
     for i, e in enumerate(plan.exits):
         logits = np.concatenate([o[1 + i] for o in outputs])
         options.append(Option(i, e.head, confidence(logits, plan.decision), logits.argmax(1) == labels, 0.0))
-    float_floor = plan.validation.baseline_accuracy - settings.max_accuracy_drop
+    tolerance = plan.search.max_accuracy_drop
+    float_floor = plan.validation.baseline_accuracy - tolerance
     model_accuracy = float((final == labels).mean())
     # When the int8 model alone is already below the float floor, the exits may lose the tolerance against it.
-    floor = float_floor if model_accuracy >= float_floor else model_accuracy - settings.max_accuracy_drop
-    problem = Problem(
+    floor = float_floor if model_accuracy >= float_floor else model_accuracy - tolerance
+    problem = SearchProblem(
         options=options,
         reach_cost=[e.macs_to_reach + h for e, h in zip(plan.exits, heads_before)],
-        final_cost=plan.model["total_macs"] + float(heads_before[-1]),
+        final_cost=plan.model.total_macs + float(heads_before[-1]),
         final_correct=final == labels,
         min_accuracy=floor,
         groups=groups,
     )
-    result, margin = with_confidence(search, problem, settings.confidence)
-    thresholds = [None] * len(plan.exits)
+    result, margin = with_confidence(search, problem, plan.search.confidence)
+    thresholds = [math.inf] * len(plan.exits)
     for e in result.exits:
-        thresholds[e.point] = e.threshold
+        thresholds[e.point] = float(e.threshold)
     as_planned = [Exit(i, i, e.threshold) for i, e in enumerate(plan.exits)]
-    return Int8Plan(
-        calibration_samples=0,
+    return Int8Network(
+        calibration_samples=calibration_samples,
         thresholds=thresholds,
         model_accuracy=model_accuracy,
         validation=_validation(plan, problem, result.exits),
-        float_thresholds_accuracy=evaluate(problem, as_planned).accuracy,
-        accuracy_margin=margin,
-        meets_tolerance=model_accuracy >= float_floor,
-        ops={},
+        float_thresholds_accuracy=outcome_of(problem, as_planned).accuracy,
+        accuracy_margin=float(margin),
+        meets_tolerance=bool(model_accuracy >= float_floor),
+        ops=ops,
     )
 
 
-def _validation(plan: Plan, problem: Problem, exits: list[Exit]) -> Evaluation:
-    outcome = evaluate(problem, exits)
+def _validation(plan: Plan, problem: SearchProblem, exits: list[Exit]) -> Evaluation:
+    outcome = outcome_of(problem, exits)
     slots = {e.point: k for k, e in enumerate(exits)}
     histogram = [outcome.exit_counts[slots[i]] if i in slots else 0 for i in range(len(plan.exits))]
     histogram.append(outcome.exit_counts[-1])
-    costs = exit_costs(plan.exits, plan.model["total_macs"])
+    costs = macs_by_exit(plan.exits, plan.model.total_macs)
     mean_macs = float(np.dot(histogram, costs)) / problem.samples
     return Evaluation(
         samples=problem.samples,
         baseline_accuracy=plan.validation.baseline_accuracy,
         accuracy=outcome.accuracy,
         mean_macs=mean_macs,
-        mac_fraction=mean_macs / plan.model["total_macs"],
+        mac_fraction=mean_macs / plan.model.total_macs,
         exit_histogram=histogram,
     )
 
@@ -251,18 +258,6 @@ def imported(model: onnx.ModelProto, name: str) -> ImportedModel:
     shapes = resolve_input_shapes(model)
     simple = simplify(model, shapes)
     return ImportedModel(name=name, onnx=simple, input_shapes=shapes, mod=to_relax(simple, shapes))
-
-
-def _settings_of(plan: Plan) -> Settings:
-    s = plan.search
-    return Settings(
-        max_accuracy_drop=s["max_accuracy_drop"],
-        decision=plan.decision,
-        val_fraction=s["val_fraction"] or Settings.val_fraction,
-        seed=s["seed"],
-        calibration_path=Path(s["calibration_data"]) if s["calibration_data"] else None,
-        confidence=s["confidence"],
-    )
 
 
 def _classes(model: onnx.ModelProto) -> int:

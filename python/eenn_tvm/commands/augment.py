@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import click
 
-from eenn_tvm.augment import augment
 from eenn_tvm.commands.options import (
     augment_options,
     echo_json,
@@ -17,9 +16,6 @@ from eenn_tvm.commands.options import (
     settings_from,
 )
 from eenn_tvm.commands.quantize import show_int8
-from eenn_tvm.costmodel import CostModel
-from eenn_tvm.costs import PredictedCost
-from eenn_tvm.platform import load_platform
 from eenn_tvm.textui import format_table
 
 
@@ -41,6 +37,8 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
     the TVM host module with the exit logic compiled in, and OUT/report.md. Figures are on the validation
     split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
     """
+    from eenn_tvm.augment import augment
+
     settings = replace(settings_from(**search), int8=int8)
     cost = _predicted_cost(platform_name, objective, cost_model_path, settings.decision) if platform_name else None
     plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
@@ -49,20 +47,21 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
         return
     v, b = plan.validation, plan.baseline.validation
     click.echo(
-        f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:"
+        f"\n{plan.model.name}: {len(plan.exits)} exits chosen (decision: {plan.decision}); "
+        f"on {v.samples} validation samples:"
     )
     click.echo(
         savings_table(
             v.baseline_accuracy,
-            plan.model["total_macs"],
+            plan.model.total_macs,
             [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
         )
     )
     if v.predicted:
         click.echo(
-            f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
-            f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
-            f"SDN baseline {100 * (1 - b.predicted['fraction']):.1f}% less)"
+            f"predicted {v.predicted.cost} per inference: {v.predicted.mean:.4g} against "
+            f"{v.predicted.full:.4g} for the original model ({100 * (1 - v.predicted.fraction):.1f}% less; "
+            f"SDN baseline {100 * (1 - b.predicted.fraction):.1f}% less)"
         )
     click.echo()
     click.echo(
@@ -81,7 +80,11 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
 
 
 def _predicted_cost(platform_name, objective, cost_model_path, decision):
-    platform = load_platform(platform_name)
+    from eenn_tvm.costmodel.model import CostModel
+    from eenn_tvm.costs import PredictedCost
+    from eenn_tvm.platform import Platform
+
+    platform = Platform.load(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
     _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")

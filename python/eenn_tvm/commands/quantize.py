@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from eenn_tvm.catalog import CALIBRATION_SAMPLES
 from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
 from eenn_tvm.errors import EennError
-from eenn_tvm.plan import Plan
-from eenn_tvm.quantize import CALIBRATION_SAMPLES, quantize_model, quantize_output
-from eenn_tvm.quantized.network import describe_ops
+from eenn_tvm.textui import threshold_text
+
+if TYPE_CHECKING:
+    from eenn_tvm.plan import Plan
 
 
 @click.command("quantize")
@@ -49,10 +51,13 @@ def command(source, data_path, samples, out, input_shapes, as_json):
     again on the int8 network's confidences; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built
     through QDQToInteger) or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
     """
+    from eenn_tvm.quantize import quantize_model, quantize_output
+    from eenn_tvm.quantized.network import describe_ops
+
     if Path(source).is_dir():
         plan = quantize_output(source, data_path, out, samples, log=lambda m: click.echo(m, err=True))
         if as_json:
-            echo_json(asdict(plan.int8))
+            echo_json(plan.int8.model_dump())
             return
         show_int8(plan, out or source)
         return
@@ -70,12 +75,14 @@ def command(source, data_path, samples, out, input_shapes, as_json):
 
 def show_int8(plan: Plan, folder: str) -> None:
     """The int8 network against the float one on the validation split, its thresholds, its integer ops."""
+    from eenn_tvm.quantized.network import describe_ops
+
     q, v = plan.int8, plan.validation
     click.echo(
-        f"\n{plan.model['name']}: int8 early-exit network, calibrated on {q.calibration_samples} training samples; "
+        f"\n{plan.model.name}: int8 early-exit network, calibrated on {q.calibration_samples} training samples; "
         f"on {v.samples} validation samples:"
     )
-    macs = plan.model["total_macs"]
+    macs = plan.model.total_macs
     click.echo(
         savings_table(
             v.baseline_accuracy,
@@ -87,14 +94,13 @@ def show_int8(plan: Plan, folder: str) -> None:
             ],
         )
     )
-    shown = ", ".join("never" if t is None else f"{t:.4f}" for t in q.thresholds)
     click.echo(
-        f"int8 thresholds {shown} (float: {', '.join(f'{e.threshold:.4f}' for e in plan.exits)}; with the float "
+        f"int8 thresholds {', '.join(map(threshold_text, q.thresholds))} "
+        f"(float: {', '.join(threshold_text(e.threshold) for e in plan.exits)}; with the float "
         f"thresholds the int8 network would reach {100 * q.float_thresholds_accuracy:.2f}%)"
     )
     if not q.meets_tolerance:
         click.echo("the int8 model alone is below the tolerance: its thresholds keep it against the int8 model")
     click.echo(describe_ops(q.ops))
-    click.echo(
-        f"wrote {folder}/ (eenn_int8.onnx, eenn_int8_host.so); next: eenn-tvm run {folder} --data TEST.npz --dtype int8"
-    )
+    files = f"{plan.artifacts.eenn_int8_onnx}, {plan.artifacts.int8_host_module}"
+    click.echo(f"wrote {folder}/ ({files}); next: eenn-tvm run {folder} --data TEST.npz --dtype int8")

@@ -7,8 +7,6 @@ threshold run in float on them, so the decision is the float one applied to the 
 
 from __future__ import annotations
 
-import math
-
 import tvm
 from tvm import relax
 
@@ -20,12 +18,12 @@ from eenn_tvm.passes.rebuild import replace_function
 from eenn_tvm.quantized.ops import composite_name
 
 
-def int8_early_exit_module(model: ImportedModel, thresholds: list[float | None], rule: str) -> tvm.IRModule:
-    """Segments of the integer network; `thresholds` holds one per exit output (None: the exit never fires)."""
+def int8_early_exit_module(model: ImportedModel, thresholds: list[float], rule: str) -> tvm.IRModule:
+    """Segments of the integer network; `thresholds` holds one per exit output (infinity: the exit never fires)."""
     mod = QDQToInteger()(model.mod)
     num_outputs = len(model.output_names) - len(thresholds)
     backbone, heads = heads_from_outputs(mod["main"], num_outputs)
-    exits = {tap_of(h): decided_exit(h, rule, math.inf if t is None else t) for h, t in zip(heads, thresholds)}
+    exits = {tap_of(h): decided_exit(h, rule, t) for h, t in zip(heads, thresholds)}
     mod = replace_function(mod, "main", backbone)
     return tvm.transform.Sequential([InsertExits(exits), SplitAtExits()])(mod)
 

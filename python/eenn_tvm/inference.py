@@ -4,6 +4,8 @@ Two engines: `tvm` runs the host module `augment` built (exit logic compiled in)
 eenn.onnx and applies the plan's rule and thresholds in numpy, so the figures can be checked
 independently. Beside them, on the same data: the original model (the first output of eenn.onnx) and
 the Shallow-Deep-Networks style baseline (baseline.onnx with its one threshold), both in onnxruntime.
+With dtype int8, also the int8 network (`eenn-tvm quantize`) both ways: eenn_int8.onnx with its thresholds in
+numpy, and the integer host module; and how often the two agree.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from eenn_tvm import onnx_runtime
 from eenn_tvm.data import Dataset
 from eenn_tvm.decision import confidence
 from eenn_tvm.errors import EennError
-from eenn_tvm.plan import Plan, PlannedExit
+from eenn_tvm.plan import Plan, PlannedExit, macs_by_exit
 from eenn_tvm.textui import progress
-
-ENGINES = ("tvm", "onnxruntime")
-DTYPES = ("float32", "int8")
 
 
 @dataclass
@@ -43,29 +43,20 @@ class RunResult:
         return asdict(self)
 
 
-def exit_costs(exits: list[PlannedExit], total_macs: int) -> list[int]:
-    """MACs a sample pays when it leaves at exit i (the backbone so far and every head it passed), then at the end."""
-    costs, heads = [], 0
-    for e in exits:
-        heads += e.head_macs
-        costs.append(e.macs_to_reach + heads)
-    return costs + [total_macs + heads]
-
-
 def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtype: str = "float32") -> RunResult:
     folder = Path(folder)
     start = time.perf_counter()
     if dtype == "int8" and plan.int8 is None:
         raise EennError(f"{folder} has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first")
-    eenn_outputs = onnx_outputs(folder / plan.artifacts["eenn_onnx"], plan.model["input_name"], data.x)
+    eenn_outputs = _onnx_outputs(folder / plan.artifacts.eenn_onnx, data)
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
-        exit_index, pred = _run_tvm(folder / plan.artifacts["host_module"], data)
+        exit_index, pred = _run_tvm(folder / plan.artifacts.host_module, data)
     elif engine == "onnxruntime":
         exit_index, pred = _apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    sdn_outputs = onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan.model["input_name"], data.x)
+    sdn_outputs = _onnx_outputs(folder / plan.artifacts.baseline_onnx, data)
     sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
     sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
     ours = _figures(plan.exits, plan, data, exit_index, pred)
@@ -75,7 +66,7 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtyp
         samples=len(data),
         baseline_accuracy=baseline_accuracy,
         accuracy_drop=baseline_accuracy - ours["accuracy"],
-        total_macs=plan.model["total_macs"],
+        total_macs=plan.model.total_macs,
         **ours,
         sdn_baseline=sdn,
         int8=_run_int8(folder, plan, data) if dtype == "int8" else None,
@@ -86,10 +77,10 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtyp
 def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     """The int8 network in onnxruntime (eenn_int8.onnx, thresholds applied in numpy) and in TVM (the integer host
     module), and the share of samples on which both give the same class at the same exit."""
-    outputs = onnx_outputs(folder / plan.artifacts["eenn_int8_onnx"], plan.model["input_name"], data.x)
+    outputs = _onnx_outputs(folder / plan.artifacts.eenn_int8_onnx, data)
     model_pred = np.array([o[0].argmax() for o in outputs])
     ort_exit, ort_pred = _apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
-    tvm_exit, tvm_pred = _run_tvm(folder / plan.artifacts["int8_host_module"], data)
+    tvm_exit, tvm_pred = _run_tvm(folder / plan.artifacts.int8_host_module, data)
     return {
         "model_accuracy": float((model_pred == data.y).mean()),
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
@@ -99,12 +90,12 @@ def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
 
 
 def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np.ndarray, pred: np.ndarray) -> dict:
-    costs = np.array(exit_costs(exits, plan.model["total_macs"]), dtype=np.float64)
+    costs = np.array(macs_by_exit(exits, plan.model.total_macs), dtype=np.float64)
     mean_macs = float(costs[exit_index].mean())
     return {
         "accuracy": float((pred == data.y).mean()),
         "mean_macs": mean_macs,
-        "mac_reduction": 1.0 - mean_macs / plan.model["total_macs"],
+        "mac_reduction": 1.0 - mean_macs / plan.model.total_macs,
         "exit_histogram": np.bincount(exit_index, minlength=len(exits) + 1).tolist(),
     }
 
@@ -125,16 +116,14 @@ def _thresholds(exits: list[PlannedExit]) -> list[float]:
 
 
 def _apply_thresholds(
-    thresholds: list[float | None], rule: str, outputs: list[list[np.ndarray]]
+    thresholds: list[float], rule: str, outputs: list[list[np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample (None: the exit never fires)."""
+    """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample."""
     n = len(outputs)
     exit_index = np.full(n, len(thresholds), np.int64)
     preds = np.array([o[0].argmax() for o in outputs])
     alive = np.ones(n, bool)
     for i, threshold in enumerate(thresholds):
-        if threshold is None:
-            continue
         logits = np.concatenate([o[1 + i] for o in outputs])
         leave = alive & (confidence(logits, rule) >= np.float32(threshold))
         exit_index[leave] = i
@@ -143,11 +132,5 @@ def _apply_thresholds(
     return exit_index, preds
 
 
-def onnx_outputs(path: Path, input_name: str, x: np.ndarray) -> list[list[np.ndarray]]:
-    """All outputs of an ONNX model for each sample, one sample at a time (the models have batch 1)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return [session.run(None, {input_name: x[i : i + 1]}) for i in range(len(x))]
+def _onnx_outputs(path: Path, data: Dataset) -> list[list[np.ndarray]]:
+    return onnx_runtime.run_each(onnx_runtime.session(path), data.x)
