@@ -90,18 +90,33 @@ class Program:
     segments: list[Segment]
 
 
-def library_pipeline(library: LibraryCalls) -> tvm.transform.Pass:
-    """The library's subgraphs out of the graph, before TVM lowers the rest."""
+def library_pipeline(library: LibraryCalls, integer_ops: dict | None = None) -> tvm.transform.Pass:
+    """The library's subgraphs out of the graph, before TVM lowers the rest. `integer_ops` (QDQToInteger's
+    functions) join the module after the float32 fusion, which cannot partition their bodies, and before
+    `library` reads them."""
     return tvm.transform.Sequential(
         [
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldConstant(),
             relax.transform.FuseOpsByPattern(float32_patterns()),
+            _Joined(integer_ops or {}),
             library,
             relax.transform.DeadCodeElimination(),
         ]
     )
+
+
+@tvm.transform.module_pass(opt_level=0, name="eenn.Joined")
+class _Joined:
+    def __init__(self, functions: dict):
+        self.functions = functions
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        mod = tvm.IRModule(dict(mod.functions))
+        for gv, func in self.functions.items():
+            mod[gv] = func
+        return mod
 
 
 def lowering_pipeline() -> tvm.transform.Pass:
@@ -126,10 +141,15 @@ def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> P
     """Lower the named segment functions of `mod` (chained: each takes the first output of the one before); with
     `use_library`, what the kernel library runs becomes its calls, the rest TVM's kernels."""
     only_segments = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint in segments})
+    integer_ops = {gv: f for gv, f in mod.functions.items() if _is_composite(f)}
     library = LibraryCalls(chain=segments)
     with tvm.transform.PassContext(opt_level=3):
         if use_library:
-            only_segments = library_pipeline(library)(only_segments)
+            only_segments = library_pipeline(library, integer_ops)(only_segments)
+        else:
+            only_segments = _Joined(integer_ops)(only_segments)
+        # integer ops the library does not run are TVM kernels: their Relax bodies go where they are called
+        only_segments = relax.transform.InlinePrivateFunctions()(only_segments)
         lowered = lowering_pipeline()(only_segments)
     reader = _Reader(library.kernels)
     program = []
@@ -221,6 +241,11 @@ class _Reader:
             candidate, n = f"{base}_{n}", n + 1
         self._names.add(candidate)
         return candidate
+
+
+def _is_composite(func: tvm.ir.BaseFunc) -> bool:
+    """An integer op of QDQToInteger (docs/int8.md), called from the segments."""
+    return isinstance(func, relax.Function) and "Composite" in (func.attrs or {})
 
 
 def _flat(items: list) -> list[Tensor]:
