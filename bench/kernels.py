@@ -30,10 +30,11 @@ import onnx
 from onnx import numpy_helper
 
 from eenn_tvm.frontend import load_onnx, resolve_input_shapes, simplify
+from eenn_tvm.quantized import reference as ref
 from eenn_tvm.targets.mcu import nn_library as nn
-from eenn_tvm.targets.mcu import reference as ref
 from eenn_tvm.targets.mcu.build import build_firmware
 from eenn_tvm.targets.mcu.cores import CORES, core_named
+from eenn_tvm.targets.mcu.float_reference import conv2d_f32
 from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 from eenn_tvm.targets.mcu.nn_runner import Call, run_calls
 from eenn_tvm.targets.mcu.qemu import qemu_command
@@ -112,13 +113,14 @@ def _conv(node, shapes, weights, out_shape, relu, rng) -> Layer:
     layer.calls["int8"] = Call(
         nn.ConvS8(window, z_in, library_layout(w_q), bias_q, multipliers, shifts, output, depthwise), [_hwc(x)]
     )
-    layer.expected["int8"] = ref.conv2d(
-        x[None], z_in, w_q, bias_q, multipliers, shifts, output.zero_point, output.min, output.max, **geometry
-    )
+    layer.expected["int8"] = ref.conv(
+        x[None], w_q, bias_q, multipliers, shifts, strides=strides, padding=pads, dilation=dilations, groups=groups,
+        input_zero_point=z_in, **_requantized(output),
+    )  # fmt: skip
     xf = rng.standard_normal(x_shape[1:]).astype(np.float32)
     lo = 0.0 if relu else -math.inf
     layer.calls["float32"] = Call(nn.ConvF32(window, library_layout(w), bias, lo, math.inf, depthwise), [_hwc(xf)])
-    layer.expected["float32"] = ref.conv2d_f32(xf[None], w, bias, lo, math.inf, **geometry)
+    layer.expected["float32"] = conv2d_f32(xf[None], w, bias, lo, math.inf, **geometry)
     return layer
 
 
@@ -134,7 +136,9 @@ def _gemm(node, shapes, weights, out_shape, relu, rng) -> Layer:
     multipliers, shifts = _multipliers(rng, w.shape[1], w.shape[0])
     output = nn.Output(int(rng.integers(-20, 20)))
     layer.calls["int8"] = Call(nn.DenseS8(w_q, bias_q, -128, multipliers, shifts, output), [x])
-    layer.expected["int8"] = ref.dense(x[None], -128, w_q, bias_q, multipliers, shifts, output.zero_point)
+    layer.expected["int8"] = ref.dense(
+        x[None], w_q, bias_q, multipliers, shifts, input_zero_point=-128, **_requantized(output)
+    )
     xf = rng.standard_normal(w.shape[1]).astype(np.float32)
     layer.calls["float32"] = Call(nn.DenseF32(w, bias), [xf])
     layer.expected["float32"] = w.astype(np.float64) @ xf + bias
@@ -146,10 +150,15 @@ def _add(node, shapes, weights, out_shape, relu, rng) -> Layer:
     size = math.prod(shape)
     layer = _layer(node, "add", shape, out_shape, None)
     a, b = rng.integers(-128, 128, (2, *shape[1:]), dtype=np.int8)
-    scales = ref.add_multipliers(0.05, 0.08, 0.1)
+    (m_a, r_a), (m_b, r_b), (m_o, r_o) = scales = [
+        ref.quantize_multiplier(m) for m in (0.05 / 0.16, 0.08 / 0.16, 0.16 / ((1 << ref.ADD_LEFT_SHIFT) * 0.1))
+    ]
     output = nn.Output(-128, -128, 127) if relu else nn.Output(0)
     layer.calls["int8"] = Call(nn.AddS8(size, 3, -5, *scales, output), [_hwc(a), _hwc(b)])
-    layer.expected["int8"] = ref.add(a, 3, scales[0], b, -5, scales[1], scales[2], output.zero_point, output.min)
+    layer.expected["int8"] = ref.add(
+        a, b, lhs_zero_point=3, lhs_multiplier=m_a, lhs_shift=r_a, rhs_zero_point=-5, rhs_multiplier=m_b,
+        rhs_shift=r_b, output_multiplier=m_o, output_shift=r_o, left_shift=ref.ADD_LEFT_SHIFT, **_requantized(output),
+    )  # fmt: skip
     af, bf = rng.standard_normal((2, *shape[1:])).astype(np.float32)
     lo = 0.0 if relu else -math.inf
     layer.calls["float32"] = Call(nn.AddF32(size, lo), [_hwc(af), _hwc(bf)])
@@ -173,11 +182,17 @@ def _pool(node, shapes, weights, out_shape, relu, rng) -> Layer:
     if average:
         scale = ref.quantize_multiplier(0.5 / math.prod(kernel))
         layer.calls["int8"] = Call(nn.AvgPoolS8(window, -128, scale, nn.Output(-128)), [_hwc(x)])
-        layer.expected["int8"] = ref.avg_pool(x[None], -128, kernel, *scale, -128, strides=strides, pads=pads)
+        layer.expected["int8"] = ref.avg_pool(
+            x[None], pool_size=kernel, strides=strides, padding=pads, input_zero_point=-128, multiplier=scale[0],
+            shift=scale[1], **_requantized(nn.Output(-128)),
+        )  # fmt: skip
         layer.expected["float32"] = windows.mean(axis=(-2, -1))
     else:
         layer.calls["int8"] = Call(nn.MaxPoolS8(window), [_hwc(x)])
-        layer.expected["int8"] = ref.max_pool(x[None], kernel, strides=strides, pads=pads)
+        layer.expected["int8"] = ref.max_pool(
+            x[None], pool_size=kernel, strides=strides, padding=pads, dilation=(1, 1), input_zero_point=0,
+            multiplier=1 << 30, shift=30, **_requantized(nn.Output(0)),
+        )  # fmt: skip
         layer.expected["float32"] = windows.max(axis=(-2, -1))
     layer.calls["float32"] = Call(nn.PoolF32(window, average), [_hwc(xf)])
     return layer
@@ -189,6 +204,10 @@ _LAYERS = {"Conv": _conv, "Gemm": _gemm, "Add": _add, "AveragePool": _pool, "Max
 def _layer(node, op, in_shape, out_shape, weight_shape) -> Layer:
     shape = f"{'x'.join(map(str, in_shape[1:]))} -> {'x'.join(map(str, out_shape[1:]))}"
     return Layer(node.name or node.output[0], op, shape, 0, weight_shape and tuple(weight_shape), tuple(out_shape))
+
+
+def _requantized(output: nn.Output) -> dict:
+    return {"output_zero_point": output.zero_point, "act_min": output.min, "act_max": output.max}
 
 
 def _hwc(x: np.ndarray) -> np.ndarray:

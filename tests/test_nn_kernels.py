@@ -1,8 +1,8 @@
 """The kernel library (targets/mcu/runtime/eenn_nn.h), compiled for this host (with AddressSanitizer and
 UndefinedBehaviorSanitizer) and for every Cortex-M core (arm-none-eabi-gcc, run in QEMU): the int8 kernels equal the
-integer reference (targets/mcu/reference.py) bit for bit on random shapes and values, including odd channel counts,
-strides and dilations of 2, asymmetric padding and zero points at the extremes; the float32 kernels equal numpy to
-1e-5. Shapes and values are drawn from a fixed seed, so a failure repeats."""
+integer reference (eenn_tvm.quantized.reference, the spec of docs/int8.md) bit for bit on random shapes and values,
+including odd channel counts, strides and dilations of 2, asymmetric padding and zero points at the extremes; the
+float32 kernels equal numpy to 1e-5. Shapes and values are drawn from a fixed seed, so a failure repeats."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import math
 import numpy as np
 import pytest
 
+from eenn_tvm.quantized import reference as ref
 from eenn_tvm.targets.mcu import nn_library as nn
-from eenn_tvm.targets.mcu import reference as ref
 from eenn_tvm.targets.mcu.cores import CORES
+from eenn_tvm.targets.mcu.float_reference import conv2d_f32
 from eenn_tvm.targets.mcu.nn_runner import HOST, Call, run_calls
 
 TARGETS = [HOST, *CORES]
@@ -70,6 +71,10 @@ def random_window(rng, kind: str = "conv") -> tuple[nn.Window, dict]:
             return window, {"strides": strides, "pads": pads, "dilations": dilations}
 
 
+def _requantized(output: nn.Output) -> dict:
+    return {"output_zero_point": output.zero_point, "act_min": output.min, "act_max": output.max}
+
+
 def library_weights(w: np.ndarray, depthwise: bool) -> np.ndarray:
     """OIHW (the reference's) to OHWI, or [kh, kw, channels] for a depthwise convolution."""
     return w[:, 0].transpose(1, 2, 0) if depthwise else w.transpose(0, 2, 3, 1)
@@ -92,19 +97,18 @@ def conv_case(rng, depthwise=False, window_and_geometry=None) -> tuple[Call, np.
     terms = kh * kw * (1 if depthwise else c_in)
     multipliers, shifts = scales(rng, 40 / (math.sqrt(terms) * 1.2e4), c_out)
     output = activation(rng)
-    groups = c_in if depthwise else 1
-    expected = ref.conv2d(
+    expected = ref.conv(
         nchw(x),
-        z_in,
         w,
-        bias,
+        np.zeros(c_out, np.int32) if bias is None else bias,  # QDQToInteger always gives one; the kernel takes NULL
         multipliers,
         shifts,
-        output.zero_point,
-        output.min,
-        output.max,
-        **geometry,
-        groups=groups,
+        strides=geometry["strides"],
+        padding=geometry["pads"],  # (top, left, bottom, right): TVM's order too
+        dilation=geometry["dilations"],
+        groups=c_in if depthwise else 1,
+        input_zero_point=z_in,
+        **_requantized(output),
     )
     kernel = nn.ConvS8(window, z_in, library_weights(w, depthwise), bias, multipliers, shifts, output, depthwise)
     return Call(kernel, [x]), hwc(expected)
@@ -118,7 +122,7 @@ def dense_case(rng) -> tuple[Call, np.ndarray]:
     bias = rng.integers(-(1 << 16), 1 << 16, features_out, dtype=np.int32)
     multipliers, shifts = scales(rng, 40 / (math.sqrt(features_in) * 1.2e4), features_out)
     output = activation(rng)
-    expected = ref.dense(x[None], z_in, w, bias, multipliers, shifts, output.zero_point, output.min, output.max)[0]
+    expected = ref.dense(x[None], w, bias, multipliers, shifts, input_zero_point=z_in, **_requantized(output))[0]
     return Call(nn.DenseS8(w, bias, z_in, multipliers, shifts, output), [x]), expected
 
 
@@ -126,14 +130,17 @@ def pool_case(rng, average: bool) -> tuple[Call, np.ndarray]:
     window, geometry = random_window(rng, "pool")
     x = rng.integers(-128, 128, (window.input_height, window.input_width, window.input_channels), dtype=np.int8)
     kernel_hw = (window.kernel_height, window.kernel_width)
-    strides, pads = geometry["strides"], geometry["pads"]
+    geometry = {"pool_size": kernel_hw, "strides": geometry["strides"], "padding": geometry["pads"]}
     output = activation(rng)
-    if not average:
-        expected = ref.max_pool(nchw(x), kernel_hw, output.min, output.max, strides, pads)
+    if not average:  # the library's max pool keeps the scale: the identity (2^30, 30) of the spec
+        z = output.zero_point
+        identity = {"multiplier": 1 << 30, "shift": 30, "input_zero_point": z, "dilation": (1, 1)}
+        expected = ref.max_pool(nchw(x), **geometry, **identity, **_requantized(output))
         return Call(nn.MaxPoolS8(window, output.min, output.max), [x]), hwc(expected)
     z_in = zero_point(rng)
     scale = ref.quantize_multiplier(float(rng.uniform(0.1, 0.5)) / math.prod(kernel_hw))
-    expected = ref.avg_pool(nchw(x), z_in, kernel_hw, *scale, output.zero_point, output.min, output.max, strides, pads)
+    multiplier = {"multiplier": scale[0], "shift": scale[1]}
+    expected = ref.avg_pool(nchw(x), **geometry, input_zero_point=z_in, **multiplier, **_requantized(output))
     return Call(nn.AvgPoolS8(window, z_in, scale, output), [x]), hwc(expected)
 
 
@@ -143,9 +150,15 @@ def add_case(rng) -> tuple[Call, np.ndarray]:
     z_a, z_b = zero_point(rng), zero_point(rng)
     s_a, s_b = 2.0 ** rng.uniform(-8, 0, 2)
     s_out = (s_a + s_b) * 2.0 ** rng.uniform(-1, 1)
-    a_scale, b_scale, out_scale = ref.add_multipliers(s_a, s_b, s_out)
+    twice_max = 2 * max(s_a, s_b)
+    a_scale, b_scale = ref.quantize_multiplier(s_a / twice_max), ref.quantize_multiplier(s_b / twice_max)
+    out_scale = ref.quantize_multiplier(twice_max / ((1 << ref.ADD_LEFT_SHIFT) * s_out))
     output = activation(rng)
-    expected = ref.add(a, z_a, a_scale, b, z_b, b_scale, out_scale, output.zero_point, output.min, output.max)
+    expected = ref.add(
+        a, b, lhs_zero_point=z_a, lhs_multiplier=a_scale[0], lhs_shift=a_scale[1], rhs_zero_point=z_b,
+        rhs_multiplier=b_scale[0], rhs_shift=b_scale[1], output_multiplier=out_scale[0], output_shift=out_scale[1],
+        left_shift=ref.ADD_LEFT_SHIFT, **_requantized(output),
+    )  # fmt: skip
     return Call(nn.AddS8(size, z_a, z_b, a_scale, b_scale, out_scale, output), [a, b]), expected
 
 
@@ -154,8 +167,15 @@ def rescale_case(rng) -> tuple[Call, np.ndarray]:
     x = rng.integers(-128, 128, size, dtype=np.int8)
     z_in = zero_point(rng)
     scale = ref.quantize_multiplier(float(2.0 ** rng.uniform(-3, -0.5)))
-    output = activation(rng)
-    expected = ref.rescale(x, z_in, scale, output.zero_point, output.min, output.max)
+    output = nn.Output(int(rng.integers(-100, 100)))  # a concat's input moved to the output's scale: no activation
+    expected = ref.concat(
+        x,
+        axis=0,
+        input_zero_points=[z_in],
+        multipliers=[scale[0]],
+        shifts=[scale[1]],
+        output_zero_point=output.zero_point,
+    )
     return Call(nn.RescaleS8(size, z_in, scale, output), [x]), expected
 
 
@@ -192,7 +212,7 @@ def float_cases() -> list[tuple[Call, np.ndarray]]:
         w = w.astype(np.float32)
         bias = rng.standard_normal(c_out).astype(np.float32) if rng.random() < 0.8 else None
         lo, hi = [(-math.inf, math.inf), (0.0, math.inf), (0.0, 6.0)][rng.integers(3)]
-        expected = ref.conv2d_f32(nchw(x), w, bias, lo, hi, **geometry, groups=c_in if depthwise else 1)
+        expected = conv2d_f32(nchw(x), w, bias, lo, hi, **geometry, groups=c_in if depthwise else 1)
         kernel = nn.ConvF32(window, library_weights(w, depthwise), bias, lo, hi, depthwise)
         cases.append((Call(kernel, [x]), hwc(expected)))
     for _ in range(3):

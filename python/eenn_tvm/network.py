@@ -39,6 +39,8 @@ class Network:
     reference: Path | onnx.ModelProto | None = None  # what verify runs on the host: the host module, or the model
     backbone: relax.Function | None = None  # the model as imported, without exits: what a placement compares with
     dtype: str = "float32"  # "int8": integer ops (QDQToInteger) between a quantized input and dequantized outputs
+    qdq_model: Path | onnx.ModelProto | None = None  # int8: the QDQ model, what onnxruntime runs
+    decision: str | None = None  # int8 early-exit networks: the confidence rule, to apply it to onnxruntime's logits
 
     @classmethod
     def open(cls, path: str | Path, input_shapes: dict | None = None, dtype: str = "auto") -> Network:
@@ -77,6 +79,7 @@ class Network:
             reference=model.onnx,
             backbone=model.mod["main"],
             dtype="int8" if int8 else "float32",
+            qdq_model=model.onnx if int8 else None,
         )
 
     @classmethod
@@ -122,6 +125,8 @@ class Network:
         float32.exits = [e.model_copy(update={"threshold": t}) for e, t in zip(plan.exits, plan.int8.thresholds)]
         float32.reference = Path(folder) / plan.artifacts.int8_host_module
         float32.dtype = "int8"
+        float32.qdq_model = Path(folder) / plan.artifacts.eenn_int8_onnx
+        float32.decision = plan.decision
         return float32
 
     @classmethod

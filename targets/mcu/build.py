@@ -17,18 +17,33 @@ from eenn_tvm.outputs import atomic_folder
 from eenn_tvm.targets.mcu import driver, kernels, project
 from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, LIBRARY, Core, core_named
 from eenn_tvm.targets.mcu.lower import Program, lower
-from eenn_tvm.targets.mcu.manifest import Budget, ExitCost, FirmwareManifest, HandOver, MemoryFigures, Sizes
+from eenn_tvm.targets.mcu.manifest import (
+    Budget,
+    ExitCost,
+    FirmwareManifest,
+    HandOver,
+    Int8Reference,
+    MemoryFigures,
+    Sizes,
+)
 from eenn_tvm.targets.mcu.memory import MemoryPlan, plan_memory
 
 REFERENCE = "reference"  # what verify compares against: the ONNX model, or the early-exit network's host module
+INT8_HOST_MODULE = "int8_host.so"  # a plain QDQ model's integer host module (QDQToInteger), built for this host
+QDQ_MODEL = "model_int8.onnx"
 
 
 def build_firmware(
-    source: str | Path, core_name: str, out: str | Path, input_shapes: dict | None = None, **options
+    source: str | Path,
+    core_name: str,
+    out: str | Path,
+    input_shapes: dict | None = None,
+    dtype: str = "auto",
+    **options,
 ) -> FirmwareManifest:
     """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
-    `options` are those of `write_firmware`."""
-    return write_firmware(Network.open(source, input_shapes), core_named(core_name), out, **options)
+    `dtype` as `Network.open` takes it; `options` are those of `write_firmware`."""
+    return write_firmware(Network.open(source, input_shapes, dtype), core_named(core_name), out, **options)
 
 
 def write_firmware(
@@ -73,8 +88,10 @@ def write_firmware(
         budget = Budget(flash=flash_budget or core.flash_budget, ram=ram_budget or core.ram_budget)
         _check_budget(core, sizes, budget)
         reference = _write_reference(network, tmp / REFERENCE)
+        int8 = _write_int8_reference(network, tmp / REFERENCE)
         kinds = (kernel_kind, codegen)
         manifest = _manifest(network, program, core, kinds, memory, workspace, sizes, budget, reference)
+        manifest.int8 = int8
         manifest.save(tmp)
     return manifest
 
@@ -100,15 +117,34 @@ def _check_budget(core: Core, sizes: Sizes, budget: Budget) -> None:
 
 
 def _write_reference(network: Network, folder: Path) -> str | None:
-    """The model as imported (weights inline, even if the original kept them in external files), or the host module."""
+    """The model as imported (weights inline, even if the original kept them in external files), or the host
+    module; an int8 network's reference is its integer host module (a plain QDQ model's is built here)."""
     if network.reference is None:
         return None
     folder.mkdir()
+    if network.dtype == "int8" and isinstance(network.reference, onnx.ModelProto):
+        from eenn_tvm.targets.host import HostModule, build
+
+        HostModule(build(network.mod)).export(folder / INT8_HOST_MODULE)
+        return f"{REFERENCE}/{INT8_HOST_MODULE}"
     if isinstance(network.reference, onnx.ModelProto):
         onnx.save(network.reference, str(folder / "model.onnx"))
         return f"{REFERENCE}/model.onnx"
     shutil.copyfile(network.reference, folder / network.reference.name)
     return f"{REFERENCE}/{network.reference.name}"
+
+
+def _write_int8_reference(network: Network, folder: Path) -> Int8Reference | None:
+    """onnxruntime's side of an int8 network: the QDQ model, with the thresholds and rule its exits take."""
+    if network.dtype != "int8":
+        return None
+    folder.mkdir(exist_ok=True)
+    if isinstance(network.qdq_model, onnx.ModelProto):
+        onnx.save(network.qdq_model, str(folder / QDQ_MODEL))
+    else:
+        shutil.copyfile(network.qdq_model, folder / QDQ_MODEL)
+    thresholds = [e.threshold for e in network.exits]
+    return Int8Reference(onnx=f"{REFERENCE}/{QDQ_MODEL}", thresholds=thresholds, decision=network.decision)
 
 
 def _manifest(
@@ -125,6 +161,7 @@ def _manifest(
     here = len(program.segments)
     return FirmwareManifest(
         kind=network.kind,
+        dtype=network.dtype,
         model=network.name,
         core=core.name,
         machine=core.board.machine,

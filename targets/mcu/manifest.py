@@ -29,6 +29,14 @@ class ExitCost(Document):
     head_macs: int
 
 
+class Int8Reference(Document):
+    """An int8 firmware's second reference: onnxruntime on the QDQ model, the exits' thresholds applied in numpy."""
+
+    onnx: str  # relative to the folder
+    thresholds: list[float]  # one per exit (infinity: never)
+    decision: str | None  # the confidence rule; None without exits
+
+
 class MemoryFigures(Document):
     arena_bytes: int
     lower_bound_bytes: int  # the most bytes alive at once
@@ -72,6 +80,8 @@ class FirmwareManifest(FolderDocument):
     model: str
     core: str = Field(alias="target")  # the Cortex-M core it is built for
     machine: str  # the QEMU board that runs it
+    dtype: Literal["float32", "int8"] = "float32"
+    int8: Int8Reference | None = None  # int8: onnxruntime's reference (`reference` is the int8 host module)
     kernels: str  # "library" (the kernel library, TVM's kernels for the rest), or TVM's only: "llvm" or "c"
     codegen: str = "llvm"  # how TVM's kernels are compiled: "llvm" (Thumb objects) or "c" (gcc)
     input_name: str

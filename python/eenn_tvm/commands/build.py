@@ -45,9 +45,17 @@ from eenn_tvm.textui import format_table
     metavar="BYTES",
     help="Stack reserved for inference (verify reports what it used).",
 )
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "int8", "float32"]),
+    help="int8: the augment output's int8 network (`eenn-tvm quantize`); a QDQ model is int8 either way. auto: "
+    "int8 for a QDQ model, float32 otherwise.",
+)
 @input_shape_option
 @json_option
-def command(source, core, out, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
+def command(source, core, out, kernel_kind, flash, ram, stack_bytes, dtype, input_shapes, as_json):
     """Compile SOURCE for a Cortex-M core into a CMake firmware project in OUT.
 
     SOURCE is an ONNX model (compiled as it is) or an `eenn-tvm augment` output folder (the early-exit
@@ -62,6 +70,7 @@ def command(source, core, out, kernel_kind, flash, ram, stack_bytes, input_shape
         core,
         out,
         input_shapes_from(input_shapes),
+        dtype,
         kernel_kind=kernel_kind,
         flash_budget=flash,
         ram_budget=ram,
@@ -74,7 +83,7 @@ def command(source, core, out, kernel_kind, flash, ram, stack_bytes, input_shape
     s, m = manifest.sizes, manifest.memory
     click.echo(
         f"\n{manifest.model} for {manifest.core} ({manifest.kind}, {manifest.segments} segment(s), "
-        f"{len(manifest.exits)} exit(s), {manifest.kernels} kernels):"
+        f"{len(manifest.exits)} exit(s), {manifest.dtype}, {manifest.kernels} kernels):"
     )
     click.echo(
         format_table(
