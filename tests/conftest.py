@@ -142,3 +142,15 @@ def augmented(fashion, tmp_path_factory):
     )
     assert code == 0, stderr
     return out, json.loads(stdout), cache
+
+
+@pytest.fixture(scope="session")
+def quantized(augmented, fashion, tmp_path_factory):
+    """The augmented Fashion-MNIST network with its int8 form added by `eenn-tvm quantize` into a new folder."""
+    from test_cli import run_cli
+
+    out, _plan, _cache = augmented
+    target = tmp_path_factory.mktemp("int8") / "eenn"
+    code, stdout, stderr = run_cli("quantize", out, "--data", fashion / "train.npz", "-o", target, "--json")
+    assert code == 0, stderr
+    return target, json.loads(stdout)

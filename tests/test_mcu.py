@@ -68,6 +68,50 @@ def test_the_kernel_library_runs_every_layer_of_resnet8_with_its_scratch_in_an_a
     assert memory["arena_bytes"] == memory["lower_bound_bytes"] and memory["workspace_bytes"] == 0
 
 
+def test_mlperf_resnet8_in_int8_on_cortex_m4_equals_the_integer_host_module_in_a_third_of_the_flash(
+    firmware, mlperf_model, tmp_path
+):
+    int8_model = tmp_path / "resnet8_int8.onnx"
+    code, _, stderr = run_cli("quantize", mlperf_model("resnet8_cifar10"), "--data", CIFAR_IMAGES, "-o", int8_model)
+    assert code == 0, stderr
+    folder, manifest = firmware(int8_model, "cortex-m4")
+    driver = (folder / "eenn_model.c").read_text()
+    assert (
+        manifest["dtype"] == "int8" and driver.count("  eenn_conv_s8(&") == 9 and driver.count("  eenn_add_s8(&") == 3
+    )
+    code, result = verify(folder, CIFAR_IMAGES, "--n", "20")
+    assert code == 0, result
+    assert result["max_abs_error"] == 0 and result["exit_mismatches"] == 0  # bit for bit
+    assert result["onnxruntime_agreement"] == 1.0  # issue 15: the same class as onnxruntime on all 20
+    assert result["instructions_mean"] <= 2.0 * 12_500_992  # issue 15: <= 2 instructions per MAC on the M4
+    _, float32 = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
+    assert manifest["memory"]["arena_bytes"] == manifest["memory"]["lower_bound_bytes"]
+
+
+@pytest.mark.slow
+def test_the_examples_int8_early_exit_network_on_cortex_m4_is_bit_exact_and_takes_onnxruntimes_exits(
+    firmware, augmented, quantized, fashion
+):
+    folder, manifest = firmware(quantized[0], "cortex-m4", "--dtype", "int8")
+    code, result = verify(folder, fashion / "test.npz", "--n", "200")
+    assert code == 0, result
+    assert result["max_abs_error"] == 0 and result["exit_mismatches"] == 0 and result["class_mismatches"] == 0
+    assert result["onnxruntime_agreement"] >= 0.995
+    assert len(result["instructions_per_exit"]) >= 2  # the exits are compiled in, and taken
+    _, float32 = firmware(augmented[0], "cortex-m4")
+    assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
+
+
+def test_building_a_float_model_or_a_folder_without_its_int8_network_as_int8_says_how_to_quantise(
+    mlperf_model, augmented, tmp_path
+):
+    for source in (mlperf_model("kws_dscnn"), augmented[0]):
+        args = ["build", source, "--target", "cortex-m4", "--dtype", "int8", "-o", tmp_path / "fw"]
+        assert_one_line_error(args, "eenn-tvm quantize")
+        assert not (tmp_path / "fw").exists()
+
+
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m0plus", "cortex-m33", "cortex-m55"])
 def test_kws_dscnn_matches_onnxruntime_on_every_other_core(firmware, mlperf_model, target, tmp_path):
     bigger_part = ["--ram", "131072"] if target == "cortex-m0plus" else []  # the default M0+ part has 32 KiB
