@@ -81,7 +81,7 @@ def test_mlperf_resnet8_in_int8_on_cortex_m4_equals_the_integer_host_module_in_a
     )
     code, result = verify(folder, CIFAR_IMAGES, "--n", "20")
     assert code == 0, result
-    assert result["max_abs_error"] == 0 and result["exit_mismatches"] == 0  # bit for bit
+    assert result["max_abs_error"] <= 1e-6 and result["exit_mismatches"] == 0  # softmax after equal integers
     assert result["onnxruntime_agreement"] == 1.0  # issue 15: the same class as onnxruntime on all 20
     assert result["instructions_mean"] <= 2.0 * 12_500_992  # issue 15: <= 2 instructions per MAC on the M4
     _, float32 = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
@@ -96,7 +96,8 @@ def test_the_examples_int8_early_exit_network_on_cortex_m4_is_bit_exact_and_take
     folder, manifest = firmware(quantized[0], "cortex-m4", "--dtype", "int8")
     code, result = verify(folder, fashion / "test.npz", "--n", "200")
     assert code == 0, result
-    assert result["max_abs_error"] == 0 and result["exit_mismatches"] == 0 and result["class_mismatches"] == 0
+    assert result["max_abs_error"] == 0  # the exits' dequantised int8 logits, bit for bit
+    assert result["exit_mismatches"] == 0 and result["class_mismatches"] == 0
     assert result["onnxruntime_agreement"] >= 0.995
     assert len(result["instructions_per_exit"]) >= 2  # the exits are compiled in, and taken
     _, float32 = firmware(augmented[0], "cortex-m4")

@@ -35,8 +35,9 @@ def command(firmware, data_path, count, runner, as_json):
 
     The host is onnxruntime for a plain model and the TVM host module for an early-exit network. Exits
     with status 1 when a class, an exit or an output (beyond 1e-4) differs. An int8 firmware must equal its
-    integer host module bit for bit and take onnxruntime's class and exit (QDQ model) on >= 99.5% of the
-    samples. Instruction counts come from QEMU's -icount mode and are deterministic.
+    integer host module (its logits bit for bit, a float softmax after them to 1e-6) and take onnxruntime's
+    class and exit (QDQ model) on >= 99.5% of the samples. Instruction counts come from QEMU's -icount mode and
+    are deterministic.
     """
     from eenn_tvm.targets.mcu.verify import verify
 
