@@ -126,6 +126,22 @@ def dense_case(rng) -> tuple[Call, np.ndarray]:
     return Call(nn.DenseS8(w, bias, z_in, multipliers, shifts, output), [x]), expected
 
 
+def rows_dense_case(rng, channels_last: bool) -> tuple[Call, np.ndarray]:
+    """A dense layer over several rows: rows one after the other, or the channels of an NHWC map (a head pooling
+    each channel over the map's positions: row stride 1, feature stride = the channels)."""
+    rows, features_in, features_out = (int(n) for n in rng.integers([2, 1, 1], [10, 70, 12]))
+    z_in = zero_point(rng)
+    x = rng.integers(-128, 128, (rows, features_in), dtype=np.int8)
+    w = rng.integers(-128, 128, (features_out, features_in), dtype=np.int8)
+    bias = rng.integers(-(1 << 16), 1 << 16, features_out, dtype=np.int32)
+    multipliers, shifts = scales(rng, 40 / (math.sqrt(features_in) * 1.2e4), features_out)
+    output = activation(rng)
+    expected = ref.dense(x, w, bias, multipliers, shifts, input_zero_point=z_in, **_requantized(output))
+    layout = {"row_stride": 1, "feature_stride": rows} if channels_last else {}
+    kernel = nn.DenseS8(w, bias, z_in, multipliers, shifts, output, rows, **layout)
+    return Call(kernel, [np.ascontiguousarray(x.T) if channels_last else x]), expected
+
+
 def pool_case(rng, average: bool) -> tuple[Call, np.ndarray]:
     window, geometry = random_window(rng, "pool")
     x = rng.integers(-128, 128, (window.input_height, window.input_width, window.input_channels), dtype=np.int8)
@@ -198,6 +214,7 @@ def int8_cases() -> list[tuple[Call, np.ndarray]]:
     cases.append(conv_case(rng, window_and_geometry=one_dimensional_window()))
     cases += [dense_case(rng) for _ in range(6)] + [pool_case(rng, average=a) for a in (True, False) * 5]
     cases += [add_case(rng) for _ in range(6)] + [rescale_case(rng) for _ in range(4)] + quantize_cases(rng)
+    cases += [rows_dense_case(rng, channels_last=c) for c in (False, True) * 3]
     return cases
 
 

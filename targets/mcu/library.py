@@ -12,6 +12,7 @@ so between library kernels none remain.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -80,6 +81,7 @@ class _Rewriter:
         self.mod = mod
         self.kernels = kernels
         self.channels_last: dict[relax.Var, relax.Var] = {}  # a tensor -> its values channels-last, where emitted
+        self.bound: dict[relax.Var, relax.Expr] = {}  # a tensor -> the value bound to it
 
     def rewrite(self, name: str, func: relax.Function, last_in: bool, last_out: bool) -> tuple[relax.Function, bool]:
         """The function with library calls; with `last_in` its first parameter comes channels-last. Returns whether
@@ -107,6 +109,7 @@ class _Rewriter:
 
     def _emit(self, bb: relax.BlockBuilder, binding: relax.Binding) -> None:
         value = binding.value
+        self.bound[binding.var] = value
         callee = self._composite(value)
         kernel = kernel_of(callee, list(value.args)) if callee is not None else None
         if kernel is None:
@@ -121,6 +124,8 @@ class _Rewriter:
         )
         if channels_last:
             tensors = [self._channels_last(bb, t) for t in tensors]
+        elif isinstance(kernel, nn.DenseS8) and kernel.rows > 1:
+            tensors, self.kernels[symbol] = self._rows_of_channels(tensors, kernel)
         if not channels_last or len(shape_of(binding.var)) == 2:  # (1, C) after a global pool: either layout
             result = bb.emit(_library_call(symbol, tensors, binding.var.ty), name_hint=name)
             bb.emit_normalized(relax.VarBinding(binding.var, result))
@@ -128,6 +133,19 @@ class _Rewriter:
         result = bb.emit(_library_call(symbol, tensors, _channels_last_type(binding.var.ty)), name_hint=name)
         self.channels_last[binding.var] = result
         bb.emit_normalized(relax.VarBinding(binding.var, bb.normalize(_to_channels_first(result))))
+
+    def _rows_of_channels(self, tensors: list[relax.Expr], kernel: nn.DenseS8) -> tuple[list[relax.Expr], nn.Kernel]:
+        """A dense layer over the channels of a map (x = reshape(map, (1, C, positions)), a head pooling each
+        channel) reads the map where the library holds it channels-last: row c at c, its values C apart."""
+        (x,) = tensors
+        source = self.bound.get(x)
+        if not (isinstance(source, relax.Call) and source.op.name == "relax.reshape"):
+            return tensors, kernel
+        map_ = source.args[0]
+        shape = shape_of(map_)
+        if map_ not in self.channels_last or shape_of(x) != [1, shape[1], math.prod(shape[2:])]:
+            return tensors, kernel
+        return [self.channels_last[map_]], dataclasses.replace(kernel, row_stride=1, feature_stride=shape[1])
 
     def _composite(self, value: relax.Expr) -> relax.Function | None:
         if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
@@ -284,11 +302,10 @@ def _conv_s8(call: _Int8Call) -> nn.ConvS8 | None:
     )  # fmt: skip
 
 
-def _dense_s8(call: _Int8Call) -> nn.DenseS8 | None:
-    if math.prod(call.x_shape[:-1]) != 1:
-        return None
+def _dense_s8(call: _Int8Call) -> nn.DenseS8:
     weights, bias, multipliers, shifts = call.constants  # weights (units, K), as the library has them
-    return nn.DenseS8(weights, bias, call["input_zero_point"], multipliers, shifts, call.output())
+    rows = math.prod(call.x_shape[:-1])
+    return nn.DenseS8(weights, bias, call["input_zero_point"], multipliers, shifts, call.output(), rows)
 
 
 def _add_s8(call: _Int8Call) -> nn.AddS8 | None:

@@ -268,13 +268,31 @@ class DenseS8(DenseKernel):
     def arrays(self) -> dict[str, CArray]:
         return _weights_bias_scales(self.weights, self.bias, self.multipliers, self.shifts)
 
+    rows: int = 1
+    row_stride: int | None = None  # elements between rows (None: input_features, rows one after the other)
+    feature_stride: int = 1  # elements between a row's values (channels: a row per channel of an NHWC map)
+
     def initializer(self, symbol: str) -> str:
         out_features, in_features = self.weights.shape
+        strides = [self.row_stride or in_features, self.feature_stride]
         fields = [in_features, out_features, self.input_zero_point, *_pointers(symbol, self.bias), self.output.c()]
-        return _braces(fields)
+        return _braces([*fields, self.rows, *strides])
+
+    def input_specs(self):
+        return [(self.dtype, self.rows * self.weights.shape[1])]
+
+    def output_spec(self):
+        return (self.dtype, self.rows * self.weights.shape[0])
+
+    def macs(self) -> int:
+        return self.rows * int(self.weights.size)
 
     def scratch_bytes(self) -> int:
-        return _round4(2 * self.weights.shape[1])
+        """As eenn_dense_s8_scratch_bytes: rows gathered (unless in place), then their int16 block."""
+        in_features = self.weights.shape[1]
+        columns = min(self.rows, BLOCK_COLUMNS)
+        in_place = self.feature_stride == 1 and (self.rows == 1 or (self.row_stride or in_features) == in_features)
+        return (0 if in_place else _round4(columns * in_features)) + _round4(2 * columns * in_features)
 
 
 @dataclass

@@ -55,6 +55,9 @@ typedef struct {
   eenn_output_t output;
 } eenn_conv_s8_t;
 
+/* A dense layer over `rows` rows: output[r][u] = output(bias[u] + sum_k (x[r][k] - z_in) * weights[u][k]), where
+ * x[r][k] is input[r * row_stride + k * feature_stride] (a head's pooling over the positions of an NHWC map reads
+ * its rows, the channels, with row_stride 1 and feature_stride = channels). */
 typedef struct {
   int32_t input_features, output_features;
   int32_t input_zero_point;
@@ -62,6 +65,7 @@ typedef struct {
   const int32_t *bias;   /* [output_features], or NULL */
   const eenn_scale_t *scales;
   eenn_output_t output;
+  int32_t rows, row_stride, feature_stride;
 } eenn_dense_s8_t;
 
 /* Average pool: sum of (x - z_in) over the window (padding adds 0), scaled by s_in / (window area * s_out). */

@@ -103,20 +103,48 @@ void eenn_conv_s8(const eenn_conv_s8_t *conv, const int8_t *input, int8_t *outpu
   }
 }
 
+/* Rows whose values lie one after the other (a single row, or rows of input_features): read in place; others are
+ * gathered first, up to four at a time (scratch: the gathered rows, then on the DSP cores their int16 block). */
+static int rows_in_place(const eenn_dense_s8_t *dense) {
+  return dense->feature_stride == 1 && (dense->rows == 1 || dense->row_stride == dense->input_features);
+}
+
+static size_t gathered_bytes(const eenn_dense_s8_t *dense) {
+  const size_t columns = (size_t)(dense->rows < BLOCK_COLUMNS ? dense->rows : BLOCK_COLUMNS);
+  return rows_in_place(dense) ? 0 : (columns * (size_t)dense->input_features + 3) & ~(size_t)3;
+}
+
+/* The same on every core (Helium reads the int8 rows and leaves the int16 block unused), as the planner has it. */
 size_t eenn_dense_s8_scratch_bytes(const eenn_dense_s8_t *dense) {
-  return ((size_t)dense->input_features * sizeof(int16_t) + 3) & ~(size_t)3;
+  const size_t columns = (size_t)(dense->rows < BLOCK_COLUMNS ? dense->rows : BLOCK_COLUMNS);
+  return gathered_bytes(dense) + ((columns * (size_t)dense->input_features * sizeof(int16_t) + 3) & ~(size_t)3);
 }
 
 void eenn_dense_s8(const eenn_dense_s8_t *dense, const int8_t *input, int8_t *output, void *scratch) {
   const output_stage_t stage = output_stage(dense->output, dense->scales, dense->output_features);
-#if EENN_MVE
-  (void)scratch;
-  matmul_s8_mve(dense->weights, dense->bias, dense->scales, &stage, dense->output_features, dense->input_features,
-                input, 1, dense->input_zero_point, &output);
-#else
-  int16_t *column = (int16_t *)scratch;
-  block_append(column, 1, 0, 0, input, dense->input_features, dense->input_zero_point);
-  matmul_s8(dense->weights, dense->bias, dense->scales, &stage, dense->output_features, dense->input_features,
-            column, 1, &output);
+  const int32_t depth = dense->input_features, units = dense->output_features;
+  const int in_place = rows_in_place(dense);
+  int8_t *gathered = (int8_t *)scratch;
+  int32_t first, j, k;
+#if !EENN_MVE
+  int16_t *block = (int16_t *)((uint8_t *)scratch + gathered_bytes(dense));
 #endif
+  for (first = 0; first < dense->rows; first += BLOCK_COLUMNS) {
+    const int32_t columns = dense->rows - first < BLOCK_COLUMNS ? dense->rows - first : BLOCK_COLUMNS;
+    const int8_t *rows = in_place ? input + (intptr_t)first * depth : gathered;
+    int8_t *outputs[BLOCK_COLUMNS];
+    for (j = 0; j < columns; ++j) {
+      const int8_t *x = input + (intptr_t)(first + j) * dense->row_stride;
+      outputs[j] = output + (intptr_t)(first + j) * units;
+      if (!in_place)
+        for (k = 0; k < depth; ++k) gathered[j * depth + k] = x[(intptr_t)k * dense->feature_stride];
+    }
+#if EENN_MVE
+    matmul_s8_mve(dense->weights, dense->bias, dense->scales, &stage, units, depth, rows, columns,
+                  dense->input_zero_point, outputs);
+#else
+    for (j = 0; j < columns; ++j) block_append(block, columns, j, 0, rows + j * depth, depth, dense->input_zero_point);
+    matmul_s8(dense->weights, dense->bias, dense->scales, &stage, units, depth, block, columns, outputs);
+#endif
+  }
 }
