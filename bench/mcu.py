@@ -144,6 +144,8 @@ def measure(workload: dict, core: str, build: str, scratch: Path) -> dict:
         "ram": result.ram_bytes,
         "arena_at_lower_bound": manifest.memory.arena_bytes == manifest.memory.lower_bound_bytes,
         "matches": result.matches,
+        "max_abs_error": result.max_abs_error,
+        "onnxruntime_agreement": result.onnxruntime_agreement,
         "accuracy": result.accuracy if workload["accuracy"] else None,
         "samples": result.samples,
     }
@@ -171,8 +173,8 @@ def main() -> None:
         "published": PUBLISHED,
         "results": rows,
     }
-    print_tables(report)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(report)
     print(f"wrote {args.json}")
 
 
@@ -192,7 +194,7 @@ def print_tables(report: dict) -> None:
         print(f"\n{model}: instructions per MAC; flash / RAM in KiB")
         print(format_table(["core", *builds, *(f"{b} flash/RAM" for b in builds), "match"], table))
     accuracy = [
-        [r["model"], r["core"], f"{100 * r['accuracy']:.2f}%", r["samples"]]
+        [r["model"], r["core"], f"{100 * r['accuracy']:.2f}%", str(r["samples"])]
         for r in rows
         if r["build"] == "int8" and r.get("accuracy") is not None and r["core"] == "cortex-m4"
     ]
