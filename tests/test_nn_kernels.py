@@ -15,6 +15,7 @@ from eenn_tvm.quantized import reference as ref
 from eenn_tvm.targets.mcu import nn_library as nn
 from eenn_tvm.targets.mcu.cores import CORES
 from eenn_tvm.targets.mcu.float_reference import conv2d_f32
+from eenn_tvm.targets.mcu.library import pooling_matrix
 from eenn_tvm.targets.mcu.nn_runner import HOST, Call, run_calls
 
 TARGETS = [HOST, *CORES]
@@ -142,6 +143,28 @@ def rows_dense_case(rng, channels_last: bool) -> tuple[Call, np.ndarray]:
     return Call(kernel, [np.ascontiguousarray(x.T) if channels_last else x]), expected
 
 
+def pooling_matrix_case(rng) -> tuple[Call, np.ndarray]:
+    """A head's pooling as a dense layer over a map's channels (one weight on windows tiling the map, as QDQ exports
+    an adaptive pool) becomes a weighted average pool, equal to the dense layer bit for bit."""
+    (height, width, channels), (out_h, out_w) = (int(n) for n in rng.integers(1, 9, 3)), (2, 1)
+    height, width = 2 * height, width
+    z_in, weight = zero_point(rng), int(rng.integers(1, 128))
+    x = rng.integers(-128, 128, (height, width, channels), dtype=np.int8)
+    units, positions = out_h * out_w, height * width
+    mask = np.zeros((units, positions), np.int8)
+    mask[0, : positions // 2], mask[1, positions // 2 :] = weight, weight  # top and bottom halves
+    multiplier, shift = ref.quantize_multiplier(float(rng.uniform(0.1, 0.5)) / (positions // 2 * weight))
+    output = activation(rng)
+    per_unit = {"multipliers": np.full(units, multiplier, np.int32), "shifts": np.full(units, shift, np.int32)}
+    dense = nn.DenseS8(mask, np.zeros(units, np.int32), z_in, *per_unit.values(), output, channels, 1, channels)
+    pool = pooling_matrix(dense, [1, channels, height, width])
+    assert pool is not None and pool.weight == weight
+    rows = x.reshape(positions, channels).T  # row c: channel c over the positions
+    expected = ref.dense(rows, mask, np.zeros(units, np.int32), *per_unit.values(), input_zero_point=z_in,
+                         **_requantized(output))  # fmt: skip
+    return Call(pool, [x]), expected.T  # NHWC: positions (the units), then channels
+
+
 def pool_case(rng, average: bool) -> tuple[Call, np.ndarray]:
     window, geometry = random_window(rng, "pool")
     x = rng.integers(-128, 128, (window.input_height, window.input_width, window.input_channels), dtype=np.int8)
@@ -215,6 +238,7 @@ def int8_cases() -> list[tuple[Call, np.ndarray]]:
     cases += [dense_case(rng) for _ in range(6)] + [pool_case(rng, average=a) for a in (True, False) * 5]
     cases += [add_case(rng) for _ in range(6)] + [rescale_case(rng) for _ in range(4)] + quantize_cases(rng)
     cases += [rows_dense_case(rng, channels_last=c) for c in (False, True) * 3]
+    cases += [pooling_matrix_case(rng) for _ in range(4)]
     return cases
 
 

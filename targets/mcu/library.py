@@ -124,8 +124,14 @@ class _Rewriter:
         )
         if channels_last:
             tensors = [self._channels_last(bb, t) for t in tensors]
-        elif isinstance(kernel, nn.DenseS8) and kernel.rows > 1:
-            tensors, self.kernels[symbol] = self._rows_of_channels(tensors, kernel)
+        elif isinstance(kernel, nn.DenseS8) and kernel.rows > 1 and (map_ := self._map_of_rows(tensors[0])) is not None:
+            pool = pooling_matrix(kernel, shape_of(map_))
+            if pool is not None:
+                self.kernels[symbol] = pool
+                self._emit_pooled_rows(bb, binding, symbol, name, map_, pool)
+                return
+            tensors = [self.channels_last[map_]]  # row c at c, its values C apart
+            self.kernels[symbol] = dataclasses.replace(kernel, row_stride=1, feature_stride=shape_of(map_)[1])
         if not channels_last or len(shape_of(binding.var)) == 2:  # (1, C) after a global pool: either layout
             result = bb.emit(_library_call(symbol, tensors, binding.var.ty), name_hint=name)
             bb.emit_normalized(relax.VarBinding(binding.var, result))
@@ -134,18 +140,28 @@ class _Rewriter:
         self.channels_last[binding.var] = result
         bb.emit_normalized(relax.VarBinding(binding.var, bb.normalize(_to_channels_first(result))))
 
-    def _rows_of_channels(self, tensors: list[relax.Expr], kernel: nn.DenseS8) -> tuple[list[relax.Expr], nn.Kernel]:
-        """A dense layer over the channels of a map (x = reshape(map, (1, C, positions)), a head pooling each
-        channel) reads the map where the library holds it channels-last: row c at c, its values C apart."""
-        (x,) = tensors
+    def _map_of_rows(self, x: relax.Expr) -> relax.Expr | None:
+        """The map whose channels are the rows of x (x = reshape(map, (1, C, positions)): a head pooling each
+        channel), where the library holds it channels-last; None otherwise."""
         source = self.bound.get(x)
         if not (isinstance(source, relax.Call) and source.op.name == "relax.reshape"):
-            return tensors, kernel
+            return None
         map_ = source.args[0]
         shape = shape_of(map_)
         if map_ not in self.channels_last or shape_of(x) != [1, shape[1], math.prod(shape[2:])]:
-            return tensors, kernel
-        return [self.channels_last[map_]], dataclasses.replace(kernel, row_stride=1, feature_stride=shape[1])
+            return None
+        return map_
+
+    def _emit_pooled_rows(
+        self, bb: relax.BlockBuilder, binding: relax.Binding, symbol: str, name: str, map_: relax.Expr, pool
+    ) -> None:
+        """The pool writes NHWC (positions, then channels); the dense layer's rows are the channels."""
+        w = pool.window
+        spatial = [w.output_height, w.output_width] if len(shape_of(map_)) == 4 else [w.output_width]
+        out_ty = relax.TensorType([1, *spatial, w.output_channels], "int8")
+        result = bb.emit(_library_call(symbol, [self.channels_last[map_]], out_ty), name_hint=name)
+        rows = relax.op.reshape(_to_channels_first(result), shape_of(binding.var))
+        bb.emit_normalized(relax.VarBinding(binding.var, bb.normalize(rows)))
 
     def _composite(self, value: relax.Expr) -> relax.Function | None:
         if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
@@ -285,6 +301,40 @@ class _Int8Call:
         """The window of `kernel` over x; the geometry an op has no attribute for is the default (no dilation)."""
         strides, dilation, padding = (self[k] if k in self.attrs else None for k in ("strides", "dilation", "padding"))
         return _window(self.x_shape, self.out_shape, kernel, strides, dilation, padding)
+
+
+def pooling_matrix(dense: nn.DenseS8, map_shape: list[int]) -> nn.AvgPoolS8 | None:
+    """The average pool a dense layer over a map's channels computes when its weights are one value on windows
+    that tile the map and zero elsewhere (a head's pooling as a MatMul), with no bias and one requantisation:
+    weight * the window's sum of (x - z_in), the same int32 the dense layer accumulates. None if they are not."""
+    weights = dense.weights
+    same_scale = len(set(dense.multipliers.tolist())) == 1 and len(set(dense.shifts.tolist())) == 1
+    if (dense.bias is not None and dense.bias.any()) or not same_scale:
+        return None
+    channels, *size = map_shape[1:]
+    height, width = ([1] + size)[-2:]
+    for out_height in (h for h in range(1, height + 1) if height % h == 0 and weights.shape[0] % h == 0):
+        out_width = weights.shape[0] // out_height
+        if width % out_width:
+            continue
+        kernel = (height // out_height, width // out_width)
+        mask = _window_masks(height, width, out_height, out_width)
+        weight = int(weights.max())
+        if weight != 0 and np.array_equal(weights, weight * mask):
+            window = nn.Window(height, width, channels, out_height, out_width, channels, *kernel, *kernel)
+            scale = (int(dense.multipliers[0]), int(dense.shifts[0]))
+            return nn.AvgPoolS8(window, dense.input_zero_point, scale, dense.output, weight)
+    return None
+
+
+def _window_masks(height: int, width: int, out_height: int, out_width: int) -> np.ndarray:
+    """(out_height * out_width, height * width): row u is 1 on the u-th window of a tiling, 0 elsewhere."""
+    kh, kw = height // out_height, width // out_width
+    masks = np.zeros((out_height, out_width, height, width), np.int64)
+    for i in range(out_height):
+        for j in range(out_width):
+            masks[i, j, i * kh : (i + 1) * kh, j * kw : (j + 1) * kw] = 1
+    return masks.reshape(out_height * out_width, height * width)
 
 
 def _conv_s8(call: _Int8Call) -> nn.ConvS8 | None:

@@ -304,8 +304,10 @@ class AvgPoolS8(WindowKernel):
     struct: ClassVar[str] = "eenn_avg_pool_s8_t"
     dtype: ClassVar[str] = "int8"
 
+    weight: int = 1  # every tap's weight: a head's pooling matrix holds one value on each window
+
     def initializer(self, symbol: str) -> str:
-        return _braces([self.window.c(), self.input_zero_point, _braces(self.scale), self.output.c()])
+        return _braces([self.window.c(), self.input_zero_point, _braces(self.scale), self.output.c(), self.weight])
 
 
 @dataclass

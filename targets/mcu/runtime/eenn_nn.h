@@ -68,12 +68,15 @@ typedef struct {
   int32_t rows, row_stride, feature_stride;
 } eenn_dense_s8_t;
 
-/* Average pool: sum of (x - z_in) over the window (padding adds 0), scaled by s_in / (window area * s_out). */
+/* Average pool: weight * the sum of (x - z_in) over the window (padding adds 0), scaled by
+ * s_in * s_w / (window area * s_out). weight is 1, or the one value of a head's pooling matrix (its dense layer with
+ * the window's taps at `weight` and zeros elsewhere computes exactly this). */
 typedef struct {
   eenn_window_t window;
   int32_t input_zero_point;
   eenn_scale_t scale;
   eenn_output_t output;
+  int32_t weight;
 } eenn_avg_pool_s8_t;
 
 /* Max pool in the int8 domain (input and output share scale and zero point): clamp(max, min, max). */

@@ -37,7 +37,8 @@ static void average(const void *context, const window_taps_t *t, int32_t pixel) 
   int8_t *out = p->output + (intptr_t)pixel * channels;
   int32_t c;
   for (c = 0; c < channels; ++c)
-    out[c] = (int8_t)saturate(requantize(window_sum(p->input, t, c) + offset, pool->scale), pool->output);
+    out[c] = (int8_t)saturate(requantize(pool->weight * (window_sum(p->input, t, c) + offset), pool->scale),
+                              pool->output);
 }
 
 static void maximum(const void *context, const window_taps_t *t, int32_t pixel) {
