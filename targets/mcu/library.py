@@ -23,6 +23,7 @@ from tvm import relax
 
 from eenn_tvm.passes.cuts import body_bindings, output_fields
 from eenn_tvm.passes.rebuild import Substitute
+from eenn_tvm.quantized.reference import ADD_LEFT_SHIFT
 from eenn_tvm.targets.mcu import nn_library as nn
 from eenn_tvm.targets.mcu import patterns
 from eenn_tvm.targets.mcu.patterns import shape_of
@@ -359,7 +360,7 @@ def _dense_s8(call: _Int8Call) -> nn.DenseS8:
 
 
 def _add_s8(call: _Int8Call) -> nn.AddS8 | None:
-    if call["left_shift"] != nn.ADD_LEFT_SHIFT:
+    if call["left_shift"] != ADD_LEFT_SHIFT:
         return None
     scales = [(call[f"{side}_multiplier"], call[f"{side}_shift"]) for side in ("lhs", "rhs", "output")]
     zero_points = call["lhs_zero_point"], call["rhs_zero_point"]

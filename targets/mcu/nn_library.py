@@ -15,13 +15,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from eenn_tvm.quantized.reference import INT8_MAX, INT8_MIN
+
 RUNTIME = Path(__file__).parent / "runtime"
 HEADER = "eenn_nn.h"
 BLOCK_COLUMNS = 4  # output pixels per im2col block of the int8 convolution (nn_s8_support.h)
 FLOAT_TILE = 4  # output pixels per im2col block of the float32 convolution (nn_f32_conv.c)
-ADD_LEFT_SHIFT = 20  # an int8 add scales its centred inputs up by 2^20 before rescaling them (docs/int8.md)
 ADD_TABLE_FROM = 512  # elements from which an int8 add tabulates its inputs' rescaled values (nn_s8_elementwise.c)
-INT8_MIN, INT8_MAX = -128, 127
 
 
 _S8 = ("nn_s8_support.c",)
