@@ -104,6 +104,19 @@ def test_the_examples_int8_early_exit_network_on_cortex_m4_is_bit_exact_and_take
     assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["mobilenet", "inception", "ecg"])  # depthwise-separable, branch-and-concat, 1-D
+def test_int8_models_a_new_user_brings_run_bit_exact_on_cortex_m4(firmware, zoo_model, family, tmp_path):
+    model = zoo_model(family, "legacy")
+    data = random_data(tmp_path / "x.npz", model.input_shape, 5, n=16)  # labels valid for every zoo classifier
+    int8_model = tmp_path / "int8.onnx"
+    assert run_cli("quantize", model.path, "--data", data, "-o", int8_model)[0] == 0
+    folder, manifest = firmware(int8_model, "cortex-m4", "--ram", "1048576")
+    code, result = verify(folder, data, "--n", "8")
+    assert code == 0 and result["max_abs_error"] == 0 and result["onnxruntime_agreement"] == 1.0, result
+    assert manifest["memory"]["arena_bytes"] == manifest["memory"]["lower_bound_bytes"]
+
+
 def test_building_a_float_model_or_a_folder_without_its_int8_network_as_int8_says_how_to_quantise(
     mlperf_model, augmented, tmp_path
 ):
