@@ -63,7 +63,7 @@ class Network:
             input_name=input_name,
             input_shape=list(shape),
             classes=_classes(model.onnx),
-            output_is_probability=_ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model.onnx),
             reference=model.onnx,
             backbone=model.mod["main"],
         )
@@ -87,7 +87,7 @@ class Network:
             input_name=plan.model.input_name,
             input_shape=list(plan.model.input_shape),
             classes=plan.model.classes,
-            output_is_probability=_ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model.onnx),
             exits=list(plan.exits),
             total_macs=plan.model.total_macs,
             reference=folder / plan.artifacts.host_module,
@@ -115,7 +115,7 @@ def _classes(model: onnx.ModelProto) -> int:
     return math.prod(dims[1:]) if len(dims) > 1 else max(dims[0], 1)
 
 
-def _ends_in_softmax(model: onnx.ModelProto) -> bool:
+def ends_in_softmax(model: onnx.ModelProto) -> bool:
     """Whether the first output comes out of a Softmax (perhaps through reshapes): then it is the confidence."""
     producer = {out: node for node in model.graph.node for out in node.output}
     node = producer.get(model.graph.output[0].name)

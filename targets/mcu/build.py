@@ -136,6 +136,7 @@ def _manifest(
         total_macs=network.total_macs,
         reference=reference,
         elf=f"{project.BINARIES}/{project.ELF}",
+        stream_elf=f"{project.BINARIES}/{project.STREAM_ELF}",
         memory=MemoryFigures(
             arena_bytes=memory.arena_bytes,
             lower_bound_bytes=memory.lower_bound_bytes,

@@ -82,6 +82,7 @@ class FirmwareManifest(FolderDocument):
     total_macs: int | None
     reference: str | None  # relative to the folder: what verify compares with on the host
     elf: str  # relative to the folder
+    stream_elf: str | None = None  # the same over UART0, for a live deployment (firmware built before it: None)
     memory: MemoryFigures
     sizes: Sizes
     budget: Budget

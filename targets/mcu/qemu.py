@@ -49,11 +49,15 @@ def record_dtype(classes: int) -> np.dtype:
     )
 
 
-def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
+def qemu_binary() -> str:
     if shutil.which("qemu-system-arm") is None:
         raise EennError("qemu-system-arm is not installed: apt-get install qemu-system-arm (scripts/setup.sh does it)")
+    return "qemu-system-arm"
+
+
+def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
     command = [
-        "qemu-system-arm",
+        qemu_binary(),
         "-M",
         machine,
         "-nographic",

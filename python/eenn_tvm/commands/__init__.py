@@ -1,6 +1,6 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from eenn_tvm.commands import analyze, augment, build, compile, map, profile, run, verify
+from eenn_tvm.commands import analyze, augment, broker, build, compile, device, map, profile, run, serve, verify
 
 COMMANDS = [
     analyze.command,
@@ -11,6 +11,9 @@ COMMANDS = [
     profile.command,
     map.command,
     compile.command,
+    broker.command,
+    serve.command,
+    device.command,
 ]
 
 

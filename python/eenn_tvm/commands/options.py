@@ -148,3 +148,32 @@ def settings_from(max_accuracy_drop, confidence, decision, val_fraction, calibra
     return Settings(
         max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path, confidence
     )
+
+
+# Where the broker of a live deployment is and how to log in (serve, device).
+broker_options = _stack(
+    click.option(
+        "--broker",
+        "broker_url",
+        required=True,
+        metavar="mqtt://HOST:PORT",
+        help="The MQTT broker (mqtts:// for TLS). `eenn-tvm broker` starts a Mosquitto on this machine.",
+    ),
+    click.option("--username", help="Log in to the broker with this user."),
+    click.option(
+        "--password",
+        envvar="EENN_MQTT_PASSWORD",
+        help="The user's password (or the environment variable EENN_MQTT_PASSWORD, which `ps` does not show).",
+    ),
+    click.option("--tls-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA certificate to trust (TLS)."),
+    click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate (TLS)."),
+    click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate's key (TLS)."),
+)
+
+
+def broker_from(broker_url, username, password, tls_ca, tls_cert, tls_key):
+    from eenn_tvm.tiers.mqtt import Broker
+
+    return Broker.from_url(
+        broker_url, username=username, password=password, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+    )
