@@ -171,6 +171,7 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
         "samples": n,
         "accuracy": float((predictions == data.y).mean()),
         "exit_histogram": np.bincount(exit_index, minlength=len(plan.exits) + 1).tolist(),
+        "per_sample": {"class": predictions.tolist(), "exit": exit_index.tolist()},  # what a live run is checked on
         "decided_per_tier": {f.target: f.samples_decided for f in figures},
         "tiers": [f.__dict__ for f in figures],
         "measured": {

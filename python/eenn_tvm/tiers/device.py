@@ -12,6 +12,7 @@ import numpy as np
 from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
 from eenn_tvm.platform import Platform
+from eenn_tvm.targets.mcu.qemu import run_in_qemu
 from eenn_tvm.targets.mcu.stream import BoardStream
 from eenn_tvm.textui import progress
 from eenn_tvm.tiers.deployment import LiveDeployment
@@ -148,3 +149,17 @@ def _summary(deployment: LiveDeployment, records: list[ImageRecord], gateway: Ga
         "records": [asdict(r) for r in records],
     }
 
+
+
+def recorded_hand_overs(deployment: LiveDeployment, x: np.ndarray) -> list[tuple[np.ndarray, Fallback]]:
+    """The hand-overs the firmware makes on `x` (QEMU, file I/O), each with its fallback: what a simulated device
+    replays."""
+    manifest = deployment.firmware()
+    folder = deployment.folder / deployment.device.deployed.artifact
+    run = run_in_qemu(folder / manifest.elf, manifest.machine, x, manifest.classes)
+    handed = np.flatnonzero(run.status == EENN_CONTINUE)
+    tensors = np.frombuffer(run.live, manifest.hand_over.dtype).reshape(-1, *manifest.hand_over.shape)
+    return [
+        (tensors[k], Fallback(int(run.class_index[i]), int(run.exit_index[i]), float(run.confidence[i])))
+        for k, i in enumerate(handed)
+    ]

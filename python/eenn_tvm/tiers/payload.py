@@ -163,12 +163,17 @@ def decode_hand_over(frame: bytes, expected: Expected) -> HandOver:
     if shape != expected.shape:
         raise FrameError(Reject.SHAPE, f"shape {list(shape)}, expected {list(expected.shape)}")
     quantisation = Quantisation(scale, zero_point) if flags & QUANTISED else None
-    if quantisation != expected.quantisation:
+    if quantisation != _as_sent(expected.quantisation):
         raise FrameError(Reject.QUANTISATION, f"quantisation {quantisation}, expected {expected.quantisation}")
     if length != expected.payload_bytes:
         raise FrameError(Reject.LENGTH, f"a {length}-byte payload for a {expected.payload_bytes}-byte tensor")
     tensor = np.frombuffer(frame, dtype, offset=HAND_OVER_HEADER_BYTES).reshape(shape)
     return HandOver(request, segment, tensor)
+
+
+def _as_sent(q: Quantisation | None) -> Quantisation | None:
+    """The scale as the header holds it (float32)."""
+    return q and Quantisation(float(np.float32(q.scale)), q.zero_point)
 
 
 def peek_request_id(frame: bytes) -> bytes | None:
