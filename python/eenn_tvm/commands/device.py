@@ -36,8 +36,8 @@ def command(out, data_path, count, deadline_ms, as_json, **login):
     from eenn_tvm.tiers.deployment import LiveDeployment
     from eenn_tvm.tiers.device import run_device
 
-    deployment = LiveDeployment(out)
     broker = broker_from(**login)
+    deployment = LiveDeployment(out)
     model = deployment.plan.model
     data = load_npz(data_path, tuple(model.input_shape[1:]), model.classes)
     if count:

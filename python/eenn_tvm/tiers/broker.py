@@ -102,6 +102,7 @@ class Mosquitto:
             "persistence true",
             f"persistence_location {self.folder.resolve()}/",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            "set_tcp_nodelay true",  # answers are small: send them at once, not after a delayed acknowledgement
             f"log_dest file {(self.folder / 'mosquitto.log').resolve()}",
             "log_type error",
             "log_type warning",

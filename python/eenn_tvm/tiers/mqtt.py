@@ -8,6 +8,7 @@ paho reconnects by itself (with back-off) and sends the QoS 1 messages it publis
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ class Connection:
             )
         self._client.reconnect_delay_set(*RECONNECT_DELAY_S)
         self._client.max_queued_messages_set(0)  # keep every QoS 1 message published while the broker is away
+        self._client.on_socket_open = _no_delay
         self._client.on_connect = self._connected
         self._client.on_subscribe = self._subscribed
         self._client.on_message = lambda _client, _userdata, message: on_message(message)
@@ -162,6 +164,12 @@ class Connection:
         if failed:
             self._refused = f"subscribing to {', '.join(self.subscriptions)}: {failed[0]}"
         self._ready.set()
+
+
+def _no_delay(_client, _userdata, sock) -> None:
+    """Send small packets (answers, acknowledgements) at once: with Nagle's algorithm and delayed acknowledgements
+    each exchange can wait some 40 ms."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _readable(path: Path | None) -> str | None:
