@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.textui import format_table
 from eenn_tvm.tiers.broker import Mosquitto
 from eenn_tvm.tiers.deployment import LiveDeployment
 from eenn_tvm.tiers.device import recorded_hand_overs
@@ -40,7 +41,6 @@ from eenn_tvm.tiers.gateway import Gateway
 from eenn_tvm.tiers.mqtt import Broker, Connection
 from eenn_tvm.tiers.payload import HAND_OVER_HEADER_BYTES, encode_hand_over
 from eenn_tvm.tiers.processes import ServerProcess
-from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -95,7 +95,15 @@ def load_scenario(args, deployment, hand_overs, name, corrupt=0.0, kill_edge=Fal
         servers = start_servers(args.out, deployment, broker)
         devices = [
             SimulatedDevice(
-                f"{name}-{i}", deployment, broker.address, hand_overs, args.requests, args.rate, args.deadline, corrupt, i
+                f"{name}-{i}",
+                deployment,
+                broker.address,
+                hand_overs,
+                args.requests,
+                args.rate,
+                args.deadline,
+                corrupt,
+                i,
             )
             for i in range(args.devices)
         ]
@@ -175,7 +183,9 @@ def fuzz_scenario(args, deployment, hand_overs) -> dict:
             if k % 2:
                 frame = good[: rng.randrange(len(good))]
             else:
-                frame = rng.randbytes(rng.choice([rng.randrange(HAND_OVER_HEADER_BYTES), rng.randrange(len(good) + 500)]))
+                frame = rng.randbytes(
+                    rng.choice([rng.randrange(HAND_OVER_HEADER_BYTES), rng.randrange(len(good) + 500)])
+                )
             gateway.send(k, uuid.uuid4().bytes, frame, hand_overs[0][1])
         for k in range(FUZZ_GOOD):
             live, fallback = hand_overs[k % len(hand_overs)]
@@ -201,26 +211,28 @@ def fuzz_scenario(args, deployment, hand_overs) -> dict:
 
 def auth_scenario(args, deployment) -> dict:
     """A broker with a password file: who gets in."""
-    with tempfile.TemporaryDirectory(prefix="eenn-bench-broker-") as folder:
-        with Mosquitto(folder, users={"device": "s3cret"}) as broker:
-            outcomes = {}
-            for label, login in [
-                ("no credentials", Broker(broker.address.host, broker.port)),
-                ("wrong password", Broker(broker.address.host, broker.port, username="device", password="guess")),
-                ("right password", Broker(broker.address.host, broker.port, username="device", password="s3cret")),
-            ]:
-                client = Connection(login, f"bench-auth-{len(outcomes)}", lambda _: None)
-                try:
-                    client.start()
-                    client.stop()
-                    outcomes[label] = "connected"
-                except EennError as err:
-                    outcomes[label] = f"refused ({str(err).rsplit(': ', 1)[-1]})"
+    with (
+        tempfile.TemporaryDirectory(prefix="eenn-bench-broker-") as folder,
+        Mosquitto(folder, users={"device": "s3cret"}) as broker,
+    ):
+        outcomes = {}
+        for label, login in [
+            ("no credentials", Broker(broker.address.host, broker.port)),
+            ("wrong password", Broker(broker.address.host, broker.port, username="device", password="guess")),
+            ("right password", Broker(broker.address.host, broker.port, username="device", password="s3cret")),
+        ]:
+            client = Connection(login, f"bench-auth-{len(outcomes)}", lambda _: None)
             try:
-                ServerProcess(args.out, deployment.tiers[1].name, broker.url).start().stop()
-                outcomes["eenn-tvm serve without credentials"] = "connected"
+                client.start()
+                client.stop()
+                outcomes[label] = "connected"
             except EennError as err:
-                outcomes["eenn-tvm serve without credentials"] = f"refused ({str(err).rsplit(': ', 1)[-1]})"
+                outcomes[label] = f"refused ({str(err).rsplit(': ', 1)[-1]})"
+        try:
+            ServerProcess(args.out, deployment.tiers[1].name, broker.url).start().stop()
+            outcomes["eenn-tvm serve without credentials"] = "connected"
+        except EennError as err:
+            outcomes["eenn-tvm serve without credentials"] = f"refused ({str(err).rsplit(': ', 1)[-1]})"
     return {"scenario": "auth", "outcomes": outcomes}
 
 
@@ -248,9 +260,10 @@ def tiers_table(doc: dict) -> str:
         headers += [f"{tier} p50 / p99", f"{tier} bytes/frame"]
     text = format_table(headers, rows)
     fuzz, auth = doc["fuzz"], doc["auth"]
+    reasons = ", ".join(f"{k.lower()} {v}" for k, v in sorted(fuzz["rejections_by_reason"].items()))
     text += (
         f"\nfuzz: {fuzz['bad_frames']:,} random or truncated frames, {fuzz['rejected_by_server']:,} rejected and "
-        f"counted by the server ({', '.join(f'{k.lower()} {v}' for k, v in sorted(fuzz['rejections_by_reason'].items()))}), "
+        f"counted by the server ({reasons}), "
         f"{fuzz['rejection_answers_at_device']:,} error answers at the device; then {fuzz['good_answered_by_a_tier']} "
         f"of {fuzz['good_requests']} good requests answered by a tier"
     )

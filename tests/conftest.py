@@ -142,3 +142,24 @@ def augmented(fashion, tmp_path_factory):
     )
     assert code == 0, stderr
     return out, json.loads(stdout), cache
+
+
+def compile_augmented(augmented, fashion, platform, out, max_latency_ms: float, *extra) -> tuple[int, str, str]:
+    """`eenn-tvm compile` of the augmented example model (its feature cache reused) on `platform`."""
+    from test_cli import run_cli
+
+    return run_cli(
+        "compile",
+        augmented[0] / "model.onnx",
+        "--data",
+        fashion / "train.npz",
+        "--cache-dir",
+        augmented[2],
+        "--platform",
+        platform,
+        "--max-latency-ms",
+        max_latency_ms,
+        "-o",
+        out,
+        *extra,
+    )

@@ -20,13 +20,15 @@ import numpy as np
 
 from eenn_tvm.errors import EennError
 from eenn_tvm.targets.mcu.manifest import FirmwareManifest
-from eenn_tvm.targets.mcu.qemu import qemu_binary
+from eenn_tvm.targets.mcu.qemu import qemu_binary, record_dtype
 
 STREAM_VERSION = 1
 MAGIC_HELLO, MAGIC_INPUT, MAGIC_RESULT = b"EENB", b"EENI", b"EENR"
 STOP_INDEX = 0xFFFFFFFF
 _HELLO = struct.Struct("<4s5I")  # magic, version, input elements, classes, live bytes, milli-instructions per tick
 _INPUT = struct.Struct("<4sI")  # magic, index; then the input's float32 elements
+_RESULT = struct.Struct("<4sI")  # magic, index; then a record (qemu.record_dtype), the hand-over's length and bytes
+_LENGTH = struct.Struct("<I")
 BOOT_TIMEOUT_S = 30.0
 RECORD_TIMEOUT_S = 120.0  # the longest the board may take for one input before it counts as stuck
 
@@ -51,7 +53,7 @@ class BoardStream:
             raise EennError(f"{folder}: the firmware has no stream program: build it again with `eenn-tvm compile`")
         self.elf = (Path(folder) / manifest.stream_elf).resolve()
         self.manifest = manifest
-        self._record = struct.Struct(f"<4sIiiifII{manifest.classes}fI")
+        self._record = record_dtype(manifest.classes)
         self._work = tempfile.TemporaryDirectory(prefix="eenn-board-")
         self._qemu: subprocess.Popen | None = None
         self._uart: socket.socket | None = None
@@ -104,15 +106,22 @@ class BoardStream:
 
     def records(self) -> Iterator[BoardRecord]:
         for expected in range(self._fed):
-            fields = self._record.unpack(self._read(self._record.size))
-            magic, index, status, klass, exit_index, confidence, low, high = fields[:8]
+            magic, index = _RESULT.unpack(self._read(_RESULT.size))
             if magic != MAGIC_RESULT or index != expected:
                 raise EennError(f"the board's stream is out of step at input {expected} (got {magic!r}, {index})")
-            live = self._read(fields[-1])
-            ticks = low | (high << 32)
-            scores = np.array(fields[8:-1], np.float32)
-            instructions = ticks * self.milli_instructions_per_tick // 1000
-            yield BoardRecord(index, status, klass, exit_index, confidence, instructions, scores, live)
+            r = np.frombuffer(self._read(self._record.itemsize), self._record)[0]
+            (live_bytes,) = _LENGTH.unpack(self._read(_LENGTH.size))
+            ticks = int(r["ticks_low"]) | (int(r["ticks_high"]) << 32)
+            yield BoardRecord(
+                index,
+                int(r["status"]),
+                int(r["class_index"]),
+                int(r["exit_index"]),
+                float(r["confidence"]),
+                ticks * self.milli_instructions_per_tick // 1000,
+                r["scores"].copy(),
+                self._read(live_bytes),
+            )
 
     def _send(self, inputs: np.ndarray) -> None:
         try:

@@ -34,5 +34,7 @@ def command(port, folder, users):
             signal.signal(sig, lambda *_: stop.set())
         with Mosquitto(folder or scratch, logins, port) as broker:
             click.echo(broker.url, err=False)
-            click.echo(f"eenn-tvm broker: Mosquitto on {broker.url} (state in {broker.folder}); Ctrl-C stops it", err=True)
+            click.echo(
+                f"eenn-tvm broker: Mosquitto on {broker.url} (state in {broker.folder}); Ctrl-C stops it", err=True
+            )
             stop.wait()

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import click
 
-from eenn_tvm.commands.options import broker_from, broker_options, echo_json, json_option
+from eenn_tvm.commands.options import broker_from, broker_options, data_option, echo_json, json_option
 from eenn_tvm.textui import format_table
 
 
 @click.command("device")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Labelled inputs (.npz with x and y), streamed to the board one after the other.",
-)
+@data_option("Labelled inputs (.npz with x and y), streamed to the board one after the other.")
 @click.option("--n", "count", type=click.IntRange(min=1), help="Only the first N inputs.")
 @click.option(
     "--deadline-ms",

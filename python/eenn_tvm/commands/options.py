@@ -26,6 +26,11 @@ input_shape_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 
 
+def data_option(help: str):
+    """`--data D.npz`, required: labelled samples (x and y)."""
+    return click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help=help)
+
+
 def input_shapes_from(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     from eenn_tvm.frontend import parse_input_shape
 
@@ -57,13 +62,7 @@ def _stack(*decorators):
 
 # What augment and compile share: the data, the search settings, the output folder and the platform cost.
 augment_options = _stack(
-    click.option(
-        "--data",
-        "data_path",
-        required=True,
-        type=click.Path(dir_okay=False),
-        help="Labelled data (.npz with x and y) to train the exit heads and set the thresholds.",
-    ),
+    data_option("Labelled data (.npz with x and y) to train the exit heads and set the thresholds."),
     click.option(
         "--max-accuracy-drop",
         default=0.01,

@@ -7,19 +7,13 @@ from pathlib import Path
 import click
 
 from eenn_tvm.catalog import ENGINES
-from eenn_tvm.commands.options import echo_json, json_option, savings_table
+from eenn_tvm.commands.options import data_option, echo_json, json_option, savings_table
 from eenn_tvm.textui import format_table
 
 
 @click.command("run")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Held-out labelled data (.npz with x and y), never seen by augment.",
-)
+@data_option("Held-out labelled data (.npz with x and y), never seen by augment.")
 @click.option(
     "--engine",
     default="tvm",

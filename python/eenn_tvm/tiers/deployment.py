@@ -60,7 +60,9 @@ class LiveDeployment:
         for index, deployed in enumerate(self.plan.deployment.tiers):
             first = int(deployed.segments[0].removeprefix("segment_"))
             expected = None if index == 0 else Expected(self.id, first, dtype, tuple(deployed.receives.shape))
-            self.tiers.append(LiveTier(index, deployed.target, deployed, first, f"{self.prefix}/in/{deployed.target}", expected))
+            self.tiers.append(
+                LiveTier(index, deployed.target, deployed, first, f"{self.prefix}/in/{deployed.target}", expected)
+            )
             dtype = self._hand_over_dtype(deployed)
 
     @property

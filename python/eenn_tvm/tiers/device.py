@@ -84,7 +84,9 @@ def _records(deployment, data, local, gateway, device_ms) -> list[ImageRecord]:
     for i in range(len(data)):
         if i in local:
             klass, exit_index, confidence = local[i]
-            records.append(ImageRecord(i, int(data.y[i]), klass, exit_index, device, False, confidence, device_ms[i], None))
+            records.append(
+                ImageRecord(i, int(data.y[i]), klass, exit_index, device, False, confidence, device_ms[i], None)
+            )
             continue
         r = gateway.resolved[i]
         records.append(
@@ -104,7 +106,9 @@ def _records(deployment, data, local, gateway, device_ms) -> list[ImageRecord]:
     return records
 
 
-def _summary(deployment: LiveDeployment, records: list[ImageRecord], gateway: Gateway | None, deadline_s: float) -> dict:
+def _summary(
+    deployment: LiveDeployment, records: list[ImageRecord], gateway: Gateway | None, deadline_s: float
+) -> dict:
     classes = np.array([r.class_index for r in records])
     labels = np.array([r.label for r in records])
     tiers = []
@@ -148,7 +152,6 @@ def _summary(deployment: LiveDeployment, records: list[ImageRecord], gateway: Ga
         "device_ms_mean": float(np.mean([r.device_ms for r in records])),
         "records": [asdict(r) for r in records],
     }
-
 
 
 def recorded_hand_overs(deployment: LiveDeployment, x: np.ndarray) -> list[tuple[np.ndarray, Fallback]]:

@@ -96,7 +96,9 @@ class Connection:
             self._client.username_pw_set(broker.username, broker.password)
         if broker.tls:
             self._client.tls_set(
-                ca_certs=_readable(broker.tls_ca), certfile=_readable(broker.tls_cert), keyfile=_readable(broker.tls_key)
+                ca_certs=_readable(broker.tls_ca),
+                certfile=_readable(broker.tls_cert),
+                keyfile=_readable(broker.tls_key),
             )
         self._client.reconnect_delay_set(*RECONNECT_DELAY_S)
         self._client.max_queued_messages_set(0)  # keep every QoS 1 message published while the broker is away

@@ -153,7 +153,9 @@ def decode_hand_over(frame: bytes, expected: Expected) -> HandOver:
     if reserved or flags & ~QUANTISED or rank > MAX_RANK or any(shape_field[rank:]):
         raise FrameError(Reject.RESERVED, "a reserved field, flag or unused dimension is not zero")
     if deployment != expected.deployment_id:
-        raise FrameError(Reject.DEPLOYMENT, f"for deployment {deployment.hex()}, this is {expected.deployment_id.hex()}")
+        raise FrameError(
+            Reject.DEPLOYMENT, f"for deployment {deployment.hex()}, this is {expected.deployment_id.hex()}"
+        )
     if segment != expected.segment:
         raise FrameError(Reject.SEGMENT, f"for segment_{segment}, this tier starts at segment_{expected.segment}")
     dtype = DTYPES.get(code)

@@ -77,7 +77,9 @@ class ServerStats:
         rejected = sum(self.rejected.values())
         kinds = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.rejected.items()))
         p = self.to_json()
-        timing = f"; compute p50 {p['compute_ms_p50']:.2f} ms, p99 {p['compute_ms_p99']:.2f} ms" if self.compute_s else ""
+        timing = (
+            f"; compute p50 {p['compute_ms_p50']:.2f} ms, p99 {p['compute_ms_p99']:.2f} ms" if self.compute_s else ""
+        )
         return (
             f"{self.tier}: {self.frames} frames, {self.answered} answered here, {self.handed_on} handed on, "
             f"{self.duplicates} duplicates, {rejected} rejected{f' ({kinds})' if kinds else ''}, "
@@ -172,7 +174,9 @@ class TierServer:
             raise FrameError(Reject.FAILED, f"{type(err).__name__}: {err}") from None
         self.stats.compute_s.append(time.perf_counter() - started)
         if outcome.exit_index is None:
-            out = encode_hand_over(self.deployment.id, hand_over.request_id, self.next.first_segment, outcome.activation)
+            out = encode_hand_over(
+                self.deployment.id, hand_over.request_id, self.next.first_segment, outcome.activation
+            )
             self._connection.publish(self.next.topic, out, reply_to, correlation)
             answer = None
             if not again:
@@ -207,4 +211,3 @@ class TierServer:
 
     def _publish_answer(self, reply_to: str, correlation: bytes | None, answer: bytes) -> None:
         self._connection.publish(reply_to, answer, correlation=correlation)
-

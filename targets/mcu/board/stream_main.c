@@ -8,6 +8,7 @@
 
 #include "board.h"
 #include "eenn_model.h"
+#include "record.h"
 #include "uart.h"
 
 #define STREAM_VERSION 1u
@@ -22,11 +23,8 @@ typedef struct {
 
 typedef struct {
   uint32_t magic, index;
-  int32_t status, class_index, exit_index;
-  float confidence;
-  uint32_t ticks_low, ticks_high;
-  float scores[EENN_CLASSES];
-  uint32_t live_bytes; /* this many bytes of the hand-over tensor follow the record */
+  record_t record;
+  uint32_t live_bytes; /* this many bytes of the hand-over tensor follow */
 } result_t;
 
 static float input[EENN_INPUT_ELEMENTS];
@@ -53,19 +51,13 @@ int main(void) {
   while ((index = next_input()) != STOP_INDEX) {
     result_t result = {MAGIC_RESULT, index};
     eenn_result_t r = {0};
-    uint64_t start, ticks;
-    int32_t i;
+    uint64_t start;
+    eenn_status_t status;
     board_uart_read(input, sizeof input);
     start = board_counter_ticks();
-    result.status = eenn_infer(input, &r);
-    ticks = board_counter_ticks() - start;
-    result.class_index = r.class_index;
-    result.exit_index = r.exit_index;
-    result.confidence = r.confidence;
-    result.ticks_low = (uint32_t)ticks;
-    result.ticks_high = (uint32_t)(ticks >> 32);
-    for (i = 0; r.scores != NULL && i < EENN_CLASSES; ++i) result.scores[i] = r.scores[i];
-    result.live_bytes = result.status == EENN_CONTINUE ? (uint32_t)r.live_bytes : 0u;
+    status = eenn_infer(input, &r);
+    result.record = record_of(status, &r, board_counter_ticks() - start);
+    result.live_bytes = status == EENN_CONTINUE ? (uint32_t)r.live_bytes : 0u;
     board_uart_write(&result, sizeof result);
     board_uart_write(r.live, result.live_bytes);
   }
