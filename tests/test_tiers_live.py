@@ -3,8 +3,11 @@ the firmware in QEMU streaming over its UART, answers on MQTT 5 response topics;
 answer, bad frames, a killed edge, a broker restart."""
 
 import json
+import shutil
+import subprocess
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from test_cli import assert_one_line_error, run_cli
 
 from eenn_tvm.errors import EennError
 from eenn_tvm.targets.host import HostModule, SegmentRunner
-from eenn_tvm.tiers.broker import Mosquitto, mosquitto_binary
+from eenn_tvm.tiers.broker import Mosquitto, ServerTls, mosquitto_binary
 from eenn_tvm.tiers.deployment import LiveDeployment
 from eenn_tvm.tiers.device import recorded_hand_overs
 from eenn_tvm.tiers.gateway import Gateway
@@ -47,6 +50,43 @@ def test_a_broker_that_requires_a_password_refuses_a_client_without_it(broker):
     allowed = Connection(login(broker), "allowed", print)
     allowed.start()
     allowed.stop()
+
+
+def certificates(folder, *names: str) -> dict:
+    """A CA and a certificate signed by it per name (EC keys; the broker's is for 127.0.0.1), made by openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=eenn test CA")
+    for name in names:
+        openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext",
+        )  # fmt: skip
+    return {name: (folder / f"{name}.crt", folder / f"{name}.key") for name in ("ca", *names)}
+
+
+def test_a_broker_that_requires_a_client_certificate_takes_a_signed_one_and_refuses_none(tmp_path):
+    try:
+        mosquitto_binary()
+    except EennError:
+        pytest.skip("mosquitto is not installed: apt-get install mosquitto (scripts/setup.sh does it)")
+    certs = certificates(tmp_path, "broker", "device")
+    tls = ServerTls(certs["ca"][0], *certs["broker"])
+    with Mosquitto(tmp_path / "broker", tls=tls) as broker:
+        client = Connection(
+            replace(broker.address, tls_cert=certs["device"][0], tls_key=certs["device"][1]), "d", print
+        )
+        client.start()
+        client.stop()
+        with pytest.raises(EennError):
+            Connection(broker.address, "no-certificate", print).start(timeout_s=2)
 
 
 def test_a_bad_broker_address_is_one_line():

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from eenn_tvm.errors import EennError
@@ -34,18 +35,36 @@ def mosquitto_binary() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The broker's side of TLS: the CA its clients' certificates must come from, its own certificate and key.
+    Clients then log in with a certificate (its common name is their user name) instead of a password."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class Mosquitto:
     """`with Mosquitto(folder) as broker:` ... `broker.address`; `restart()` stops and starts it on the same port."""
 
-    def __init__(self, folder: str | Path, users: dict[str, str] | None = None, port: int | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        users: dict[str, str] | None = None,
+        port: int | None = None,
+        tls: ServerTls | None = None,
+    ):
         self.folder = Path(folder)
         self.users = users or {}
         self.port = port or free_port()
+        self.tls = tls
         self._process: subprocess.Popen | None = None
 
     @property
     def address(self) -> Broker:
-        return Broker(HOST, self.port)
+        """Where it is; TLS clients add their certificate and key."""
+        return Broker(HOST, self.port, tls=self.tls is not None, tls_ca=self.tls.ca if self.tls else None)
 
     @property
     def url(self) -> str:
@@ -98,7 +117,7 @@ class Mosquitto:
     def _config(self) -> str:
         lines = [
             f"listener {self.port} {HOST}",
-            f"allow_anonymous {'false' if self.users else 'true'}",
+            f"allow_anonymous {'false' if self.users or self.tls else 'true'}",
             "persistence true",
             f"persistence_location {self.folder.resolve()}/",
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
@@ -112,6 +131,14 @@ class Mosquitto:
         ]
         if self.users:
             lines.append(f"password_file {self._password_file().resolve()}")
+        if self.tls:
+            lines += [
+                f"cafile {Path(self.tls.ca).resolve()}",
+                f"certfile {Path(self.tls.cert).resolve()}",
+                f"keyfile {Path(self.tls.key).resolve()}",
+                "require_certificate true",
+                "use_identity_as_username true",
+            ]
         return "\n".join(lines) + "\n"
 
     def _password_file(self) -> Path:

@@ -124,9 +124,10 @@ class Connection:
             self.stop()
             if self._refused:
                 raise EennError(f"the broker at {self.broker.url} refused the connection: {self._refused}")
+            tls = " and does it accept this client's TLS certificate (--tls-ca, --tls-cert, --tls-key)?"
             raise EennError(
-                f"no answer from a broker at {self.broker.url} within {timeout_s:.0f} s: is it running? "
-                "(`eenn-tvm broker` starts one)"
+                f"no answer from a broker at {self.broker.url} within {timeout_s:.0f} s: is it running"
+                f"{tls if self.broker.tls else '? (`eenn-tvm broker` starts one)'}"
             )
 
     def stop(self) -> None:
