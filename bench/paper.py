@@ -376,7 +376,7 @@ def markdown(doc: dict) -> str:
         "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.",
         "",
     ]
-    return "\n".join(lines + _scaling_section())
+    return "\n".join(lines + _scaling_section() + _tiers_section())
 
 
 def _scaling_section() -> list[str]:
@@ -399,6 +399,33 @@ def _scaling_section() -> list[str]:
         "",
         "```",
         scaling_table(doc["results"]),
+        "```",
+        "",
+    ]
+
+
+def _tiers_section() -> list[str]:
+    """The live deployment's last load and fault run (bench/tiers.py writes it)."""
+    path = HERE / "tiers.json"
+    if not path.exists():
+        return ["## A live deployment across tiers", "", "Not run yet: `python bench/tiers.py`.", ""]
+    from tiers import tiers_table
+
+    doc = json.loads(path.read_text())
+    return [
+        "## A live deployment across tiers",
+        "",
+        f"Made by `{doc['command']}` ({doc['machine']}): `{doc['deployment']}` on `{doc['platform']}` "
+        f"(docs/tiers.md), {doc['devices']} simulated devices x {doc['requests_per_device']} requests at "
+        f"{doc['rate_per_device']:g} per second each, replaying the firmware's hand-overs; deadline "
+        f"{doc['deadline_ms']:g} ms; every scenario on a fresh Mosquitto with fresh `eenn-tvm serve` processes. "
+        "Latency: hand-over published to answer received, per answering tier; bytes/frame: what a tier received per "
+        "frame (tensor and 76-byte header). Degraded: answered by the device's last exit (deadline passed or frame "
+        "rejected); late: a tier's answer after that; lost: undamaged requests no tier ever answered; duplicate "
+        "deliveries: answers for a request already answered (dropped by the device). " + doc["note"],
+        "",
+        "```",
+        tiers_table(doc),
         "```",
         "",
     ]

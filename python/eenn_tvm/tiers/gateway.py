@@ -79,12 +79,11 @@ class Gateway:
         self._running.clear()
         self._connection.stop()
 
-    def hand_over(self, index: int, live: np.ndarray, fallback: Fallback) -> bytes:
-        """Publish the device's live tensor for sample `index`; returns the request id."""
+    def hand_over(self, index: int, live: np.ndarray, fallback: Fallback) -> None:
+        """Publish the device's live tensor for sample `index` as a new request."""
         request_id = uuid.uuid4().bytes
         frame = encode_hand_over(self.deployment.id, request_id, self.next.first_segment, live)
         self.send(index, request_id, frame, fallback, payload_bytes=live.nbytes)
-        return request_id
 
     def send(self, index: int, request_id: bytes, frame: bytes, fallback: Fallback, payload_bytes: int = 0) -> None:
         """Publish a frame as it is (a benchmark sends damaged ones too) and start its deadline."""

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import zlib
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +37,7 @@ from eenn_tvm.tiers.payload import (
 )
 
 ANSWERED_CACHE = 100_000  # request ids remembered for redeliveries (about 100 bytes each)
+TIMED_REQUESTS = 100_000  # compute times kept for the percentiles
 POLL_S = 0.2
 
 
@@ -50,10 +51,10 @@ class ServerStats:
     bytes_handed_on: int = 0
     duplicates: int = 0  # request ids seen before: answered again from the cache, or handed on again
     rejected: Counter = field(default_factory=Counter)  # by Reject name
-    no_response_topic: int = 0  # frames nobody can be answered for: dropped
+    no_response_topic: int = 0  # frames without a usable response topic (none, or a wildcard in it): dropped
     connects: int = 0
     exits: Counter = field(default_factory=Counter)
-    compute_s: list[float] = field(default_factory=list)
+    compute_s: deque = field(default_factory=lambda: deque(maxlen=TIMED_REQUESTS))  # the latest requests
 
     def to_json(self) -> dict:
         ms = np.array(self.compute_s) * 1000
@@ -140,7 +141,7 @@ class TierServer:
         self.stats.bytes_received += len(frame)
         reply_to = getattr(message.properties, "ResponseTopic", None)
         correlation = getattr(message.properties, "CorrelationData", None)
-        if reply_to is None:
+        if not reply_to or "#" in reply_to or "+" in reply_to:
             self.stats.no_response_topic += 1
             return
         request_id = correlation if correlation and len(correlation) == REQUEST_ID_BYTES else peek_request_id(frame)
