@@ -77,7 +77,7 @@ class Gateway:
 
     def stop(self) -> None:
         self._running.clear()
-        self._connection.stop()
+        self._connection.stop(end_session=True)
 
     def hand_over(self, index: int, live: np.ndarray, fallback: Fallback) -> None:
         """Publish the device's live tensor for sample `index` as a new request."""

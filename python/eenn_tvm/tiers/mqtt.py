@@ -130,8 +130,17 @@ class Connection:
                 f"{tls if self.broker.tls else '? (`eenn-tvm broker` starts one)'}"
             )
 
-    def stop(self) -> None:
-        self._client.disconnect()
+    def stop(self, end_session: bool = False) -> None:
+        """Disconnect. The broker keeps the session (and queues for it) unless `end_session`: a server stopped
+        for a restart gets what arrived meanwhile; a device's run that is over leaves nothing behind."""
+        properties = None
+        if end_session:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0
+        self._client.disconnect(properties=properties)
         self._client.loop_stop()
 
     def publish(self, topic: str, payload: bytes, response_topic: str | None = None, correlation: bytes | None = None):
