@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar, Literal, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from eenn_tvm.documents import Document, FolderDocument
 from eenn_tvm.placement.problem_file import ProblemFile
@@ -20,24 +20,26 @@ FORMAT = "eenn-tvm plan"
 VERSION = 1
 
 
+def _a_confidence(threshold: float) -> float:
+    if not (0 <= threshold <= 1 or threshold == math.inf):
+        raise ValueError("must be a number between 0 and 1 (or Infinity: the exit never fires)")
+    return threshold
+
+
+Threshold = Annotated[float, AfterValidator(_a_confidence)]  # a sample leaves when its confidence reaches it
+
+
 class PlannedExit(Document):
     index: int
     point: str  # ONNX tensor name in the (simplified) model
     binding: str  # Relax binding name
     shape: list[int]
     head: str  # head kind, see heads.HEAD_KINDS
-    threshold: float  # a sample leaves when its confidence reaches it; infinity: never
+    threshold: Threshold  # infinity: never
     macs_to_reach: int  # backbone MACs up to the point
     head_macs: int
     head_param_bytes: int
     weights: str  # .npz file of the head's layers, relative to the plan
-
-    @field_validator("threshold")
-    @classmethod
-    def _a_confidence(cls, threshold: float) -> float:
-        if not (0 <= threshold <= 1 or threshold == math.inf):
-            raise ValueError("must be a number between 0 and 1 (or Infinity: the exit never fires)")
-        return threshold
 
 
 class PredictedFigures(Document):
@@ -101,6 +103,8 @@ class Artifacts(Document):
     eenn_onnx: str
     baseline_onnx: str
     report: str
+    eenn_int8_onnx: str | None = None  # `eenn-tvm quantize` or `augment --int8`: the int8 network (QDQ)
+    int8_host_module: str | None = None  # the same made integer by QDQToInteger, built for this host
 
 
 class Figures(Document):
@@ -147,6 +151,20 @@ class Deployment(Document):
     tiers: list[DeployedTier]
 
 
+class Int8Network(Document):
+    """`eenn-tvm quantize` or `augment --int8`: the int8 form of the early-exit network (artifacts eenn_int8_onnx,
+    int8_host_module), its thresholds searched again on its own confidences; figures on the plan's validation split."""
+
+    calibration_samples: int = Field(ge=1)  # from the heads' training split, stratified
+    thresholds: list[Threshold]  # one per exit of the plan; infinity: the exit never fires in the int8 network
+    model_accuracy: float  # the int8 model alone (no exits)
+    validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
+    float_thresholds_accuracy: float  # the int8 network with the float plan's thresholds, for comparison
+    accuracy_margin: float
+    meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
+    ops: dict[Literal["integer", "float"], dict[str, int]]  # op kind -> count in the network after QDQToInteger
+
+
 class Plan(FolderDocument):
     format: Literal["eenn-tvm plan"] = FORMAT
     model: ModelInfo
@@ -159,11 +177,24 @@ class Plan(FolderDocument):
     artifacts: Artifacts
     placement: PlacementRecord | None = None
     deployment: Deployment | None = None
+    int8: Int8Network | None = None
     version: Literal[1] = VERSION
 
     file: ClassVar[str] = "plan.json"
     missing: ClassVar[str] = "no plan.json in it: give the -o folder that `eenn-tvm augment` wrote"
     remedy: ClassVar[str] = "run `eenn-tvm augment` again"
+
+    @field_validator("int8")
+    @classmethod
+    def _fits_the_plan(cls, int8: Int8Network | None, info: ValidationInfo) -> Int8Network | None:
+        exits, artifacts = info.data.get("exits"), info.data.get("artifacts")
+        if int8 is None or exits is None or artifacts is None:  # no int8, or the plan's own fields are invalid
+            return int8
+        if len(int8.thresholds) != len(exits):
+            raise ValueError(f"thresholds: one per exit ({len(exits)}), got {len(int8.thresholds)}")
+        if artifacts.eenn_int8_onnx is None or artifacts.int8_host_module is None:
+            raise ValueError("artifacts.eenn_int8_onnx and artifacts.int8_host_module must name its files")
+        return int8
 
 
 class ExitMacs(Protocol):

@@ -1,10 +1,24 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from eenn_tvm.commands import analyze, augment, broker, build, compile, device, map, profile, run, serve, verify
+from eenn_tvm.commands import (
+    analyze,
+    augment,
+    broker,
+    build,
+    compile,
+    device,
+    map,
+    profile,
+    quantize,
+    run,
+    serve,
+    verify,
+)
 
 COMMANDS = [
     analyze.command,
     augment.command,
+    quantize.command,
     run.command,
     build.command,
     verify.command,
