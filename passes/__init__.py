@@ -11,7 +11,7 @@ Points are named by ONNX tensor name (as `eenn_tvm.frontend` records them) or by
 from eenn_tvm.passes.cuts import binding_var, crossing_values, exit_points_of, resolve_point
 from eenn_tvm.passes.exits import InsertExits, TapPoints
 from eenn_tvm.passes.partition import TARGET_ATTR, AnnotatePartition, functions_on
-from eenn_tvm.passes.split import SplitAtExits, segment_names
+from eenn_tvm.passes.split import SplitAtExits, segment_names, segments_only
 
 __all__ = [
     "TARGET_ATTR",
@@ -25,4 +25,5 @@ __all__ = [
     "functions_on",
     "resolve_point",
     "segment_names",
+    "segments_only",
 ]

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+import zoo
 from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 
@@ -104,18 +105,12 @@ def test_run_needs_an_augment_folder(tmp_path):
     assert_one_line_error(["run", tmp_path, "--data", tmp_path / "x.npz"], "no plan.json")
 
 
-@pytest.mark.parametrize("name", ["mobilenet", "inception", "ecg", "mlp"])
+@pytest.mark.parametrize("name", ["mobilenet", "mobilenet_v2", "inception", "ecg", "mlp"])
 def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
-    """Depthwise, branch-and-concat, 1-D and dense-only networks go through the whole flow, and the TVM module
-    and eenn.onnx agree. Labels come from the model's own outputs, standardised per class so that every class
-    is represented though the weights are random."""
-    import onnxruntime as ort
-
+    """Depthwise, inverted-residual with ReLU6, branch-and-concat, 1-D and dense-only networks go through the
+    whole flow, and the TVM module and eenn.onnx agree."""
     z = zoo_model(name, "legacy")
-    session = ort.InferenceSession(str(z.path), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal((1000, *z.input_shape[1:])).astype(np.float32)
-    logits = np.concatenate([session.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))])
-    y = ((logits - logits.mean(0)) / logits.std(0)).argmax(1)
+    x, y = zoo.self_labelled(z.path, z.input_shape, 1000)
     np.savez(tmp_path / "data.npz", x=x[:800], y=y[:800])
     np.savez(tmp_path / "test.npz", x=x[800:], y=y[800:])
     out = tmp_path / "out"
