@@ -171,3 +171,25 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
         "class 3 has no samples",
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_baseline_no_single_threshold_makes_meet_the_tolerance_is_reported_infeasible(fashion, tmp_path):
+    """On 1,000 samples the statistical margin can exceed the tolerance: the SDN baseline is then infeasible in the
+    plan, the report and `run`, and augment still delivers its own network."""
+    train = np.load(fashion / "train.npz")
+    np.savez(tmp_path / "small.npz", x=train["x"][:1000], y=train["y"][:1000])
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        "augment", MODEL, "--data", tmp_path / "small.npz", "--seed", "2", "--no-cache", "-o", out, "--json"
+    )
+    assert code == 0, stderr
+    plan = json.loads(stdout)
+    assert plan["baseline"] == {"exits": [], "validation": None, "feasible": False}
+    assert "baseline_onnx" not in plan["artifacts"] and not (out / "baseline.onnx").exists()
+    assert "infeasible: no single threshold meets the tolerance" in (out / "report.md").read_text()
+    code, stdout, stderr = run_cli("run", out, "--data", fashion / "test.npz", "--n", "100")
+    assert code == 0, stderr
+    assert "SDN baseline        infeasible" in stdout
+    code, stdout, _ = run_cli("run", out, "--data", fashion / "test.npz", "--n", "100", "--json")
+    assert json.loads(stdout)["sdn_baseline"] is None

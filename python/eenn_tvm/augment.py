@@ -299,7 +299,8 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         validation=_evaluation(trained.problem, result, analysis, trained, costs),
         baseline=Baseline(
             exits=_planned_exits(analysis, trained, baseline, "baseline"),
-            validation=_evaluation(trained.problem, baseline, analysis, trained, costs),
+            validation=_evaluation(trained.problem, baseline, analysis, trained, costs) if baseline.feasible else None,
+            feasible=baseline.feasible,
         ),
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
         search={
@@ -320,7 +321,7 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             "model_onnx": MODEL_ONNX,
             "host_module": HOST_MODULE,
             "eenn_onnx": "eenn.onnx",
-            "baseline_onnx": "baseline.onnx",
+            **({"baseline_onnx": "baseline.onnx"} if baseline.feasible else {}),
             "report": "report.md",
         },
     )
@@ -340,10 +341,10 @@ def _write(
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
         onnx.save(model.onnx, str(tmp / MODEL_ONNX))
-        for planned, name, chosen in [
-            (plan.exits, "eenn_onnx", result),
-            (plan.baseline.exits, "baseline_onnx", baseline),
-        ]:
+        networks = [(plan.exits, "eenn_onnx", result)]
+        if plan.baseline.feasible:
+            networks.append((plan.baseline.exits, "baseline_onnx", baseline))
+        for planned, name, chosen in networks:
             heads = trained.heads_of(chosen)
             for exit_plan, head in zip(planned, heads):
                 head.save(tmp / exit_plan.weights)

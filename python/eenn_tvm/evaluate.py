@@ -33,7 +33,7 @@ class RunResult:
     mean_macs: float
     mac_reduction: float  # 1 - mean MACs per inference / the original model's MACs
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
-    sdn_baseline: dict  # the Shallow-Deep-Networks style baseline on the same data: accuracy, mac_reduction, ...
+    sdn_baseline: dict | None  # the Shallow-Deep-Networks style baseline on the same data (None: infeasible)
     seconds: float
 
     def to_json(self) -> dict:
@@ -60,8 +60,12 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
         exit_index, pred = _apply_thresholds(plan.exits, plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    sdn_outputs = _onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan, data)
-    sdn = _figures(plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs))
+    sdn = None
+    if plan.baseline.feasible:
+        sdn_outputs = _onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan, data)
+        sdn = _figures(
+            plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs)
+        )
     ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
     return RunResult(

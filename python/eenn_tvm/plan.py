@@ -43,10 +43,12 @@ class Evaluation:
 
 @dataclass
 class Baseline:
-    """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold."""
+    """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold.
+    Infeasible when no single threshold meets the accuracy floor: then it has no exits and no figures."""
 
     exits: list[PlannedExit]  # all with the same threshold
-    validation: Evaluation
+    validation: Evaluation | None  # None when infeasible
+    feasible: bool = True
 
 
 @dataclass
@@ -92,7 +94,8 @@ class Plan:
                 "validation": Evaluation(**doc["validation"]),
                 "baseline": Baseline(
                     exits=[PlannedExit(**e) for e in doc["baseline"]["exits"]],
-                    validation=Evaluation(**doc["baseline"]["validation"]),
+                    validation=Evaluation(**doc["baseline"]["validation"]) if doc["baseline"]["validation"] else None,
+                    feasible=doc["baseline"].get("feasible", True),
                 ),
             }
         )

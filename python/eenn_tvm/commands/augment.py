@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
 from eenn_tvm.augment import augment
@@ -46,14 +48,15 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
         savings_table(
             v.baseline_accuracy,
             plan.model["total_macs"],
-            [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
+            [("eenn-tvm", asdict(v)), ("SDN baseline", b and asdict(b))],
         )
     )
     if v.predicted:
+        sdn = "infeasible" if b is None else f"{100 * (1 - b.predicted['fraction']):.1f}% less"
         click.echo(
             f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
             f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
-            f"SDN baseline {100 * (1 - b.predicted['fraction']):.1f}% less)"
+            f"SDN baseline {sdn})"
         )
     click.echo()
     click.echo(

@@ -33,14 +33,20 @@ def echo_json(document) -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-def savings_table(original_accuracy: float, total_macs: int, rows: list[tuple[str, float, float]]) -> str:
-    """The original model, then (label, accuracy, mean MACs) per early-exit network, with the MAC reduction."""
+def savings_table(original_accuracy: float, total_macs: int, rows: list[tuple[str, dict | None]]) -> str:
+    """The original model, then per early-exit network (label, figures with accuracy and mean_macs) with the MAC
+    reduction; a network without figures is infeasible (a baseline no single threshold makes meet the tolerance)."""
     table = [["original model", f"{100 * original_accuracy:.2f}%", f"{total_macs:,}", "-"]]
-    for label, accuracy, mean_macs in rows:
+    for label, figures in rows:
+        if figures is None:
+            table.append([label, "infeasible", "-", "-"])
+            continue
+        accuracy, mean_macs = figures["accuracy"], figures["mean_macs"]
         table.append(
             [label, f"{100 * accuracy:.2f}%", f"{mean_macs:,.0f}", f"{100 * (1 - mean_macs / total_macs):.1f}%"]
         )
-    return format_table(["", "accuracy", "mean MACs / inference", "MAC reduction"], table)
+    note = "\n(infeasible: no single threshold meets the tolerance)" if any(f is None for _, f in rows) else ""
+    return format_table(["", "accuracy", "mean MACs / inference", "MAC reduction"], table) + note
 
 
 def _stack(*decorators):

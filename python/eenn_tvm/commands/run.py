@@ -52,16 +52,12 @@ def command(out, data_path, engine, tiers, count, as_json):
     if as_json:
         echo_json(result.to_json())
         return
-    sdn = result.sdn_baseline
     click.echo(f"{plan.model['name']} on {result.samples} samples ({engine}):")
     click.echo(
         savings_table(
             result.baseline_accuracy,
             result.total_macs,
-            [
-                ("early-exit network", result.accuracy, result.mean_macs),
-                ("SDN baseline", sdn["accuracy"], sdn["mean_macs"]),
-            ],
+            [("early-exit network", result.to_json()), ("SDN baseline", result.sdn_baseline)],
         )
     )
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
