@@ -26,7 +26,7 @@ from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.onnx_export import with_exit_heads
-from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.plan import Baseline, Evaluation, Plan, PlannedExit
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Option, Problem, Result, evaluate, search, single_threshold, with_confidence
@@ -87,13 +87,14 @@ SCREEN_ITERATIONS = 40
 def augment(
     model_path: str | Path,
     data_path: str | Path,
-    out: str | Path,
+    out: Output,
     settings: Settings,
     input_shapes: dict | None = None,
     cost: Callable[[ImportedModel, Analysis], CostFunction] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> Plan:
     _check_settings(settings)
+    out.check(log)
     stage = _Stopwatch()
     model = import_onnx(model_path, input_shapes)
     analysis = analyze(model)
@@ -101,6 +102,7 @@ def augment(
         raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
     input_shape, classes = _io_of(model)
     data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
+    costs = cost(model, analysis) if cost else MacCost(analysis)
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
         f"{len(val_idx)} set the thresholds"
@@ -109,7 +111,6 @@ def augment(
 
     features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
     stage.done("features")
-    costs = cost(model, analysis) if cost else MacCost(analysis)
     groups = None if data.groups is None else data.groups[val_idx]
     trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
@@ -328,7 +329,7 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
 
 
 def _write(
-    out,
+    out: Output,
     plan: Plan,
     model: ImportedModel,
     analysis: Analysis,
@@ -338,7 +339,7 @@ def _write(
     log,
     stage: _Stopwatch,
 ) -> None:
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, log) as tmp:
         (tmp / "heads").mkdir()
         onnx.save(model.onnx, str(tmp / MODEL_ONNX))
         networks = [(plan.exits, "eenn_onnx", result)]

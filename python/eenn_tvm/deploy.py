@@ -24,7 +24,7 @@ from eenn_tvm.costs import PredictedCost
 from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
 from eenn_tvm.firmware import load_manifest, network_from, write_firmware
-from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.passes import AnnotatePartition, functions_on, segments_only
 from eenn_tvm.placement import place
 from eenn_tvm.plan import Plan
@@ -41,7 +41,7 @@ def compile_model(
     model: str | Path,
     data: str | Path,
     platform_name: str,
-    out: str | Path,
+    out: Output,
     settings: Settings,
     objective: str = "energy",
     max_latency_s: float | None = None,
@@ -49,6 +49,7 @@ def compile_model(
     input_shapes: dict | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> Plan:
+    out.check(log)
     platform = load_platform(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
@@ -56,8 +57,8 @@ def compile_model(
     def cost(m, a):
         return PredictedCost(m, a, cost_model, device, objective, settings.decision)
 
-    with atomic_folder(out) as tmp:
-        plan = augment(model, data, tmp, settings, input_shapes, cost=cost, log=log)
+    with atomic_folder(out, log) as tmp:
+        plan = augment(model, data, Output.of(tmp, "augment"), settings, input_shapes, cost=cost, log=log)
         network = network_from(tmp)
         log(f"placing {len(network.segments)} segments on {platform.name}")
         plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s)
@@ -85,7 +86,7 @@ def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list
         write_firmware(
             network,
             core_named(target.core),
-            folder / FIRMWARE,
+            Output.of(folder / FIRMWARE, "firmware"),
             flash_budget=target.flash_bytes,
             ram_budget=target.memory_bytes,
             device_segments=len(segments),

@@ -19,7 +19,7 @@ from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.heads import Head
-from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.passes import SplitAtExits, segment_names
 from eenn_tvm.plan import Plan
 from eenn_tvm.targets.mcu import driver, kernels, project
@@ -105,18 +105,17 @@ def eenn_network(folder: Path, plan: Plan) -> Network:
     )
 
 
-def build_firmware(
-    source: str | Path, target: str, out: str | Path, input_shapes: dict | None = None, **options
-) -> dict:
+def build_firmware(source: str | Path, target: str, out: Output, input_shapes: dict | None = None, **options) -> dict:
     """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
     `options` are those of `write_firmware`."""
+    out.check(options.get("log", lambda _: None))
     return write_firmware(network_from(source, input_shapes), core_named(target), out, **options)
 
 
 def write_firmware(
     network: Network,
     core: Core,
-    out: str | Path,
+    out: Output,
     kernel_kind: str = "auto",
     flash_budget: int | None = None,
     ram_budget: int | None = None,
@@ -145,7 +144,7 @@ def write_firmware(
         workspace,
     )
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, log) as tmp:
         log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
         project.write_project(tmp, program, spec, memory, core, kernel_kind, stack_bytes)
         with tempfile.TemporaryDirectory(prefix="eenn-build-") as build:

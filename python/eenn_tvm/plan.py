@@ -7,10 +7,12 @@ it or in a file it names relative to its own folder; nothing is kept anywhere el
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.outputs import write_file_atomically
 
 FORMAT = "eenn-tvm plan"
 VERSION = 1
@@ -68,12 +70,9 @@ class Plan:
     def to_json(self) -> dict:
         return {"format": FORMAT, **asdict(self)}
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, log: Callable[[str], None] = lambda _: None) -> None:
         """Written beside and renamed over plan.json: a reader never sees half a plan."""
-        path = Path(folder) / "plan.json"
-        partial = path.with_name(".plan.json.partial")
-        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        partial.replace(path)
+        write_file_atomically(Path(folder) / "plan.json", json.dumps(self.to_json(), indent=2) + "\n", log)
 
     @classmethod
     def load(cls, folder: str | Path) -> Plan:

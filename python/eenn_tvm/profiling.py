@@ -22,6 +22,7 @@ import numpy as np
 from eenn_tvm.costmodel import segment_features, work_of
 from eenn_tvm.errors import EennError
 from eenn_tvm.firmware import Network, write_firmware
+from eenn_tvm.outputs import Output
 from eenn_tvm.platform import Platform, Target
 from eenn_tvm.targets.mcu.cores import core_named
 from eenn_tvm.targets.mcu.qemu import run_in_qemu
@@ -113,7 +114,9 @@ def _instructions_in_qemu(workload: Workload, target: Target) -> int:
         None,
     )
     with tempfile.TemporaryDirectory(prefix="eenn-profile-") as scratch:
-        manifest = write_firmware(network, core, Path(scratch) / "fw", flash_budget=PROFILE_RAM, ram_budget=PROFILE_RAM)
+        manifest = write_firmware(
+            network, core, Output.of(Path(scratch) / "fw", "firmware"), flash_budget=PROFILE_RAM, ram_budget=PROFILE_RAM
+        )
         x = np.random.default_rng(0).standard_normal((1, *workload.input_shape[1:])).astype(np.float32)
         run = run_in_qemu(Path(scratch) / "fw" / manifest["elf"], core.board.machine, x, network.classes)
     return int(run.instructions[0])

@@ -8,6 +8,7 @@ import click
 
 from eenn_tvm.augment import augment
 from eenn_tvm.commands.options import (
+    augment_inputs,
     augment_options,
     echo_json,
     input_shape_option,
@@ -18,6 +19,7 @@ from eenn_tvm.commands.options import (
 )
 from eenn_tvm.costmodel import CostModel
 from eenn_tvm.costs import PredictedCost
+from eenn_tvm.outputs import Output
 from eenn_tvm.platform import load_platform
 from eenn_tvm.textui import format_table
 
@@ -27,7 +29,7 @@ from eenn_tvm.textui import format_table
 @augment_options
 @input_shape_option
 @json_option
-def command(model, data_path, out, platform_name, objective, cost_model_path, input_shapes, as_json, **search):
+def command(model, data_path, out, force, platform_name, objective, cost_model_path, input_shapes, as_json, **search):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
     Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
@@ -35,8 +37,12 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
     split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
     """
     settings = settings_from(**search)
+    output = Output.of(
+        out, "augment", augment_inputs(model, data_path, settings, platform_name, cost_model_path), force
+    )
+    output.check(_log)
     cost = _predicted_cost(platform_name, objective, cost_model_path, settings.decision) if platform_name else None
-    plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
+    plan = augment(model, data_path, output, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
     if as_json:
         echo_json(plan.to_json())
         return
@@ -75,8 +81,12 @@ def _predicted_cost(platform_name, objective, cost_model_path, decision):
     platform = load_platform(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
-    _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")
-    return lambda model, analysis: PredictedCost(model, analysis, cost_model, device, objective, decision)
+
+    def cost(model, analysis):  # called once the data is checked: its errors come before any progress line
+        _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")
+        return PredictedCost(model, analysis, cost_model, device, objective, decision)
+
+    return cost
 
 
 def _log(message: str) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option
+from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option, output_options
 from eenn_tvm.firmware import build_firmware
+from eenn_tvm.outputs import Output
 from eenn_tvm.targets.mcu.cores import CORES
 from eenn_tvm.targets.mcu.kernels import KERNEL_KINDS
 from eenn_tvm.targets.mcu.project import DEFAULT_STACK_BYTES
@@ -15,14 +16,7 @@ from eenn_tvm.textui import format_table
 @click.command("build")
 @click.argument("source", type=click.Path())
 @click.option("--target", required=True, type=click.Choice(list(CORES)), help="The Cortex-M core to build for.")
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder of the firmware project (replaced as a whole when done).",
-)
+@output_options("Folder of the firmware project.")
 @click.option(
     "--kernels",
     "kernel_kind",
@@ -49,7 +43,7 @@ from eenn_tvm.textui import format_table
 )
 @input_shape_option
 @json_option
-def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
+def command(source, target, out, force, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
     """Compile SOURCE for a Cortex-M core into a CMake firmware project in OUT.
 
     SOURCE is an ONNX model (compiled as it is) or an `eenn-tvm augment` output folder (the early-exit
@@ -60,7 +54,7 @@ def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_sha
     manifest = build_firmware(
         source,
         target,
-        out,
+        Output.of(out, "firmware", [source], force),
         input_shapes_from(input_shapes),
         kernel_kind=kernel_kind,
         flash_budget=flash,

@@ -12,6 +12,7 @@ from eenn_tvm.costs import OBJECTIVES
 from eenn_tvm.errors import EennError
 from eenn_tvm.firmware import network_from
 from eenn_tvm.mapping import Problem, baselines, runs, solve
+from eenn_tvm.outputs import check_writable_file
 from eenn_tvm.placement import place
 from eenn_tvm.plan import Plan
 from eenn_tvm.platform import load_platform
@@ -57,6 +58,7 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
     if not platform_name:
         raise EennError("map OUT needs --platform (a preset or a TOML file)")
     plan = Plan.load(out)
+    check_writable_file(Path(out) / "plan.json")
     platform = load_platform(platform_name)
     placement = place(
         plan,
@@ -67,7 +69,7 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
         None if max_latency_ms is None else max_latency_ms / 1000,
     )
     plan.placement = placement
-    plan.save(Path(out))
+    plan.save(Path(out), log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(placement)
         return

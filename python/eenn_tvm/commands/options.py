@@ -58,6 +58,32 @@ def _stack(*decorators):
     return apply
 
 
+def output_options(what: str):
+    """-o and --force: the folder a command writes (see `eenn_tvm.outputs`)."""
+    return _stack(
+        click.option(
+            "-o",
+            "--output",
+            "out",
+            required=True,
+            type=click.Path(file_okay=False),
+            help=f"{what} A new folder, an empty one, or one eenn-tvm wrote: replaced as a whole when done.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Replace the -o folder though eenn-tvm did not write it (never the current or home folder, a "
+            "parent of either, or a folder holding an input of the command).",
+        ),
+    )
+
+
+def augment_inputs(model, data_path, settings: Settings, platform_name, cost_model_path) -> list[Path | None]:
+    """What augment and compile read, so that their -o is never one of these or a folder holding one."""
+    platform = Path(platform_name) if platform_name and Path(platform_name).is_file() else None
+    return [Path(model), Path(data_path), settings.calibration_path, settings.cache_dir, platform, cost_model_path]
+
+
 # What augment and compile share: the data, the search settings, the output folder and the platform cost.
 augment_options = _stack(
     click.option(
@@ -112,14 +138,7 @@ augment_options = _stack(
         help="Where backbone features are cached between runs.",
     ),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
-    click.option(
-        "-o",
-        "--output",
-        "out",
-        required=True,
-        type=click.Path(file_okay=False),
-        help="Folder to write (replaced as a whole when done).",
-    ),
+    output_options("Folder to write."),
     click.option(
         "--platform",
         "platform_name",
