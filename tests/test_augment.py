@@ -70,8 +70,8 @@ def bad_npz(path, **arrays):
             "samples are 28x28 but the model takes 1x28x28",
         ),
         ({"x": np.zeros((100, 1, 28, 28), np.uint8), "y": np.zeros(100, int)}, "x is uint8"),
-        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.full(100, 12)}, "labels run from 12 to 12"),
-        ({"x": np.zeros((90, 1, 28, 28), np.float32), "y": np.arange(90) % 10}, "fewer than 10 samples"),
+        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.full(100, 12)}, "labels run from 12 to 12, but the model has 10 classes"),
+        ({"x": np.zeros((90, 1, 28, 28), np.float32), "y": np.arange(90) % 10}, "at least 10 per class"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(99, int)}, "same number of samples"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32)}, "has no array y"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(100, np.float32)}, "labels must be integers"),
@@ -91,7 +91,7 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, arrays, fragment):
 def test_data_that_is_not_npz(tmp_path):
     path = tmp_path / "data.npz"
     path.write_text("x,y\n1,2\n")
-    assert_one_line_error(["augment", MODEL, "--data", path, "-o", tmp_path / "out"], "not a readable .npz")
+    assert_one_line_error(["augment", MODEL, "--data", path, "-o", tmp_path / "out"], "is a text file, not an .npz")
 
 
 def test_tolerance_out_of_range(tmp_path, fashion):
@@ -168,7 +168,7 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
             tmp_path / "out",
         ],
         "calibration.npz",
-        "class 3 has no samples",
+        "too few samples of class 3 (0): at least 10 per class",
     )
     assert not (tmp_path / "out").exists()
 

@@ -93,7 +93,7 @@ def augment(
     cost: Callable[[ImportedModel, Analysis], CostFunction] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> Plan:
-    _check_settings(settings)
+    check_settings(settings)
     out.check(log)
     stage = _Stopwatch()
     model = import_onnx(model_path, input_shapes)
@@ -109,7 +109,7 @@ def augment(
     )
     stage.done("import")
 
-    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
+    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir, log)
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
     trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
@@ -164,26 +164,29 @@ def _training_and_calibration(data_path, sample_shape, classes, settings: Settin
     patients the heads never saw) the thresholds are set on it alone.
     """
     data = datasets.load_npz(data_path, sample_shape, classes)
+    datasets.require_per_class(data, classes, str(data_path))
     if settings.calibration_path is None:
-        datasets.require_per_class(data, classes)
+        datasets.require_split_fits(data.y, settings.val_fraction)
         return (data, *datasets.split(data.y, settings.val_fraction, settings.seed))
     calibration = datasets.load_npz(settings.calibration_path, sample_shape, classes)
-    datasets.require_per_class(data, classes, minimum=1, where=str(data_path))
-    datasets.require_per_class(calibration, classes, minimum=1, where=str(settings.calibration_path))
+    datasets.require_per_class(calibration, classes, str(settings.calibration_path))
     groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])
     both = datasets.Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]), groups)
     return both, np.arange(len(data)), np.arange(len(data), len(both))
 
 
-def _check_settings(settings: Settings) -> None:
+def check_settings(settings: Settings) -> None:
+    """The settings on their own (with the data, `data.require_split_fits` checks the split too)."""
     if not 0 <= settings.max_accuracy_drop < 1:
-        raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop} must be a fraction in [0, 1), e.g. 0.01")
+        raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop:g}: must be >= 0 and < 1, e.g. 0.01")
     if not 0 < settings.confidence < 1:
-        raise EennError(
-            f"--confidence {settings.confidence} must be a probability in (0, 1), e.g. 0.9 (0.5: no margin)"
-        )
+        raise EennError(f"--confidence {settings.confidence:g}: must be > 0 and < 1, e.g. 0.9 (0.5: no margin)")
     if settings.decision not in RULES:
         raise EennError(f"--decision {settings.decision}: choose one of {', '.join(RULES)}")
+    if settings.calibration_path is None and not 0 < settings.val_fraction < 1:
+        raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
+    if settings.seed < 0:
+        raise EennError(f"--seed {settings.seed}: must be 0 or more")
 
 
 def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:

@@ -21,7 +21,7 @@ from eenn_tvm.frontend import import_onnx
 from eenn_tvm.heads import Head
 from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.passes import SplitAtExits, segment_names
-from eenn_tvm.plan import Plan
+from eenn_tvm.plan import Plan, read_document
 from eenn_tvm.targets.mcu import driver, kernels, project
 from eenn_tvm.targets.mcu.cores import Core, core_named
 from eenn_tvm.targets.mcu.lower import lower
@@ -83,7 +83,8 @@ def eenn_network(folder: Path, plan: Plan) -> Network:
     if not model_file.is_file():
         raise EennError(f"{folder}: has no {model_file.name} (made by an older augment): run `eenn-tvm augment` again")
     model = import_onnx(model_file, {plan.model["input_name"]: tuple(plan.model["input_shape"])})
-    exits = [(e.point, Head.load(folder / e.weights), e.threshold) for e in plan.exits]
+    classes = plan.model["classes"]
+    exits = [(e.point, Head.load(folder / e.weights, e.head, e.shape, classes), e.threshold) for e in plan.exits]
     mod = early_exit_module(model.mod, exits, plan.decision)
     planned = [
         {"index": e.index, "point": e.point, "macs_to_reach": e.macs_to_reach, "head_macs": e.head_macs}
@@ -151,11 +152,10 @@ def write_firmware(
             project.compile_project(tmp, Path(build), cross=True)
             project.keep_binaries(Path(build), tmp)
         sizes = project.measure_sizes(tmp / project.BINARIES, memory, workspace, stack_bytes)
-        _check_budget(core, sizes, flash_budget or core.flash_budget, ram_budget or core.ram_budget)
+        budget = _budget(core, flash_budget, ram_budget)
+        _check_budget(core, sizes, budget["flash"], budget["ram"])
         reference = _write_reference(network, tmp / REFERENCE)
-        manifest = _manifest(
-            network, program, core, kernel_kind, memory, workspace, sizes, flash_budget, ram_budget, reference
-        )
+        manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, budget, reference)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -164,15 +164,24 @@ def load_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise EennError(f"{folder}: not a firmware folder (no {MANIFEST}): make one with `eenn-tvm build`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise EennError(f"{path}: written by another version of eenn-tvm: run `eenn-tvm build` again")
+    manifest = read_document(path, FORMAT, VERSION, "run `eenn-tvm build` again")
+    missing = [key for key in _MANIFEST_KEYS if key not in manifest]  # interim, until the schema (issue 13, phase 2)
+    if missing:
+        raise EennError(f"{path}: not a whole manifest (missing {', '.join(missing)}): run `eenn-tvm build` again")
     return manifest
+
+
+_MANIFEST_KEYS = ("kind", "target", "machine", "input_name", "input_shape", "classes", "exits", "reference", "elf")
 
 
 def _hand_over(program) -> dict:
     live = program.segments[-1].outputs[0]
     return {"tensor": live.name, "shape": list(live.shape), "dtype": live.dtype, "bytes": live.nbytes}
+
+
+def _budget(core: Core, flash: int | None, ram: int | None) -> dict:
+    """The part's flash and RAM: the given budgets (0 too), else those of a typical part with this core."""
+    return {"flash": core.flash_budget if flash is None else flash, "ram": core.ram_budget if ram is None else ram}
 
 
 def _check_budget(core: Core, sizes: project.Sizes, flash: int, ram: int) -> None:
@@ -208,8 +217,7 @@ def _manifest(
     memory,
     workspace: int,
     sizes: project.Sizes,
-    flash_budget,
-    ram_budget,
+    budget: dict,
     reference: str,
 ) -> dict:
     here = len(program.segments)
@@ -238,7 +246,7 @@ def _manifest(
             "stack_reserved_bytes": sizes.stack,
         },
         "sizes": {**asdict(sizes), "flash": sizes.flash, "ram": sizes.ram},
-        "budget": {"flash": flash_budget or core.flash_budget, "ram": ram_budget or core.ram_budget},
+        "budget": budget,
     }
 
 

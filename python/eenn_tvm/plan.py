@@ -79,22 +79,50 @@ class Plan:
         path = Path(folder) / "plan.json"
         if not path.is_file():
             raise EennError(f"{folder}: no plan.json in it: give the -o folder that `eenn-tvm augment` wrote")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise EennError(f"{path}: not valid JSON ({err}): run `eenn-tvm augment` again") from None
-        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
-            raise EennError(f"{path}: not a version-{VERSION} eenn-tvm plan: run `eenn-tvm augment` again")
+        again = "run `eenn-tvm augment` again"
+        doc = read_document(path, FORMAT, VERSION, again)
         doc.pop("format")
-        return cls(
-            **{
-                **doc,
-                "exits": [PlannedExit(**e) for e in doc["exits"]],
-                "validation": Evaluation(**doc["validation"]),
-                "baseline": Baseline(
-                    exits=[PlannedExit(**e) for e in doc["baseline"]["exits"]],
-                    validation=Evaluation(**doc["baseline"]["validation"]) if doc["baseline"]["validation"] else None,
-                    feasible=doc["baseline"].get("feasible", True),
-                ),
-            }
-        )
+        try:
+            plan = cls(
+                **{
+                    **doc,
+                    "exits": [PlannedExit(**e) for e in doc["exits"]],
+                    "validation": Evaluation(**doc["validation"]),
+                    "baseline": Baseline(
+                        exits=[PlannedExit(**e) for e in doc["baseline"]["exits"]],
+                        validation=Evaluation(**doc["baseline"]["validation"])
+                        if doc["baseline"]["validation"]
+                        else None,
+                        feasible=doc["baseline"].get("feasible", True),
+                    ),
+                }
+            )
+        except (KeyError, TypeError, AttributeError) as err:
+            raise EennError(f"{path}: not a whole plan ({_described(err)}): {again}") from None
+        _check_thresholds(path, plan, again)
+        return plan
+
+
+def read_document(path: Path, format_name: str, version: int, again: str) -> dict:
+    """A JSON object eenn-tvm wrote, of this format and version; anything else is one line ending with `again`."""
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EennError(f"{path}: not valid JSON ({err}): {again}") from None
+    if not isinstance(doc, dict) or doc.get("format") != format_name or doc.get("version") != version:
+        raise EennError(f"{path}: not a version-{version} {format_name} document: {again}")
+    return doc
+
+
+def _check_thresholds(path: Path, plan: Plan, again: str) -> None:
+    """Interim, until the plan has a schema (issue 13, phase 2): a threshold is a confidence in [0, 1]; null or 5.0
+    would build an exit that never fires, a string would not build."""
+    for where, exits in (("exits", plan.exits), ("baseline.exits", plan.baseline.exits)):
+        for i, e in enumerate(exits):
+            t = e.threshold
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+                raise EennError(f"{path}: {where}[{i}].threshold: {t!r} is not a confidence in [0, 1]: {again}")
+
+
+def _described(err: Exception) -> str:
+    return f"missing field {err.args[0]!r}" if isinstance(err, KeyError) else str(err)

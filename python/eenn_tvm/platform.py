@@ -106,7 +106,39 @@ def load_platform(name_or_path: str | Path) -> Platform:
         document = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise EennError(f"{path.name}: not valid TOML ({err})") from None
-    return _platform(document, _Fields(path.name))
+    platform = _platform(document, _Fields(path.name))
+    check_physics(platform, path.name)
+    return platform
+
+
+# Interim, until the platform has a schema (issue 13, phase 2): what physics asks of each number, by field.
+_POSITIVE = {
+    "feature_bits",
+    "clock_hz",
+    "cycles_per_instruction",
+    "macs_per_s",
+    "memory_bytes",
+    "flash_bytes",
+    "active_power_w",
+    "bandwidth_bps",
+}
+_NOT_NEGATIVE = {"idle_power_w", "latency_s", "energy_j_per_bit_send", "energy_j_per_bit_receive"}
+
+
+def check_physics(platform: Platform, where: str) -> None:
+    """Rates, sizes and powers finite and > 0 (a zero clock or throughput divides by zero), latencies and energies
+    finite and >= 0: one line naming the field otherwise."""
+    tables = [("", {"feature_bits": platform.feature_bits})]
+    tables += [(f"targets[{i}].", t.__dict__) for i, t in enumerate(platform.targets)]
+    tables += [(f"links[{i}].", link.__dict__) for i, link in enumerate(platform.links)]
+    for at, fields in tables:
+        for key, value in fields.items():
+            if value is None or (key not in _POSITIVE and key not in _NOT_NEGATIVE):
+                continue
+            if not math.isfinite(value) or value < 0 or (key in _POSITIVE and value == 0):
+                name = "ram_bytes" if key == "memory_bytes" and fields["kind"] == "mcu" else key  # its TOML name
+                bound = "> 0" if key in _POSITIVE else ">= 0"
+                raise EennError(f"{where}: {at}{name}: must be finite and {bound}, got {value}")
 
 
 class _Fields:

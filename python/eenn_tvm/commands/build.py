@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option, output_options
+from eenn_tvm.commands.options import (
+    echo_json,
+    input_shape_option,
+    input_shapes_from,
+    json_option,
+    output_options,
+    positive,
+)
 from eenn_tvm.firmware import build_firmware
 from eenn_tvm.outputs import Output
 from eenn_tvm.targets.mcu.cores import CORES
@@ -27,10 +34,18 @@ from eenn_tvm.textui import format_table
     "gcc; auto: llvm, except c on the Cortex-M0+.",
 )
 @click.option(
-    "--flash", type=int, metavar="BYTES", help="Flash budget of the part (default: a typical part with this core)."
+    "--flash",
+    type=int,
+    callback=positive,
+    metavar="BYTES",
+    help="Flash budget of the part (default: a typical part with this core).",
 )
 @click.option(
-    "--ram", type=int, metavar="BYTES", help="RAM budget of the part (default: a typical part with this core)."
+    "--ram",
+    type=int,
+    callback=positive,
+    metavar="BYTES",
+    help="RAM budget of the part (default: a typical part with this core).",
 )
 @click.option(
     "--stack",
@@ -38,6 +53,7 @@ from eenn_tvm.textui import format_table
     default=DEFAULT_STACK_BYTES,
     show_default=True,
     type=int,
+    callback=positive,
     metavar="BYTES",
     help="Stack reserved for inference (verify reports what it used).",
 )

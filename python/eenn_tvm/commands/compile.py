@@ -11,6 +11,7 @@ from eenn_tvm.commands.options import (
     input_shape_option,
     input_shapes_from,
     json_option,
+    positive,
     settings_from,
 )
 from eenn_tvm.deploy import compile_model
@@ -22,7 +23,9 @@ from eenn_tvm.textui import format_table
 @click.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @augment_options
-@click.option("--max-latency-ms", type=float, help="Bound on the latency of a sample that takes no exit.")
+@click.option(
+    "--max-latency-ms", type=float, callback=positive, help="Bound on the latency of a sample that takes no exit."
+)
 @input_shape_option
 @json_option
 def command(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eenn_tvm.commands.options import echo_json, json_option
+from eenn_tvm.commands.options import echo_json, json_option, positive
 from eenn_tvm.costmodel import CostModel
 from eenn_tvm.costs import OBJECTIVES
 from eenn_tvm.errors import EennError
@@ -35,7 +35,12 @@ from eenn_tvm.textui import format_table
     type=click.Choice(OBJECTIVES),
     help="With OUT: minimise expected energy or expected latency per inference.",
 )
-@click.option("--max-latency-ms", type=float, help="With OUT: bound on the latency of a sample that takes no exit.")
+@click.option(
+    "--max-latency-ms",
+    type=float,
+    callback=positive,
+    help="With OUT: bound on the latency of a sample that takes no exit.",
+)
 @click.option(
     "--cost-model",
     "cost_model_path",

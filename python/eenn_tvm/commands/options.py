@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from eenn_tvm.augment import Settings
+from eenn_tvm.augment import Settings, check_settings
 from eenn_tvm.costs import OBJECTIVES
 from eenn_tvm.decision import RULES
+from eenn_tvm.errors import EennError
 from eenn_tvm.features import DEFAULT_CACHE
 from eenn_tvm.frontend import parse_input_shape
 from eenn_tvm.textui import format_table
@@ -129,7 +130,9 @@ augment_options = _stack(
         help="Labelled data that sets the thresholds instead of a share of --data (then all of --data trains "
         "the heads); e.g. speakers or patients the heads never saw.",
     ),
-    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training."),
+    click.option(
+        "--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training (0 or more)."
+    ),
     click.option(
         "--cache-dir",
         type=click.Path(file_okay=False, path_type=Path),
@@ -165,6 +168,15 @@ augment_options = _stack(
 def settings_from(
     max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache
 ) -> Settings:
-    return Settings(
+    settings = Settings(
         max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path, confidence
     )
+    check_settings(settings)
+    return settings
+
+
+def positive(_ctx, param, value):
+    """A click callback: a number that must be > 0 (a budget, a bound), named in the error."""
+    if value is not None and not value > 0:
+        raise EennError(f"{param.opts[0]} {value:g}: must be > 0")
+    return value
