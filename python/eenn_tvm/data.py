@@ -85,7 +85,7 @@ def check(data: Dataset, sample_shape: tuple[int, ...], classes: int, where: str
     finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if not finite.all():
         raise EennError(
-            f"{where}: x holds NaN or infinite values in {(~finite).sum()} samples (the first is sample "
+            f"{where}: x holds NaN or infinite values (in {(~finite).sum()} of {len(x)} samples, the first is sample "
             f"{np.flatnonzero(~finite)[0]}): drop or repair them"
         )
     groups = data.groups

@@ -14,7 +14,6 @@ of the previous output, by the next run into the same place, which says so on st
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -69,7 +68,7 @@ class Output:
         if target.is_dir() and not self.force:
             _refuse_foreign(target, shown, self.kind)
         _clear_stale(target, log)
-        _probe_writable(target, shown, "choose another -o")
+        _check_writable(target, shown, "choose another -o")
 
 
 @contextlib.contextmanager
@@ -110,7 +109,7 @@ def write_file_atomically(path: Path, text: str, log: Log = lambda _: None) -> N
 
 def check_writable_file(path: Path) -> None:
     """Before any work: whether `path` (a file to be written or replaced) can be written."""
-    _probe_writable(path, str(path), "make the folder writable")
+    _check_writable(path, str(path), "make the folder writable")
 
 
 @contextlib.contextmanager
@@ -206,22 +205,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _probe_writable(target: Path, shown: str, advice: str) -> None:
-    """Whether a folder can be made beside `target` (in its nearest existing ancestor): found now, not after the
-    work. An existing folder to be replaced must be writable too (renaming a folder updates its `..`)."""
+def _check_writable(target: Path, shown: str, advice: str) -> None:
+    """Whether `target` can be made or replaced: its nearest existing ancestor (and an existing folder to be replaced:
+    renaming a folder updates its `..`) must be a writable folder; access(2) also sees read-only file systems and
+    immutable folders. Found now, not after the work, and without writing anything."""
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise EennError(f"{shown}: cannot be written: {ancestor} is a file, not a folder: {advice}")
-    try:
-        probe = _fresh_dir(ancestor / target.name, "tmp")
-        probe.rmdir()
-        if target.is_dir() and not os.access(target, os.W_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-    except OSError as err:
-        where = target if target.is_dir() else ancestor
-        raise EennError(f"{shown}: cannot be written ({err.strerror} in {where}): {advice}") from None
+    for folder in [ancestor] + ([target] if target.is_dir() else []):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise EennError(f"{shown}: cannot be written ({folder} is not writable): {advice}")
 
 
 def _fresh_dir(beside: Path, what: str) -> Path:
