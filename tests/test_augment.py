@@ -70,7 +70,10 @@ def bad_npz(path, **arrays):
             "samples are 28x28 but the model takes 1x28x28",
         ),
         ({"x": np.zeros((100, 1, 28, 28), np.uint8), "y": np.zeros(100, int)}, "x is uint8"),
-        ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.full(100, 12)}, "labels run from 12 to 12, but the model has 10 classes"),
+        (
+            {"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.full(100, 12)},
+            "labels run from 12 to 12, but the model has 10 classes",
+        ),
         ({"x": np.zeros((90, 1, 28, 28), np.float32), "y": np.arange(90) % 10}, "at least 10 per class"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32), "y": np.zeros(99, int)}, "same number of samples"),
         ({"x": np.zeros((100, 1, 28, 28), np.float32)}, "has no array y"),
