@@ -222,6 +222,8 @@ def c(name, args, fragment, *setup, env=None):
 
 
 OUT = ["-o", "out"]
+MANIFEST = {"format": "eenn-tvm-firmware", "version": 1, "kind": "model", "target": "cortex-m4"}
+MANIFEST |= {"machine": "mps2-an386", "input_name": "x", "input_shape": [1, 1, 28, 28], "classes": 10, "exits": []}
 CASES = [
     # -o: never the user's files, the command's inputs, the current or home folder, a parent, or through a link
     c("o-a-folder-of-the-users", [*AUGMENT, "-o", "mine"], "eenn-tvm did not write (it holds notes.txt)", user_folder),
@@ -322,6 +324,13 @@ CASES = [
         "too few samples of class 3 (4): at least 10 per class are needed",
         data_with("d.npz", lambda d: d.update(y=np.where((d["y"] == 3) & (np.cumsum(d["y"] == 3) > 4), 4, d["y"]))),
     ),
+    c("data-not-a-regular-file", [*AUGMENT[:2], "--data", "/dev/null", *OUT], "/dev/null: not a regular file"),
+    c(
+        "cost-model-not-json",
+        [*AUGMENT, "--platform", "m4-edge", "--cost-model", "t.json", *OUT],
+        "t.json: not a cost model eenn-tvm wrote",
+        text_file("t.json"),
+    ),
     c("calibration-a-text-file", [*AUGMENT, "--calibration-data", "t.npz", *OUT], "is a text file", text_file("t.npz")),
     c("run-on-a-text-file", ["run", "eenn", "--data", "t.npz"], "is a text file", eenn, text_file("t.npz")),
     # options: checked before any work, the option named
@@ -385,6 +394,19 @@ CASES = [
         ["verify", "fw", "--data", "data.npz"],
         "not a whole manifest (missing kind",
         firmware_json('{"format": "eenn-tvm-firmware", "version": 1}'),
+    ),
+    c(
+        "firmware-files-missing",
+        ["verify", "fw", "--data", "data.npz"],
+        "fw: its reference (reference/model.onnx) is missing: run `eenn-tvm build` again",
+        firmware_json(json.dumps({**MANIFEST, "reference": "reference/model.onnx", "elf": "bin/eenn_verify.elf"})),
+    ),
+    c(
+        "plan-artefact-missing",
+        ["run", "eenn", "--data", "data.npz"],
+        "eenn: its eenn_onnx (eenn.onnx) is missing",
+        eenn,
+        lambda work, _: (work / "eenn" / "eenn.onnx").unlink(),
     ),
     c(
         "head-missing",

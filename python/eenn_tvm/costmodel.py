@@ -255,15 +255,19 @@ class CostModel:
     def load(cls, path: Path, platform: Platform) -> CostModel:
         import xgboost
 
-        document = json.loads(Path(path).read_text())
-        if document.get("features") != FEATURES:
-            raise EennError(f"{path}: made with other features: run `eenn-tvm profile` again")
-        boosters = {}
-        for name, saved in document["boosters"].items():
-            booster = xgboost.Booster()
-            booster.load_model(bytearray(json.dumps(saved["trees"]).encode()))
-            boosters[name] = (saved["base"], booster)
-        return cls(platform, boosters, document.get("measured", {}))
+        again = "run `eenn-tvm profile` again"
+        try:  # interim, until the cost model has a schema (issue 13, phase 2)
+            document = json.loads(Path(path).read_text())
+            if document.get("features") != FEATURES:
+                raise EennError(f"{path}: made with other features: {again}")
+            boosters = {}
+            for name, saved in document["boosters"].items():
+                booster = xgboost.Booster()
+                booster.load_model(bytearray(json.dumps(saved["trees"]).encode()))
+                boosters[name] = (saved["base"], booster)
+            return cls(platform, boosters, document.get("measured", {}))
+        except (ValueError, KeyError, TypeError, AttributeError, xgboost.core.XGBoostError) as err:
+            raise EennError(f"{path}: not a cost model eenn-tvm wrote ({type(err).__name__}): {again}") from None
 
 
 def _fit(rows: list[dict], seed: int):

@@ -42,7 +42,8 @@ def load_npz(path: str | Path, sample_shape: tuple[int, ...], classes: int) -> D
     """Read and check a data file for a model whose input is (1, *sample_shape) and that has `classes` outputs."""
     path = Path(path)
     if not path.is_file():
-        raise EennError(f"{path}: no such file: give an .npz with arrays x (N, ...) and y (N,)")
+        what = "not a regular file" if path.exists() else "no such file"
+        raise EennError(f"{path}: {what}: give an .npz with arrays x (N, ...) and y (N,)")
     arrays = read_arrays(path, ARRAYS, "save x (N, ...) and y (N,) with numpy.savez")
     missing = {"x", "y"} - arrays.keys()
     if missing:

@@ -23,7 +23,7 @@ from eenn_tvm.costmodel import CostModel
 from eenn_tvm.costs import PredictedCost
 from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
-from eenn_tvm.firmware import load_manifest, network_from, write_firmware
+from eenn_tvm.firmware import load_manifest, manifest_file, network_from, write_firmware
 from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.passes import AnnotatePartition, functions_on, segments_only
 from eenn_tvm.placement import place
@@ -176,9 +176,10 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
 
 
 def _run_mcu(folder, tier, target, plan, carry, alive):
-    manifest = load_manifest(folder / tier["artifact"])
+    firmware = folder / tier["artifact"]
+    manifest = load_manifest(firmware)
     x = np.concatenate([carry[i] for i in alive])
-    device = run_in_qemu(folder / tier["artifact"] / manifest["elf"], manifest["machine"], x, manifest["classes"])
+    device = run_in_qemu(manifest_file(firmware, manifest, "elf"), manifest["machine"], x, manifest["classes"])
     seconds = device.instructions * target.cycles_per_instruction / target.clock_hz
     results, handed = {}, {}
     hand_over = manifest["hand_over"]

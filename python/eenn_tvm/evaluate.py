@@ -52,17 +52,17 @@ def exit_costs(exits: list[PlannedExit], total_macs: int) -> list[int]:
 def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> RunResult:
     folder = Path(folder)
     start = time.perf_counter()
-    eenn_outputs = _onnx_outputs(folder / plan.artifacts["eenn_onnx"], plan, data)
+    eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), plan, data)
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
-        exit_index, pred = _run_tvm(folder / plan.artifacts["host_module"], data)
+        exit_index, pred = _run_tvm(plan.artifact(folder, "host_module"), data)
     elif engine == "onnxruntime":
         exit_index, pred = _apply_thresholds(plan.exits, plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
     sdn = None
     if plan.baseline.feasible:
-        sdn_outputs = _onnx_outputs(folder / plan.artifacts["baseline_onnx"], plan, data)
+        sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), plan, data)
         sdn = _figures(
             plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs)
         )

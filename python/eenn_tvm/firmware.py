@@ -79,10 +79,9 @@ def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
 def eenn_network(folder: Path, plan: Plan) -> Network:
     """The early-exit network `plan` describes (its exits may differ from those of the plan saved in `folder`, e.g.
     the SDN baseline's) over the backbone saved in `folder`."""
-    model_file = folder / plan.artifacts.get("model_onnx", "model.onnx")
-    if not model_file.is_file():
-        raise EennError(f"{folder}: has no {model_file.name} (made by an older augment): run `eenn-tvm augment` again")
-    model = import_onnx(model_file, {plan.model["input_name"]: tuple(plan.model["input_shape"])})
+    model = import_onnx(
+        plan.artifact(folder, "model_onnx"), {plan.model["input_name"]: tuple(plan.model["input_shape"])}
+    )
     classes = plan.model["classes"]
     exits = [(e.point, Head.load(folder / e.weights, e.head, e.shape, classes), e.threshold) for e in plan.exits]
     mod = early_exit_module(model.mod, exits, plan.decision)
@@ -101,7 +100,7 @@ def eenn_network(folder: Path, plan: Plan) -> Network:
         _ends_in_softmax(model.onnx),
         planned,
         plan.model["total_macs"],
-        folder / plan.artifacts["host_module"],
+        plan.artifact(folder, "host_module"),
         model.mod["main"],
     )
 
@@ -169,6 +168,15 @@ def load_manifest(folder: str | Path) -> dict:
     if missing:
         raise EennError(f"{path}: not a whole manifest (missing {', '.join(missing)}): run `eenn-tvm build` again")
     return manifest
+
+
+def manifest_file(folder: Path, manifest: dict, key: str) -> Path:
+    """The file the manifest names under `key`, in `folder`: one line when it is missing. (Issue 13, phase 2: this
+    is where it is also confined to the folder and its hash checked.)"""
+    relative = manifest.get(key)
+    if not isinstance(relative, str) or not (Path(folder) / relative).is_file():
+        raise EennError(f"{folder}: its {key} ({relative}) is missing: run `eenn-tvm build` again")
+    return Path(folder) / relative
 
 
 _MANIFEST_KEYS = ("kind", "target", "machine", "input_name", "input_shape", "classes", "exits", "reference", "elf")

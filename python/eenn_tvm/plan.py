@@ -70,6 +70,14 @@ class Plan:
     def to_json(self) -> dict:
         return {"format": FORMAT, **asdict(self)}
 
+    def artifact(self, folder: str | Path, name: str) -> Path:
+        """The file the plan names as `artifacts[name]`, in `folder`: one line when it is missing. (Issue 13, phase 2:
+        this is where it is also confined to the folder and its hash checked.)"""
+        relative = self.artifacts.get(name)
+        if not isinstance(relative, str) or not (Path(folder) / relative).is_file():
+            raise EennError(f"{folder}: its {name} ({relative}) is missing: run `eenn-tvm augment` again")
+        return Path(folder) / relative
+
     def save(self, folder: Path, log: Callable[[str], None] = lambda _: None) -> None:
         """Written beside and renamed over plan.json: a reader never sees half a plan."""
         write_file_atomically(Path(folder) / "plan.json", json.dumps(self.to_json(), indent=2) + "\n", log)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from eenn_tvm.data import Dataset, load_npz
-from eenn_tvm.firmware import load_manifest
+from eenn_tvm.firmware import load_manifest, manifest_file
 from eenn_tvm.targets.mcu.project import compile_project
 from eenn_tvm.targets.mcu.qemu import Run, run_in_qemu, run_on_host
 
@@ -58,11 +58,13 @@ def verify(
     (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
     manifest = load_manifest(folder)
+    reference = manifest_file(folder, manifest, "reference")
+    elf = manifest_file(folder, manifest, "elf")
     data = load_npz(data_path, tuple(manifest["input_shape"][1:]), manifest["classes"])
     data = Dataset(data.x[:n], data.y[:n])
     log(f"running {len(data)} samples on {manifest['machine'] if on == 'qemu' else 'this host'}")
-    device = _run(folder, manifest, data, on)
-    exits, scores = _reference(folder / manifest["reference"], manifest, data)
+    device = _run(folder, elf, manifest, data, on)
+    exits, scores = _reference(reference, manifest, data)
     final = len(manifest["exits"])
     same_exit = device.exit_index == exits
     errors = np.abs(device.scores - scores).max(axis=1)
@@ -88,9 +90,9 @@ def verify(
     )
 
 
-def _run(folder: Path, manifest: dict, data: Dataset, on: str) -> Run:
+def _run(folder: Path, elf: Path, manifest: dict, data: Dataset, on: str) -> Run:
     if on == "qemu":
-        return run_in_qemu(folder / manifest["elf"], manifest["machine"], data.x, manifest["classes"])
+        return run_in_qemu(elf, manifest["machine"], data.x, manifest["classes"])
     with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
         compile_project(folder, Path(build), cross=False, sanitize=True)
         return run_on_host(Path(build) / "eenn_verify", data.x, manifest["classes"])
