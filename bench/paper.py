@@ -32,6 +32,7 @@ from eenn_tvm.costmodel import CostModel
 from eenn_tvm.data import load_npz
 from eenn_tvm.evaluate import run
 from eenn_tvm.firmware import eenn_network
+from eenn_tvm.outputs import Output
 from eenn_tvm.placement import place
 from eenn_tvm.plan import Plan
 from eenn_tvm.platform import load_platform
@@ -139,7 +140,9 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
     files = _data_files(task, out, quick)
     settings = Settings(max_accuracy_drop=TOLERANCE, calibration_path=files.get("calibration"))
     start = time.perf_counter()
-    plan = augment(EXAMPLES / task.folder / task.model, files["train"], out / "eenn", settings, log=_say)
+    model = EXAMPLES / task.folder / task.model
+    output = Output.of(out / "eenn", "augment", [model, *files.values()])
+    plan = augment(model, files["train"], output, settings, log=_say)
     augment_s = time.perf_counter() - start
     test = load_npz(files["test"], tuple(plan.model["input_shape"][1:]), plan.model["classes"])
     _say(f"  test split: {len(test)} samples")
