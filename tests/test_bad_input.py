@@ -222,8 +222,14 @@ def c(name, args, fragment, *setup, env=None):
 
 
 OUT = ["-o", "out"]
-MANIFEST = {"format": "eenn-tvm-firmware", "version": 1, "kind": "model", "target": "cortex-m4"}
-MANIFEST |= {"machine": "mps2-an386", "input_name": "x", "input_shape": [1, 1, 28, 28], "classes": 10, "exits": []}
+MANIFEST = {"format": "eenn-tvm-firmware", "version": 1, "kind": "model", "model": "m", "target": "cortex-m4"}
+MANIFEST |= {"machine": "mps2-an386", "kernels": "llvm", "input_name": "x", "input_shape": [1, 1, 28, 28]}
+MANIFEST |= {"classes": 10, "segments": 1, "device_segments": 1, "hand_over": None, "exits": [], "total_macs": None}
+MANIFEST |= {
+    "memory": {"arena_bytes": 1, "lower_bound_bytes": 1, "workspace_bytes": 0, "stack_reserved_bytes": 8},
+    "sizes": {"code": 1, "weights": 1, "data": 0, "arena": 1, "workspace": 0, "other_bss": 0, "stack": 8},
+    "budget": {"flash": 1024, "ram": 1024},
+}
 CASES = [
     # -o: never the user's files, the command's inputs, the current or home folder, a parent, or through a link
     c("o-a-folder-of-the-users", [*AUGMENT, "-o", "mine"], "eenn-tvm did not write (it holds notes.txt)", user_folder),
@@ -359,27 +365,32 @@ CASES = [
     c(
         "plan-a-list",
         ["run", "eenn", "--data", "data.npz"],
-        "not a version-1 eenn-tvm plan",
+        "plan.json: (the document): expected an object, got a list",
         plan_edited(lambda _: "[]"),
     ),
     c("plan-empty", ["run", "eenn", "--data", "data.npz"], "plan.json: not valid JSON", plan_edited(lambda _: "")),
-    c("plan-missing-a-field", ["run", "eenn", "--data", "data.npz"], "not a whole plan", plan_edited(without_binding)),
+    c(
+        "plan-missing-a-field",
+        ["run", "eenn", "--data", "data.npz"],
+        "plan.json: exits[0].binding: missing",
+        plan_edited(without_binding),
+    ),
     c(
         "plan-threshold-null",
         ["build", "eenn", "--target", "cortex-m4", *OUT],
-        "exits[0].threshold: None is not a confidence in [0, 1]",
+        "exits[0].threshold: expected float, got None",
         plan_edited(set_threshold(None)),
     ),
     c(
         "plan-threshold-above-one",
         ["run", "eenn", "--data", "data.npz"],
-        "exits[0].threshold: 5.0 is not a confidence",
+        "exits[0].threshold: must be a number between 0 and 1",
         plan_edited(set_threshold(5.0)),
     ),
     c(
         "plan-threshold-a-string",
         ["map", "eenn", "--platform", "m4-edge"],
-        "exits[0].threshold: 'high' is not a confidence",
+        "exits[0].threshold: expected float, got 'high'",
         plan_edited(set_threshold("high")),
     ),
     c(
@@ -388,11 +399,16 @@ CASES = [
         "firmware.json: not valid JSON",
         firmware_json(""),
     ),
-    c("firmware-json-a-list", ["verify", "fw", "--data", "data.npz"], "not a version-1", firmware_json("[1, 2]")),
+    c(
+        "firmware-json-a-list",
+        ["verify", "fw", "--data", "data.npz"],
+        "firmware.json: (the document): expected an object, got a list",
+        firmware_json("[1, 2]"),
+    ),
     c(
         "firmware-json-partial",
         ["verify", "fw", "--data", "data.npz"],
-        "not a whole manifest (missing kind",
+        "firmware.json: kind: missing",
         firmware_json('{"format": "eenn-tvm-firmware", "version": 1}'),
     ),
     c(
@@ -436,20 +452,20 @@ CASES = [
     c(
         "platform-throughput-zero",
         ["profile", "--platform", "bad.toml", "--workloads", "0"],
-        "targets[1].macs_per_s: must be finite and > 0, got 0.0",
+        "targets[1].macs_per_s: must be > 0, got 0",
         platform_edited("macs_per_s = 2.0e9", "macs_per_s = 0"),
     ),
     c(
         "platform-clock-zero",
         ["map", "eenn", "--platform", "bad.toml"],
-        "targets[0].clock_hz: must be finite and > 0",
+        "targets[0].clock_hz: must be > 0",
         eenn,
         platform_edited("clock_hz = 64e6", "clock_hz = 0.0"),
     ),
     c(
         "platform-latency-nan",
         ["profile", "--platform", "bad.toml", "--workloads", "0"],
-        "links[0].latency_s: must be finite and >= 0, got nan",
+        "links[0].latency_s: must be a finite number, got nan",
         platform_edited("latency_s = 0.0075", "latency_s = nan"),
     ),
     c(
@@ -461,7 +477,7 @@ CASES = [
     c(
         "problem-power-negative",
         ["map", "--problem", "p.json"],
-        "nodes[1].power_w: must be finite and >= 0, got -6.0",
+        "nodes[1].power_w: must be finite and >= 0, got -6",
         problem_edited(node_field(1, "power_w", -6)),
     ),
     c(
@@ -470,7 +486,12 @@ CASES = [
         "nodes: names must be unique",
         problem_edited(lambda d: {**d, "nodes": d["nodes"] + d["nodes"][:1]}),
     ),
-    c("problem-a-list", ["map", "--problem", "p.json"], "a JSON list, not an object", problem_edited(lambda d: [d])),
+    c(
+        "problem-a-list",
+        ["map", "--problem", "p.json"],
+        "p.json: (the document): expected an object, got a list",
+        problem_edited(lambda d: [d]),
+    ),
 ]
 
 

@@ -23,7 +23,7 @@ def conv_bn_relu(cin, cout, k=3, stride=1, groups=1, dims=2, act=nn.ReLU):
 
 class PlainCNN(nn.Module):
     input_shape = (1, 3, 32, 32)
-    boundaries = [(1, 8, 16, 16), (1, 16, 8, 8), (1, 32)]
+    boundaries = ((1, 8, 16, 16), (1, 16, 8, 8), (1, 32))
 
     def __init__(self):
         super().__init__()
@@ -57,7 +57,7 @@ class BasicBlock(nn.Module):
 
 class ResNet(PooledClassifier):
     input_shape = (1, 3, 16, 16)
-    boundaries = [(1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -69,7 +69,7 @@ class ResNet(PooledClassifier):
 
 class MobileNet(PooledClassifier):
     input_shape = (1, 3, 32, 32)
-    boundaries = [(1, 8, 16, 16), (1, 16, 16, 16), (1, 32, 8, 8), (1, 32, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 16, 16, 16), (1, 32, 8, 8), (1, 32, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -103,7 +103,7 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(PooledClassifier):
     input_shape = (1, 3, 32, 32)
     # The second block has no skip, so its expanded map is a point too (one tensor live).
-    boundaries = [(1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 16, 16), (1, 16, 8, 8), (1, 32, 8, 8), (1, 32, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 16, 16), (1, 16, 8, 8), (1, 32, 8, 8), (1, 32, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -128,7 +128,7 @@ class InceptionBlock(nn.Module):
 
 class Inception(PooledClassifier):
     input_shape = (1, 3, 16, 16)
-    boundaries = [(1, 8, 16, 16), (1, 24, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 24, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -140,7 +140,7 @@ class Inception(PooledClassifier):
 
 class ECGNet(PooledClassifier):
     input_shape = (1, 1, 256)
-    boundaries = [(1, 8, 64), (1, 16, 16), (1, 32, 4), (1, 32, 1)]
+    boundaries = ((1, 8, 64), (1, 16, 16), (1, 32, 4), (1, 32, 1))
 
     def __init__(self):
         super().__init__()
@@ -157,7 +157,7 @@ class ECGNet(PooledClassifier):
 
 class MLP(nn.Module):
     input_shape = (1, 1, 28, 28)
-    boundaries = [(1, 64), (1, 32)]
+    boundaries = ((1, 64), (1, 32))
 
     def __init__(self):
         super().__init__()

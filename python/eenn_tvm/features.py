@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -21,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from eenn_tvm import onnx_runtime
 from eenn_tvm.analysis import ExitPoint
+from eenn_tvm.cache import CACHE
 from eenn_tvm.frontend import ImportedModel
 from eenn_tvm.heads import POOL_BINS, pooled_width, poolings_for
 from eenn_tvm.textui import progress
 
 CHUNK_BYTES = 256 << 20  # raw taps held at once before pooling (a ResNet-152 taps ~17 MB per sample)
-DEFAULT_CACHE = Path(os.environ.get("EENN_CACHE", Path.home() / ".cache" / "eenn-tvm"))
 
 
 def adaptive_avg_pool(a: np.ndarray, bins: int) -> np.ndarray:
@@ -51,15 +51,12 @@ class Features:
     pooled: dict[str, dict[str, np.ndarray]]  # point name -> pooling -> (N, F)
     final: np.ndarray  # (N, classes) the model's output
 
-    def subset(self, index: np.ndarray) -> Features:
-        return Features({p: {k: v[index] for k, v in d.items()} for p, d in self.pooled.items()}, self.final[index])
-
 
 def extract(
     model: ImportedModel,
     points: list[ExitPoint],
     x: np.ndarray,
-    cache_dir: Path | None = DEFAULT_CACHE,
+    cache_dir: Path | None = CACHE,
     log: Callable[[str], None] = lambda _: None,
 ) -> Features:
     """Features at `points` for all samples `x`, from the cache when this model and data were seen before (a
@@ -78,17 +75,12 @@ def extract(
 
 
 def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> Features:
-    import onnxruntime as ort  # imported here: only the bulk run needs it
-
     proto = onnx.ModelProto()
     proto.CopyFrom(model.onnx)
     infos = {v.name: v for v in proto.graph.value_info}
     for p in points:
         proto.graph.output.append(infos[p.name])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    session = onnx_runtime.session(proto)
 
     # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
     pooled = {
@@ -99,7 +91,7 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
     chunk = max(1, CHUNK_BYTES // (4 * sum(math.prod(p.shape) for p in points)))
     for start in progress(range(0, len(x), chunk), "features", unit_scale=chunk, total=len(x)):
         stop = min(start + chunk, len(x))
-        outs = [session.run(None, {input_name: x[i : i + 1]}) for i in range(start, stop)]
+        outs = onnx_runtime.run_each(session, x[start:stop])
         finals.append(np.concatenate([o[0] for o in outs]))
         for j, p in enumerate(points, start=len(model.output_names)):
             taps = np.concatenate([o[j] for o in outs])
@@ -124,7 +116,7 @@ def _save(where: Path, features: Features) -> None:
     tmp = Path(tempfile.mkdtemp(dir=where.parent, prefix=".tmp-"))
     try:
         np.save(tmp / "final.npy", features.final)
-        for i, (point, kinds) in enumerate(features.pooled.items()):
+        for i, kinds in enumerate(features.pooled.values()):
             for kind, array in kinds.items():
                 np.save(tmp / f"{i}_{kind}.npy", array)
         (tmp / "done").write_text("\n".join(features.pooled))

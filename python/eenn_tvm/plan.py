@@ -1,50 +1,67 @@
 """The plan: the one document the stages hand on (versioned JSON in OUT/plan.json).
 
-`augment` writes it; `run` (and later `map`, `build`) read it. Everything a later stage needs is in
-it or in a file it names relative to its own folder; nothing is kept anywhere else.
+`augment` writes it; `run`, `map`, `build` and `compile` read it, and `map` and `compile` add their sections.
+Everything a later stage needs is in it or in a file it names relative to its own folder; nothing is kept
+anywhere else.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar, Literal, Protocol
 
+from pydantic import Field, field_validator
+
+from eenn_tvm.documents import Document, FolderDocument
 from eenn_tvm.errors import EennError
-from eenn_tvm.outputs import write_file_atomically
+from eenn_tvm.placement.problem_file import ProblemFile
 
 FORMAT = "eenn-tvm plan"
 VERSION = 1
 
 
-@dataclass
-class PlannedExit:
+class PlannedExit(Document):
     index: int
     point: str  # ONNX tensor name in the (simplified) model
     binding: str  # Relax binding name
     shape: list[int]
     head: str  # head kind, see heads.HEAD_KINDS
-    threshold: float
+    threshold: float  # a sample leaves when its confidence reaches it; infinity: never
     macs_to_reach: int  # backbone MACs up to the point
     head_macs: int
     head_param_bytes: int
     weights: str  # .npz file of the head's layers, relative to the plan
 
+    @field_validator("threshold")
+    @classmethod
+    def _a_confidence(cls, threshold: float) -> float:
+        if not (0 <= threshold <= 1 or threshold == math.inf):
+            raise ValueError("must be a number between 0 and 1 (or Infinity: the exit never fires)")
+        return threshold
 
-@dataclass
-class Evaluation:
+
+class PredictedFigures(Document):
+    """The searched cost where it is not MACs: a platform's predicted energy or latency per inference."""
+
+    cost: str  # e.g. "energy on device"
+    mean: float
+    full: float  # the original model
+    fraction: float
+
+
+class Evaluation(Document):
     samples: int
     baseline_accuracy: float  # the original model
     accuracy: float
     mean_macs: float
     mac_fraction: float  # mean MACs per inference / the original model's MACs
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
-    predicted: dict | None = None  # with a platform: {"cost", "mean", "full", "fraction"} of the searched cost
+    predicted: PredictedFigures | None = None
 
 
-@dataclass
-class Baseline:
+class Baseline(Document):
     """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold.
     Infeasible when no single threshold meets the accuracy floor: then it has no exits and no figures."""
 
@@ -53,84 +70,123 @@ class Baseline:
     feasible: bool = True
 
 
-@dataclass
-class Plan:
-    model: dict  # name, onnx (file relative to the plan), input_name, input_shape, classes, total_macs
+class ModelInfo(Document):
+    name: str
+    input_name: str
+    input_shape: list[int]
+    output_name: str
+    classes: int
+    total_macs: int
+
+
+class SearchRecord(Document):
+    """The settings and timings of the search."""
+
+    max_accuracy_drop: float
+    confidence: float
+    accuracy_margin: dict[str, float]  # "eenn", "baseline": the statistical margin added to the floor
+    val_fraction: float | None  # None: thresholds set on calibration_data
+    calibration_data: str | None
+    seed: int
+    cost: str  # "macs", or e.g. "energy on device"
+    data: str
+    validation_samples: int
+    candidate_points: int
+    heads_trained: int
+    baseline_pareto: list[list[float]]
+    seconds: dict[str, float] = Field(default_factory=dict)  # per stage, in the order they ran
+
+
+class Artifacts(Document):
+    """The files `augment` writes beside the plan."""
+
+    model_onnx: str  # the backbone as imported: later stages rebuild the network from it
+    host_module: str
+    eenn_onnx: str
+    baseline_onnx: str | None  # None: the baseline is infeasible
+    report: str
+
+
+class Figures(Document):
+    energy_j: float
+    expected_latency_s: float
+    latency_s: float  # worst case: a sample that takes no early exit
+
+
+class PlacedFigures(Figures):
+    nodes: list[str]  # per segment
+
+
+class PlacementRecord(Figures):
+    """`eenn-tvm map`: the target of each segment, its costs, the baselines, and the problem it solved."""
+
+    platform: str
+    objective: str
+    cost_sources: dict[str, str]  # per target: "model" (learned) or "analytic"
+    segments: dict[str, str]  # segment -> target
+    baselines: dict[str, PlacedFigures | None]  # None: infeasible
+    original_model: dict[str, Figures]  # the model without exits, run whole on each target it can reach
+    problem: ProblemFile
+
+
+class Transfer(Document):
+    shape: list[int]
+    bits: int | None  # on the link (None: the input, which arrives on this tier)
+
+
+class DeployedTier(Document):
+    target: str
+    kind: Literal["mcu", "host"]
+    segments: list[str]
+    artifact: str  # relative to the plan: the firmware folder or the host module
+    receives: Transfer
+    hands_over: Transfer | None  # None: the last tier
+
+
+class Deployment(Document):
+    """`eenn-tvm compile`: per tier, its artefact and what it receives and hands on."""
+
+    platform: str
+    platform_file: str  # the platform's TOML, copied beside the plan
+    tiers: list[DeployedTier]
+
+
+class Plan(FolderDocument):
+    format: Literal["eenn-tvm plan"] = FORMAT
+    model: ModelInfo
     decision: str  # confidence rule, see decision.RULES
     exits: list[PlannedExit]
     validation: Evaluation
     baseline: Baseline
     pareto: list[list[float]]  # [mean MAC fraction, validation accuracy], cheapest first
-    search: dict  # the settings and timings of the search
-    artifacts: dict = field(default_factory=dict)  # what else is in the folder: name -> file
-    placement: dict | None = None  # `eenn-tvm map`: the node of each segment, its costs, the problem it solved
-    deployment: dict | None = None  # `eenn-tvm compile`: per tier, its artefact and what it hands to the next
-    version: int = VERSION
+    search: SearchRecord
+    artifacts: Artifacts
+    placement: PlacementRecord | None = None
+    deployment: Deployment | None = None
+    version: Literal[1] = VERSION
 
-    def to_json(self) -> dict:
-        return {"format": FORMAT, **asdict(self)}
+    file: ClassVar[str] = "plan.json"
+    missing: ClassVar[str] = "no plan.json in it: give the -o folder that `eenn-tvm augment` wrote"
+    remedy: ClassVar[str] = "run `eenn-tvm augment` again"
 
     def artifact(self, folder: str | Path, name: str) -> Path:
-        """The file the plan names as `artifacts[name]`, in `folder`: one line when it is missing. (Issue 13, phase 2:
+        """The file the plan names as `artifacts.name`, in `folder`: one line when it is missing. (Issue 13, phase 2:
         this is where it is also confined to the folder and its hash checked.)"""
-        relative = self.artifacts.get(name)
-        if not isinstance(relative, str) or not (Path(folder) / relative).is_file():
-            raise EennError(f"{folder}: its {name} ({relative}) is missing: run `eenn-tvm augment` again")
+        relative = getattr(self.artifacts, name)
+        if not (Path(folder) / relative).is_file():
+            raise EennError(f"{folder}: its {name} ({relative}) is missing: {self.remedy}")
         return Path(folder) / relative
 
-    def save(self, folder: Path, log: Callable[[str], None] = lambda _: None) -> None:
-        """Written beside and renamed over plan.json: a reader never sees half a plan."""
-        write_file_atomically(Path(folder) / "plan.json", json.dumps(self.to_json(), indent=2) + "\n", log)
 
-    @classmethod
-    def load(cls, folder: str | Path) -> Plan:
-        path = Path(folder) / "plan.json"
-        if not path.is_file():
-            raise EennError(f"{folder}: no plan.json in it: give the -o folder that `eenn-tvm augment` wrote")
-        again = "run `eenn-tvm augment` again"
-        doc = read_document(path, FORMAT, VERSION, again)
-        doc.pop("format")
-        try:
-            plan = cls(
-                **{
-                    **doc,
-                    "exits": [PlannedExit(**e) for e in doc["exits"]],
-                    "validation": Evaluation(**doc["validation"]),
-                    "baseline": Baseline(
-                        exits=[PlannedExit(**e) for e in doc["baseline"]["exits"]],
-                        validation=Evaluation(**doc["baseline"]["validation"])
-                        if doc["baseline"]["validation"]
-                        else None,
-                        feasible=doc["baseline"].get("feasible", True),
-                    ),
-                }
-            )
-        except (KeyError, TypeError, AttributeError) as err:
-            raise EennError(f"{path}: not a whole plan ({_described(err)}): {again}") from None
-        _check_thresholds(path, plan, again)
-        return plan
+class ExitMacs(Protocol):
+    macs_to_reach: int
+    head_macs: int
 
 
-def read_document(path: Path, format_name: str, version: int, again: str) -> dict:
-    """A JSON object eenn-tvm wrote, of this format and version; anything else is one line ending with `again`."""
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EennError(f"{path}: not valid JSON ({err}): {again}") from None
-    if not isinstance(doc, dict) or doc.get("format") != format_name or doc.get("version") != version:
-        raise EennError(f"{path}: not a version-{version} {format_name} document: {again}")
-    return doc
-
-
-def _check_thresholds(path: Path, plan: Plan, again: str) -> None:
-    """Interim, until the plan has a schema (issue 13, phase 2): a threshold is a confidence in [0, 1]; null or 5.0
-    would build an exit that never fires, a string would not build."""
-    for where, exits in (("exits", plan.exits), ("baseline.exits", plan.baseline.exits)):
-        for i, e in enumerate(exits):
-            t = e.threshold
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
-                raise EennError(f"{path}: {where}[{i}].threshold: {t!r} is not a confidence in [0, 1]: {again}")
-
-
-def _described(err: Exception) -> str:
-    return f"missing field {err.args[0]!r}" if isinstance(err, KeyError) else str(err)
+def macs_by_exit(exits: Sequence[ExitMacs], total_macs: int) -> list[int]:
+    """MACs a sample pays when it leaves at exit i (the backbone so far and every head it passed), then at the end."""
+    costs, heads = [], 0
+    for e in exits:
+        heads += e.head_macs
+        costs.append(e.macs_to_reach + heads)
+    return [*costs, total_macs + heads]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import click
 
-from eenn_tvm.augment import augment
 from eenn_tvm.commands.options import (
     augment_inputs,
     augment_options,
@@ -17,10 +14,7 @@ from eenn_tvm.commands.options import (
     savings_table,
     settings_from,
 )
-from eenn_tvm.costmodel import CostModel
-from eenn_tvm.costs import PredictedCost
 from eenn_tvm.outputs import Output
-from eenn_tvm.platform import load_platform
 from eenn_tvm.textui import format_table
 
 
@@ -36,6 +30,8 @@ def command(model, data_path, out, force, platform_name, objective, cost_model_p
     the TVM host module with the exit logic compiled in, and OUT/report.md. Figures are on the validation
     split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
     """
+    from eenn_tvm.augment import augment
+
     settings = settings_from(**search)
     output = Output.of(
         out, "augment", augment_inputs(model, data_path, settings, platform_name, cost_model_path), force
@@ -48,20 +44,21 @@ def command(model, data_path, out, force, platform_name, objective, cost_model_p
         return
     v, b = plan.validation, plan.baseline.validation
     click.echo(
-        f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:"
+        f"\n{plan.model.name}: {len(plan.exits)} exits chosen (decision: {plan.decision}); "
+        f"on {v.samples} validation samples:"
     )
     click.echo(
         savings_table(
             v.baseline_accuracy,
-            plan.model["total_macs"],
-            [("eenn-tvm", asdict(v)), ("SDN baseline", b and asdict(b))],
+            plan.model.total_macs,
+            [("eenn-tvm", v.model_dump()), ("SDN baseline", b and b.model_dump())],
         )
     )
     if v.predicted:
-        sdn = "infeasible" if b is None else f"{100 * (1 - b.predicted['fraction']):.1f}% less"
+        sdn = "infeasible" if b is None else f"{100 * (1 - b.predicted.fraction):.1f}% less"
         click.echo(
-            f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
-            f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
+            f"predicted {v.predicted.cost} per inference: {v.predicted.mean:.4g} against "
+            f"{v.predicted.full:.4g} for the original model ({100 * (1 - v.predicted.fraction):.1f}% less; "
             f"SDN baseline {sdn})"
         )
     click.echo()
@@ -78,7 +75,11 @@ def command(model, data_path, out, force, platform_name, objective, cost_model_p
 
 
 def _predicted_cost(platform_name, objective, cost_model_path, decision):
-    platform = load_platform(platform_name)
+    from eenn_tvm.costmodel.model import CostModel
+    from eenn_tvm.costs import PredictedCost
+    from eenn_tvm.platform import Platform
+
+    platform = Platform.load(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
 

@@ -1,4 +1,8 @@
-"""Options that several subcommands share."""
+"""Options that several subcommands share.
+
+The command modules import only what their options need (click and a few constants); each command imports the
+stage it runs (TVM, onnxruntime, XGBoost, ...) when it runs, so that `eenn-tvm --help` is quick.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,9 @@ from pathlib import Path
 
 import click
 
-from eenn_tvm.augment import Settings, check_settings
-from eenn_tvm.costs import OBJECTIVES
-from eenn_tvm.decision import RULES
+from eenn_tvm.cache import CACHE
+from eenn_tvm.catalog import OBJECTIVES, RULES
 from eenn_tvm.errors import EennError
-from eenn_tvm.features import DEFAULT_CACHE
-from eenn_tvm.frontend import parse_input_shape
 from eenn_tvm.textui import format_table
 
 input_shape_option = click.option(
@@ -27,6 +28,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print exactl
 
 
 def input_shapes_from(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    from eenn_tvm.frontend import parse_input_shape
+
     return dict(parse_input_shape(v) for v in values)
 
 
@@ -79,7 +82,7 @@ def output_options(what: str):
     )
 
 
-def augment_inputs(model, data_path, settings: Settings, platform_name, cost_model_path) -> list[Path | None]:
+def augment_inputs(model, data_path, settings, platform_name, cost_model_path) -> list[Path | None]:
     """What augment and compile read, so that their -o is never one of these or a folder holding one."""
     platform = Path(platform_name) if platform_name and Path(platform_name).is_file() else None
     return [Path(model), Path(data_path), settings.calibration_path, settings.cache_dir, platform, cost_model_path]
@@ -136,7 +139,7 @@ augment_options = _stack(
     click.option(
         "--cache-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        default=DEFAULT_CACHE,
+        default=CACHE,
         show_default=True,
         help="Where backbone features are cached between runs.",
     ),
@@ -159,15 +162,17 @@ augment_options = _stack(
         "--cost-model",
         "cost_model_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json, else one trained "
-        "on costs/PLATFORM.jsonl, else the analytic model (MACs / throughput).",
+        help="With --platform: the trained cost model. Default: the one `eenn-tvm profile` saved beside the "
+        "platform file (or in the cache), else one trained on its measurements, else the analytic model "
+        "(MACs / throughput).",
     ),
 )
 
 
-def settings_from(
-    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache
-) -> Settings:
+def settings_from(max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache):
+    """The augment settings of the shared options, checked."""
+    from eenn_tvm.augment import Settings, check_settings
+
     settings = Settings(
         max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path, confidence
     )

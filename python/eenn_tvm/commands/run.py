@@ -6,11 +6,8 @@ from pathlib import Path
 
 import click
 
+from eenn_tvm.catalog import ENGINES
 from eenn_tvm.commands.options import echo_json, json_option, savings_table
-from eenn_tvm.data import Dataset, load_npz
-from eenn_tvm.deploy import run_tiers
-from eenn_tvm.evaluate import ENGINES, run
-from eenn_tvm.plan import Plan
 from eenn_tvm.textui import format_table
 
 
@@ -40,9 +37,12 @@ from eenn_tvm.textui import format_table
 @json_option
 def command(out, data_path, engine, tiers, count, as_json):
     """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time."""
+    from eenn_tvm.data import Dataset, load_npz
+    from eenn_tvm.inference import run
+    from eenn_tvm.plan import Plan
+
     plan = Plan.load(out)
-    shape = plan.model["input_shape"]
-    data = load_npz(data_path, tuple(shape[1:]), plan.model["classes"])
+    data = load_npz(data_path, tuple(plan.model.input_shape[1:]), plan.model.classes)
     if count:
         data = Dataset(data.x[:count], data.y[:count])
     if plan.deployment and tiers:
@@ -52,7 +52,7 @@ def command(out, data_path, engine, tiers, count, as_json):
     if as_json:
         echo_json(result.to_json())
         return
-    click.echo(f"{plan.model['name']} on {result.samples} samples ({engine}):")
+    click.echo(f"{plan.model.name} on {result.samples} samples ({engine}):")
     click.echo(
         savings_table(
             result.baseline_accuracy,
@@ -68,12 +68,14 @@ def command(out, data_path, engine, tiers, count, as_json):
 
 
 def _run_tiers(out, plan, data, as_json) -> None:
+    from eenn_tvm.deploy import run_tiers
+
     result = run_tiers(Path(out), plan, data, log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(result)
         return
     click.echo(
-        f"{plan.model['name']} on {result['samples']} samples across {plan.deployment['platform']}: "
+        f"{plan.model.name} on {result['samples']} samples across {plan.deployment.platform}: "
         f"accuracy {100 * result['accuracy']:.2f}%; exits {result['exit_histogram']}"
     )
     click.echo(

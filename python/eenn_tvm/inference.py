@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from eenn_tvm import onnx_runtime
 from eenn_tvm.data import Dataset
 from eenn_tvm.decision import confidence
-from eenn_tvm.plan import Plan, PlannedExit
+from eenn_tvm.plan import Plan, PlannedExit, macs_by_exit
 from eenn_tvm.textui import progress
-
-ENGINES = ("tvm", "onnxruntime")
 
 
 @dataclass
@@ -40,19 +39,10 @@ class RunResult:
         return asdict(self)
 
 
-def exit_costs(exits: list[PlannedExit], total_macs: int) -> list[int]:
-    """MACs a sample pays when it leaves at exit i (the backbone so far and every head it passed), then at the end."""
-    costs, heads = [], 0
-    for e in exits:
-        heads += e.head_macs
-        costs.append(e.macs_to_reach + heads)
-    return costs + [total_macs + heads]
-
-
 def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> RunResult:
     folder = Path(folder)
     start = time.perf_counter()
-    eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), plan, data)
+    eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), data)
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
         exit_index, pred = _run_tvm(plan.artifact(folder, "host_module"), data)
@@ -62,7 +52,7 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
         raise ValueError(f"unknown engine {engine!r}")
     sdn = None
     if plan.baseline.feasible:
-        sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), plan, data)
+        sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), data)
         sdn = _figures(
             plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs)
         )
@@ -73,7 +63,7 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
         samples=len(data),
         baseline_accuracy=baseline_accuracy,
         accuracy_drop=baseline_accuracy - ours["accuracy"],
-        total_macs=plan.model["total_macs"],
+        total_macs=plan.model.total_macs,
         **ours,
         sdn_baseline=sdn,
         seconds=time.perf_counter() - start,
@@ -81,12 +71,12 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
 
 
 def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np.ndarray, pred: np.ndarray) -> dict:
-    costs = np.array(exit_costs(exits, plan.model["total_macs"]), dtype=np.float64)
+    costs = np.array(macs_by_exit(exits, plan.model.total_macs), dtype=np.float64)
     mean_macs = float(costs[exit_index].mean())
     return {
         "accuracy": float((pred == data.y).mean()),
         "mean_macs": mean_macs,
-        "mac_reduction": 1.0 - mean_macs / plan.model["total_macs"],
+        "mac_reduction": 1.0 - mean_macs / plan.model.total_macs,
         "exit_histogram": np.bincount(exit_index, minlength=len(exits) + 1).tolist(),
     }
 
@@ -119,12 +109,5 @@ def _apply_thresholds(
     return exit_index, preds
 
 
-def _onnx_outputs(path: Path, plan: Plan, data: Dataset) -> list[list[np.ndarray]]:
-    """All outputs of an ONNX model for each sample, one sample at a time (the models have batch 1)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = plan.model["input_name"]
-    return [session.run(None, {name: data.x[i : i + 1]}) for i in range(len(data))]
+def _onnx_outputs(path: Path, data: Dataset) -> list[list[np.ndarray]]:
+    return onnx_runtime.run_each(onnx_runtime.session(path), data.x)
