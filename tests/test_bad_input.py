@@ -11,7 +11,9 @@ what an output folder looks like when it is replaced.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zoo
 from conftest import REPO
 from test_cli import run_cli
 
@@ -35,26 +36,11 @@ PRESET = REPO / "targets" / "platforms" / "m4-edge.toml"
 PROBLEM = REPO / "examples" / "placement" / "small.json"
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory, zoo_model):
-    """The dense zoo model, 300 samples it labels itself, and an `augment` output of it with at least one exit."""
-    folder = tmp_path_factory.mktemp("assets")
-    model = zoo_model("mlp", "legacy")
-    shutil.copy(model.path, folder / "model.onnx")
-    x, y = zoo.self_labelled(model.path, model.input_shape, 300)
-    np.savez(folder / "data.npz", x=x, y=y)
-    args = [*AUGMENT, "--max-accuracy-drop", "0.05", "-o", folder / "eenn"]
-    code, _, stderr = run_cli(*[folder / a if a in ("model.onnx", "data.npz") else a for a in args])
-    assert code == 0, stderr
-    assert json.loads((folder / "eenn" / "plan.json").read_text())["exits"], "the fixture needs an exit"
-    return folder
-
-
 # --- what a case sets up in its folder (beside model.onnx and data.npz) --------------------------------------------
 
 
-def eenn(work: Path, assets: Path) -> None:
-    shutil.copytree(assets / "eenn", work / "eenn", symlinks=True)
+def eenn(work: Path, mlp_assets: Path) -> None:
+    shutil.copytree(mlp_assets / "eenn", work / "eenn", symlinks=True)
 
 
 def user_folder(work, _assets):
@@ -62,10 +48,10 @@ def user_folder(work, _assets):
     (work / "mine" / "notes.txt").write_text("the user's own work\n")
 
 
-def inputs_in_a_folder(work, assets):
+def inputs_in_a_folder(work, mlp_assets):
     (work / "inputs").mkdir()
     for name in ("model.onnx", "data.npz"):
-        shutil.copy(assets / name, work / "inputs" / name)
+        shutil.copy(mlp_assets / name, work / "inputs" / name)
 
 
 def symlink(work, _assets):
@@ -99,8 +85,8 @@ def pickled(work, _assets):
 
 
 def data_with(name, edit):
-    def setup(work, assets):
-        d = dict(np.load(assets / "data.npz"))
+    def setup(work, mlp_assets):
+        d = dict(np.load(mlp_assets / "data.npz"))
         edit(d)
         np.savez(work / name, **d)
 
@@ -108,32 +94,69 @@ def data_with(name, edit):
 
 
 def plan_edited(edit):
-    def setup(work, assets):
-        eenn(work, assets)
+    def setup(work, mlp_assets):
+        eenn(work, mlp_assets)
         path = work / "eenn" / "plan.json"
         path.write_text(edit(json.loads(path.read_text())))
 
     return setup
 
 
-def set_threshold(value):
-    def edit(doc):
-        doc["exits"][0]["threshold"] = value
-        return json.dumps(doc)
-
-    return edit
+def plan_with(path, *value):
+    """The plan with the field at `path` set to `value`, or dropped without one."""
+    return plan_edited(lambda doc: json.dumps(edited(doc, path, *value)))
 
 
-def without_binding(doc):
-    del doc["exits"][0]["binding"]
-    return json.dumps(doc)
+def edited(doc, path, *value):
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    if value:
+        parent[path[-1]] = value[0]
+    else:
+        del parent[path[-1]]
+    return doc
+
+
+def threshold(value):
+    return plan_with(("exits", 0, "threshold"), value)
+
+
+def widened_exit(doc):
+    """Exit 0 said to sit on a map one channel wider than its head was trained on."""
+    doc["exits"][0]["shape"][1] += 1
+    return doc
+
+
+def removed(name):
+    return lambda work, _assets: (work / name).unlink()
+
+
+def overwritten(name, data: bytes):
+    return lambda work, _assets: (work / name).write_bytes(data)
+
+
+def symlinked(name, target):
+    """`name` (in the folder) made a symlink to `target` beside the folder, outside it."""
+
+    def setup(work, _assets):
+        (work / name).unlink()
+        (work / name).symlink_to(work / target)
+
+    return setup
+
+
+def heads_moved_out(work, _assets):
+    """eenn/heads replaced by a symlink to a copy of it outside the folder: the same files, reached from outside."""
+    shutil.move(work / "eenn" / "heads", work / "heads-elsewhere")
+    (work / "eenn" / "heads").symlink_to(work / "heads-elsewhere")
 
 
 def head_replaced(make):
     """Exit 0's weights replaced: `make(head, path)` writes the file in their place."""
 
-    def setup(work, assets):
-        eenn(work, assets)
+    def setup(work, mlp_assets):
+        eenn(work, mlp_assets)
         plan = json.loads((work / "eenn" / "plan.json").read_text())
         path = work / "eenn" / plan["exits"][0]["weights"]
         make(path, plan["exits"][0])
@@ -146,14 +169,49 @@ def head_of_another_kind(path, planned):
     Head("pool2_mlp", [(w, b), (np.zeros((32, 10), np.float32), np.zeros(10, np.float32))]).save(path)
 
 
-def head_of_another_point(path, planned):
-    Head(planned["head"], [(np.zeros((planned["shape"][1] + 1, 10), np.float32), np.zeros(10, np.float32))]).save(path)
-
-
 def firmware_json(text):
     def setup(work, _assets):
         (work / "fw").mkdir()
         (work / "fw" / "firmware.json").write_text(text)
+
+    return setup
+
+
+def fake_firmware(folder: Path, model: Path) -> None:
+    """A firmware folder whose files are no firmware but whose manifest is whole and names them with their SHA-256:
+    what verify checks before it runs anything (the data then does not fit its input)."""
+    (folder / "bin").mkdir(parents=True)
+    (folder / ELF).write_bytes(b"\x7fELF, but no firmware")
+    (folder / "reference").mkdir()
+    shutil.copy(model, folder / "reference" / "model.onnx")
+    names = [ELF, "reference/model.onnx"]
+    hashes = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+    manifest = {**MANIFEST, "elf": names[0], "reference": names[1], "hashes": hashes}
+    (folder / "firmware.json").write_text(json.dumps(manifest))
+
+
+def firmware(work, _assets):
+    fake_firmware(work / "fw", work / "model.onnx")
+
+
+def firmware_with(path, *value):
+    def setup(work, assets):
+        firmware(work, assets)
+        manifest = work / "fw" / "firmware.json"
+        manifest.write_text(json.dumps(edited(json.loads(manifest.read_text()), path, *value)))
+
+    return setup
+
+
+def cost_model_with(path, value):
+    """A cost model file `profile` could have written (no trees, nothing measured) with one field set."""
+
+    def setup(work, _assets):
+        from eenn_tvm.costmodel.features import FEATURES
+
+        doc = {"format": "eenn-tvm-costmodel", "version": 1, "platform": "m4-edge", "features": FEATURES}
+        doc |= {"measured": {}, "boosters": {}}
+        (work / "t.json").write_text(json.dumps(edited(doc, path, value)))
 
     return setup
 
@@ -176,19 +234,19 @@ def problem_edited(edit):
 
 
 def node_field(i, key, value):
-    def edit(doc):
-        doc["nodes"][i][key] = value
-        return doc
+    return lambda doc: edited(doc, ("nodes", i, key), value)
 
-    return edit
+
+def block_field(i, key, value):
+    return lambda doc: edited(doc, ("blocks", i, key), value)
 
 
 def locked(name):
     """A folder nobody may write: chmod for a normal user, the immutable flag for root (whom modes do not stop)."""
 
-    def setup(work, assets):
+    def setup(work, mlp_assets):
         if name == "eenn":
-            eenn(work, assets)
+            eenn(work, mlp_assets)
         else:
             (work / name).mkdir()
         folder = work / name
@@ -222,7 +280,15 @@ def c(name, args, fragment, *setup, env=None):
 
 
 OUT = ["-o", "out"]
-MANIFEST = {"format": "eenn-tvm-firmware", "version": 1, "kind": "model", "model": "m", "target": "cortex-m4"}
+RUN = ["run", "eenn", "--data", "data.npz"]
+BUILD = ["build", "eenn", "--target", "cortex-m4", *OUT]
+MAP = ["map", "eenn", "--platform", "m4-edge"]
+VERIFY = ["verify", "fw", "--data", "data.npz"]
+COSTED = [*AUGMENT, "--platform", "m4-edge", "--cost-model", "t.json", *OUT]
+PROFILE = ["profile", "--platform", "bad.toml", "--workloads", "0"]
+MAP_PROBLEM = ["map", "--problem", "p.json"]
+ELF = "bin/eenn_verify.elf"
+MANIFEST = {"format": "eenn-tvm-firmware", "version": 2, "kind": "model", "model": "m", "target": "cortex-m4"}
 MANIFEST |= {"machine": "mps2-an386", "kernels": "llvm", "input_name": "x", "input_shape": [1, 1, 28, 28]}
 MANIFEST |= {"classes": 10, "segments": 1, "device_segments": 1, "hand_over": None, "exits": [], "total_macs": None}
 MANIFEST |= {
@@ -334,7 +400,7 @@ CASES = [
     c(
         "cost-model-not-json",
         [*AUGMENT, "--platform", "m4-edge", "--cost-model", "t.json", *OUT],
-        "t.json: not a cost model eenn-tvm wrote",
+        "t.json: not valid JSON",
         text_file("t.json"),
     ),
     c("calibration-a-text-file", [*AUGMENT, "--calibration-data", "t.npz", *OUT], "is a text file", text_file("t.npz")),
@@ -362,134 +428,272 @@ CASES = [
         "'--seed': -1 is not in the range",
     ),
     # documents of an output folder: whole and of their format, thresholds that can fire, the plan's own heads
+    c("plan-a-list", RUN, "plan.json: expected an object, got a list", plan_edited(lambda _: "[]")),
+    c("plan-empty", RUN, "plan.json: not valid JSON", plan_edited(lambda _: "")),
+    c("plan-of-version-1", RUN, "plan.json: version: expected 2, got 1", plan_with(("version",), 1)),
+    c("plan-missing-a-field", RUN, "plan.json: exits[0].binding: missing", plan_with(("exits", 0, "binding"))),
+    c("plan-threshold-null", BUILD, "exits[0].threshold: expected float, got None", threshold(None)),
+    c("plan-threshold-above-one", RUN, "exits[0].threshold: must be a number between 0 and 1", threshold(5.0)),
+    c("plan-threshold-nan", RUN, "exits[0].threshold: must be a number between 0 and 1", threshold(math.nan)),
+    c("plan-threshold-a-string", MAP, "exits[0].threshold: expected float, got 'high'", threshold("high")),
     c(
-        "plan-a-list",
-        ["run", "eenn", "--data", "data.npz"],
-        "plan.json: (the document): expected an object, got a list",
-        plan_edited(lambda _: "[]"),
-    ),
-    c("plan-empty", ["run", "eenn", "--data", "data.npz"], "plan.json: not valid JSON", plan_edited(lambda _: "")),
-    c(
-        "plan-missing-a-field",
-        ["run", "eenn", "--data", "data.npz"],
-        "plan.json: exits[0].binding: missing",
-        plan_edited(without_binding),
-    ),
-    c(
-        "plan-threshold-null",
-        ["build", "eenn", "--target", "cortex-m4", *OUT],
-        "exits[0].threshold: expected float, got None",
-        plan_edited(set_threshold(None)),
+        "plan-decision-unknown",
+        RUN,
+        "decision: expected one of maxprob, margin, entropy, got 'vote'",
+        plan_with(("decision",), "vote"),
     ),
     c(
-        "plan-threshold-above-one",
-        ["run", "eenn", "--data", "data.npz"],
-        "exits[0].threshold: must be a number between 0 and 1",
-        plan_edited(set_threshold(5.0)),
+        "plan-accuracy-nan",
+        RUN,
+        "validation.accuracy: must be a finite number between 0 and 1, got nan",
+        plan_with(("validation", "accuracy"), math.nan),
     ),
     c(
-        "plan-threshold-a-string",
-        ["map", "eenn", "--platform", "m4-edge"],
-        "exits[0].threshold: expected float, got 'high'",
-        plan_edited(set_threshold("high")),
+        "plan-macs-negative",
+        MAP,
+        "exits[0].macs_to_reach: must not be negative, got -5",
+        plan_with(("exits", 0, "macs_to_reach"), -5),
+    ),
+    c("plan-no-samples", MAP, "validation.samples: must be > 0, got 0", plan_with(("validation", "samples"), 0)),
+    c(
+        "plan-histogram-of-other-samples",
+        MAP,
+        "validation.exit_histogram: adds up to",
+        plan_with(("validation", "exit_histogram", 0), 10**6),
+    ),
+    # files an output folder names: inside it (symlinks resolved), there, and the very files it was written with
+    c("plan-artefact-missing", RUN, "eenn: eenn.onnx is missing", eenn, removed("eenn/eenn.onnx")),
+    c(
+        "plan-artefact-absolute",
+        RUN,
+        "artifacts.eenn_onnx: must be a path relative to the folder and inside it, got '/etc/passwd'",
+        plan_with(("artifacts", "eenn_onnx"), "/etc/passwd"),
     ),
     c(
-        "firmware-json-empty",
-        ["verify", "fw", "--data", "data.npz"],
-        "firmware.json: not valid JSON",
-        firmware_json(""),
+        "plan-artefact-climbs-out",
+        RUN,
+        "artifacts.host_module: must be a path relative to the folder and inside it, got '../model.onnx'",
+        plan_with(("artifacts", "host_module"), "../model.onnx"),
     ),
     c(
-        "firmware-json-a-list",
-        ["verify", "fw", "--data", "data.npz"],
-        "firmware.json: (the document): expected an object, got a list",
-        firmware_json("[1, 2]"),
-    ),
-    c(
-        "firmware-json-partial",
-        ["verify", "fw", "--data", "data.npz"],
-        "firmware.json: kind: missing",
-        firmware_json('{"format": "eenn-tvm-firmware", "version": 1}'),
-    ),
-    c(
-        "firmware-files-missing",
-        ["verify", "fw", "--data", "data.npz"],
-        "fw: its reference (reference/model.onnx) is missing: run `eenn-tvm build` again",
-        firmware_json(json.dumps({**MANIFEST, "reference": "reference/model.onnx", "elf": "bin/eenn_verify.elf"})),
-    ),
-    c(
-        "plan-artefact-missing",
-        ["run", "eenn", "--data", "data.npz"],
-        "eenn: its eenn_onnx (eenn.onnx) is missing",
+        "plan-artefact-a-symlink-out",
+        RUN,
+        "eenn: eenn.onnx leads outside the folder",
         eenn,
-        lambda work, _: (work / "eenn" / "eenn.onnx").unlink(),
+        symlinked("eenn/eenn.onnx", "model.onnx"),
     ),
     c(
-        "head-missing",
-        ["build", "eenn", "--target", "cortex-m4", *OUT],
-        "the exit head's weights are missing",
-        head_replaced(lambda path, _: path.unlink()),
+        "plan-host-module-swapped",
+        ["run", "eenn", "--data", "data.npz", "--engine", "tvm"],
+        "eenn/eenn_host.so: changed since plan.json was written (its SHA-256 differs): run `eenn-tvm augment` again",
+        eenn,
+        overwritten("eenn/eenn_host.so", b"\x7fELF, but not the module augment built"),
     ),
+    c("plan-hash-missing", RUN, "hashes: no SHA-256 for eenn.onnx", plan_with(("hashes", "eenn.onnx"))),
     c(
-        "head-of-another-kind",
-        ["build", "eenn", "--target", "cortex-m4", *OUT],
-        "a pool2_mlp head where the plan has a gap_linear head",
+        "plan-hash-not-hex",
+        RUN,
+        "hashes.eenn.onnx: must be a SHA-256 (64 lowercase hex digits), got 'md5'",
+        plan_with(("hashes", "eenn.onnx"), "md5"),
+    ),
+    c("head-missing", BUILD, "eenn: heads/exit_0.npz is missing", eenn, removed("eenn/heads/exit_0.npz")),
+    c(
+        "head-swapped",
+        BUILD,
+        "eenn/heads/exit_0.npz: changed since plan.json was written (its SHA-256 differs)",
         head_replaced(head_of_another_kind),
     ),
     c(
-        "head-of-another-point",
-        ["build", "eenn", "--target", "cortex-m4", *OUT],
-        "do not fit a gap_linear head",
-        head_replaced(head_of_another_point),
-    ),
-    c(
-        "head-a-text-file",
-        ["build", "eenn", "--target", "cortex-m4", *OUT],
-        "is a text file, not an .npz",
+        "head-edited",
+        BUILD,
+        "eenn/heads/exit_0.npz: changed since plan.json was written (its SHA-256 differs)",
         head_replaced(lambda path, _: path.write_text("weights\n")),
     ),
-    # physics in platform and problem files: finite, and > 0 where a rate divides
+    c(
+        "head-weights-climb-out",
+        BUILD,
+        "exits[0].weights: must be a path relative to the folder and inside it, got '../data.npz'",
+        plan_with(("exits", 0, "weights"), "../data.npz"),
+    ),
+    c(
+        "head-folder-a-symlink-out",
+        BUILD,
+        "eenn: heads/exit_0.npz leads outside the folder",
+        eenn,
+        heads_moved_out,
+    ),
+    c(
+        "plan-head-of-another-kind",
+        BUILD,
+        "head where the plan has a pool2_mlp head (swapped files?)",
+        plan_with(("exits", 0, "head"), "pool2_mlp"),
+    ),
+    c(
+        "plan-head-at-another-point",
+        BUILD,
+        "its layers do not fit a",
+        plan_edited(lambda doc: json.dumps(widened_exit(doc))),
+    ),
+    c("firmware-json-empty", VERIFY, "firmware.json: not valid JSON", firmware_json("")),
+    c("firmware-json-a-list", VERIFY, "firmware.json: expected an object, got a list", firmware_json("[1, 2]")),
+    c(
+        "firmware-json-partial",
+        VERIFY,
+        "firmware.json: kind: missing",
+        firmware_json('{"format": "eenn-tvm-firmware", "version": 2}'),
+    ),
+    c("firmware-of-version-1", VERIFY, "firmware.json: version: expected 2, got 1", firmware_with(("version",), 1)),
+    c("firmware-elf-missing", VERIFY, "fw: bin/eenn_verify.elf is missing", firmware, removed(f"fw/{ELF}")),
+    c(
+        "firmware-elf-absolute",
+        VERIFY,
+        "elf: must be a path relative to the folder and inside it, got '/bin/true'",
+        firmware_with(("elf",), "/bin/true"),
+    ),
+    c(
+        "firmware-reference-climbs-out",
+        VERIFY,
+        "reference: must be a path relative to the folder and inside it, got '../model.onnx'",
+        firmware_with(("reference",), "../model.onnx"),
+    ),
+    c(
+        "firmware-elf-a-symlink-out",
+        VERIFY,
+        "fw: bin/eenn_verify.elf leads outside the folder",
+        firmware,
+        symlinked(f"fw/{ELF}", "model.onnx"),
+    ),
+    c(
+        "firmware-reference-swapped",
+        VERIFY,
+        "fw/reference/model.onnx: changed since firmware.json was written (its SHA-256 differs): run `eenn-tvm build`",
+        firmware,
+        overwritten("fw/reference/model.onnx", b"another model"),
+    ),
+    c("firmware-hash-missing", VERIFY, f"hashes: no SHA-256 for {ELF}", firmware_with(("hashes", ELF))),
+    c(
+        "firmware-on-another-board",
+        VERIFY,
+        "machine: cortex-m4 runs on mps2-an386, not 'virt'",
+        firmware_with(("machine",), "virt"),
+    ),
+    c(
+        "firmware-reference-of-another-kind",
+        VERIFY,
+        "reference: a eenn is checked against a .so file, not 'reference/model.onnx'",
+        firmware_with(("kind",), "eenn"),
+    ),
+    c(
+        "firmware-classes-beyond-reason",
+        VERIFY,
+        "classes: must be <= 65536, got 1000000000",
+        firmware_with(("classes",), 10**9),
+    ),
+    # the cost model a platform is priced with: its schema, numbers and trees
+    c(
+        "cost-model-latency-nan",
+        COSTED,
+        "measured.device.k: must be a finite number > 0, got nan",
+        cost_model_with(("measured",), {"device": {"k": math.nan}}),
+    ),
+    c(
+        "cost-model-other-features",
+        COSTED,
+        "features: made with other features than this eenn-tvm computes",
+        cost_model_with(("features",), ["log_work"]),
+    ),
+    c(
+        "cost-model-base-a-string",
+        COSTED,
+        "boosters.device.base[0]: expected a number, got 'a'",
+        cost_model_with(("boosters",), {"device": {"base": ["a", 0, 0], "trees": {}}}),
+    ),
+    c(
+        "cost-model-trees-garbage",
+        COSTED,
+        "boosters.device.trees: not a model XGBoost can read",
+        cost_model_with(("boosters",), {"device": {"base": [1e-6, 0, 1e-9], "trees": {"learner": 1}}}),
+    ),
+    # physics in platform and problem files: finite, numbers, > 0 where a rate divides, names unique
     c(
         "platform-throughput-zero",
-        ["profile", "--platform", "bad.toml", "--workloads", "0"],
-        "targets[1].macs_per_s: must be > 0, got 0",
+        PROFILE,
+        "targets[1].macs_per_s: must be a finite number > 0, got 0",
         platform_edited("macs_per_s = 2.0e9", "macs_per_s = 0"),
     ),
     c(
         "platform-clock-zero",
         ["map", "eenn", "--platform", "bad.toml"],
-        "targets[0].clock_hz: must be > 0",
+        "targets[0].clock_hz: must be a finite number > 0, got 0.0",
         eenn,
         platform_edited("clock_hz = 64e6", "clock_hz = 0.0"),
     ),
     c(
+        "platform-clock-a-string",
+        PROFILE,
+        "targets[0].clock_hz: expected a number, got 'fast'",
+        platform_edited("clock_hz = 64e6", 'clock_hz = "fast"'),
+    ),
+    c(
         "platform-latency-nan",
-        ["profile", "--platform", "bad.toml", "--workloads", "0"],
-        "links[0].latency_s: must be a finite number, got nan",
+        PROFILE,
+        "links[0].latency_s: must be a finite number >= 0, got nan",
         platform_edited("latency_s = 0.0075", "latency_s = nan"),
     ),
     c(
+        "platform-duplicate-targets",
+        PROFILE,
+        "targets: names must be unique, 'device' appears 2 times",
+        platform_edited('name = "edge"', 'name = "device"'),
+    ),
+    c(
         "problem-throughput-zero",
-        ["map", "--problem", "p.json"],
-        "nodes[0].macs_per_s: must be finite and > 0",
+        MAP_PROBLEM,
+        "nodes[0].macs_per_s: must be a finite number > 0, got 0",
         problem_edited(node_field(0, "macs_per_s", 0)),
     ),
     c(
         "problem-power-negative",
-        ["map", "--problem", "p.json"],
-        "nodes[1].power_w: must be finite and >= 0, got -6",
+        MAP_PROBLEM,
+        "nodes[1].power_w: must be a finite number >= 0, got -6",
         problem_edited(node_field(1, "power_w", -6)),
     ),
     c(
+        "problem-macs-negative",
+        MAP_PROBLEM,
+        "blocks[1].macs: must be a finite number >= 0, got -1",
+        problem_edited(block_field(1, "macs", -1)),
+    ),
+    c(
+        "problem-macs-nan",
+        MAP_PROBLEM,
+        "blocks[0].macs: must be a finite number >= 0, got nan",
+        problem_edited(block_field(0, "macs", math.nan)),
+    ),
+    c(
+        "problem-macs-a-string",
+        MAP_PROBLEM,
+        "blocks[0].macs: expected a number, got '770000'",
+        problem_edited(block_field(0, "macs", "770000")),
+    ),
+    c(
+        "problem-share-above-one",
+        MAP_PROBLEM,
+        "blocks[0].exit.exit_fraction: must be a finite number between 0 and 1, got 1.5",
+        problem_edited(
+            lambda d: {**d, "blocks": [{**d["blocks"][0], "exit": {"exit_fraction": 1.5}}, *d["blocks"][1:]]}
+        ),
+    ),
+    c(
         "problem-duplicate-nodes",
-        ["map", "--problem", "p.json"],
-        "nodes: names must be unique",
+        MAP_PROBLEM,
+        "nodes: names must be unique, 'device' appears 2 times",
         problem_edited(lambda d: {**d, "nodes": d["nodes"] + d["nodes"][:1]}),
     ),
     c(
         "problem-a-list",
-        ["map", "--problem", "p.json"],
-        "p.json: (the document): expected an object, got a list",
+        MAP_PROBLEM,
+        "p.json: expected an object, got a list",
         problem_edited(lambda d: [d]),
     ),
 ]
@@ -502,17 +706,17 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_bad_input_is_one_line_and_touches_nothing(case, assets, tmp_path, monkeypatch):
+def test_bad_input_is_one_line_and_touches_nothing(case, mlp_assets, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     for name in ("model.onnx", "data.npz"):
-        shutil.copy(assets / name, work / name)
+        shutil.copy(mlp_assets / name, work / name)
     monkeypatch.chdir(work)
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)
     try:
         for setup in case.setup:
-            setup(work, assets)
+            setup(work, mlp_assets)
         before = snapshot(tmp_path)
         code, stdout, stderr = run_cli(*case.args)
         after = snapshot(tmp_path)
@@ -549,18 +753,18 @@ def wait_for_temporary_folder(work: Path, out: str, process: subprocess.Popen) -
     time.sleep(0.3)  # well inside the write: the host module is being built
 
 
-def workspace(assets: Path, tmp_path: Path) -> Path:
+def workspace(mlp_assets: Path, tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     for name in ("model.onnx", "data.npz"):
-        shutil.copy(assets / name, work / name)
+        shutil.copy(mlp_assets / name, work / name)
     return work
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
-def test_a_signal_during_the_write_leaves_nothing_and_says_so_in_one_line(assets, tmp_path, sig, code, word):
-    work = workspace(assets, tmp_path)
+def test_a_signal_during_the_write_leaves_nothing_and_says_so_in_one_line(mlp_assets, tmp_path, sig, code, word):
+    work = workspace(mlp_assets, tmp_path)
     before = sorted(p.name for p in work.iterdir())
     process = start_augment(work, "out")
     wait_for_temporary_folder(work, "out", process)
@@ -572,8 +776,8 @@ def test_a_signal_during_the_write_leaves_nothing_and_says_so_in_one_line(assets
 
 
 @pytest.mark.slow
-def test_what_a_killed_run_left_is_removed_by_the_next_run_which_says_so(assets, tmp_path):
-    work = workspace(assets, tmp_path)
+def test_what_a_killed_run_left_is_removed_by_the_next_run_which_says_so(mlp_assets, tmp_path):
+    work = workspace(mlp_assets, tmp_path)
     process = start_augment(work, "out")
     wait_for_temporary_folder(work, "out", process)
     process.kill()
@@ -587,14 +791,14 @@ def test_what_a_killed_run_left_is_removed_by_the_next_run_which_says_so(assets,
     assert sorted(p.name for p in work.iterdir()) == ["data.npz", "model.onnx", "out"]
 
 
-def test_the_previous_output_of_a_run_killed_between_its_renames_is_restored(assets, tmp_path):
+def test_the_previous_output_of_a_run_killed_between_its_renames_is_restored(mlp_assets, tmp_path):
     """Killed after moving the old output aside and before moving the new one in: the next run into the same place
     puts the old output back, so that it survives even when that run fails too."""
-    work = workspace(assets, tmp_path)
+    work = workspace(mlp_assets, tmp_path)
     gone = subprocess.Popen(["true"])
     gone.wait()
     aside = work / f".eenn.old-{gone.pid}-0123abcd"
-    shutil.copytree(assets / "eenn", aside)
+    shutil.copytree(mlp_assets / "eenn", aside)
     code, _, stderr = run_cli(
         *[work / a if a in ("model.onnx", "data.npz") else a for a in AUGMENT],
         "--val-fraction",
@@ -607,13 +811,13 @@ def test_the_previous_output_of_a_run_killed_between_its_renames_is_restored(ass
         and stderr.splitlines()[0]
         == f"eenn-tvm: restored {work / 'eenn'} from {aside.name}, left by an interrupted run"
     )
-    assert (work / "eenn" / "plan.json").read_bytes() == (assets / "eenn" / "plan.json").read_bytes()
+    assert (work / "eenn" / "plan.json").read_bytes() == (mlp_assets / "eenn" / "plan.json").read_bytes()
     assert sorted(p.name for p in work.iterdir()) == ["data.npz", "eenn", "model.onnx"]
 
 
-def test_an_eenn_tvm_output_is_replaced_whole_with_the_users_permissions(assets, tmp_path, monkeypatch):
+def test_an_eenn_tvm_output_is_replaced_whole_with_the_users_permissions(mlp_assets, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [assets / "model.onnx", "--data", assets / "data.npz", "--no-cache", "--max-accuracy-drop", "0.05"]
+    args = [mlp_assets / "model.onnx", "--data", mlp_assets / "data.npz", "--no-cache", "--max-accuracy-drop", "0.05"]
     (tmp_path / "out").mkdir()  # an empty folder may be written into
     old = os.umask(0o027)
     try:
@@ -627,8 +831,8 @@ def test_an_eenn_tvm_output_is_replaced_whole_with_the_users_permissions(assets,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_a_damaged_feature_cache_is_computed_again_and_said_so(assets, tmp_path):
-    args = [assets / "model.onnx", "--data", assets / "data.npz", "--cache-dir", tmp_path / "cache"]
+def test_a_damaged_feature_cache_is_computed_again_and_said_so(mlp_assets, tmp_path):
+    args = [mlp_assets / "model.onnx", "--data", mlp_assets / "data.npz", "--cache-dir", tmp_path / "cache"]
     args += ["--max-accuracy-drop", "0.05", "--json"]
     code, first, stderr = run_cli("augment", *args, "-o", tmp_path / "a")
     assert code == 0, stderr
@@ -641,4 +845,5 @@ def test_a_damaged_feature_cache_is_computed_again_and_said_so(assets, tmp_path)
     strip = [json.loads(doc) for doc in (first, again)]
     for doc in strip:
         doc["search"].pop("seconds")
+        doc["hashes"].pop("report.md")  # it holds the timings
     assert strip[0] == strip[1]

@@ -362,5 +362,6 @@ def _write(
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         stage.done("write")
         plan.search.seconds = stage.seconds
-        plan.save(tmp)
         write_report(tmp, plan)
+        plan.record_hashes(tmp)
+        plan.save(tmp)

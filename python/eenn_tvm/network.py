@@ -76,7 +76,8 @@ class Network:
         plan = plan or Plan.load(folder)
         model = import_onnx(plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)})
         classes = plan.model.classes
-        exits = [(e.point, Head.load(folder / e.weights, e.head, e.shape, classes), e.threshold) for e in plan.exits]
+        heads = [Head.load(plan.named_file(folder, e.weights), e.head, e.shape, classes) for e in plan.exits]
+        exits = [(e.point, head, e.threshold) for e, head in zip(plan.exits, heads)]
         return cls(
             name=plan.model.name,
             kind="eenn",

@@ -78,6 +78,7 @@ def write_firmware(
         _check_budget(core, sizes, budget)
         reference = _write_reference(network, tmp / REFERENCE)
         manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, budget, reference)
+        manifest.record_hashes(tmp)
         manifest.save(tmp)
     return manifest
 

@@ -87,7 +87,6 @@ class PlacementProblem:
                 raise ValueError(f"link {a} -> {b} names a node that does not exist")
         if sum(b.exit_fraction for b in self.blocks[:-1]) > 1 + 1e-9:
             raise ValueError("exit fractions add up to more than 1")
-        check_physics(self)
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -99,39 +98,6 @@ class PlacementProblem:
             shares.append(max(left, 0.0))
             left -= b.exit_fraction
         return shares
-
-
-def check_physics(problem: PlacementProblem) -> None:
-    """Interim, until the problem has a schema (issue 13, phase 2): every number finite, throughputs and memories
-    > 0, the rest >= 0, shares and accuracies at most 1, names unique; a ValueError naming the field otherwise."""
-    for kind, items in (("blocks", problem.blocks), ("nodes", problem.nodes)):
-        names = [item.name for item in items]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{kind}: names must be unique, got {names}")
-    # (field, value, > 0 rather than >= 0, upper bound or None)
-    fields = [
-        ("input_bits", problem.input_bits, False, None),
-        ("constraints.min_accuracy", problem.min_accuracy, False, 1),
-    ]
-    for i, b in enumerate(problem.blocks):
-        at = f"blocks[{i}]."
-        fields += [(at + "macs", b.macs, False, None), (at + "param_bytes", b.param_bytes, False, None)]
-        fields += [(at + "out_bits", b.out_bits, False, None), (at + "exit.exit_fraction", b.exit_fraction, False, 1)]
-        fields += [(at + "exit.accuracy", b.accuracy, False, 1)] if b.accuracy is not None else []
-        fields += [(f"{at}seconds.{node}", s, False, None) for node, s in (b.seconds or {}).items()]
-    for i, n in enumerate(problem.nodes):
-        at = f"nodes[{i}]."
-        fields += [(at + "macs_per_s", n.macs_per_s, True, None), (at + "power_w", n.power_w, False, None)]
-        fields += [(at + "memory_bytes", n.memory_bytes, True, None)]
-        fields += [(at + "flash_bytes", n.flash_bytes, False, None)] if n.flash_bytes is not None else []
-    for (a, b), link in problem.links.items():
-        fields += [(f"links[{a} -> {b}].{k}", v, False, None) for k, v in link.__dict__.items()]
-    for name, value, positive, high in fields:
-        if not math.isfinite(value) or value < 0 or (positive and value == 0) or (high is not None and value > high):
-            bound = ("> 0" if positive else ">= 0") + ("" if high is None else f" and <= {high}")
-            raise ValueError(f"{name}: must be finite and {bound}, got {value}")
-    if not problem.max_latency_s > 0:
-        raise ValueError(f"constraints.max_latency_s: must be > 0, got {problem.max_latency_s}")
 
 
 @dataclass
