@@ -4,6 +4,7 @@
 - `TapPoints`: return the activations at given points too (one backbone run collects every feature).
 - `SplitAtExits`: one function per segment between consecutive cuts, each ending in its exit.
 - `AnnotatePartition`: each segment function carries the target the placement gave it.
+- `QDQToInteger`: dequantize -> op -> quantize of a QDQ model becomes one integer op (eenn.int8.*).
 
 Points are named by ONNX tensor name (as `eenn_tvm.frontend` records them) or by Relax binding name.
 """
@@ -11,12 +12,14 @@ Points are named by ONNX tensor name (as `eenn_tvm.frontend` records them) or by
 from eenn_tvm.passes.cuts import binding_var, crossing_values, exit_points_of, resolve_point
 from eenn_tvm.passes.exits import InsertExits, TapPoints
 from eenn_tvm.passes.partition import TARGET_ATTR, AnnotatePartition, functions_on
+from eenn_tvm.passes.qdq import QDQToInteger
 from eenn_tvm.passes.split import SplitAtExits, segment_names, segments_only
 
 __all__ = [
     "TARGET_ATTR",
     "AnnotatePartition",
     "InsertExits",
+    "QDQToInteger",
     "SplitAtExits",
     "TapPoints",
     "binding_var",

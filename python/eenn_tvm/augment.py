@@ -24,6 +24,7 @@ from eenn_tvm.cache import CACHE
 from eenn_tvm.catalog import RULES
 from eenn_tvm.costs import CostFunction, MacCost
 from eenn_tvm.decision import confidence
+from eenn_tvm.documents import sha256_of
 from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
@@ -49,6 +50,7 @@ class Settings:
     cache_dir: Path | None = CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
     confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
+    int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
 
 
 @dataclass
@@ -103,7 +105,9 @@ def augment(
     if not analysis.exit_points:
         raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
     input_shape, classes = _io_of(model)
-    data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
+    data, train_idx, val_idx = datasets.load_split(
+        data_path, input_shape[1:], classes, settings.val_fraction, settings.seed, settings.calibration_path
+    )
     costs = cost(model, analysis) if cost else MacCost(analysis)
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
@@ -136,7 +140,14 @@ def augment(
         data_path,
         {"eenn": margin, "baseline": baseline_margin},
     )
-    _write(out, plan, model, analysis, trained, result, baseline, log, stage)
+    int8 = None
+    if settings.int8:
+        from eenn_tvm.quantize import add_int8  # heavy (onnxruntime's quantisation tooling); only with int8
+
+        def int8(folder: Path) -> None:
+            add_int8(folder, plan, data, train_idx, val_idx, log=log)
+
+    _write(out, plan, model, analysis, trained, result, baseline, log, stage, int8)
     return plan
 
 
@@ -157,24 +168,6 @@ def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
     """The candidate points nearest to the fixed cost fractions of the baseline (deduplicated)."""
     fractions = np.array([costs.reach(p) / costs.total() for p in analysis.exit_points])
     return sorted({int(np.abs(fractions - f).argmin()) for f in SDN_FRACTIONS})
-
-
-def _training_and_calibration(data_path, sample_shape, classes, settings: Settings):
-    """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
-
-    Without a calibration file a stratified share of the data sets the thresholds; with one (say, speakers or
-    patients the heads never saw) the thresholds are set on it alone.
-    """
-    data = datasets.load_npz(data_path, sample_shape, classes)
-    datasets.require_per_class(data, classes, str(data_path))
-    if settings.calibration_path is None:
-        datasets.require_split_fits(data.y, settings.val_fraction)
-        return (data, *datasets.split(data.y, settings.val_fraction, settings.seed))
-    calibration = datasets.load_npz(settings.calibration_path, sample_shape, classes)
-    datasets.require_per_class(calibration, classes, str(settings.calibration_path))
-    groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])
-    both = datasets.Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]), groups)
-    return both, np.arange(len(data)), np.arange(len(data), len(both))
 
 
 def check_settings(settings: Settings) -> None:
@@ -315,9 +308,11 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             accuracy_margin=margins,
             val_fraction=None if settings.calibration_path else settings.val_fraction,
             calibration_data=str(settings.calibration_path) if settings.calibration_path else None,
+            calibration_sha256=sha256_of(settings.calibration_path) if settings.calibration_path else None,
             seed=settings.seed,
             cost=costs.name,
             data=str(data_path),
+            data_sha256=sha256_of(Path(data_path)),
             validation_samples=trained.val_samples,
             candidate_points=len(analysis.exit_points),
             heads_trained=len(trained.heads),
@@ -343,6 +338,7 @@ def _write(
     baseline: Result,
     log,
     stage: _Stopwatch,
+    int8: Callable[[Path], None] | None = None,
 ) -> None:
     with atomic_folder(out, log) as tmp:
         (tmp / "heads").mkdir()
@@ -361,6 +357,9 @@ def _write(
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         stage.done("write")
+        if int8:
+            int8(tmp)
+            stage.done("int8")
         plan.search.seconds = stage.seconds
         write_report(tmp, plan)
         plan.record_hashes(tmp)

@@ -198,3 +198,28 @@ def _what_instead(path: Path) -> str:
     if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
         return "a text file"
     return "a file of another kind"
+
+
+def load_split(
+    path: str | Path,
+    sample_shape: tuple[int, ...],
+    classes: int,
+    val_fraction: float | None,
+    seed: int,
+    calibration_path: str | Path | None = None,
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
+
+    Without a calibration file a stratified share (`val_fraction`) of the data sets the thresholds; with one (say,
+    speakers or patients the heads never saw) the thresholds are set on it alone.
+    """
+    data = load_npz(path, sample_shape, classes)
+    require_per_class(data, classes, str(path))
+    if calibration_path is None:
+        require_split_fits(data.y, val_fraction)
+        return (data, *split(data.y, val_fraction, seed))
+    calibration = load_npz(calibration_path, sample_shape, classes)
+    require_per_class(calibration, classes, str(calibration_path))
+    groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])
+    both = Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]), groups)
+    return both, np.arange(len(data)), np.arange(len(data), len(both))

@@ -95,6 +95,11 @@ class FolderDocument(Document):
         written; a command that only adds a section keeps the hashes it read)."""
         self.hashes = {name: sha256_of(Path(folder) / name) for name in self.named_files()}
 
+    def check_named_files(self, folder: str | Path) -> None:
+        """Every file the document names checked as `named_file` does: before the folder is copied as a whole."""
+        for relative in self.named_files():
+            self.named_file(folder, relative)
+
     def named_file(self, folder: str | Path, relative: str) -> Path:
         """`relative`, a file the document names, in `folder`: inside it once symlinks are resolved, there, and the
         very file the document was written with; anything else is one EennError line."""

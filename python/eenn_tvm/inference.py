@@ -4,6 +4,8 @@ Two engines: `tvm` runs the host module `augment` built (exit logic compiled in)
 eenn.onnx and applies the plan's rule and thresholds in numpy, so the figures can be checked
 independently. Beside them, on the same data: the original model (the first output of eenn.onnx) and
 the Shallow-Deep-Networks style baseline (baseline.onnx with its one threshold), both in onnxruntime.
+With dtype int8, also the int8 network (`eenn-tvm quantize`) both ways: eenn_int8.onnx with its thresholds in
+numpy, and the integer host module; and how often the two agree.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from eenn_tvm import onnx_runtime
 from eenn_tvm.data import Dataset
 from eenn_tvm.decision import confidence
+from eenn_tvm.errors import EennError
 from eenn_tvm.plan import Plan, PlannedExit, macs_by_exit
 from eenn_tvm.textui import progress
 
@@ -34,28 +37,30 @@ class RunResult:
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
     sdn_baseline: dict | None  # the Shallow-Deep-Networks style baseline on the same data (None: infeasible)
     seconds: float
+    int8: dict | None = None  # with dtype int8: the int8 network in onnxruntime and TVM, and how often they agree
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> RunResult:
+def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtype: str = "float32") -> RunResult:
     folder = Path(folder)
     start = time.perf_counter()
+    if dtype == "int8" and plan.int8 is None:
+        raise EennError(f"{folder} has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first")
     eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), data)
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
         exit_index, pred = _run_tvm(plan.artifact(folder, "host_module"), data)
     elif engine == "onnxruntime":
-        exit_index, pred = _apply_thresholds(plan.exits, plan.decision, eenn_outputs)
+        exit_index, pred = _apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
     sdn = None
     if plan.baseline.feasible:
         sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), data)
-        sdn = _figures(
-            plan.baseline.exits, plan, data, *_apply_thresholds(plan.baseline.exits, plan.decision, sdn_outputs)
-        )
+        sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
+        sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
     ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
     return RunResult(
@@ -66,8 +71,24 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
         total_macs=plan.model.total_macs,
         **ours,
         sdn_baseline=sdn,
+        int8=_run_int8(folder, plan, data) if dtype == "int8" else None,
         seconds=time.perf_counter() - start,
     )
+
+
+def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
+    """The int8 network in onnxruntime (eenn_int8.onnx, thresholds applied in numpy) and in TVM (the integer host
+    module), and the share of samples on which both give the same class at the same exit."""
+    outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
+    model_pred = np.array([o[0].argmax() for o in outputs])
+    ort_exit, ort_pred = _apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
+    tvm_exit, tvm_pred = _run_tvm(plan.artifact(folder, "int8_host_module"), data)
+    return {
+        "model_accuracy": float((model_pred == data.y).mean()),
+        "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
+        "tvm": _figures(plan.exits, plan, data, tvm_exit, tvm_pred),
+        "agreement": float(((ort_exit == tvm_exit) & (ort_pred == tvm_pred)).mean()),
+    }
 
 
 def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np.ndarray, pred: np.ndarray) -> dict:
@@ -92,17 +113,21 @@ def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return exits, preds
 
 
+def _thresholds(exits: list[PlannedExit]) -> list[float]:
+    return [e.threshold for e in exits]
+
+
 def _apply_thresholds(
-    exits: list[PlannedExit], rule: str, outputs: list[list[np.ndarray]]
+    thresholds: list[float], rule: str, outputs: list[list[np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample."""
     n = len(outputs)
-    exit_index = np.full(n, len(exits), np.int64)
+    exit_index = np.full(n, len(thresholds), np.int64)
     preds = np.array([o[0].argmax() for o in outputs])
     alive = np.ones(n, bool)
-    for i, e in enumerate(exits):
+    for i, threshold in enumerate(thresholds):
         logits = np.concatenate([o[1 + i] for o in outputs])
-        leave = alive & (confidence(logits, rule) >= np.float32(e.threshold))
+        leave = alive & (confidence(logits, rule) >= np.float32(threshold))
         exit_index[leave] = i
         preds[leave] = logits[leave].argmax(1)
         alive &= ~leave

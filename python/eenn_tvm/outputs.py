@@ -95,13 +95,13 @@ def atomic_folder(output: Output, log: Log = lambda _: None) -> Iterator[Path]:
                 folder.rmdir()
 
 
-def write_file_atomically(path: Path, text: str, log: Log = lambda _: None) -> None:
+def write_file_atomically(path: Path, content: str | bytes, log: Log = lambda _: None) -> None:
     """Written beside and renamed over `path`: a reader never sees half a file, and a failure leaves nothing."""
     _clear_stale(path, log)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         with stop_signals_raise():
-            partial.write_text(text)
+            partial.write_bytes(content.encode() if isinstance(content, str) else content)
             partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
@@ -110,6 +110,23 @@ def write_file_atomically(path: Path, text: str, log: Log = lambda _: None) -> N
 def check_writable_file(path: Path) -> None:
     """Before any work: whether `path` (a file to be written or replaced) can be written."""
     _check_writable(path, str(path), "make the folder writable")
+
+
+def check_output_file(path: str | Path, inputs: Iterable[str | Path | None], force: bool) -> None:
+    """Before any work, for a command whose -o is one file (quantize's int8 model): a new file, or with --force an
+    existing one, but never one of the command's inputs, a folder or a symlink; and writable."""
+    path, shown = Path(path), f"-o {path}"
+    target = Path(os.path.abspath(path))
+    if target.is_symlink():
+        raise EennError(f"{shown}: is a symlink (to {os.readlink(target)}): give -o a file path that is not a symlink")
+    if target.is_dir():
+        raise EennError(f"{shown}: is a folder: give -o the file to write")
+    for given in (Path(p) for p in inputs if p is not None):
+        if given.resolve() == target.resolve():
+            raise EennError(f"{shown}: is {given}, an input of this command: give -o a new file")
+    if target.exists() and not force:
+        raise EennError(f"{shown}: exists: give -o a new file, or add --force to replace it")
+    _check_writable(target, shown, "choose another -o")
 
 
 @contextlib.contextmanager
@@ -154,7 +171,7 @@ def _refuse_foreign(target: Path, shown: str, kind: str) -> None:
     entries = sorted(p.name for p in target.iterdir())
     if not entries:
         return
-    written = _marked_kind(target)
+    written = marked_kind(target)
     if written is None:
         example = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         raise EennError(
@@ -167,7 +184,8 @@ def _refuse_foreign(target: Path, shown: str, kind: str) -> None:
         )
 
 
-def _marked_kind(folder: Path) -> str | None:
+def marked_kind(folder: Path) -> str | None:
+    """The kind of eenn-tvm output `folder` is (its marker), None when eenn-tvm did not write it."""
     try:
         marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):

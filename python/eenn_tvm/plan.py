@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from eenn_tvm.catalog import RULES
 from eenn_tvm.documents import (
@@ -28,7 +28,7 @@ from eenn_tvm.documents import (
 )
 from eenn_tvm.errors import EennError
 from eenn_tvm.placement.problem_file import ProblemFile
-from eenn_tvm.targets.mcu.manifest import FirmwareManifest
+from eenn_tvm.targets.mcu import MANIFEST_FILE
 
 FORMAT = "eenn-tvm plan"
 VERSION = 2  # 2: the SHA-256 of every file the plan names
@@ -37,26 +37,28 @@ VERSION = 2  # 2: the SHA-256 of every file the plan names
 Point = Annotated[list[Finite], Field(min_length=2, max_length=2)]  # on a Pareto front: [cost, accuracy]
 
 
+def _a_confidence(threshold: float) -> float:
+    if not (0 <= threshold <= 1 or threshold == math.inf):
+        raise ValueError("must be a number between 0 and 1 (or Infinity: the exit never fires)")
+    return threshold
+
+
+# A sample leaves when its confidence (in [0, 1] for every rule) reaches it; infinity: never.
+Threshold = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_a_confidence)]
+
+
 class PlannedExit(Document):
     index: Count
     point: str  # ONNX tensor name in the (simplified) model
     binding: str  # Relax binding name
     shape: list[Size] = Field(min_length=2)  # (1, channels, *spatial)
     head: str  # head kind, see heads.HEAD_KINDS (the weights file says which it is)
-    # a sample leaves when its confidence (in [0, 1] for every rule) reaches it; infinity: never (the SDN baseline
-    # when only the original model meets the floor)
-    threshold: float = Field(allow_inf_nan=True)
+    # infinity: never (the SDN baseline when only the original model meets the floor)
+    threshold: Threshold
     macs_to_reach: Count  # backbone MACs up to the point
     head_macs: Count
     head_param_bytes: Count
     weights: RelativePath  # .npz file of the head's layers
-
-    @field_validator("threshold")
-    @classmethod
-    def _a_confidence(cls, threshold: float) -> float:
-        if not (0 <= threshold <= 1 or threshold == math.inf):
-            raise ValueError("must be a number between 0 and 1 (or Infinity: the exit never fires)")
-        return threshold
 
 
 class PredictedFigures(Document):
@@ -120,9 +122,11 @@ class SearchRecord(Document):
     accuracy_margin: dict[str, NonNegative]  # "eenn", "baseline": the statistical margin added to the floor
     val_fraction: Fraction | None  # None: thresholds set on calibration_data
     calibration_data: str | None
+    calibration_sha256: Sha256 | None  # so that `quantize` is given the very files augment was
     seed: Count
     cost: str  # "macs", or e.g. "energy on device"
     data: str
+    data_sha256: Sha256
     validation_samples: Count
     candidate_points: Count
     heads_trained: Count
@@ -138,6 +142,8 @@ class Artifacts(Document):
     eenn_onnx: RelativePath
     baseline_onnx: RelativePath | None  # None: the baseline is infeasible
     report: RelativePath
+    eenn_int8_onnx: RelativePath | None = None  # `eenn-tvm quantize` or `augment --int8`: the int8 network (QDQ)
+    int8_host_module: RelativePath | None = None  # the same made integer by QDQToInteger, built for this host
 
 
 class Figures(Document):
@@ -179,7 +185,7 @@ class DeployedTier(Document):
     def file(self) -> str:
         """The file that stands for the artefact: the host module, or the firmware folder's manifest (which holds
         the hashes of the folder's own files)."""
-        return f"{self.artifact}/{FirmwareManifest.file}" if self.kind == "mcu" else self.artifact
+        return f"{self.artifact}/{MANIFEST_FILE}" if self.kind == "mcu" else self.artifact
 
 
 class Deployment(Document):
@@ -188,6 +194,20 @@ class Deployment(Document):
     platform: str
     platform_file: RelativePath  # the platform's TOML, copied beside the plan
     tiers: list[DeployedTier]
+
+
+class Int8Network(Document):
+    """`eenn-tvm quantize` or `augment --int8`: the int8 form of the early-exit network (artifacts eenn_int8_onnx,
+    int8_host_module), its thresholds searched again on its own confidences; figures on the plan's validation split."""
+
+    calibration_samples: Size  # from the heads' training split, stratified
+    thresholds: list[Threshold]  # one per exit of the plan; infinity: the exit never fires in the int8 network
+    model_accuracy: Fraction  # the int8 model alone (no exits)
+    validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
+    float_thresholds_accuracy: Fraction  # the int8 network with the float plan's thresholds, for comparison
+    accuracy_margin: NonNegative
+    meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
+    ops: dict[Literal["integer", "float"], dict[str, Count]]  # op kind -> count in the network after QDQToInteger
 
 
 class Plan(FolderDocument):
@@ -202,6 +222,7 @@ class Plan(FolderDocument):
     artifacts: Artifacts
     placement: PlacementRecord | None = None
     deployment: Deployment | None = None
+    int8: Int8Network | None = None
     hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of every file named above
     version: Literal[2] = VERSION
 
@@ -242,6 +263,18 @@ class Plan(FolderDocument):
         if segments != [f"segment_{i}" for i in range(len(self.exits) + 1)]:
             raise ValueError(f"deployment.tiers: run segments {segments}, not every segment once and in order")
         return self
+
+    @field_validator("int8")
+    @classmethod
+    def _fits_the_plan(cls, int8: Int8Network | None, info: ValidationInfo) -> Int8Network | None:
+        exits, artifacts = info.data.get("exits"), info.data.get("artifacts")
+        if int8 is None or exits is None or artifacts is None:  # no int8, or the plan's own fields are invalid
+            return int8
+        if len(int8.thresholds) != len(exits):
+            raise ValueError(f"thresholds: one per exit ({len(exits)}), got {len(int8.thresholds)}")
+        if artifacts.eenn_int8_onnx is None or artifacts.int8_host_module is None:
+            raise ValueError("artifacts.eenn_int8_onnx and artifacts.int8_host_module must name its files")
+        return int8
 
     def named_files(self) -> list[str]:
         """Every file the plan names, relative to its folder."""

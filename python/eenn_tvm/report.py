@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from eenn_tvm.plan import Plan, SearchRecord
+from eenn_tvm.quantized.network import describe_ops
+from eenn_tvm.textui import threshold_text
 
 
 def write_report(folder: Path, plan: Plan) -> None:
@@ -48,6 +50,7 @@ def write_report(folder: Path, plan: Plan) -> None:
         f"Search: {s.candidate_points} candidate points, {s.heads_trained} heads trained; seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in s.seconds.items()),
         "",
+        *_int8_lines(plan),
     ]
     (folder / "report.md").write_text("\n".join(lines))
 
@@ -60,6 +63,33 @@ def _baseline_row(plan: Plan) -> str:
         f"| SDN-style baseline ({len(plan.baseline.exits)} exits, one threshold) | {100 * b.accuracy:.2f} % | "
         f"{b.mean_macs:,.0f} | {100 * (1 - b.mac_fraction):.1f} % |"
     )
+
+
+def _int8_lines(plan: Plan) -> list[str]:
+    """The int8 network (`eenn-tvm quantize`): its figures beside the float ones, on the same validation split."""
+    q = plan.int8
+    if q is None:
+        return []
+    v, total = q.validation, plan.model.total_macs
+    thresholds = ", ".join(map(threshold_text, q.thresholds))
+    return [
+        "## int8",
+        "",
+        f"`{plan.artifacts.eenn_int8_onnx}` (QDQ, calibrated on {q.calibration_samples} training samples), built by "
+        f"`QDQToInteger` into `{plan.artifacts.int8_host_module}`; thresholds searched again on its own validation "
+        "confidences "
+        f"({thresholds}). See docs/int8.md.",
+        "",
+        "| | accuracy | mean MACs / inference | MAC reduction |",
+        "|---|---|---|---|",
+        f"| int8 model | {100 * q.model_accuracy:.2f} % | {total:,} | – |",
+        f"| **int8 early-exit network** | {100 * v.accuracy:.2f} % | {v.mean_macs:,.0f} | "
+        f"{100 * (1 - v.mac_fraction):.1f} % |",
+        f"| the same with the float thresholds | {100 * q.float_thresholds_accuracy:.2f} % | | |",
+        "",
+        describe_ops(q.ops) + ".",
+        "",
+    ]
 
 
 def _pyplot():

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, computed_field, model_validator
 
 from eenn_tvm.documents import Count, Document, FolderDocument, RelativePath, Sha256, Size
 from eenn_tvm.errors import EennError
+from eenn_tvm.targets.mcu import MANIFEST_FILE
 from eenn_tvm.targets.mcu.cores import CORES
 
 MAX_CLASSES = 1 << 16  # what a microcontroller classifier can output: a bound on what verify allocates
@@ -91,7 +92,7 @@ class FirmwareManifest(FolderDocument):
     budget: Budget
     hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of the ELF and the reference
 
-    file: ClassVar[str] = "firmware.json"
+    file: ClassVar[str] = MANIFEST_FILE
     missing: ClassVar[str] = "not a firmware folder (no firmware.json): make one with `eenn-tvm build`"
     remedy: ClassVar[str] = "run `eenn-tvm build` again"
 

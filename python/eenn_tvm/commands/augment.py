@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from eenn_tvm.commands.options import (
@@ -14,6 +16,7 @@ from eenn_tvm.commands.options import (
     savings_table,
     settings_from,
 )
+from eenn_tvm.commands.quantize import show_int8
 from eenn_tvm.outputs import Output
 from eenn_tvm.textui import format_table
 
@@ -21,9 +24,17 @@ from eenn_tvm.textui import format_table
 @click.command("augment")
 @click.argument("model", type=click.Path(dir_okay=False))
 @augment_options
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Also quantise the early-exit network to int8 and search its thresholds again on its own confidences "
+    "(as `eenn-tvm quantize OUT` does).",
+)
 @input_shape_option
 @json_option
-def command(model, data_path, out, force, platform_name, objective, cost_model_path, input_shapes, as_json, **search):
+def command(
+    model, data_path, out, force, platform_name, objective, cost_model_path, int8, input_shapes, as_json, **search
+):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
     Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
@@ -32,7 +43,7 @@ def command(model, data_path, out, force, platform_name, objective, cost_model_p
     """
     from eenn_tvm.augment import augment
 
-    settings = settings_from(**search)
+    settings = replace(settings_from(**search), int8=int8)
     output = Output.of(
         out, "augment", augment_inputs(model, data_path, settings, platform_name, cost_model_path), force
     )
@@ -71,6 +82,9 @@ def command(model, data_path, out, force, platform_name, objective, cost_model_p
             ],
         )
     )
+    if plan.int8:
+        show_int8(plan, out)
+        return
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
 
 

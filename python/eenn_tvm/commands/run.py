@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eenn_tvm.catalog import ENGINES
+from eenn_tvm.catalog import DTYPES, ENGINES
 from eenn_tvm.commands.options import echo_json, json_option, savings_table
 from eenn_tvm.textui import format_table
 
@@ -33,9 +33,16 @@ from eenn_tvm.textui import format_table
     show_default=True,
     help="For a `compile` output: run the deployment tier by tier (the microcontroller in QEMU).",
 )
+@click.option(
+    "--dtype",
+    default="float32",
+    show_default=True,
+    type=click.Choice(DTYPES),
+    help="int8: also the int8 network (from `eenn-tvm quantize`), in onnxruntime and as TVM's integer host module.",
+)
 @click.option("--n", "count", type=click.IntRange(min=1), help="Run only the first N samples.")
 @json_option
-def command(out, data_path, engine, tiers, count, as_json):
+def command(out, data_path, engine, tiers, dtype, count, as_json):
     """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time."""
     from eenn_tvm.data import Dataset, load_npz
     from eenn_tvm.inference import run
@@ -48,23 +55,33 @@ def command(out, data_path, engine, tiers, count, as_json):
     if plan.deployment and tiers:
         _run_tiers(out, plan, data, as_json)
         return
-    result = run(out, plan, data, engine)
+    result = run(out, plan, data, engine, dtype)
     if as_json:
         echo_json(result.to_json())
         return
     click.echo(f"{plan.model.name} on {result.samples} samples ({engine}):")
-    click.echo(
-        savings_table(
-            result.baseline_accuracy,
-            result.total_macs,
-            [("early-exit network", result.to_json()), ("SDN baseline", result.sdn_baseline)],
-        )
-    )
+    rows = [("early-exit network", result.to_json())]
+    if result.int8:
+        q = result.int8
+        rows += [
+            ("int8 model (onnxruntime)", {"accuracy": q["model_accuracy"], "mean_macs": result.total_macs}),
+            ("int8 early-exit network (TVM)", q["tvm"]),
+            ("int8 early-exit network (onnxruntime)", q["onnxruntime"]),
+        ]
+    rows.append(("SDN baseline", result.sdn_baseline))
+    click.echo(savings_table(result.baseline_accuracy, result.total_macs, rows))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo(
         "exits: "
         + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram))
     )
+    if result.int8:
+        histogram = result.int8["tvm"]["exit_histogram"]
+        click.echo("int8 exits (TVM): " + ", ".join(f"{label} {n}" for label, n in zip(labels, histogram)))
+        click.echo(
+            f"the int8 TVM module and onnxruntime agree on class and exit for "
+            f"{100 * result.int8['agreement']:.2f}% of the samples"
+        )
 
 
 def _run_tiers(out, plan, data, as_json) -> None:
