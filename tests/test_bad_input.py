@@ -287,6 +287,9 @@ VERIFY = ["verify", "fw", "--data", "data.npz"]
 COSTED = [*AUGMENT, "--platform", "m4-edge", "--cost-model", "t.json", *OUT]
 PROFILE = ["profile", "--platform", "bad.toml", "--workloads", "0"]
 MAP_PROBLEM = ["map", "--problem", "p.json"]
+Q_DATA = ["--data", "data.npz"]
+QUANTIZE = ["quantize", "model.onnx", *Q_DATA]
+QUANTIZE_EENN = ["quantize", "eenn", *Q_DATA]
 ELF = "bin/eenn_verify.elf"
 MANIFEST = {"format": "eenn-tvm-firmware", "version": 2, "kind": "model", "model": "m", "target": "cortex-m4"}
 MANIFEST |= {"machine": "mps2-an386", "kernels": "llvm", "input_name": "x", "input_shape": [1, 1, 28, 28]}
@@ -696,6 +699,107 @@ CASES = [
         "p.json: expected an object, got a list",
         problem_edited(lambda d: [d]),
     ),
+    # quantize: a model into one new file, an augment output in place or into a new folder; the data augment had
+    c("quantize-model-missing", ["quantize", "nope.onnx", *Q_DATA, "-o", "q.onnx"], "Path 'nope.onnx' does not exist"),
+    c(
+        "quantize-model-broken",
+        ["quantize", "t.onnx", *Q_DATA, "-o", "q.onnx"],
+        "t.onnx: not an ONNX model",
+        text_file("t.onnx"),
+    ),
+    c(
+        "quantize-data-of-another-shape",
+        ["quantize", "model.onnx", "--data", "d.npz", "-o", "q.onnx"],
+        "d.npz: samples are 1x10x28 but the model takes 1x28x28",
+        data_with("d.npz", lambda d: d.update(x=d["x"][:, :, :10])),
+    ),
+    c(
+        "quantize-data-a-text-file",
+        ["quantize", "model.onnx", "--data", "t.npz", "-o", "q.onnx"],
+        "is a text file",
+        text_file("t.npz"),
+    ),
+    c("quantize-without-o", QUANTIZE, "give -o FILE.onnx"),
+    c(
+        "quantize-o-an-existing-file",
+        [*QUANTIZE, "-o", "old.onnx"],
+        "-o old.onnx: exists: give -o a new file, or add --force to replace it",
+        text_file("old.onnx"),
+    ),
+    c(
+        "quantize-o-the-model-forced",
+        [*QUANTIZE, "-o", "model.onnx", "--force"],
+        "is model.onnx, an input of this command",
+    ),
+    c("quantize-o-the-data-forced", [*QUANTIZE, "-o", "data.npz", "--force"], "is data.npz, an input of this command"),
+    c("quantize-o-a-folder", [*QUANTIZE, "-o", "mine"], "-o mine: is a folder: give -o the file to write", user_folder),
+    c("quantize-o-a-symlink-forced", [*QUANTIZE, "-o", "link", "--force"], "-o link: is a symlink", symlink),
+    c(
+        "quantize-o-in-an-unwritable-folder",
+        [*QUANTIZE, "-o", "locked/q.onnx"],
+        "locked is not writable",
+        locked("locked"),
+    ),
+    c(
+        "quantize-no-calibration-samples",
+        [*QUANTIZE, "--calibration-samples", "0", "-o", "q.onnx"],
+        "0 is not in the range",
+    ),
+    c(
+        "quantize-o-a-folder-of-the-users",
+        [*QUANTIZE_EENN, "-o", "mine"],
+        "-o mine: is a folder eenn-tvm did not write (it holds notes.txt)",
+        eenn,
+        user_folder,
+    ),
+    c(
+        "quantize-o-its-source",
+        [*QUANTIZE_EENN, "-o", "eenn", "--force"],
+        "-o eenn: is eenn, an input of this command",
+        eenn,
+    ),
+    c("quantize-o-the-current-folder", [*QUANTIZE_EENN, "-o", "."], "-o .: is the current folder", eenn),
+    c(
+        "quantize-in-place-a-folder-eenn-tvm-did-not-write",
+        QUANTIZE_EENN,
+        "eenn: eenn-tvm did not write this folder",
+        eenn,
+        removed(f"eenn/{MARKER}"),
+    ),
+    c(
+        "quantize-data-not-augments",
+        ["quantize", "eenn", "--data", "d.npz", "-o", "q"],
+        "d.npz: not the data augment was given",
+        eenn,
+        data_with("d.npz", lambda d: d.update(y=d["y"][::-1].copy())),
+    ),
+    c(
+        "quantize-a-file-swapped",
+        [*QUANTIZE_EENN, "-o", "q"],
+        "eenn/eenn.onnx: changed since plan.json was written (its SHA-256 differs)",
+        eenn,
+        overwritten("eenn/eenn.onnx", b"another model"),
+    ),
+    c(
+        "quantize-a-file-leads-out",
+        [*QUANTIZE_EENN, "-o", "q"],
+        "eenn: heads/exit_0.npz leads outside the folder",
+        eenn,
+        heads_moved_out,
+    ),
+    c(
+        "quantize-plan-data-hash-not-hex",
+        [*QUANTIZE_EENN, "-o", "q"],
+        "search.data_sha256: must be a SHA-256",
+        plan_with(("search", "data_sha256"), "abc"),
+    ),
+    c(
+        "plan-int8-file-climbs-out",
+        [*RUN, "--dtype", "int8"],
+        "artifacts.eenn_int8_onnx: must be a path relative to the folder and inside it, got '../model.onnx'",
+        plan_with(("artifacts", "eenn_int8_onnx"), "../model.onnx"),
+    ),
+    c("run-int8-without-an-int8-network", [*RUN, "--dtype", "int8"], "run `eenn-tvm quantize eenn", eenn),
 ]
 
 

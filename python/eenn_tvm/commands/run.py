@@ -49,6 +49,7 @@ def command(out, data_path, engine, tiers, dtype, count, as_json):
     from eenn_tvm.plan import Plan
 
     plan = Plan.load(out)
+    plan.check_named_files(out)  # every file, before the first progress line
     data = load_npz(data_path, tuple(plan.model.input_shape[1:]), plan.model.classes)
     if count:
         data = Dataset(data.x[:count], data.y[:count])
