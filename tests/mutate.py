@@ -1,13 +1,18 @@
-"""Seeded random mutations of a document (parsed JSON or TOML), for the fuzz tests: what a careless edit, a bad
-merge or a hostile hand leaves in a file. Deterministic for a seed; each mutation says what it did."""
+"""Seeded random mutations of a document (parsed JSON or TOML) and of a data file (.npz), for the fuzz tests: what a
+careless edit, a bad merge, a damaged download or a hostile hand leaves in a file. Deterministic for a seed; each
+mutation says what it did."""
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import random
 import re
+import zipfile
+
+import numpy as np
 
 # Values that break assumptions: wrong types, non-finite and out-of-range numbers, paths out of a folder.
 ODD_VALUES = [
@@ -145,3 +150,64 @@ def _toml_value(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
     return json.dumps(str(value))
+
+
+def npz_mutation(arrays: dict, seed: int) -> tuple[bytes, str]:
+    """A .npz file made from `arrays` (not changed) with one random defect, and what it is: damaged bytes, arrays of
+    other types, shapes or values, a header that lies about its array's size, pickled objects."""
+    rng = random.Random(seed)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    kind = rng.choice(["flip", "cut", "dtype", "shape", "value", "drop", "extra", "lying-header", "objects"])
+    name = rng.choice(sorted(arrays))
+    a = arrays[name]
+    if kind == "dtype":
+        arrays[name] = a.astype(
+            rng.choice([np.float16, np.float64, np.int8, np.uint8, np.int64, np.bool_, np.complex64])
+        )
+    elif kind == "shape":
+        arrays[name] = rng.choice(
+            [a[:0], a[:1], a.reshape(len(a), -1), a[..., None], a.ravel()[:1].reshape(()), a[:-1]]
+        )
+    elif kind == "value":
+        arrays[name] = a.copy()
+        arrays[name].flat[rng.randrange(a.size)] = rng.choice(
+            [np.nan, np.inf, -1.0, 1e12] if a.dtype.kind == "f" else [-1, 10**9]
+        )
+    elif kind == "drop":
+        del arrays[name]
+    elif kind == "extra":
+        arrays[rng.choice(["groups", "z", name + "_"])] = np.arange(rng.choice([0, 3, len(a)]))
+    elif kind == "objects":
+        arrays[name] = np.array([{"x": 1}] * 3, dtype=object)
+    members = {k: _npy(v) for k, v in arrays.items()}
+    if kind == "lying-header":
+        members[name] = _npy(a, (10**12, *a.shape[1:]))
+    data = _zip(members)
+    if kind == "flip":
+        data = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        data = bytes(data)
+    elif kind == "cut":
+        data = data[: rng.randrange(len(data))]
+    shape = f" -> {arrays[name].dtype}{arrays[name].shape}" if name in arrays and kind in ("dtype", "shape") else ""
+    return data, f"{kind} {name}{shape}"
+
+
+def _npy(array: np.ndarray, shape: tuple | None = None) -> bytes:
+    """The .npy form of `array`, its header declaring `shape` (default: its own)."""
+    out = io.BytesIO()
+    if shape is None:
+        np.save(out, array, allow_pickle=True)
+        return out.getvalue()
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(out, header)
+    return out.getvalue() + array.tobytes()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+    return out.getvalue()

@@ -1,8 +1,9 @@
-"""Random mutations of valid documents (plan.json, firmware.json, a placement problem, a platform file) through the
-command line: whatever a mutation does, a command ends as promised (exit 0, or 2 with one line; verify also 1 with
-its MISMATCH verdict), never with an internal error. Seeded: a failure names the seed and the mutations, and
-`mutate.mutations(document, seed)` gives the same document again. The fast set tries a few of each; the slow set
-many more, and the platform through `map`, which uses every number of it."""
+"""Random mutations of valid documents (plan.json, firmware.json, a placement problem, a platform file) and of a
+data file (.npz) through the command line: whatever a mutation does, a command ends as promised (exit 0, or 2 with
+one line; verify also 1 with its MISMATCH verdict), never with an internal error. Seeded: a failure names the seed
+and the mutations, and `mutate.mutations(document, seed)` (`mutate.npz_mutation(arrays, seed)`) gives the same file
+again. The fast set tries a few of each; the slow set many more, and the platform through `map`, which uses every
+number of it. (Seeded mutations rather than hypothesis, which the environment does not have.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 from conftest import REPO
-from mutate import mutations, to_toml
+from mutate import mutations, npz_mutation, to_toml
 from test_bad_input import fake_firmware
 from test_cli import run_cli
 
@@ -135,4 +137,28 @@ def test_many_mutated_platform_files_are_used_by_map_or_refused_in_one_line(mlp_
         return ["map", plan_folder, "--platform", path], path
 
     seen = fuzz_platform(range(SLOW), place)
+    assert seen.get(0) and seen.get(2), seen
+
+
+def fuzz_npz(mlp_assets, plan_folder, tmp_path, seeds) -> dict[int, int]:
+    """Each seed's damaged copy of the data `run` is given (the command that reads data and is quick to succeed)."""
+    arrays = dict(np.load(mlp_assets / "data.npz"))
+    seen: dict[int, int] = {}
+    for seed in seeds:
+        data, what = npz_mutation(arrays, seed)
+        path = tmp_path / f"d{seed}.npz"
+        path.write_bytes(data)
+        code = assert_as_promised(["run", plan_folder, "--data", path, "--n", "2"], [f"seed {seed}", what])
+        seen[code] = seen.get(code, 0) + 1
+    return seen
+
+
+def test_a_damaged_data_file_is_read_or_refused_in_one_line(mlp_assets, plan_folder, tmp_path):
+    seen = fuzz_npz(mlp_assets, plan_folder, tmp_path, range(2 * FAST))
+    assert seen.get(2), seen
+
+
+@pytest.mark.slow
+def test_many_damaged_data_files_are_read_or_refused_in_one_line(mlp_assets, plan_folder, tmp_path):
+    seen = fuzz_npz(mlp_assets, plan_folder, tmp_path, range(2 * FAST, SLOW))
     assert seen.get(0) and seen.get(2), seen
