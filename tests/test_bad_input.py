@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from conftest import REPO
 from test_cli import run_cli
@@ -951,3 +952,35 @@ def test_a_damaged_feature_cache_is_computed_again_and_said_so(mlp_assets, tmp_p
         doc["search"].pop("seconds")
         doc["hashes"].pop("report.md")  # it holds the timings
     assert strip[0] == strip[1]
+
+
+@pytest.mark.slow
+def test_quantize_in_place_hashes_the_int8_files_and_a_swapped_one_is_refused(mlp_assets, tmp_path):
+    folder = tmp_path / "eenn"
+    shutil.copytree(mlp_assets / "eenn", folder, symlinks=True)
+    code, _, stderr = run_cli("quantize", folder, "--data", mlp_assets / "data.npz")
+    assert code == 0, stderr
+    plan = json.loads((folder / "plan.json").read_text())
+    for name in ("eenn_int8.onnx", "eenn_int8_host.so", "eenn.onnx", "report.md"):
+        assert plan["hashes"][name] == hashlib.sha256((folder / name).read_bytes()).hexdigest(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eenn"]  # nothing left beside it
+    shutil.copy(folder / "eenn_host.so", folder / "eenn_int8_host.so")
+    code, stdout, stderr = run_cli("run", folder, "--data", mlp_assets / "data.npz", "--dtype", "int8", "--n", "5")
+    assert (code, stdout) == (2, "")
+    assert stderr.strip().splitlines() == [
+        f"eenn-tvm: error: {folder}/eenn_int8_host.so: changed since plan.json was written (its SHA-256 differs): "
+        "run `eenn-tvm augment` again"
+    ]
+
+
+@pytest.mark.slow
+def test_quantize_replaces_an_existing_model_file_only_with_force(mlp_assets, tmp_path):
+    target = tmp_path / "int8.onnx"
+    target.write_text("the user's file\n")
+    args = ["quantize", mlp_assets / "model.onnx", "--data", mlp_assets / "data.npz", "-o", target]
+    code, _, stderr = run_cli(*args)
+    assert code == 2 and "exists" in stderr and target.read_text() == "the user's file\n"
+    code, _, stderr = run_cli(*args, "--force")
+    assert code == 0, stderr
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(target)).graph.node)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
