@@ -74,11 +74,10 @@ class Network:
         other exits, e.g. the SDN baseline's) over the backbone saved in `folder`."""
         folder = Path(folder)
         plan = plan or Plan.load(folder)
-        model_file = folder / plan.artifacts.model_onnx
-        if not model_file.is_file():
-            raise EennError(f"{folder}: has no {model_file.name}: run `eenn-tvm augment` again")
-        model = import_onnx(model_file, {plan.model.input_name: tuple(plan.model.input_shape)})
-        exits = [(e.point, Head.load(folder / e.weights), e.threshold) for e in plan.exits]
+        model = import_onnx(plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)})
+        classes = plan.model.classes
+        heads = [Head.load(plan.named_file(folder, e.weights), e.head, e.shape, classes) for e in plan.exits]
+        exits = [(e.point, head, e.threshold) for e, head in zip(plan.exits, heads)]
         return cls(
             name=plan.model.name,
             kind="eenn",
@@ -90,7 +89,7 @@ class Network:
             output_is_probability=ends_in_softmax(model.onnx),
             exits=list(plan.exits),
             total_macs=plan.model.total_macs,
-            reference=folder / plan.artifacts.host_module,
+            reference=plan.artifact(folder, "host_module"),
             backbone=model.mod["main"],
         )
 

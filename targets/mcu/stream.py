@@ -51,7 +51,7 @@ class BoardStream:
     def __init__(self, folder: Path, manifest: FirmwareManifest):
         if manifest.stream_elf is None:
             raise EennError(f"{folder}: the firmware has no stream program: build it again with `eenn-tvm compile`")
-        self.elf = (Path(folder) / manifest.stream_elf).resolve()
+        self.elf = manifest.artifact(folder, "stream_elf").resolve()
         self.manifest = manifest
         self._record = record_dtype(manifest.classes)
         self._work = tempfile.TemporaryDirectory(prefix="eenn-board-")

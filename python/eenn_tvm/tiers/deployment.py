@@ -90,7 +90,9 @@ class LiveDeployment:
     def firmware(self) -> FirmwareManifest:
         if self.device.deployed.kind != "mcu":
             raise EennError(f"{self.folder}: the first tier ({self.device.name}) is not a microcontroller")
-        return FirmwareManifest.load(self.folder / self.device.deployed.artifact)
+        deployed = self.device.deployed
+        self.plan.named_file(self.folder, deployed.file)  # firmware.json itself, as compile wrote it
+        return FirmwareManifest.load(self.folder / deployed.artifact)
 
     def _hand_over_dtype(self, deployed: DeployedTier) -> np.dtype:
         if deployed.kind == "mcu" and deployed.hands_over is not None:

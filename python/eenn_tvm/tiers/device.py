@@ -46,7 +46,7 @@ def run_device(
     log: Callable[[str], None] = lambda _: None,
 ) -> dict:
     manifest = deployment.firmware()
-    platform = Platform.load(deployment.folder / deployment.plan.deployment.platform_file)
+    platform = Platform.load(deployment.plan.named_file(deployment.folder, deployment.plan.deployment.platform_file))
     target = platform.target(deployment.device.name)
     seconds_per_instruction = target.cycles_per_instruction / target.clock_hz
     gateway = None
@@ -159,7 +159,7 @@ def recorded_hand_overs(deployment: LiveDeployment, x: np.ndarray) -> list[tuple
     replays."""
     manifest = deployment.firmware()
     folder = deployment.folder / deployment.device.deployed.artifact
-    run = run_in_qemu(folder / manifest.elf, manifest.machine, x, manifest.classes)
+    run = run_in_qemu(manifest.artifact(folder, "elf"), manifest.machine, x, manifest.classes)
     handed = np.flatnonzero(run.status == EENN_CONTINUE)
     tensors = np.frombuffer(run.live, manifest.hand_over.dtype).reshape(-1, *manifest.hand_over.shape)
     return [

@@ -25,13 +25,13 @@ class Outcome:
 class TierModule:
     def __init__(self, deployment: LiveDeployment, tier: LiveTier):
         plan = deployment.plan
-        module = HostModule.load(deployment.folder / tier.deployed.artifact)
+        module = HostModule.load(plan.named_file(deployment.folder, tier.deployed.file))
         self._runner = EarlyExitRunner(module, tier.deployed.segments, tier.first_segment, end=deployment.end)
         self._end = deployment.end
         self._rule = plan.decision
         # The end of the network answers with its own output's confidence: the max softmax probability, as the
         # firmware computes it, or the output itself where the model ends in a softmax.
-        self._end_is_probability = ends_in_softmax(onnx.load(str(deployment.folder / plan.artifacts.model_onnx)))
+        self._end_is_probability = ends_in_softmax(onnx.load(str(plan.artifact(deployment.folder, "model_onnx"))))
 
     def infer(self, x: np.ndarray) -> Outcome:
         exit_index, out = self._runner.infer(x)
