@@ -35,6 +35,7 @@ import onnx
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import load_onnx, resolve_input_shapes, simplify
 from eenn_tvm.macs import node_macs
+from eenn_tvm.outputs import Output
 from eenn_tvm.quantize import quantize_model
 from eenn_tvm.targets.mcu.build import build_firmware
 from eenn_tvm.targets.mcu.cores import CORES, core_named
@@ -129,7 +130,8 @@ def measure(workload: dict, core: str, build: str, scratch: Path) -> dict:
     options = {"kernel_kind": kernels, "flash_budget": 8 << 20, "ram_budget": RAM_FOR_ALL, **BUILDS[build]}
     row = {"model": workload["name"], "core": core, "build": build}
     try:
-        manifest = build_firmware(workload["int8" if build == "int8" else "float32"], core, out, **options)
+        source = workload["int8" if build == "int8" else "float32"]
+        manifest = build_firmware(source, core, Output.of(out, "firmware", [source]), **options)
     except EennError as err:
         return row | {"error": str(err)}
     result = verify(out, workload["data"], workload["samples"])

@@ -75,7 +75,7 @@ class Network:
             input_name=input_name,
             input_shape=list(shape),
             classes=_classes(model.onnx),
-            output_is_probability=_ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model.onnx),
             reference=model.onnx,
             backbone=model.mod["main"],
             dtype="int8" if int8 else "float32",
@@ -88,11 +88,10 @@ class Network:
         other exits, e.g. the SDN baseline's) over the backbone saved in `folder`."""
         folder = Path(folder)
         plan = plan or Plan.load(folder)
-        model_file = folder / plan.artifacts.model_onnx
-        if not model_file.is_file():
-            raise EennError(f"{folder}: has no {model_file.name}: run `eenn-tvm augment` again")
-        model = import_onnx(model_file, {plan.model.input_name: tuple(plan.model.input_shape)})
-        exits = [(e.point, Head.load(folder / e.weights), e.threshold) for e in plan.exits]
+        model = import_onnx(plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)})
+        classes = plan.model.classes
+        heads = [Head.load(plan.named_file(folder, e.weights), e.head, e.shape, classes) for e in plan.exits]
+        exits = [(e.point, head, e.threshold) for e, head in zip(plan.exits, heads)]
         return cls(
             name=plan.model.name,
             kind="eenn",
@@ -101,10 +100,10 @@ class Network:
             input_name=plan.model.input_name,
             input_shape=list(plan.model.input_shape),
             classes=plan.model.classes,
-            output_is_probability=_ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model.onnx),
             exits=list(plan.exits),
             total_macs=plan.model.total_macs,
-            reference=folder / plan.artifacts.host_module,
+            reference=plan.artifact(folder, "host_module"),
             backbone=model.mod["main"],
         )
 
@@ -113,19 +112,20 @@ class Network:
         """The int8 early-exit network `eenn-tvm quantize` added to an augment output, with its own thresholds."""
         from eenn_tvm.quantize import imported  # onnxruntime's quantisation tooling: only for int8
 
-        float32 = cls.from_augment(folder)
         plan = Plan.load(folder)
         if plan.int8 is None:
             raise EennError(
                 f"{folder}: has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first, "
                 "or build it with --dtype float32"
             )
-        model = imported(onnx.load(str(Path(folder) / plan.artifacts.eenn_int8_onnx)), plan.model.name)
+        float32 = cls.from_augment(folder, plan)
+        qdq_model = plan.artifact(folder, "eenn_int8_onnx")
+        model = imported(onnx.load(str(qdq_model)), plan.model.name)
         float32.mod = int8_early_exit_module(model, plan.int8.thresholds, plan.decision)
         float32.exits = [e.model_copy(update={"threshold": t}) for e, t in zip(plan.exits, plan.int8.thresholds)]
-        float32.reference = Path(folder) / plan.artifacts.int8_host_module
+        float32.reference = plan.artifact(folder, "int8_host_module")
         float32.dtype = "int8"
-        float32.qdq_model = Path(folder) / plan.artifacts.eenn_int8_onnx
+        float32.qdq_model = qdq_model
         float32.decision = plan.decision
         return float32
 
@@ -155,7 +155,7 @@ def is_qdq(model: onnx.ModelProto) -> bool:
     return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
-def _ends_in_softmax(model: onnx.ModelProto) -> bool:
+def ends_in_softmax(model: onnx.ModelProto) -> bool:
     """Whether the first output comes out of a Softmax (perhaps through reshapes): then it is the confidence."""
     producer = {out: node for node in model.graph.node for out in node.output}
     node = producer.get(model.graph.output[0].name)

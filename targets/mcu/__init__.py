@@ -8,3 +8,6 @@ verify.py checks a build: qemu.py runs it on an emulated core, the host runs the
 Cortex-M cores and their QEMU boards. The kernel library is runtime/eenn_nn.h (C); nn_library.py is its Python
 face (parameter structs, scratch sizes), nn_runner.py runs single calls of it for tests and bench/kernels.py.
 """
+
+# The firmware folder's manifest, by name: what a plan's MCU tier stands for (plan.py need not load the backend).
+MANIFEST_FILE = "firmware.json"

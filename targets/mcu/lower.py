@@ -18,6 +18,7 @@ import tvm
 from tvm import relax, tirx
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.passes import segments_only
 from eenn_tvm.targets.mcu import nn_library as nn
 from eenn_tvm.targets.mcu.library import LibraryCalls, is_generic_name
 from eenn_tvm.targets.mcu.patterns import float32_patterns
@@ -140,7 +141,7 @@ def lowering_pipeline() -> tvm.transform.Pass:
 def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> Program:
     """Lower the named segment functions of `mod` (chained: each takes the first output of the one before); with
     `use_library`, what the kernel library runs becomes its calls, the rest TVM's kernels."""
-    only_segments = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint in segments})
+    only_segments = segments_only(mod, segments)
     integer_ops = {gv: f for gv, f in mod.functions.items() if _is_composite(f)}
     library = LibraryCalls(chain=segments)
     with tvm.transform.PassContext(opt_level=3):

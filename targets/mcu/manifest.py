@@ -2,46 +2,52 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field, model_validator
 
-from eenn_tvm.documents import Document, FolderDocument
+from eenn_tvm.documents import Count, Document, FolderDocument, RelativePath, Sha256, Size
+from eenn_tvm.errors import EennError
+from eenn_tvm.plan import Threshold
+from eenn_tvm.targets.mcu import MANIFEST_FILE
+from eenn_tvm.targets.mcu.cores import CORES
 
+MAX_CLASSES = 1 << 16  # what a microcontroller classifier can output: a bound on what verify allocates
 FORMAT = "eenn-tvm-firmware"
-VERSION = 1
+VERSION = 2  # 2: the SHA-256 of every file it names (ELFs, references)
 
 
 class HandOver(Document):
     """The tensor the device's last segment hands to the next tier when its exit does not fire."""
 
     tensor: str
-    shape: list[int]
-    dtype: str
-    bytes: int
+    shape: list[Size]
+    dtype: Literal["float32"]
+    bytes: Size
     layout: str = ""  # NCHW, NCW: the model's own (the next tier continues from it as the model has it)
 
 
 class ExitCost(Document):
-    index: int
+    index: Count
     point: str
-    macs_to_reach: int
-    head_macs: int
+    macs_to_reach: Count
+    head_macs: Count
 
 
 class Int8Reference(Document):
     """An int8 firmware's second reference: onnxruntime on the QDQ model, the exits' thresholds applied in numpy."""
 
-    onnx: str  # relative to the folder
-    thresholds: list[float]  # one per exit (infinity: never)
+    onnx: RelativePath
+    thresholds: list[Threshold]  # one per exit (infinity: never)
     decision: str | None  # the confidence rule; None without exits
 
 
 class MemoryFigures(Document):
-    arena_bytes: int
-    lower_bound_bytes: int  # the most bytes alive at once
-    workspace_bytes: int
-    stack_reserved_bytes: int
+    arena_bytes: Count
+    lower_bound_bytes: Count  # the most bytes alive at once
+    workspace_bytes: Count
+    stack_reserved_bytes: Count
 
 
 class Sizes(Document):
@@ -49,13 +55,13 @@ class Sizes(Document):
 
     model_config = ConfigDict(extra="ignore")  # flash and ram are written for people, and computed when read
 
-    code: int
-    weights: int
-    data: int
-    arena: int
-    workspace: int
-    other_bss: int
-    stack: int
+    code: Count
+    weights: Count
+    data: Count
+    arena: Count
+    workspace: Count
+    other_bss: Count
+    stack: Count
 
     @computed_field
     @property
@@ -69,35 +75,72 @@ class Sizes(Document):
 
 
 class Budget(Document):
-    flash: int
-    ram: int
+    flash: Count
+    ram: Count
 
 
 class FirmwareManifest(FolderDocument):
     format: Literal["eenn-tvm-firmware"] = FORMAT
-    version: Literal[1] = VERSION
+    version: Literal[2] = VERSION
     kind: Literal["model", "eenn"]
     model: str
     core: str = Field(alias="target")  # the Cortex-M core it is built for
     machine: str  # the QEMU board that runs it
     dtype: Literal["float32", "int8"] = "float32"
     int8: Int8Reference | None = None  # int8: onnxruntime's reference (`reference` is the int8 host module)
-    kernels: str  # "library" (the kernel library, TVM's kernels for the rest), or TVM's only: "llvm" or "c"
-    codegen: str = "llvm"  # how TVM's kernels are compiled: "llvm" (Thumb objects) or "c" (gcc)
+    kernels: Literal["library", "llvm", "c"]  # the kernel library (TVM's kernels for the rest), or TVM's only
+    codegen: Literal["llvm", "c"] = "llvm"  # how TVM's kernels are compiled: Thumb objects, or C through gcc
     input_name: str
-    input_shape: list[int]
-    classes: int
-    segments: int  # of the whole network
-    device_segments: int  # the first ones, built here
+    input_shape: list[Size] = Field(min_length=1)
+    classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
+    segments: Size  # of the whole network
+    device_segments: Size  # the first ones, built here
     hand_over: HandOver | None  # None: the device runs the network to its end
     exits: list[ExitCost]
-    total_macs: int | None
-    reference: str | None  # relative to the folder: what verify compares with on the host
-    elf: str  # relative to the folder
+    total_macs: Count | None
+    reference: RelativePath | None  # what verify compares with on the host
+    elf: RelativePath
+    stream_elf: RelativePath | None = (
+        None  # the same over UART0, for a live deployment (firmware built before it: None)
+    )
     memory: MemoryFigures
     sizes: Sizes
     budget: Budget
+    hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of every file in named_files()
 
-    file: ClassVar[str] = "firmware.json"
+    file: ClassVar[str] = MANIFEST_FILE
     missing: ClassVar[str] = "not a firmware folder (no firmware.json): make one with `eenn-tvm build`"
     remedy: ClassVar[str] = "run `eenn-tvm build` again"
+
+    @model_validator(mode="after")
+    def _runs_on_its_board(self) -> FirmwareManifest:
+        if self.core not in CORES:
+            raise ValueError(f"target: expected one of {', '.join(CORES)}, got {self.core!r}")
+        if self.machine != CORES[self.core].board.machine:
+            raise ValueError(f"machine: {self.core} runs on {CORES[self.core].board.machine}, not {self.machine!r}")
+        if self.device_segments > self.segments:
+            raise ValueError(f"device_segments: more than segments ({self.segments})")
+        if (self.hand_over is None) != (self.device_segments == self.segments):
+            raise ValueError("hand_over: given exactly when the device runs only the first segments")
+        if (self.int8 is None) != (self.dtype == "float32"):
+            raise ValueError("int8: given exactly when dtype is int8")
+        if self.int8 is not None and len(self.int8.thresholds) != len(self.exits):
+            raise ValueError(f"int8: thresholds: one per exit ({len(self.exits)})")
+        if self.int8 is not None and not self.int8.onnx.endswith(".onnx"):
+            raise ValueError(f"int8: onnx: an ONNX file, not {self.int8.onnx!r}")
+        # the ONNX model, or a host module: the early-exit network's, or an int8 model's integer one
+        suffix = ".onnx" if self.kind == "model" and self.dtype == "float32" else ".so"
+        if self.reference is not None and not self.reference.endswith(suffix):
+            raise ValueError(f"reference: a {self.kind} is checked against a {suffix} file, not {self.reference!r}")
+        return self
+
+    def named_files(self) -> list[str]:
+        int8_onnx = self.int8.onnx if self.int8 else None
+        return [self.elf] + [name for name in (self.reference, self.stream_elf, int8_onnx) if name]
+
+    def artifact(self, folder: str | Path, name: str) -> Path:
+        """The file the manifest names as `name` ("elf", "reference"), checked (see `named_file`)."""
+        relative = getattr(self, name)
+        if relative is None:
+            raise EennError(f"{folder}: has no {name}: {self.remedy}")
+        return self.named_file(folder, relative)

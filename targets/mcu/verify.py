@@ -73,11 +73,14 @@ def verify(
     (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
     manifest = FirmwareManifest.load(folder)
+    reference = manifest.artifact(folder, "reference")
+    elf = manifest.artifact(folder, "elf")
+    qdq_model = manifest.named_file(folder, manifest.int8.onnx) if manifest.int8 else None
     data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
     data = Dataset(data.x[:n], data.y[:n])
     log(f"running {len(data)} samples on {manifest.machine if on == 'qemu' else 'this host'}")
-    device = _run(folder, manifest, data, on)
-    exits, scores = _reference(folder / manifest.reference, manifest, data)
+    device = _run(folder, elf, manifest, data, on)
+    exits, scores = _reference(reference, manifest, data)
     final = len(manifest.exits)
     same_exit = device.exit_index == exits
     errors = np.abs(device.scores - scores).max(axis=1)
@@ -99,16 +102,16 @@ def verify(
         stack_bytes_used=device.stack_bytes,
         arena_bytes=memory.arena_bytes,
         ram_lower_bound_bytes=memory.lower_bound_bytes + memory.workspace_bytes,
-        onnxruntime_agreement=_onnxruntime_agreement(folder, manifest, data, device),
+        onnxruntime_agreement=_onnxruntime_agreement(qdq_model, manifest, data, device),
         plan_vs_measured=_plan_vs_measured(device, manifest, final),
         target=manifest.core,
         machine=manifest.machine if on == "qemu" else "host",
     )
 
 
-def _run(folder: Path, manifest: FirmwareManifest, data: Dataset, on: str) -> Run:
+def _run(folder: Path, elf: Path, manifest: FirmwareManifest, data: Dataset, on: str) -> Run:
     if on == "qemu":
-        return run_in_qemu(folder / manifest.elf, manifest.machine, data.x, manifest.classes)
+        return run_in_qemu(elf, manifest.machine, data.x, manifest.classes)
     with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
         compile_project(folder, Path(build), cross=False, sanitize=True)
         return run_on_host(Path(build) / "eenn_verify", data.x, manifest.classes)
@@ -127,12 +130,14 @@ def _reference(path: Path, manifest: FirmwareManifest, data: Dataset) -> tuple[n
     return np.zeros(len(data), np.int64), np.stack(outputs)
 
 
-def _onnxruntime_agreement(folder: Path, manifest: FirmwareManifest, data: Dataset, device: Run) -> float | None:
-    if manifest.int8 is None:
+def _onnxruntime_agreement(
+    qdq_model: Path | None, manifest: FirmwareManifest, data: Dataset, device: Run
+) -> float | None:
+    if qdq_model is None:
         return None
     from eenn_tvm.inference import apply_thresholds
 
-    outputs = onnx_runtime.run_each(onnx_runtime.session(folder / manifest.int8.onnx), data.x)
+    outputs = onnx_runtime.run_each(onnx_runtime.session(qdq_model), data.x)
     exits, classes = apply_thresholds(manifest.int8.thresholds, manifest.int8.decision, outputs)
     return float(((exits == device.exit_index) & (classes == device.class_index)).mean())
 
