@@ -3,10 +3,12 @@ arm-none-eabi-gcc compiles, `eenn-tvm verify` runs it in qemu-system-arm (or bui
 AddressSanitizer and UndefinedBehaviorSanitizer) and compares every sample with onnxruntime or TVM."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import zoo
 from conftest import MLPERF, REPO
@@ -68,13 +70,19 @@ def test_the_kernel_library_runs_every_layer_of_resnet8_with_its_scratch_in_an_a
     assert memory["arena_bytes"] == memory["lower_bound_bytes"] and memory["workspace_bytes"] == 0
 
 
-def test_mlperf_resnet8_in_int8_on_cortex_m4_equals_the_integer_host_module_in_a_third_of_the_flash(
-    firmware, mlperf_model, tmp_path
-):
-    int8_model = tmp_path / "resnet8_int8.onnx"
+@pytest.fixture(scope="session")
+def resnet8_int8(mlperf_model, tmp_path_factory):
+    """MLPerf ResNet-8 quantised by `eenn-tvm quantize` on the CIFAR images."""
+    int8_model = tmp_path_factory.mktemp("quantized") / "resnet8_int8.onnx"
     code, _, stderr = run_cli("quantize", mlperf_model("resnet8_cifar10"), "--data", CIFAR_IMAGES, "-o", int8_model)
     assert code == 0, stderr
-    folder, manifest = firmware(int8_model, "cortex-m4")
+    return int8_model
+
+
+def test_mlperf_resnet8_in_int8_on_cortex_m4_equals_the_integer_host_module_in_a_third_of_the_flash(
+    firmware, mlperf_model, resnet8_int8
+):
+    folder, manifest = firmware(resnet8_int8, "cortex-m4")
     driver = (folder / "eenn_model.c").read_text()
     assert (
         manifest["dtype"] == "int8" and driver.count("  eenn_conv_s8(&") == 9 and driver.count("  eenn_add_s8(&") == 3
@@ -87,6 +95,21 @@ def test_mlperf_resnet8_in_int8_on_cortex_m4_equals_the_integer_host_module_in_a
     _, float32 = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
     assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
     assert manifest["memory"]["arena_bytes"] == manifest["memory"]["lower_bound_bytes"]
+
+
+def test_an_int8_firmware_hashes_its_qdq_model_and_stream_program_and_verify_refuses_a_swapped_qdq_model(
+    firmware, resnet8_int8, tmp_path
+):
+    folder, manifest = firmware(resnet8_int8, "cortex-m4")
+    qdq_model, stream_elf = manifest["int8"]["onnx"], manifest["stream_elf"]
+    assert {qdq_model, stream_elf, manifest["reference"], manifest["elf"]} <= set(manifest["hashes"])
+    assert (folder / stream_elf).is_file() and manifest["reference"].endswith(".so")
+    copy = tmp_path / "fw"
+    shutil.copytree(folder, copy)
+    model = onnx.load(str(copy / qdq_model))
+    model.doc_string = "edited"
+    onnx.save(model, str(copy / qdq_model))
+    assert_one_line_error(("verify", copy, "--data", CIFAR_IMAGES), f"{copy / qdq_model}: changed since firmware.json")
 
 
 @pytest.mark.slow
