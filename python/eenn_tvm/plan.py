@@ -82,7 +82,9 @@ class SearchRecord(Document):
 
     max_accuracy_drop: float
     confidence: float
-    accuracy_margin: dict[str, float]  # "eenn", "baseline": the statistical margin added to the floor
+    accuracy_margin: dict[str, float]  # "eenn", "baseline": validation accuracy kept above the floor
+    # "eenn", "baseline": p-value of the drop test that certified the cascade (eenn_tvm.guarantee; 1: no exit)
+    p_value: dict[str, float] = Field(default_factory=dict)
     val_fraction: float | None  # None: thresholds set on calibration_data
     calibration_data: str | None
     seed: int

@@ -1,0 +1,128 @@
+"""The tolerance as a finite-sample guarantee: thresholds chosen by Learn-then-Test (Angelopoulos et al., 2021).
+
+The statement: if new samples are drawn from the same distribution as the calibration split (exchangeable with it),
+the accuracy drop of the early-exit network against the original model on them, in expectation, exceeds the
+tolerance with probability at most 1 - confidence over the draw of the calibration split.
+
+How: the calibration split is cut in two (by group when the samples carry groups). On the first part, the search
+proposes one cascade per accuracy floor, from "lose nothing" to "lose the whole tolerance": a sequence fixed before
+the second part is looked at. On the second part, each cascade in turn is tested against H0 "its drop exceeds the
+tolerance" at level 1 - confidence, stopping at the first that is not rejected (fixed-sequence testing: the
+family-wise error stays at 1 - confidence without a Bonferroni split). Every rejected cascade keeps the tolerance,
+with that probability, all at once; the cheapest of them on the whole split is chosen. None rejected: no exit.
+
+The test (per cascade): a sample's loss is +1 when the original model is right and the cascade wrong, -1 for the
+reverse, 0 when they agree in correctness; the drop is its mean, p+ - p-. Given the k samples that disagree, the
+harmed ones are binomial(k, q) with q = p+ / (p+ + p-), and the drop exceeds the tolerance t only if q > (1 + t/d)/2
+where d = p+ + p- is the disagreement rate. With d bounded above by an exact (Clopper-Pearson) bound at level
+NUISANCE_SHARE of the error, that is one exact binomial tail (Berger and Boos' p-value for a nuisance parameter).
+Unlike a bound on harms alone it credits the samples an exit gets right that the original got wrong.
+
+With groups (speakers, patients) the samples are not independent: the counts are divided by the design effect (the
+cluster-robust variance of the loss over the independent one), which makes the test an approximation there, not
+exact; exact would need many groups (tens of groups cannot certify a 1-point tolerance distribution-free).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.special import betainc, betaincinv
+
+from eenn_tvm.search import Result, SearchProblem, correct_of, outcome_of
+
+SELECTION_SHARE = 0.5  # of the calibration split, proposes the cascades; the rest tests them
+LEVELS = 10  # accuracy floors the proposals span, from no loss to the whole tolerance
+NUISANCE_SHARE = 0.1  # of the error level spent on the upper bound of the disagreement rate
+SPLIT_SEED = 0
+
+
+@dataclass
+class Certified:
+    """The chosen cascade and what the test said about the sequence."""
+
+    result: Result  # outcome on the whole calibration split
+    p_value: float  # of the chosen cascade (1.0: no exit, nothing to test)
+    tested: int  # cascades tested before the sequence stopped
+    passed: int  # of those, rejected H0 (they keep the tolerance)
+
+
+def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchProblem, confidence: float) -> Certified:
+    """The cheapest cascade `solve` proposes whose drop against the original model passes the test at level
+    1 - confidence. The tolerance is the problem's: the original model's accuracy minus its floor."""
+    tolerance = max(float(problem.final_correct.mean()) - problem.min_accuracy, 0.0)
+    error = 1.0 - confidence
+    selection, testing = _split(problem)
+    select_accuracy = float(selection.final_correct.mean())
+    chosen, chosen_p, tested, passed, front = [], 1.0, 0, 0, []
+    best_cost, previous = outcome_of(problem, []).mean_cost, None
+    for level in np.linspace(0.0, tolerance, LEVELS + 1):
+        proposed = solve(replace(selection, min_accuracy=select_accuracy - level))
+        if proposed.exits == previous:
+            continue
+        previous, front, tested = proposed.exits, proposed.pareto, tested + 1
+        p = drop_p_value(testing.final_correct, correct_of(testing, proposed.exits), tolerance, error, testing.groups)
+        if p > error:
+            break
+        passed += 1
+        cost = outcome_of(problem, proposed.exits).mean_cost
+        if cost < best_cost:
+            chosen, chosen_p, best_cost = proposed.exits, p, cost
+    # The front is the last proposal's, traced on the selection part: the report's picture of the trade-off.
+    return Certified(Result(chosen, outcome_of(problem, chosen), front), chosen_p, tested, passed)
+
+
+def drop_p_value(
+    reference_correct: np.ndarray,
+    correct: np.ndarray,
+    tolerance: float,
+    error: float,
+    groups: np.ndarray | None = None,
+) -> float:
+    """A valid p-value for H0 "the expected drop, reference accuracy minus this accuracy, exceeds `tolerance`" from
+    paired per-sample correctness (exact for independent samples; see the module's docstring), for a test at level
+    `error` (a share of which bounds the disagreement rate)."""
+    reference_correct, correct = np.asarray(reference_correct, bool), np.asarray(correct, bool)
+    harmed = float(np.sum(reference_correct & ~correct))
+    disagree = harmed + float(np.sum(~reference_correct & correct))
+    n = float(len(correct))
+    if groups is not None:
+        shrink = 1.0 / _design_effect(reference_correct.astype(float) - correct, groups)
+        harmed, disagree, n = harmed * shrink, disagree * shrink, n * shrink
+    nuisance = NUISANCE_SHARE * error
+    rate_bound = 1.0 if disagree >= n else float(betaincinv(disagree + 1, n - disagree, 1 - nuisance))
+    if rate_bound <= tolerance:  # even if every disagreement were a harm, the drop would be within tolerance
+        return nuisance
+    q0 = (1.0 + tolerance / rate_bound) / 2
+    return min(1.0, nuisance + _binomial_cdf(harmed, disagree, q0))
+
+
+def _binomial_cdf(x: float, n: float, p: float) -> float:
+    """P(Binomial(n, p) <= x), continuous in n and x (counts shrunk by a design effect need not be whole)."""
+    if x >= n:
+        return 1.0
+    return float(betainc(n - x, x + 1, 1 - p))
+
+
+def _design_effect(loss: np.ndarray, groups: np.ndarray) -> float:
+    """The cluster-robust variance of the mean loss over the independent one (at least 1)."""
+    n = len(loss)
+    independent = float(np.var(loss, ddof=1)) / n if n > 1 else 0.0
+    if independent == 0.0:
+        return 1.0
+    _, member = np.unique(groups, return_inverse=True)
+    sums = np.bincount(member, weights=loss - loss.mean())
+    g = len(sums)
+    clustered = g / max(g - 1, 1) * float(np.square(sums).sum()) / n**2
+    return max(1.0, clustered / independent)
+
+
+def _split(problem: SearchProblem) -> tuple[SearchProblem, SearchProblem]:
+    """(selection, testing) parts of the calibration split, whole groups to one side when there are groups."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    units = np.arange(problem.samples) if problem.groups is None else np.unique(problem.groups)
+    chosen = rng.permutation(units)[: max(1, round(SELECTION_SHARE * len(units)))]
+    in_selection = np.isin(np.arange(problem.samples) if problem.groups is None else problem.groups, chosen)
+    return problem.subset(np.flatnonzero(in_selection)), problem.subset(np.flatnonzero(~in_selection))
