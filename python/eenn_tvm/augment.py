@@ -117,7 +117,7 @@ def augment(
     stage.done("features")
     costs = cost(model, analysis) if cost else MacCost(analysis)
     groups = None if data.groups is None else data.groups[val_idx]
-    trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
+    trained = train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
 
     certified = trained.settle(search, settings.confidence)
@@ -191,7 +191,9 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
     return next(iter(model.input_shapes.values())), dims[1]
 
 
-def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
+def train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
+    """A head per (point, kind) trained on `train_idx`, and the search problem on `val_idx` (bench/guarantee.py
+    re-splits it)."""
     jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
     y_val = labels[val_idx]
 

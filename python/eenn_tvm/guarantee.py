@@ -5,11 +5,14 @@ the accuracy drop of the early-exit network against the original model on them, 
 tolerance with probability at most 1 - confidence over the draw of the calibration split.
 
 How: the calibration split is cut in two (by group when the samples carry groups). On the first part, the search
-proposes one cascade per accuracy floor, from "lose nothing" to "lose the whole tolerance": a sequence fixed before
-the second part is looked at. On the second part, each cascade in turn is tested against H0 "its drop exceeds the
-tolerance" at level 1 - confidence, stopping at the first that is not rejected (fixed-sequence testing: the
-family-wise error stays at 1 - confidence without a Bonferroni split). Every rejected cascade keeps the tolerance,
-with that probability, all at once; the cheapest of them on the whole split is chosen. None rejected: no exit.
+proposes a cascade (exits, heads, thresholds) within the tolerance there, and a path leads to it from the most
+cautious: the same exits with raised thresholds, each letting out a growing share of the samples the proposal lets
+out, up to all of them. The path is fixed before the second part is looked at. On the second part, each cascade
+along the path is tested against H0 "its drop exceeds the tolerance" at level 1 - confidence, stopping at the first
+that is not rejected (fixed-sequence testing: the family-wise error stays at 1 - confidence without a Bonferroni
+split). Every rejected cascade keeps the tolerance, with that probability, all at once; the cheapest of them on the
+whole split is chosen. None rejected: no exit. (A sequence of proposals at growing floors would start with cascades
+that lose nothing on the first part but churn many answers, which the test cannot clear: the path starts safe.)
 
 The test (per cascade): a sample's loss is +1 when the original model is right and the cascade wrong, -1 for the
 reverse, 0 when they agree in correctness; the drop is its mean, p+ - p-. Given the k samples that disagree, the
@@ -31,10 +34,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import betainc, betaincinv
 
-from eenn_tvm.search import Result, SearchProblem, correct_of, outcome_of
+from eenn_tvm.search import Exit, Result, SearchProblem, correct_of, outcome_of
 
-SELECTION_SHARE = 0.5  # of the calibration split, proposes the cascades; the rest tests them
-LEVELS = 10  # accuracy floors the proposals span, from no loss to the whole tolerance
+SELECTION_SHARE = 0.5  # of the calibration split, proposes the cascade; the rest tests the path to it
+PATH_STEPS = 50  # cascades on the path from the most cautious to the proposal
 NUISANCE_SHARE = 0.1  # of the error level spent on the upper bound of the disagreement rate
 SPLIT_SEED = 0
 
@@ -50,28 +53,43 @@ class Certified:
 
 
 def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchProblem, confidence: float) -> Certified:
-    """The cheapest cascade `solve` proposes whose drop against the original model passes the test at level
-    1 - confidence. The tolerance is the problem's: the original model's accuracy minus its floor."""
+    """The cheapest cascade on the path to `solve`'s proposal whose drop against the original model passes the test
+    at level 1 - confidence. The tolerance is the problem's: the original model's accuracy minus its floor."""
     tolerance = max(float(problem.final_correct.mean()) - problem.min_accuracy, 0.0)
     error = 1.0 - confidence
     selection, testing = _split(problem)
-    select_accuracy = float(selection.final_correct.mean())
-    chosen, chosen_p, tested, passed, front = [], 1.0, 0, 0, []
-    best_cost, previous = outcome_of(problem, []).mean_cost, None
-    for level in np.linspace(0.0, tolerance, LEVELS + 1):
-        proposed = solve(replace(selection, min_accuracy=select_accuracy - level))
-        if proposed.exits == previous:
-            continue
-        previous, front, tested = proposed.exits, proposed.pareto, tested + 1
-        p = drop_p_value(testing.final_correct, correct_of(testing, proposed.exits), tolerance, error, testing.groups)
+    proposed = solve(replace(selection, min_accuracy=float(selection.final_correct.mean()) - tolerance))
+    chosen, chosen_p, tested, passed = [], 1.0, 0, 0
+    best_cost = outcome_of(problem, []).mean_cost
+    for exits in _path(selection, proposed.exits):
+        tested += 1
+        p = drop_p_value(testing.final_correct, correct_of(testing, exits), tolerance, error, testing.groups)
         if p > error:
             break
         passed += 1
-        cost = outcome_of(problem, proposed.exits).mean_cost
+        cost = outcome_of(problem, exits).mean_cost
         if cost < best_cost:
-            chosen, chosen_p, best_cost = proposed.exits, p, cost
-    # The front is the last proposal's, traced on the selection part: the report's picture of the trade-off.
-    return Certified(Result(chosen, outcome_of(problem, chosen), front), chosen_p, tested, passed)
+            chosen, chosen_p, best_cost = exits, p, cost
+    # The front is the proposal's, traced on the selection part: the report's picture of the trade-off.
+    return Certified(Result(chosen, outcome_of(problem, chosen), proposed.pareto), chosen_p, tested, passed)
+
+
+def _path(selection: SearchProblem, proposal: list[Exit]) -> list[list[Exit]]:
+    """Cascades from the most cautious to the proposal: at step s of PATH_STEPS, each exit lets out the share s of
+    the selection samples the proposal lets out there (its threshold raised to match); exits that let none out are
+    left out, so their heads cost nothing."""
+    path = []
+    for share in np.linspace(0.0, 1.0, PATH_STEPS + 1)[1:]:
+        exits = []
+        for e in proposal:
+            ranked = np.sort(selection.options[e.option].confidence)[::-1]
+            leaving = int(np.count_nonzero(ranked >= np.float32(e.threshold)))
+            k = int(np.floor(share * leaving + 1e-9))
+            if k > 0:
+                exits.append(replace(e, threshold=e.threshold if k == leaving else float(ranked[k - 1])))
+        if exits and (not path or exits != path[-1]):
+            path.append(exits)
+    return path
 
 
 def drop_p_value(
