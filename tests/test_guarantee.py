@@ -4,6 +4,7 @@ tolerance against the original model (on the whole population) in at most 1 - co
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from eenn_tvm.data import load_split
 from eenn_tvm.guarantee import drop_p_value, learn_then_test
@@ -37,15 +38,18 @@ def test_the_drop_exceeds_the_tolerance_in_at_most_one_minus_confidence_of_the_c
     assert plain > 0.3 * draws  # the draws are hard enough for the guarantee to matter
 
 
-def test_the_p_value_is_valid_at_the_boundary_of_the_null():
-    """Drops exactly at the tolerance (harms 3 %, helps 1 %): the test rejects in at most its level of the draws."""
+@pytest.mark.parametrize("credit_helps", [True, False])
+@pytest.mark.parametrize("harm, help", [(0.03, 0.01), (0.02, 0.0)])
+def test_the_p_value_is_valid_at_the_boundary_of_the_null(harm, help, credit_helps):
+    """Drops exactly at the tolerance (harms minus helps = 2 %): the test rejects in at most its level of the draws,
+    with the helps credited and with the harms alone."""
     rng = np.random.default_rng(3)
     rejected = 0
     for _ in range(400):
         u = rng.random(2000)
-        reference = u >= 0.01  # the 1 % the cascade helps: the original is wrong there
-        cascade = (u < 0.01) | (u >= 0.04)  # the 3 % it harms
-        rejected += drop_p_value(reference, cascade, 0.02, error=0.1) <= 0.1
+        reference = u >= help  # the cascade is right where the original is wrong
+        cascade = (u < help) | (u >= help + harm)  # and wrong where it is right
+        rejected += drop_p_value(reference, cascade, 0.02, 0.1, credit_helps=credit_helps) <= 0.1
     assert rejected <= 0.1 * 400 + 12
 
 

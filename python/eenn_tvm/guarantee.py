@@ -19,7 +19,10 @@ reverse, 0 when they agree in correctness; the drop is its mean, p+ - p-. Given 
 harmed ones are binomial(k, q) with q = p+ / (p+ + p-), and the drop exceeds the tolerance t only if q > (1 + t/d)/2
 where d = p+ + p- is the disagreement rate. With d bounded above by an exact (Clopper-Pearson) bound at level
 NUISANCE_SHARE of the error, that is one exact binomial tail (Berger and Boos' p-value for a nuisance parameter).
-Unlike a bound on harms alone it credits the samples an exit gets right that the original got wrong.
+Unlike a bound on harms alone it credits the samples an exit gets right that the original got wrong; the harms alone
+(an exact binomial test of their rate, which bounds the drop) prove more when the samples are few (below about
+ln(1 / NUISANCE_SHARE / error) / tolerance, the first test cannot certify anything) or disagreements rare. Which of
+the two tests the path is tested with is decided on the first part.
 
 With groups (speakers, patients) the samples are not independent: the counts are divided by the design effect (the
 cluster-robust variance of the loss over the independent one), which makes the test an approximation there, not
@@ -59,11 +62,16 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
     error = 1.0 - confidence
     selection, testing = _split(problem)
     proposed = solve(replace(selection, min_accuracy=float(selection.final_correct.mean()) - tolerance))
+    path = _path(selection, proposed.exits)
+    # Which test goes further is decided on the selection part, so the choice is fixed before the testing part.
+    credit_helps = _reach(selection, path, tolerance, error, True) >= _reach(selection, path, tolerance, error, False)
     chosen, chosen_p, tested, passed = [], 1.0, 0, 0
     best_cost = outcome_of(problem, []).mean_cost
-    for exits in _path(selection, proposed.exits):
+    for exits in path:
         tested += 1
-        p = drop_p_value(testing.final_correct, correct_of(testing, exits), tolerance, error, testing.groups)
+        p = drop_p_value(
+            testing.final_correct, correct_of(testing, exits), tolerance, error, testing.groups, credit_helps
+        )
         if p > error:
             break
         passed += 1
@@ -72,6 +80,15 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
             chosen, chosen_p, best_cost = exits, p, cost
     # The front is the proposal's, traced on the selection part: the report's picture of the trade-off.
     return Certified(Result(chosen, outcome_of(problem, chosen), proposed.pareto), chosen_p, tested, passed)
+
+
+def _reach(part: SearchProblem, path: list[list[Exit]], tolerance: float, error: float, credit_helps: bool) -> int:
+    """How many cascades of the path the test passes in a row on `part`."""
+    for i, exits in enumerate(path):
+        p = drop_p_value(part.final_correct, correct_of(part, exits), tolerance, error, part.groups, credit_helps)
+        if p > error:
+            return i
+    return len(path)
 
 
 def _path(selection: SearchProblem, proposal: list[Exit]) -> list[list[Exit]]:
@@ -98,10 +115,12 @@ def drop_p_value(
     tolerance: float,
     error: float,
     groups: np.ndarray | None = None,
+    credit_helps: bool = True,
 ) -> float:
     """A valid p-value for H0 "the expected drop, reference accuracy minus this accuracy, exceeds `tolerance`" from
     paired per-sample correctness (exact for independent samples; see the module's docstring), for a test at level
-    `error` (a share of which bounds the disagreement rate)."""
+    `error` (a share of which bounds the disagreement rate). Without `credit_helps`, the harms alone are tested
+    (their rate bounds the drop): stronger when the samples or the disagreements are few."""
     reference_correct, correct = np.asarray(reference_correct, bool), np.asarray(correct, bool)
     harmed = float(np.sum(reference_correct & ~correct))
     disagree = harmed + float(np.sum(~reference_correct & correct))
@@ -109,6 +128,8 @@ def drop_p_value(
     if groups is not None:
         shrink = 1.0 / _design_effect(reference_correct.astype(float) - correct, groups)
         harmed, disagree, n = harmed * shrink, disagree * shrink, n * shrink
+    if not credit_helps:
+        return _binomial_cdf(harmed, n, tolerance)
     nuisance = NUISANCE_SHARE * error
     rate_bound = 1.0 if disagree >= n else float(betaincinv(disagree + 1, n - disagree, 1 - nuisance))
     if rate_bound <= tolerance:  # even if every disagreement were a harm, the drop would be within tolerance
