@@ -307,7 +307,7 @@ def _verdict(r: dict) -> str:
     if drop > TOLERANCE:
         n, a = r["samples"]["test"], e["accuracy"]
         misses.append(
-            f"lost {100 * drop:.2f} points on test (the guarantee bounds the expected drop, not one split's; the "
+            f"lost {100 * drop:.2f} points on test (more than the tolerance; the "
             f"standard error of {n:,} test samples is {100 * (a * (1 - a) / n) ** 0.5:.2f} points)"
         )
     if e["mac_reduction"] < r["target_mac_reduction"]:
