@@ -2,6 +2,7 @@
 
 import itertools
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -79,6 +80,17 @@ def test_single_threshold_baseline_keeps_the_floor():
     baseline = single_threshold(problem, [0, 2, 4])
     assert baseline.outcome.accuracy >= problem.min_accuracy - 1e-12
     assert len({e.threshold for e in baseline.exits}) <= 1
+
+
+def test_a_floor_no_single_threshold_meets_is_an_infeasible_baseline_not_an_error():
+    """A floor above what any single threshold keeps (few samples, a small tolerance) makes the baseline infeasible,
+    with no exits, and the search still answers."""
+    problem = synthetic_problem(samples=200, drop=0.005, seed=0)
+    above = replace(problem, min_accuracy=float(problem.final_correct.mean()) + 0.01)
+    baseline = single_threshold(above, [0, 2, 4])
+    assert not baseline.feasible and baseline.exits == []
+    assert baseline.outcome.accuracy == problem.final_correct.mean() and baseline.pareto
+    assert search(problem).feasible
 
 
 def test_fifty_candidate_points_search_in_seconds():

@@ -35,7 +35,7 @@ class RunResult:
     mean_macs: float
     mac_reduction: float  # 1 - mean MACs per inference / the original model's MACs
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
-    sdn_baseline: dict  # the Shallow-Deep-Networks style baseline on the same data: accuracy, mac_reduction, ...
+    sdn_baseline: dict | None  # the Shallow-Deep-Networks style baseline on the same data (None: infeasible)
     seconds: float
     int8: dict | None = None  # with dtype int8: the int8 network in onnxruntime and TVM, and how often they agree
 
@@ -48,17 +48,19 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtyp
     start = time.perf_counter()
     if dtype == "int8" and plan.int8 is None:
         raise EennError(f"{folder} has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first")
-    eenn_outputs = _onnx_outputs(folder / plan.artifacts.eenn_onnx, data)
+    eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), data)
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
-        exit_index, pred = _run_tvm(folder / plan.artifacts.host_module, data)
+        exit_index, pred = _run_tvm(plan.artifact(folder, "host_module"), data)
     elif engine == "onnxruntime":
         exit_index, pred = _apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    sdn_outputs = _onnx_outputs(folder / plan.artifacts.baseline_onnx, data)
-    sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
-    sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
+    sdn = None
+    if plan.baseline.feasible:
+        sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), data)
+        sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
+        sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
     ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
     return RunResult(
@@ -77,10 +79,10 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtyp
 def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     """The int8 network in onnxruntime (eenn_int8.onnx, thresholds applied in numpy) and in TVM (the integer host
     module), and the share of samples on which both give the same class at the same exit."""
-    outputs = _onnx_outputs(folder / plan.artifacts.eenn_int8_onnx, data)
+    outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
     model_pred = np.array([o[0].argmax() for o in outputs])
     ort_exit, ort_pred = _apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
-    tvm_exit, tvm_pred = _run_tvm(folder / plan.artifacts.int8_host_module, data)
+    tvm_exit, tvm_pred = _run_tvm(plan.artifact(folder, "int8_host_module"), data)
     return {
         "model_accuracy": float((model_pred == data.y).mean()),
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),

@@ -1,6 +1,19 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from eenn_tvm.commands import analyze, augment, build, compile, map, profile, quantize, run, verify
+from eenn_tvm.commands import (
+    analyze,
+    augment,
+    broker,
+    build,
+    compile,
+    device,
+    map,
+    profile,
+    quantize,
+    run,
+    serve,
+    verify,
+)
 
 COMMANDS = [
     analyze.command,
@@ -12,6 +25,9 @@ COMMANDS = [
     profile.command,
     map.command,
     compile.command,
+    broker.command,
+    serve.command,
+    device.command,
 ]
 
 
