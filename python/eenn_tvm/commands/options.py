@@ -108,8 +108,8 @@ augment_options = _stack(
         default=0.9,
         show_default=True,
         type=float,
-        help="Probability that the drop on new data of the same kind stays within the tolerance: the "
-        "validation floor is raised by the statistical margin of the estimate (0.5: no margin).",
+        help="Probability that the expected accuracy drop on new data of the same kind stays within the "
+        "tolerance: the thresholds pass a Learn-then-Test check on the validation split at this level.",
     ),
     click.option(
         "--decision",
