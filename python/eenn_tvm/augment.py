@@ -51,6 +51,8 @@ class Settings:
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
     confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
     int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
+    batch: int = feature_cache.BATCH  # samples per backbone call in the feature pass, where the model allows it
+    cluster: str | None = None  # run the feature pass on this Ray cluster ("ray" or "ray://HOST:PORT")
 
 
 @dataclass
@@ -115,7 +117,9 @@ def augment(
     )
     stage.done("import")
 
-    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir, log)
+    features = feature_cache.extract(
+        model, analysis.exit_points, data.x, settings.cache_dir, log, settings.batch, settings.cluster
+    )
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
     trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
@@ -182,6 +186,10 @@ def check_settings(settings: Settings) -> None:
         raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
     if settings.seed < 0:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
+    if settings.batch < 1:
+        raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
+    if settings.cluster is not None and not (settings.cluster == "ray" or settings.cluster.startswith("ray://")):
+        raise EennError(f"--cluster {settings.cluster}: give `ray` (RAY_ADDRESS or this machine) or ray://HOST:PORT")
 
 
 def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:

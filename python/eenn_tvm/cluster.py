@@ -1,0 +1,112 @@
+"""The feature pass on a Ray cluster: the data in shards, one Ray task per shard, the pooled features gathered in
+shard order.
+
+Each task runs `TappedBackbone.features` on its shard, exactly as the local pass runs it on its chunks, with its own
+onnxruntime session (kept in the worker process across shards) on CPUS_PER_TASK cores. Shards are whole batches, so
+the features equal the local ones bit for bit at the same batch size. A task whose worker dies is run again by Ray
+(max_retries); results are kept by shard index, so a retried shard is counted once. The workers need eenn-tvm
+installed (Ray imports this module there by name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from eenn_tvm.errors import EennError
+from eenn_tvm.features import Features, TappedBackbone
+
+CPUS_PER_TASK = 1  # one onnxruntime thread per task: as many tasks in flight as the cluster has cores
+RETRIES = 3  # runs of a shard after its worker died, before the pass fails
+SHARDS_PER_CPU = 4  # shards are small enough to balance the load, and to show progress
+
+
+def run_on_cluster(
+    backbone: TappedBackbone, x: np.ndarray, address: str, log: Callable[[str], None] = lambda _: None
+) -> Features:
+    """The features of all samples `x`, computed on the Ray cluster at `address` ("ray" or "ray://HOST:PORT")."""
+    ray = _import_ray()
+    _connect(ray, address)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        shard = _shard_size(backbone, len(x), cpus)
+        starts = list(range(0, len(x), shard))
+        log(f"features on the Ray cluster ({cpus} CPUs): {len(starts)} shards of {shard} samples")
+        model = [ray.put(backbone)]  # in a list, so a worker fetches it only when it has no session for it yet
+        key = hashlib.sha256(backbone.onnx_bytes).hexdigest()
+        task = ray.remote(num_cpus=CPUS_PER_TASK, max_retries=RETRIES)(_shard_features)
+        shard_of = {task.remote(model, key, x[start : start + shard]): i for i, start in enumerate(starts)}
+        return _gather(ray, shard_of, starts, backbone, len(x), log)
+    finally:
+        ray.shutdown()
+
+
+def _shard_size(backbone: TappedBackbone, samples: int, cpus: int) -> int:
+    """Whole batches, at most what the local pass holds at once, about SHARDS_PER_CPU shards per CPU."""
+    wanted = math.ceil(samples / (SHARDS_PER_CPU * cpus) / backbone.batch) * backbone.batch
+    return max(backbone.batch, min(backbone.shard, wanted))
+
+
+def _gather(ray, shard_of: dict, starts: list[int], backbone: TappedBackbone, samples: int, log) -> Features:
+    features = Features.empty(backbone.points, samples, backbone.classes)
+    pending, done, began = list(shard_of), 0, time.perf_counter()
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        index = shard_of[ready[0]]
+        try:
+            part = ray.get(ready[0])
+        except ray.exceptions.RayError as err:
+            raise EennError(f"shard {index} of the feature pass failed on the cluster: {_first_line(err)}") from None
+        features.fill(starts[index], part)
+        done += len(part.final)
+        rate = done / (time.perf_counter() - began)
+        log(
+            f"features: {len(shard_of) - len(pending)}/{len(shard_of)} shards, {rate:.0f} samples/s, "
+            f"{(samples - done) / rate:.0f} s left"
+        )
+    return features
+
+
+_SESSIONS: dict[str, tuple[TappedBackbone, object]] = {}  # in a worker process: the model it ran last
+
+
+def _shard_features(model: list, key: str, x: np.ndarray) -> Features:
+    """A Ray task: the features of one shard."""
+    if key not in _SESSIONS:
+        import ray
+
+        backbone = ray.get(model[0])
+        _SESSIONS.clear()  # one model at a time: a worker does not keep the sessions of passes that ended
+        _SESSIONS[key] = backbone, backbone.session(CPUS_PER_TASK)
+    backbone, session = _SESSIONS[key]
+    return backbone.features(session, x)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise EennError("--cluster needs Ray: pip install 'eenn-tvm[cluster]'") from None
+    return ray
+
+
+def _connect(ray, address: str) -> None:
+    """Join the cluster; Ray's own log lines stay quiet, its errors become one line."""
+    try:
+        ray.init(
+            address=None if address == "ray" else address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            configure_logging=True,
+        )
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
