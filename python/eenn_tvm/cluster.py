@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import socket
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +26,7 @@ from eenn_tvm.features import Features, TappedBackbone
 
 CPUS_PER_TASK = 1  # one onnxruntime thread per task: as many tasks in flight as the cluster has cores
 RETRIES = 3  # runs of a shard after its worker died, before the pass fails
+PROBE_SECONDS = 10  # to open a connection to the cluster's head
 SHARDS_PER_CPU = 4  # shards are small enough to balance the load, and to show progress
 
 
@@ -97,13 +101,22 @@ def _import_ray():
 
 def _connect(ray, address: str) -> None:
     """Join the cluster; Ray's own log lines stay quiet, its errors become one line."""
+    head = address.removeprefix("ray://") if address != "ray" else os.environ.get("RAY_ADDRESS", "")
+    if head.count(":") == 1:  # probed first: Ray waits minutes, retrying, for a GCS address nobody listens at
+        host, port = head.split(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+        except (OSError, ValueError) as err:
+            raise EennError(f"--cluster {address}: cannot reach the Ray cluster at {head}: {err}") from None
     try:
-        ray.init(
-            address=None if address == "ray" else address,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            configure_logging=True,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray Client warns of a timeout before it raises it
+            ray.init(
+                address=None if address == "ray" else address,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                configure_logging=True,
+            )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {_first_line(err)}") from None
 
