@@ -188,8 +188,10 @@ def check_settings(settings: Settings) -> None:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
     if settings.batch < 1:
         raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
-    if settings.cluster is not None and not (settings.cluster == "ray" or settings.cluster.startswith("ray://")):
-        raise EennError(f"--cluster {settings.cluster}: give `ray` (RAY_ADDRESS or this machine) or ray://HOST:PORT")
+    if settings.cluster is not None:
+        from eenn_tvm import cluster  # Ray itself is imported only when the pass runs
+
+        cluster.check(settings.cluster)
 
 
 def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:

@@ -11,6 +11,7 @@ installed (Ray imports this module there by name).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -34,8 +35,8 @@ def run_on_cluster(
     backbone: TappedBackbone, x: np.ndarray, address: str, log: Callable[[str], None] = lambda _: None
 ) -> Features:
     """The features of all samples `x`, computed on the Ray cluster at `address` ("ray" or "ray://HOST:PORT")."""
-    ray = _import_ray()
-    _connect(ray, address)
+    check(address)
+    ray = _connect(address)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         shard = _shard_size(backbone, len(x), cpus)
@@ -91,23 +92,26 @@ def _shard_features(model: list, key: str, x: np.ndarray) -> Features:
     return backbone.features(session, x)
 
 
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise EennError("--cluster needs Ray: pip install 'eenn-tvm[cluster]'") from None
-    return ray
-
-
-def _connect(ray, address: str) -> None:
-    """Join the cluster; Ray's own log lines stay quiet, its errors become one line."""
+def check(address: str) -> None:
+    """`--cluster` before any work: its form, Ray installed, the head listening (Ray itself waits minutes, retrying,
+    for a head nobody listens at)."""
+    if address != "ray" and not address.startswith("ray://"):
+        raise EennError(f"--cluster {address}: give `ray` (RAY_ADDRESS, else this machine) or ray://HOST:PORT")
+    if importlib.util.find_spec("ray") is None:
+        raise EennError("--cluster needs Ray: pip install 'eenn-tvm[cluster]'")
     head = address.removeprefix("ray://") if address != "ray" else os.environ.get("RAY_ADDRESS", "")
-    if head.count(":") == 1:  # probed first: Ray waits minutes, retrying, for a GCS address nobody listens at
+    if head.count(":") == 1:
         host, port = head.split(":")
         try:
             socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
         except (OSError, ValueError) as err:
             raise EennError(f"--cluster {address}: cannot reach the Ray cluster at {head}: {err}") from None
+
+
+def _connect(address: str):
+    """Ray, joined to the cluster; its own log lines quiet, its errors one line."""
+    import ray
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray Client warns of a timeout before it raises it
@@ -119,6 +123,7 @@ def _connect(ray, address: str) -> None:
             )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {_first_line(err)}") from None
+    return ray
 
 
 def _first_line(err: Exception) -> str:
