@@ -2,16 +2,11 @@
 features as the local pass bit for bit, a worker killed mid-pass costing a retry, and bad --cluster input."""
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,73 +16,17 @@ from test_cli import assert_one_line_error
 from eenn_tvm.analysis import analyze
 from eenn_tvm.features import extract
 from eenn_tvm.frontend import import_onnx
+from eenn_tvm.local_ray import free_port, local_cluster
 
-RAY = Path(sys.executable).with_name("ray")
 SAMPLES = 1200
-
-
-@dataclass
-class Cluster:
-    gcs: str  # HOST:PORT, what RAY_ADDRESS names
-    client: str  # ray://HOST:PORT, Ray Client
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(*args: str, temp: str) -> subprocess.Popen:
-    """`ray start --block`, in its own process group, so stopping it ends exactly the processes this test started."""
-    log = open(Path(temp) / f"start-{len(os.listdir(temp))}.log", "w")  # noqa: SIM115 (open for the process's life)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.Popen(
-        [str(RAY), "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=env,
-    )
-
-
-def _wait_for_cpus(gcs: str, cpus: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = subprocess.run([str(RAY), "status", "--address", gcs], capture_output=True, text=True)
-        if f"/{cpus}.0 CPU" in status.stdout:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"the Ray cluster at {gcs} did not reach {cpus} CPUs: {status.stdout}{status.stderr}")
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A head and a second node on this machine, one CPU each; stopped by process group at the end."""
+    """A head and a second node on this machine, one CPU each (`ray start` on loopback)."""
     pytest.importorskip("ray")
-    temp = tempfile.mkdtemp(prefix="eenn-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    gcs, client = _free_port(), _free_port()
-    nodes = [
-        _start(
-            "--head",
-            f"--port={gcs}",
-            f"--ray-client-server-port={client}",
-            "--include-dashboard=false",
-            f"--temp-dir={temp}",
-            "--disable-usage-stats",
-            temp=temp,
-        )
-    ]
-    try:
-        _wait_for_cpus(f"127.0.0.1:{gcs}", 1)
-        nodes.append(_start(f"--address=127.0.0.1:{gcs}", temp=temp))
-        _wait_for_cpus(f"127.0.0.1:{gcs}", 2)
-        yield Cluster(f"127.0.0.1:{gcs}", f"ray://127.0.0.1:{client}")
-    finally:
-        for node in reversed(nodes):
-            os.killpg(node.pid, signal.SIGTERM)
-            node.wait(60)
-        shutil.rmtree(temp, ignore_errors=True)
+    with local_cluster(nodes=2, cpus_per_node=1) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +86,7 @@ def test_a_worker_killed_mid_pass_costs_a_retry_not_the_run(ray_cluster, backbon
 
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path, fashion):
-    nobody = _free_port()
+    nobody = free_port()
     args = ["augment", MODEL, "--data", fashion / "train.npz", "--no-cache", "-o", tmp_path / "out"]
     assert_one_line_error([*args, "--cluster", f"ray://127.0.0.1:{nobody}"], "cannot reach the Ray cluster")
     assert_one_line_error([*args, "--cluster", "spark://x"], "--cluster spark://x")

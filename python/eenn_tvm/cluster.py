@@ -122,6 +122,7 @@ def _connect(address: str):
                 configure_logging=True,
             )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        ray.shutdown()  # a half-made connection would fail the next ray.init of this process
         raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {_first_line(err)}") from None
     return ray
 

@@ -87,7 +87,7 @@ class TappedBackbone:
     @property
     def shard(self) -> int:
         """Samples computed at once, a multiple of the batch: bounded so the raw taps fit in CHUNK_BYTES."""
-        per_sample = 4 * sum(math.prod(p.shape) for p in self.points)
+        per_sample = 4 * (self.classes + sum(math.prod(p.shape) for p in self.points))
         return max(1, CHUNK_BYTES // per_sample // self.batch) * self.batch
 
     def session(self, threads: int = 0):

@@ -13,7 +13,7 @@ def session(model, threads: int = 0):
     import onnxruntime as ort  # heavy; only the stages that run a model need it
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors reach the caller as exceptions; onnxruntime need not print them
     options.intra_op_num_threads = threads
     if isinstance(model, str | Path):
         source = str(model)
