@@ -19,11 +19,14 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from eenn_tvm.errors import EennError
-from eenn_tvm.features import Features, TappedBackbone
+
+if TYPE_CHECKING:  # features.extract imports this module when a cluster is given
+    from eenn_tvm.features import Features, TappedBackbone
 
 CPUS_PER_TASK = 1  # one onnxruntime thread per task: as many tasks in flight as the cluster has cores
 RETRIES = 3  # runs of a shard after its worker died, before the pass fails
@@ -58,7 +61,7 @@ def _shard_size(backbone: TappedBackbone, samples: int, cpus: int) -> int:
 
 
 def _gather(ray, shard_of: dict, starts: list[int], backbone: TappedBackbone, samples: int, log) -> Features:
-    features = Features.empty(backbone.points, samples, backbone.classes)
+    features = backbone.empty(samples)
     pending, done, began = list(shard_of), 0, time.perf_counter()
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

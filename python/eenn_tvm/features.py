@@ -93,6 +93,9 @@ class TappedBackbone:
     def session(self, threads: int = 0):
         return onnx_runtime.session(self.onnx_bytes, threads)
 
+    def empty(self, samples: int) -> Features:
+        return Features.empty(self.points, samples, self.classes)
+
     def features(self, session, x: np.ndarray) -> Features:
         """Pooled taps and outputs of samples `x`, `batch` at a time."""
         outs = onnx_runtime.run_each(session, x, self.batch)
@@ -179,7 +182,7 @@ def extract(
 
 def _run_here(backbone: TappedBackbone, x: np.ndarray) -> Features:
     session = backbone.session()
-    features = Features.empty(backbone.points, len(x), backbone.classes)
+    features = backbone.empty(len(x))
     shard = backbone.shard
     for start in progress(range(0, len(x), shard), "features", unit_scale=shard, total=len(x)):
         features.fill(start, backbone.features(session, x[start : start + shard]))
