@@ -30,7 +30,7 @@ from eenn_tvm.heads import POOL_BINS, pooled_width, poolings_for
 from eenn_tvm.textui import progress
 
 CHUNK_BYTES = 256 << 20  # raw taps held at once before pooling (a ResNet-152 taps ~17 MB per sample)
-BATCH = 32  # samples per onnxruntime call: 1.9-2.5x the throughput of batch 1 on the small models
+BATCH = 32  # samples per onnxruntime call: 1.5x batch 1 on ResNet-20 (bench/scaling.py --feature-pass)
 
 
 def adaptive_avg_pool(a: np.ndarray, bins: int) -> np.ndarray:
