@@ -52,6 +52,8 @@ class Settings:
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
     confidence: float = 0.9  # that the expected drop on new data stays within the tolerance (eenn_tvm.guarantee)
     int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
+    batch: int = feature_cache.BATCH  # samples per backbone call in the feature pass, where the model allows it
+    cluster: str | None = None  # run the feature pass on this Ray cluster ("ray" or "ray://HOST:PORT")
 
 
 @dataclass
@@ -116,7 +118,9 @@ def augment(
     )
     stage.done("import")
 
-    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir, log)
+    features = feature_cache.extract(
+        model, analysis.exit_points, data.x, settings.cache_dir, log, settings.batch, settings.cluster
+    )
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
     trained = train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
@@ -184,6 +188,12 @@ def check_settings(settings: Settings) -> None:
         raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
     if settings.seed < 0:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
+    if settings.batch < 1:
+        raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
+    if settings.cluster is not None:
+        from eenn_tvm import cluster  # Ray itself is imported only when the pass runs
+
+        cluster.check(settings.cluster)
 
 
 def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:

@@ -143,6 +143,19 @@ augment_options = _stack(
         help="Where backbone features are cached between runs.",
     ),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
+    click.option(
+        "--batch",
+        default=32,
+        show_default=True,
+        type=int,
+        help="Samples per backbone call in the feature pass (1 where the model's batch cannot be made symbolic).",
+    ),
+    click.option(
+        "--cluster",
+        metavar="ray|ray://HOST:PORT",
+        help="Run the feature pass sharded on a Ray cluster: `ray` joins the one RAY_ADDRESS or this machine runs "
+        "(else starts one here), ray://HOST:PORT a remote one (Ray Client). Needs pip install 'eenn-tvm[cluster]'.",
+    ),
     output_options("Folder to write."),
     click.option(
         "--platform",
@@ -168,12 +181,22 @@ augment_options = _stack(
 )
 
 
-def settings_from(max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache):
+def settings_from(
+    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, batch, cluster
+):
     """The augment settings of the shared options, checked."""
     from eenn_tvm.augment import Settings, check_settings
 
     settings = Settings(
-        max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path, confidence
+        max_accuracy_drop,
+        decision,
+        val_fraction,
+        seed,
+        None if no_cache else cache_dir,
+        calibration_path,
+        confidence,
+        batch=batch,
+        cluster=cluster,
     )
     check_settings(settings)
     return settings
