@@ -377,6 +377,7 @@ def _write(
         HostModule(build(mod)).export(tmp / HOST_MODULE)
         stage.done("write")
         if int8:
+            plan.record_hashes(tmp)  # add_int8 opens eenn.onnx through the plan's checks
             int8(tmp)
             stage.done("int8")
         plan.search.seconds = stage.seconds
