@@ -1,54 +1,11 @@
-"""Host backend: build a (split) Relax module for an llvm CPU, run its segments in order, save and load it."""
+"""Running split modules: segment by segment, and the early-exit network sample by sample."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import tvm
-from tvm import relax
 
 from eenn_tvm.passes.split import segment_names
-from eenn_tvm.targets.native import native_stderr_silenced
-
-HOST_TARGET = "llvm"
-
-
-def build(mod: tvm.IRModule, target: str | dict = HOST_TARGET) -> relax.VMExecutable:
-    """Compile every function of `mod` for the host."""
-    with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(mod, target=target)
-
-
-class HostModule:
-    """A built module on the CPU: call its functions with numpy arrays, get numpy arrays back."""
-
-    def __init__(self, executable: relax.VMExecutable):
-        self.executable = executable
-        self._vm = relax.VirtualMachine(executable, tvm.cpu())
-
-    @classmethod
-    def load(cls, path: str | Path) -> HostModule:
-        with native_stderr_silenced():
-            return cls(tvm.runtime.load_module(str(path)))
-
-    def export(self, path: str | Path) -> None:
-        """Write a shared library (`.so`, needs a host C++ compiler) or a `.tar` of objects."""
-        with native_stderr_silenced():
-            self.executable.export_library(str(path))
-
-    def has(self, name: str) -> bool:
-        return self._vm.module.implements_function(name)
-
-    def prepared(self, name: str, *args: np.ndarray):
-        """A call of `name` with its inputs already on the device: what timing should measure."""
-        function = self._vm[name]
-        tensors = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args]
-        return lambda: function(*tensors)
-
-    def __call__(self, name: str, *args: np.ndarray) -> list[np.ndarray]:
-        result = self._vm[name](*(tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args))
-        return _to_numpy(result)
+from eenn_tvm.targets.host.module import HostModule
 
 
 class SegmentRunner:
@@ -104,9 +61,3 @@ class EarlyExitRunner:
                 return index, logits
             carry = activation
         return None, carry
-
-
-def _to_numpy(value) -> list[np.ndarray]:
-    if isinstance(value, tvm.runtime.Tensor):
-        return [value.numpy()]
-    return [a for item in value for a in _to_numpy(item)]
