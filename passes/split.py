@@ -18,9 +18,17 @@ from eenn_tvm.passes.cuts import (
 )
 from eenn_tvm.passes.rebuild import Substitute, replace_function
 
+SEGMENT_PREFIX = "segment_"
+
 
 def segment_names(count: int) -> list[str]:
-    return [f"segment_{i}" for i in range(count)]
+    return [f"{SEGMENT_PREFIX}{i}" for i in range(count)]
+
+
+def segment_index(name: str) -> int | None:
+    """i for `segment_i`, None for any other function name."""
+    suffix = name.removeprefix(SEGMENT_PREFIX)
+    return int(suffix) if suffix != name and suffix.isdigit() else None
 
 
 @tvm.transform.module_pass(opt_level=0, name="eenn.SplitAtExits")

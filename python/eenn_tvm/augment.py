@@ -27,6 +27,7 @@ from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Baseline, Evaluation, Plan, PlannedExit
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Option, Problem, Result, evaluate, search, single_threshold, with_confidence
@@ -352,7 +353,7 @@ def _write(
         log("building the host module (TVM, llvm)")
         exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
         mod = early_exit_module(model.mod, exits, plan.decision)
-        HostModule(build(mod)).export(tmp / HOST_MODULE)
+        HostModule(build(ChainExits()(mod))).export(tmp / HOST_MODULE)
         stage.done("write")
         plan.search["seconds"] = stage.seconds
         plan.save(tmp)

@@ -25,7 +25,7 @@ from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
 from eenn_tvm.firmware import load_manifest, network_from, write_firmware
 from eenn_tvm.outputs import atomic_folder
-from eenn_tvm.passes import AnnotatePartition, functions_on
+from eenn_tvm.passes import AnnotatePartition, ChainExits, functions_on
 from eenn_tvm.placement import place
 from eenn_tvm.plan import Plan
 from eenn_tvm.platform import Platform, load_platform, platform_file
@@ -93,7 +93,7 @@ def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list
         artifact = FIRMWARE
     else:
         artifact = f"{target.name}.so"
-        HostModule(build(tvm.IRModule({s: mod[s] for s in segments}))).export(folder / artifact)
+        HostModule(build(ChainExits()(tvm.IRModule({s: mod[s] for s in segments})))).export(folder / artifact)
     return {
         "target": target.name,
         "kind": target.kind,
@@ -195,8 +195,7 @@ def _run_mcu(folder, tier, target, plan, carry, alive):
 
 
 def _run_host(folder, tier, target, plan, carry, alive):
-    first = int(tier["segments"][0].removeprefix("segment_"))
-    runner = EarlyExitRunner(HostModule.load(folder / tier["artifact"]), tier["segments"], first, end=len(plan.exits))
+    runner = EarlyExitRunner(HostModule.load(folder / tier["artifact"]))
     seconds, results, handed = [], {}, {}
     for i in alive:
         started = time.perf_counter()

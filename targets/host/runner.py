@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from eenn_tvm.passes.split import segment_names
+from eenn_tvm.errors import EennError
+from eenn_tvm.passes import EARLY_EXIT, HANDED_ON, segment_names
 from eenn_tvm.targets.host.module import HostModule
 
 
@@ -35,29 +36,20 @@ class SegmentRunner:
 
 
 class EarlyExitRunner:
-    """Runs an early-exit module sample by sample: stops at the first segment whose exit says `take`.
+    """Runs an early-exit module one sample per call: its `early_exit` function (`ChainExits`) runs the segments
+    and returns at the first exit that fires."""
 
-    `segments` (default: all of `segment_0, segment_1, ...`) may be a later part of the network, as one tier
-    of a deployment holds it; `first` is then the index of its first segment and `end` that of the last
-    segment of the whole network (the one with no exit).
-    """
-
-    def __init__(self, module: HostModule, segments: list[str] | None = None, first: int = 0, end: int | None = None):
+    def __init__(self, module: HostModule):
+        if not module.has(EARLY_EXIT):
+            raise EennError(
+                f"the host module has no {EARLY_EXIT} function (an older eenn-tvm built it): "
+                "run augment or compile again"
+            )
         self.module = module
-        self.segments = segments or SegmentRunner(module).segments
-        self.first = first
-        self.end = first + len(self.segments) - 1 if end is None else end
 
     def infer(self, x: np.ndarray) -> tuple[int | None, np.ndarray]:
-        """(exit index, or `end` for the end of the network; the logits there). (None, the activation) when
-        these segments end before any exit fires: the next tier continues from it."""
-        carry = x
-        for index, name in enumerate(self.segments, self.first):
-            outputs = self.module(name, carry)
-            if index == self.end:
-                return index, outputs[0]
-            activation, logits, _confidence, take = outputs
-            if take.item():
-                return index, logits
-            carry = activation
-        return None, carry
+        """(exit index, the logits there), the end of the network counting as the exit after the last; or
+        (None, the activation at the module's last cut) when its segments end before any exit fires: the next
+        tier continues from it."""
+        index, out = self.module(EARLY_EXIT, x)
+        return (None if index == HANDED_ON else index), out
