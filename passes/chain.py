@@ -29,8 +29,15 @@ class ChainExits:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         bb = relax.BlockBuilder()
-        functions = {gv.name_hint: bb.add_func(func, gv.name_hint) for gv, func in mod.functions.items()}
-        segments = _consecutive_segments(functions)
+        segments = _consecutive_segments([gv.name_hint for gv in mod.functions])
+        # The segments become private: `early_exit` is the module's one entry, and a build may change how they
+        # hand activations to each other (the host keeps them in its compute layout).
+        functions = {
+            gv.name_hint: bb.add_func(
+                func.without_attr("global_symbol") if gv.name_hint in segments else func, gv.name_hint
+            )
+            for gv, func in mod.functions.items()
+        }
         x = relax.Var("x", mod[segments[0]].params[0].ty)
         body = bb.normalize(self._chain(mod, functions, segments, x))
         bb.add_func(relax.Function([x], body, body.ty).with_attr("global_symbol", self.name), self.name)
@@ -49,12 +56,9 @@ class ChainExits:
             return relax.SeqExpr([relax.BindingBlock(bindings)], relax.Tuple([index, relax.TupleGetItem(out, 0)]))
         exit_out = relax.TupleGetItem(out, 1)
         take = relax.Var(f"{name}_take", relax.TensorType([], "bool"))
-        activation = relax.Var(f"{name}_activation", mod[name].ret_ty.fields[0])
-        bindings += [
-            relax.VarBinding(take, relax.op.reshape(relax.TupleGetItem(exit_out, 2), [])),
-            relax.VarBinding(activation, relax.TupleGetItem(out, 0)),
-        ]
+        bindings.append(relax.VarBinding(take, relax.op.reshape(relax.TupleGetItem(exit_out, 2), [])))
         leave = relax.SeqExpr([], relax.Tuple([index, relax.TupleGetItem(exit_out, 0)]))
+        activation = relax.TupleGetItem(out, 0)
         if len(segments) > 1:
             stay = self._chain(mod, functions, segments[1:], activation)
         else:
@@ -64,8 +68,8 @@ class ChainExits:
         return relax.SeqExpr([relax.BindingBlock(bindings)], result)
 
 
-def _consecutive_segments(functions: dict) -> list[str]:
-    indices = sorted(segment_index(n) for n in functions if segment_index(n) is not None)
+def _consecutive_segments(names: list[str]) -> list[str]:
+    indices = sorted(segment_index(n) for n in names if segment_index(n) is not None)
     if not indices:
         raise ValueError("the module has no segments: apply InsertExits and SplitAtExits first")
     if indices != list(range(indices[0], indices[-1] + 1)):

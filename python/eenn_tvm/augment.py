@@ -48,6 +48,7 @@ class Settings:
     cache_dir: Path | None = feature_cache.DEFAULT_CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
     confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
+    database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
 
 
 @dataclass
@@ -134,7 +135,7 @@ def augment(
         data_path,
         {"eenn": margin, "baseline": baseline_margin},
     )
-    _write(out, plan, model, analysis, trained, result, baseline, log, stage)
+    _write(out, plan, model, analysis, trained, result, baseline, log, stage, settings.database)
     return plan
 
 
@@ -337,6 +338,7 @@ def _write(
     baseline: Result,
     log,
     stage: _Stopwatch,
+    database: Path | None,
 ) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
@@ -353,7 +355,7 @@ def _write(
         log("building the host module (TVM, llvm)")
         exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
         mod = early_exit_module(model.mod, exits, plan.decision)
-        HostModule(build(ChainExits()(mod))).export(tmp / HOST_MODULE)
+        HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         stage.done("write")
         plan.search["seconds"] = stage.seconds
         plan.save(tmp)

@@ -67,14 +67,16 @@ def compile_model(
             segments = functions_on(mod, target.name)
             if segments:
                 log(f"building {', '.join(segments)} for {target.name}")
-                tiers.append(_build_tier(tmp, network, mod, target, segments, platform))
+                tiers.append(_build_tier(tmp, network, mod, target, segments, platform, settings.database))
         shutil.copyfile(platform_file(platform_name), tmp / PLATFORM)  # the deployment is read back with it
         plan.deployment = {"platform": platform.name, "platform_file": PLATFORM, "tiers": tiers}
         plan.save(tmp)
     return plan
 
 
-def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list[str], platform: Platform) -> dict:
+def _build_tier(
+    folder: Path, network, mod: tvm.IRModule, target, segments: list[str], platform: Platform, database: Path | None
+) -> dict:
     first = network.segments.index(segments[0])
     receives = mod[segments[0]].params[0].ty
     last_out = mod[segments[-1]].ret_ty.fields[0]
@@ -93,7 +95,7 @@ def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list
         artifact = FIRMWARE
     else:
         artifact = f"{target.name}.so"
-        HostModule(build(ChainExits()(tvm.IRModule({s: mod[s] for s in segments})))).export(folder / artifact)
+        HostModule(build(host_tier_module(mod, segments), database=database)).export(folder / artifact)
     return {
         "target": target.name,
         "kind": target.kind,
@@ -107,6 +109,11 @@ def _build_tier(folder: Path, network, mod: tvm.IRModule, target, segments: list
         if ends_network
         else {"shape": [int(d) for d in last_out.shape], "bits": platform.transfer_bits(last_out.shape)},
     }
+
+
+def host_tier_module(mod: tvm.IRModule, segments: list[str]) -> tvm.IRModule:
+    """What a host tier's module is built from: its segments, chained into one call (`ChainExits`)."""
+    return ChainExits()(tvm.IRModule({s: mod[s] for s in segments}))
 
 
 @dataclass

@@ -35,6 +35,9 @@ class RunResult:
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
     sdn_baseline: dict  # the Shallow-Deep-Networks style baseline on the same data: accuracy, mac_reduction, ...
     seconds: float
+    batch: int  # samples per call of the engine
+    inference_seconds: float  # the engine's inference over all samples (no build, no reference runs)
+    samples_per_second: float
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -49,13 +52,24 @@ def exit_costs(exits: list[PlannedExit], total_macs: int) -> list[int]:
     return costs + [total_macs + heads]
 
 
-def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> RunResult:
+def run(
+    folder: str | Path,
+    plan: Plan,
+    data: Dataset,
+    engine: str = "tvm",
+    batch: int = 1,
+    database: str | Path | None = None,
+) -> RunResult:
+    """`batch` > 1 (tvm only) builds the network for batches of that many samples and compacts them as samples
+    leave; `database` (tvm only) rebuilds it with the kernels of a tuning database instead of eenn_host.so."""
     folder = Path(folder)
     start = time.perf_counter()
+    started = time.perf_counter()
     eenn_outputs = _onnx_outputs(folder / plan.artifacts["eenn_onnx"], plan, data)
+    inference_seconds = time.perf_counter() - started
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
-        exit_index, pred = _run_tvm(folder / plan.artifacts["host_module"], data)
+        exit_index, pred, inference_seconds = _run_tvm(folder, plan, data, batch, database)
     elif engine == "onnxruntime":
         exit_index, pred = _apply_thresholds(plan.exits, plan.decision, eenn_outputs)
     else:
@@ -73,6 +87,9 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm") -> R
         **ours,
         sdn_baseline=sdn,
         seconds=time.perf_counter() - start,
+        batch=batch,
+        inference_seconds=inference_seconds,
+        samples_per_second=len(data) / inference_seconds,
     )
 
 
@@ -87,15 +104,31 @@ def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np
     }
 
 
-def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    from eenn_tvm.targets.host import EarlyExitRunner, HostModule
+def _run_tvm(
+    folder: Path, plan: Plan, data: Dataset, batch: int, database: str | Path | None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(exit index, class, seconds of inference) per sample: the saved module one sample per call, or a module
+    built here for `batch` samples per call or with `database`."""
+    from eenn_tvm.firmware import eenn_network
+    from eenn_tvm.passes import ChainExits
+    from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, build
 
-    runner = EarlyExitRunner(HostModule.load(module_path))
+    if batch == 1 and database is None:
+        module = HostModule.load(folder / plan.artifacts["host_module"])
+    else:
+        network = eenn_network(folder, plan, batch)
+        mod = network.mod if batch > 1 else ChainExits()(network.mod)
+        module = HostModule(build(mod, database=database, opaque_activations=batch > 1))
+    started = time.perf_counter()
+    if batch > 1:
+        exits, logits = BatchRunner(module, batch).run(data.x)
+        return exits, logits.reshape(len(data), -1).argmax(1), time.perf_counter() - started
+    runner = EarlyExitRunner(module)
     exits, preds = np.zeros(len(data), np.int64), np.zeros(len(data), np.int64)
     for i in progress(range(len(data)), "early-exit inference (TVM)"):
         exits[i], logits = runner.infer(data.x[i : i + 1])
         preds[i] = logits.argmax()
-    return exits, preds
+    return exits, preds, time.perf_counter() - started
 
 
 def _apply_thresholds(

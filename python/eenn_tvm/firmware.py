@@ -76,13 +76,13 @@ def network_from(path: str | Path, input_shapes: dict | None = None) -> Network:
     )
 
 
-def eenn_network(folder: Path, plan: Plan) -> Network:
+def eenn_network(folder: Path, plan: Plan, batch: int = 1) -> Network:
     """The early-exit network `plan` describes (its exits may differ from those of the plan saved in `folder`, e.g.
-    the SDN baseline's) over the backbone saved in `folder`."""
+    the SDN baseline's) over the backbone saved in `folder`; `batch` samples per call."""
     model_file = folder / plan.artifacts.get("model_onnx", "model.onnx")
     if not model_file.is_file():
         raise EennError(f"{folder}: has no {model_file.name} (made by an older augment): run `eenn-tvm augment` again")
-    model = import_onnx(model_file, {plan.model["input_name"]: tuple(plan.model["input_shape"])})
+    model = import_onnx(model_file, {plan.model["input_name"]: tuple(plan.model["input_shape"])}, batch=batch)
     exits = [(e.point, Head.load(folder / e.weights), e.threshold) for e in plan.exits]
     mod = early_exit_module(model.mod, exits, plan.decision)
     planned = [
@@ -95,7 +95,7 @@ def eenn_network(folder: Path, plan: Plan) -> Network:
         mod,
         segment_names(len(plan.exits) + 1),
         plan.model["input_name"],
-        plan.model["input_shape"],
+        [batch, *plan.model["input_shape"][1:]],
         plan.model["classes"],
         _ends_in_softmax(model.onnx),
         planned,

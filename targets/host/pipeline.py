@@ -6,37 +6,22 @@ ones the build then looks up in the database, so the two must come from the same
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import tvm
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu
 
+from eenn_tvm.targets.host.layout import ChannelLast, ChannelLastAcrossCalls
 from eenn_tvm.targets.host.schedule import DefaultSchedules
 
-# Channels innermost: the axis every kernel vectorises, contiguous in activations and weights alike.
-CHANNEL_LAST = {"relax.nn.conv1d": ["NWC", "WIO"], "relax.nn.conv2d": ["NHWC", "HWIO"]}
 
-
-@tvm.transform.module_pass(opt_level=0, name="eenn.ChannelLast")
-class ChannelLast:
-    """Convolutions in channel-last layout, function by function; a function TVM's `ConvertLayout` fails on
-    (seen: `squeeze` after a 1-D convolution, std::bad_alloc) keeps its layout, which the schedules also handle."""
-
-    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        convert = relax.transform.ConvertLayout(CHANNEL_LAST)
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function):
-                with contextlib.suppress(tvm.error.InternalError):
-                    mod[gv] = convert(tvm.IRModule({gv: func}))[gv]
-        return mod
-
-
-def kernel_passes(target: tvm.target.Target) -> list[tvm.transform.Pass]:
+def kernel_passes(target: tvm.target.Target, opaque_activations: bool = False) -> list[tvm.transform.Pass]:
     return [
         *cpu.library_dispatch_passes(target),  # sort, top-k and sampling as library calls
         ChannelLast(),
+        ChannelLastAcrossCalls(between_segments=opaque_activations),
+        relax.transform.DeadCodeElimination(),  # the transposes ChannelLastAcrossCalls left unused
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
@@ -52,15 +37,17 @@ def fused_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
         return tvm.transform.Sequential(kernel_passes(target))(mod)
 
 
-def host_pipeline(target: tvm.target.Target, database: str | Path | None = None) -> tvm.transform.Pass:
+def host_pipeline(
+    target: tvm.target.Target, database: str | Path | None = None, opaque_activations: bool = False
+) -> tvm.transform.Pass:
     """From a Relax module to VM code: kernels from `database` (a MetaSchedule folder) where it has them, the
-    default schedules for the rest."""
-    tuned = [relax.transform.MetaScheduleApplyDatabase(str(database))] if database else []
+    default schedules for the rest. `opaque_activations`: see `build`."""
 
     @tvm.transform.module_pass(opt_level=0, name="eenn.HostPipeline")
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with target:
-            passes = kernel_passes(target) + tuned + [DefaultSchedules()]
+            tuned = [relax.transform.MetaScheduleApplyDatabase(str(database))] if database else []
+            passes = kernel_passes(target, opaque_activations) + tuned + [DefaultSchedules()]
             return tvm.transform.Sequential(passes + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(
                 mod
             )

@@ -53,3 +53,54 @@ class EarlyExitRunner:
         tier continues from it."""
         index, out = self.module(EARLY_EXIT, x)
         return (None if index == HANDED_ON else index), out
+
+
+class BatchRunner:
+    """Runs an early-exit module built for a batch of B samples over many samples, for throughput.
+
+    Each segment runs on full batches of samples that reached it; after it, the samples whose exit fired leave
+    and the others join the next segment's queue (compaction), so no segment computes a sample that has left.
+    Only the last, partial batches are padded. A sample leaves where it would at batch 1. The module may keep
+    the activations segments hand each other in its own layout (`build(..., opaque_activations=True)`).
+    """
+
+    def __init__(self, module: HostModule, batch: int):
+        self.module = module
+        self.batch = batch
+        self.segments = SegmentRunner(module).segments
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(exit index, logits at that exit) of every sample of `x`, the end of the network counting as the exit
+        after the last."""
+        queues: list[list[tuple[int, np.ndarray]]] = [[] for _ in self.segments]
+        exits = np.zeros(len(x), np.int64)
+        logits: list[np.ndarray | None] = [None] * len(x)
+        fed = 0
+        while True:
+            full = [k for k, queue in enumerate(queues) if len(queue) >= self.batch]
+            if full:  # the deepest full queue first: its samples are the nearest to leaving
+                stage = full[-1]
+            elif fed < len(x):
+                queues[0].extend((i, x[i]) for i in range(fed, min(fed + self.batch, len(x))))
+                fed = min(fed + self.batch, len(x))
+                continue
+            elif any(queues):
+                stage = max(k for k, queue in enumerate(queues) if queue)
+            else:
+                return exits, np.stack(logits)
+            members, queues[stage] = queues[stage][: self.batch], queues[stage][self.batch :]
+            self._run_stage(stage, members, queues, exits, logits)
+
+    def _run_stage(self, stage, members, queues, exits, logits) -> None:
+        rows = np.stack([row for _, row in members])
+        if len(members) < self.batch:
+            rows = np.concatenate([rows, np.zeros((self.batch - len(members), *rows.shape[1:]), rows.dtype)])
+        outputs = self.module(self.segments[stage], rows)
+        last = stage == len(self.segments) - 1
+        take = np.ones(len(members), bool) if last else outputs[3][: len(members)]
+        scores = outputs[0] if last else outputs[1]
+        for row, (i, _) in enumerate(members):
+            if take[row]:
+                exits[i], logits[i] = stage, scores[row].copy()
+            else:
+                queues[stage + 1].append((i, outputs[0][row].copy()))

@@ -57,29 +57,34 @@ def _vectorize_innermost(sch: s_tir.Schedule, block, lanes: int) -> None:
 class ChannelLastReduction(dlight.ScheduleRule):
     """One reduction whose innermost spatial axis is the output's last, with injective producers and consumers."""
 
-    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool) -> s_tir.Schedule | None:
+    def apply(self, func: tirx.PrimFunc, target: Target, tunable: bool) -> s_tir.Schedule | None:
         if not isinstance(func, tirx.PrimFunc) or target.kind.name != "llvm":
             return None
         sch = s_tir.Schedule(func)
+        try:
+            return sch if self.schedule(sch, target, tunable) else None
+        except (s_tir.ScheduleError, ValueError):
+            return None
+
+    def schedule(self, sch: s_tir.Schedule, target: Target, tunable: bool = False) -> bool:
+        """Schedule the function of `sch` in place; False if the rule does not apply to it. `tunable` samples
+        the register tile (for MetaSchedule to search) instead of choosing it with `register_tile`."""
         blocks = normalize_prim_func(sch)
         if blocks is None:
-            return None
+            return False
         reductions = [i for i, b in enumerate(blocks) if not b.is_injective()]
         if len(reductions) != 1:
-            return None
+            return False
         main = blocks[reductions[0]]
         kinds = main.dom_kind()
         spatial = len(kinds) - len(kinds.lstrip("S"))
         if spatial == 0 or set(kinds[spatial:]) != {"R"} or not _innermost_is_last_output_axis(sch, main):
-            return None
-        try:
-            self._schedule(sch, blocks, reductions[0], spatial, vector_lanes(target))
-        except (s_tir.ScheduleError, ValueError):
-            return None
-        return sch
+            return False
+        self._schedule(sch, blocks, reductions[0], spatial, vector_lanes(target), tunable)
+        return True
 
     @staticmethod
-    def _schedule(sch, blocks, index, spatial, lanes) -> None:
+    def _schedule(sch, blocks, index, spatial, lanes, tunable) -> None:
         for producer in blocks[:index]:
             # Padding stays a loop nest of its own (a copy of the input with a border of zeros): inlined, its
             # bounds test would sit in the innermost loop and keep LLVM from holding the tile in registers.
@@ -97,10 +102,10 @@ class ChannelLastReduction(dlight.ScheduleRule):
         vectors, lane = sch.split(channels, [None, lane_count])
         columns = extents[-2] if outer else 1
         tile_columns, tile_vectors = register_tile(columns, extents[-1] // lane_count)
-        vector_outer, vector_inner = sch.split(vectors, [None, tile_vectors])
+        vector_outer, vector_inner = _split_tile(sch, vectors, tile_vectors, tunable)
         tile = [vector_inner, lane]
         if outer:
-            column_outer, column_inner = sch.split(outer[-1], [None, tile_columns])
+            column_outer, column_inner = _split_tile(sch, outer[-1], tile_columns, tunable)
             outer[-1] = column_outer
             tile.insert(0, column_inner)
         sch.reorder(*outer, vector_outer, *reduce, *tile)
@@ -109,11 +114,20 @@ class ChannelLastReduction(dlight.ScheduleRule):
         sch.vectorize(lane)
         if epilogue:
             last = epilogue[-1].block_rv
-            sch.reverse_compute_at(last, vector_outer)
-            _vectorize_innermost(sch, last, lanes)
+            # Unit loops kept, and lanes split off by a factor every tile size divides: the same instructions
+            # whatever tile MetaSchedule samples, as replaying its traces requires.
+            sch.reverse_compute_at(last, vector_outer, preserve_unit_loops=True)
+            sch.vectorize(sch.split(sch.get_loops(last)[-1], [None, lane_count])[1])
         if outer and _work(sch, block) >= PARALLEL_MIN_MACS:
             sch.parallel(sch.fuse(*sch.get_loops(block)[: max(1, len(outer) - 1)]))
         sch.decompose_reduction(block, reduce[0])
+
+
+def _split_tile(sch: s_tir.Schedule, loop, inner: int, tunable: bool) -> list:
+    """Split `loop` into (outer, inner of `inner` iterations); tunable: the inner extent is sampled instead."""
+    if tunable:
+        return sch.split(loop, sch.sample_perfect_tile(loop, n=2, max_innermost_factor=MAX_ACCUMULATORS))
+    return sch.split(loop, [None, inner])
 
 
 def _work(sch: s_tir.Schedule, block) -> int:
@@ -161,11 +175,13 @@ def default_rules() -> list[dlight.ScheduleRule]:
 
 def default_schedule(func: tirx.PrimFunc, target: Target) -> s_tir.Schedule | None:
     """The schedule of the first rule that takes `func`, or None."""
-    for rule in default_rules():
-        schedule = rule.apply(func, target, False)
-        if schedule is not None:
-            return schedule
-    return None
+    rule = default_rule(func, target)
+    return None if rule is None else rule.apply(func, target, False)
+
+
+def default_rule(func: tirx.PrimFunc, target: Target) -> dlight.ScheduleRule | None:
+    """The first of `default_rules` that takes `func`, or None."""
+    return next((r for r in default_rules() if r.apply(func, target, False) is not None), None)
 
 
 def DefaultSchedules() -> dlight.ApplyDefaultSchedule:

@@ -1,6 +1,6 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from eenn_tvm.commands import analyze, augment, build, compile, map, profile, run, verify
+from eenn_tvm.commands import analyze, augment, build, compile, map, profile, run, tune, verify
 
 COMMANDS = [
     analyze.command,
@@ -11,6 +11,7 @@ COMMANDS = [
     profile.command,
     map.command,
     compile.command,
+    tune.command,
 ]
 
 

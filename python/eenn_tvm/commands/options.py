@@ -24,6 +24,23 @@ input_shape_option = click.option(
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 
+database_option = click.option(
+    "--database",
+    type=click.Path(file_okay=False),
+    help="A tuning database from `eenn-tvm tune`: the host kernels it holds are built with its schedules.",
+)
+
+
+def checked_database(path: str | None) -> Path | None:
+    """The database folder, checked before any work: it must be one tuned for this machine's CPU."""
+    if path is None:
+        return None
+    from eenn_tvm.targets.host.target import host_target
+    from eenn_tvm.targets.host.tune import open_database
+
+    open_database(path, host_target())
+    return Path(path)
+
 
 def input_shapes_from(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     return dict(parse_input_shape(v) for v in values)
@@ -134,12 +151,20 @@ augment_options = _stack(
         help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json, else one trained "
         "on costs/PLATFORM.jsonl, else the analytic model (MACs / throughput).",
     ),
+    database_option,
 )
 
 
 def settings_from(
-    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache
+    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, database
 ) -> Settings:
     return Settings(
-        max_accuracy_drop, decision, val_fraction, seed, None if no_cache else cache_dir, calibration_path, confidence
+        max_accuracy_drop,
+        decision,
+        val_fraction,
+        seed,
+        None if no_cache else cache_dir,
+        calibration_path,
+        confidence,
+        checked_database(database),
     )

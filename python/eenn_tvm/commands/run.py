@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from eenn_tvm.commands.options import echo_json, json_option, savings_table
+from eenn_tvm.commands.options import checked_database, database_option, echo_json, json_option, savings_table
 from eenn_tvm.data import Dataset, load_npz
 from eenn_tvm.deploy import run_tiers
+from eenn_tvm.errors import EennError
 from eenn_tvm.evaluate import ENGINES, run
 from eenn_tvm.plan import Plan
 from eenn_tvm.textui import format_table
@@ -37,10 +38,25 @@ from eenn_tvm.textui import format_table
     help="For a `compile` output: run the deployment tier by tier (the microcontroller in QEMU).",
 )
 @click.option("--n", "count", type=click.IntRange(min=1), help="Run only the first N samples.")
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples per call (tvm): the network is built for batches of B; samples that leave at an exit are "
+    "dropped and the rest go on, as on a server. Reports the throughput.",
+)
+@database_option
 @json_option
-def command(out, data_path, engine, tiers, count, as_json):
-    """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time."""
+def command(out, data_path, engine, tiers, count, batch, database, as_json):
+    """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time
+    (or in batches: --batch)."""
     plan = Plan.load(out)
+    if (batch > 1 or database) and engine != "tvm":
+        raise EennError("--batch and --database apply to --engine tvm")
+    if (batch > 1 or database) and plan.deployment and tiers:
+        raise EennError("--batch and --database run the host module: add --no-tiers for a compile output")
+    database = checked_database(database)
     shape = plan.model["input_shape"]
     data = load_npz(data_path, tuple(shape[1:]), plan.model["classes"])
     if count:
@@ -48,7 +64,7 @@ def command(out, data_path, engine, tiers, count, as_json):
     if plan.deployment and tiers:
         _run_tiers(out, plan, data, as_json)
         return
-    result = run(out, plan, data, engine)
+    result = run(out, plan, data, engine, batch, database)
     if as_json:
         echo_json(result.to_json())
         return
@@ -68,6 +84,10 @@ def command(out, data_path, engine, tiers, count, as_json):
     click.echo(
         "exits: "
         + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram))
+    )
+    click.echo(
+        f"inference ({engine}, batch {batch}): {result.samples_per_second:,.0f} samples/s, "
+        f"{1e3 * result.inference_seconds / result.samples:.3f} ms per sample"
     )
 
 
