@@ -10,8 +10,9 @@ example: setup $(FASHION)/train.npz
 	.venv/bin/eenn-tvm build out/fashion_mnist --target cortex-m4 -o out/fashion_mnist_m4
 	.venv/bin/eenn-tvm verify out/fashion_mnist_m4 --data $(FASHION)/test.npz --n 200
 
+# The fast set: tests marked slow (more than about 20 s each) are left to .ci/run, which runs them all.
 test: setup-dev
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -m "not slow"
 
 $(FASHION)/train.npz: | setup
 	.venv/bin/python $(FASHION)/make_data.py

@@ -1,6 +1,7 @@
 """Benchmark: host inference against onnxruntime, the early-exit network in one TVM call, tuned and untuned.
 
-    python bench/host.py [--samples 300] [--repeats 5] [--trials 512] [--databases DIR] [--json bench/host.json]
+    python bench/host.py [--samples 300] [--repeats 5] [--trials 512] [--minutes M] [--databases DIR]
+                         [--threads 1 2] [--no-batch] [--no-kernels] [--cases NAME ...] [--json bench/host.json]
 
 For the example ResNet-8, the keyword DS-CNN, the Fashion ResNet-20 (each with its `augment` output in out/) and
 the MLPerf Tiny ResNet-8 (no early-exit network), in one run, engines interleaved, medians of the repeats:
@@ -8,7 +9,8 @@ the MLPerf Tiny ResNet-8 (no early-exit network), in one run, engines interleave
 - onnxruntime on the original model;
 - TVM on the original model: the plain Relax pipeline (as eenn-tvm built before it scheduled anything), the
   default schedules, and tuned (a database `eenn-tvm tune` made in this run, timed);
-- the early-exit network: TVM, tuned, one call per sample (`ChainExits`), and in batches with compaction;
+- the early-exit network: TVM one call per sample (`ChainExits`), with the default schedules and tuned, and in
+  batches with compaction (tuned);
 - onnxruntime on eenn.onnx (every exit computed, the thresholds applied in numpy).
 
 Batch 1 with 1 thread and with all threads (mean latency per sample over the same real test samples, exits
@@ -37,8 +39,8 @@ import tvm
 from tvm import relax
 
 from eenn_tvm.decision import confidence
-from eenn_tvm.firmware import eenn_network
 from eenn_tvm.frontend import import_onnx
+from eenn_tvm.network import Network
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Plan
 from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, build
@@ -152,11 +154,13 @@ def engines(case: Case, x: np.ndarray, threads: int, database: Path) -> dict[str
     }
     if case.eenn:
         plan = Plan.load(case.eenn)
-        chained = ChainExits()(eenn_network(case.eenn, plan).mod)
-        runner = EarlyExitRunner(HostModule(build(chained, database=database)))
-        eenn = ort_session(case.eenn / plan.artifacts["eenn_onnx"], threads)
+        chained = ChainExits()(Network.from_augment(case.eenn, plan).mod)
+        untuned = EarlyExitRunner(HostModule(build(chained)))
+        tuned = EarlyExitRunner(HostModule(build(chained, database=database)))
+        eenn = ort_session(case.eenn / plan.artifacts.eenn_onnx, threads)
         decide = eenn_thresholds(plan)
-        found["early-exit network, TVM tuned, one call"] = (per_sample(runner.infer, x), len(x))
+        found["early-exit network, TVM default schedules, one call"] = (per_sample(untuned.infer, x), len(x))
+        found["early-exit network, TVM tuned, one call"] = (per_sample(tuned.infer, x), len(x))
         found["onnxruntime, eenn.onnx + thresholds"] = (
             per_sample(lambda s: decide(eenn.run(None, {name: s})), x),
             len(x),
@@ -176,9 +180,9 @@ def batch_engines(case: Case, x: np.ndarray, threads: int, database: Path) -> di
     }
     if case.eenn:
         plan = Plan.load(case.eenn)
-        network = eenn_network(case.eenn, plan, batch=BATCH)
+        network = Network.from_augment(case.eenn, plan, batch=BATCH)
         runner = BatchRunner(HostModule(build(network.mod, database=database, opaque_activations=True)), BATCH)
-        eenn = ort_session(with_batch_dim(case.eenn / plan.artifacts["eenn_onnx"]), threads)
+        eenn = ort_session(with_batch_dim(case.eenn / plan.artifacts.eenn_onnx), threads)
         decide = eenn_thresholds(plan)
         found["early-exit network, TVM tuned, compacted batches"] = (lambda: runner.run(x), len(x))
         found["onnxruntime, eenn.onnx + thresholds"] = (
@@ -207,16 +211,17 @@ def interleaved(found: dict[str, tuple], repeats: int) -> dict[str, dict]:
     return {k: {"wall_s": statistics.median(wall[k]), "thread_cpu_s": statistics.median(cpu[k])} for k in found}
 
 
-def tune_case(case: Case, folder: Path, trials: int) -> dict:
-    """Tune the early-exit network and the original model into one database; the time each took."""
+def tune_case(case: Case, folder: Path, trials: int, minutes: float | None) -> dict:
+    """Tune the early-exit network and the original model into one database (each search within `minutes`); the
+    time each took."""
     target = host_target()
     seconds = {}
     if case.eenn:
         started = time.perf_counter()
-        tune(ChainExits()(eenn_network(case.eenn, Plan.load(case.eenn)).mod), target, folder, trials, log=_say)
+        tune(ChainExits()(Network.from_augment(case.eenn).mod), target, folder, trials, log=_say, minutes=minutes)
         seconds["early-exit network"] = time.perf_counter() - started
     started = time.perf_counter()
-    tune(import_onnx(case.model).mod, target, folder, trials, log=_say)
+    tune(import_onnx(case.model).mod, target, folder, trials, log=_say, minutes=minutes)
     seconds["original model (kernels not already tuned)"] = time.perf_counter() - started
     return seconds
 
@@ -306,7 +311,11 @@ def main():
     parser.add_argument("--samples", type=int, default=300, help="test samples per engine and repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--trials", type=int, default=512, help="tuning trials per model (eenn-tvm tune --trials)")
+    parser.add_argument("--minutes", type=float, help="bound on each tuning search (eenn-tvm tune --minutes)")
     parser.add_argument("--databases", type=Path, help="keep the tuning databases here (default: a temporary folder)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count()], help="batch-1 thread counts")
+    parser.add_argument("--no-batch", dest="batch", action="store_false", help=f"skip batch {BATCH} (throughput)")
+    parser.add_argument("--no-kernels", dest="kernels", action="store_false", help="skip the per-kernel table")
     parser.add_argument("--cases", nargs="*", help="case names to run (default: all)")
     parser.add_argument("--json", type=Path, default=HERE / "host.json")
     args = parser.parse_args()
@@ -338,41 +347,53 @@ def main():
 
 def run_case(case: Case, database: Path, args) -> dict:
     _say(f"{case.name}: tuning into {database}")
-    tuning = tune_case(case, database, args.trials)
+    tuning = tune_case(case, database, args.trials, args.minutes)
     x = np.load(case.data)["x"].astype(np.float32)
     x = np.resize(x, (args.samples, *x.shape[1:]))  # the MLPerf file holds 20 images: repeated
     figures = {"tuning_seconds": tuning}
-    for threads in (1, os.cpu_count()):
+    for threads in args.threads:
         set_threads(threads)
         _say(f"{case.name}: batch 1, {threads} thread(s)")
         figures[f"batch1_threads{threads}"] = interleaved(engines(case, x, threads, database), args.repeats)
-    _say(f"{case.name}: batch {BATCH}, {os.cpu_count()} threads")
-    figures[f"batch{BATCH}"] = interleaved(batch_engines(case, x, os.cpu_count(), database), args.repeats)
+    if args.batch:
+        _say(f"{case.name}: batch {BATCH}, {os.cpu_count()} threads")
+        figures[f"batch{BATCH}"] = interleaved(batch_engines(case, x, os.cpu_count(), database), args.repeats)
     set_threads(1)
-    figures["kernels"] = kernel_table(case, database)
+    if args.kernels:
+        figures["kernels"] = kernel_table(case, database)
     return figures
 
 
 def print_case(name: str, figures: dict) -> None:
-    cores = os.cpu_count()
-    one, all_, batched = figures["batch1_threads1"], figures[f"batch1_threads{cores}"], figures[f"batch{BATCH}"]
+    """Per engine: ms per sample and the ratio to onnxruntime on the original model for each thread count, and the
+    throughput at batch 32; then the kernels."""
     reference = "onnxruntime, original"
+    tables = {k.removeprefix("batch1_threads"): v for k, v in figures.items() if k.startswith("batch1_threads")}
+    batched = figures.get(f"batch{BATCH}", {})
+    headers = ["engine"]
+    for threads in tables:
+        headers += [f"ms/sample {threads} thr", "x ort"]
+    headers += [f"samples/s b{BATCH}", "x ort"] if batched else []
     rows = []
-    for engine in one:
+    for engine in next(iter(tables.values())):
         row = [engine]
-        for table in (one, all_):
-            ms = 1e3 * table[engine]["wall_s"]
-            row += [f"{ms:.3f}", f"{table[engine]['wall_s'] / table[reference]['wall_s']:.2f}"]
+        for table in tables.values():
+            row += [
+                f"{1e3 * table[engine]['wall_s']:.3f}",
+                f"{table[engine]['wall_s'] / table[reference]['wall_s']:.2f}",
+            ]
         match = batched.get(engine) or batched.get(engine.replace("one call", "compacted batches"))
-        if match:
-            rate = 1 / match["wall_s"]
-            row += [f"{rate:,.0f}", f"{rate * batched[reference]['wall_s']:.2f}"]
-        else:
-            row += ["-", "-"]
+        if batched:
+            row += (
+                [f"{1 / match['wall_s']:,.0f}", f"{batched[reference]['wall_s'] / match['wall_s']:.2f}"]
+                if match
+                else ["-", "-"]
+            )
         rows.append(row)
     print(f"\n{name} (tuning: " + ", ".join(f"{k} {v:.0f} s" for k, v in figures["tuning_seconds"].items()) + ")")
-    headers = ["engine", "ms/sample 1 thr", "x ort", f"ms/sample {cores} thr", "x ort", f"samples/s b{BATCH}", "x ort"]
     print(format_table(headers, rows))
+    if "kernels" not in figures:
+        return
     kernel_rows = [
         [
             k["kernel"],

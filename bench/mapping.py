@@ -23,7 +23,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from eenn_tvm.mapping import Infeasible, Problem, baselines, runs, solve
+from eenn_tvm.placement.problem_file import ProblemFile
+from eenn_tvm.placement.solver import Infeasible, PlacementProblem, baselines, runs, solve
 from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +32,7 @@ INSTANCES = HERE.parent / "examples" / "placement"
 DEVICE_MEMORY = {"as published (8 GiB assumed)": None, "2 MiB": 2 << 20, "512 KiB": 512 << 10}
 
 
-def instance(rng: random.Random, blocks: int, nodes: int, tightness: float) -> Problem:
+def instance(rng: random.Random, blocks: int, nodes: int, tightness: float) -> PlacementProblem:
     chain, left = [], 1.0
     for i in range(blocks):
         share = 0.0
@@ -74,9 +75,9 @@ def instance(rng: random.Random, blocks: int, nodes: int, tightness: float) -> P
                         "latency_s": rng.uniform(1e-3, 2e-2),
                     }
                 )
-    problem = Problem.from_json(
+    problem = ProblemFile.from_json(
         {"source": node_list[0]["name"], "input_bits": 24576, "blocks": chain, "nodes": node_list, "links": links}
-    )
+    ).problem()
     free = solve(problem)  # the optimum with no latency bound; the bound is then set below its worst latency
     return replace(problem, max_latency_s=free.latency_s * tightness)
 
@@ -140,7 +141,7 @@ def paper_instances() -> list[dict]:
     results, rows = [], []
     for path in sorted(INSTANCES.glob("b_*.json")):
         for memory_name, memory in DEVICE_MEMORY.items():
-            problem = _device_memory(Problem.load(path), memory)
+            problem = _device_memory(ProblemFile.load(path).problem(), memory)
             start = time.perf_counter()
             best = solve(problem)
             seconds = time.perf_counter() - start
@@ -187,7 +188,7 @@ def paper_instances() -> list[dict]:
 
 def resnet_exit_share_sweep() -> dict:
     """B-ResNet's exit shares are an assumption: the optimal placements over a grid of them, per device memory."""
-    problem = Problem.load(INSTANCES / "b_resnet110.json")
+    problem = ProblemFile.load(INSTANCES / "b_resnet110.json").problem()
     exits = [i for i, b in enumerate(problem.blocks) if b.exit_fraction][:2]
     grid = [(a / 10, b / 10) for a in range(10) for b in range(10 - a)]
     sweep = {}
@@ -207,7 +208,7 @@ def resnet_exit_share_sweep() -> dict:
     return sweep
 
 
-def _device_memory(problem: Problem, memory: int | None) -> Problem:
+def _device_memory(problem: PlacementProblem, memory: int | None) -> PlacementProblem:
     if memory is None:
         return problem
     nodes = [replace(n, memory_bytes=memory) if n.name == problem.source else n for n in problem.nodes]

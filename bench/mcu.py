@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from eenn_tvm.errors import EennError
-from eenn_tvm.firmware import build_firmware
+from eenn_tvm.targets.mcu.build import build_firmware
+from eenn_tvm.targets.mcu.verify import verify
 from eenn_tvm.textui import format_table
-from eenn_tvm.verify import verify
 
 HERE = Path(__file__).resolve().parent
 MLPERF = Path(os.environ.get("EENN_SHARED", HERE.parents[1] / "shared")) / "models" / "mlperf-tiny"

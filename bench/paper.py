@@ -7,7 +7,7 @@ calibration split), then everything measured on the held-out test split, never s
 original model and of the early-exit network, MAC reduction, share of samples leaving early, the energy per
 inference on the device of `m4-edge` (all segments on the Cortex-M4) and the optimal placement on the three tiers of
 `m4-edge-cloud`, each against the original model, and the same for the Shallow-Deep-Networks style baseline.
-Energies come from the cost model trained on costs/m4-edge.jsonl (the cloud tier is analytic).
+Energies come from the cost model trained on targets/platforms/m4-edge.jsonl (the cloud tier is analytic).
 Writes docs/benchmarks.md and bench/paper.json. `--quick`: 3,000 training, 1,000 calibration and 1,000 test
 samples per task (minutes instead of most of an hour). Makes missing data with the examples' make_data.py.
 """
@@ -21,21 +21,21 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from platform import machine, processor, python_version
 
 import numpy as np
 
 from eenn_tvm.augment import Settings, augment
-from eenn_tvm.costmodel import CostModel
+from eenn_tvm.costmodel.data import CostFiles, read_measurements
+from eenn_tvm.costmodel.model import CostModel
 from eenn_tvm.data import load_npz
-from eenn_tvm.evaluate import run
-from eenn_tvm.firmware import eenn_network
-from eenn_tvm.placement import place
+from eenn_tvm.inference import run
+from eenn_tvm.network import Network
+from eenn_tvm.placement.segments import place
 from eenn_tvm.plan import Plan
-from eenn_tvm.platform import load_platform
-from eenn_tvm.profiling import read_dataset
+from eenn_tvm.platform import Platform
 from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
@@ -141,14 +141,14 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
     start = time.perf_counter()
     plan = augment(EXAMPLES / task.folder / task.model, files["train"], out / "eenn", settings, log=_say)
     augment_s = time.perf_counter() - start
-    test = load_npz(files["test"], tuple(plan.model["input_shape"][1:]), plan.model["classes"])
+    test = load_npz(files["test"], tuple(plan.model.input_shape[1:]), plan.model.classes)
     _say(f"  test split: {len(test)} samples")
     result = run(out / "eenn", plan, test, engine="tvm")
-    sdn_plan = replace(plan, exits=plan.baseline.exits, validation=plan.baseline.validation)
+    sdn_plan = plan.model_copy(update={"exits": plan.baseline.exits, "validation": plan.baseline.validation})
     return {
         "samples": {k: _count(v) for k, v in files.items()},
         "original_accuracy": result.baseline_accuracy,
-        "total_macs": plan.model["total_macs"],
+        "total_macs": plan.model.total_macs,
         "eenn": _figures(
             out / "eenn", plan, result.accuracy, result.mac_reduction, result.exit_histogram, device, tiers
         ),
@@ -161,7 +161,7 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
             device,
             tiers,
         ),
-        "search_seconds": plan.search["seconds"],
+        "search_seconds": plan.search.seconds,
         "augment_seconds": round(augment_s, 1),
         "paper": task.paper,
         "target_mac_reduction": task.target,
@@ -172,8 +172,9 @@ def _figures(
     folder: Path, plan: Plan, accuracy: float, mac_reduction: float, histogram: list[int], device, tiers
 ) -> dict:
     """Accuracy, MACs and energy of one early-exit network with the exit shares seen on the test split."""
-    on_test = replace(plan, validation=replace(plan.validation, exit_histogram=histogram, samples=sum(histogram)))
-    network = eenn_network(folder, on_test)
+    validation = plan.validation.model_copy(update={"exit_histogram": histogram, "samples": sum(histogram)})
+    on_test = plan.model_copy(update={"validation": validation})
+    network = Network.from_augment(folder, on_test)
     return {
         "accuracy": accuracy,
         "mac_reduction": mac_reduction,
@@ -190,33 +191,33 @@ def _energy(plan: Plan, network, platform, cost_model) -> dict:
     targets, against the original model run whole on the device and on its cheapest target. A network too large
     for the device's memory (all on the device infeasible) leaves the device out of both (None)."""
     placed = place(plan, network, platform, cost_model, "energy", None)
-    original = dict(placed["original_model"])
-    all_on_device = placed["baselines"]["all_on_source"]
+    original = dict(placed.original_model)
+    all_on_device = placed.baselines["all_on_source"]
     on_device = original_device = None
     if all_on_device is None:
         del original[platform.device.name]
     else:
-        on_device, original_device = all_on_device["energy_j"], original[platform.device.name]["energy_j"]
-    cheapest = min(original, key=lambda k: original[k]["energy_j"])
+        on_device, original_device = all_on_device.energy_j, original[platform.device.name].energy_j
+    cheapest = min(original, key=lambda k: original[k].energy_j)
     return {
         "device_j": on_device,
         "original_device_j": original_device,
-        "placed_j": placed["energy_j"],
-        "segments": list(placed["segments"].values()),
-        "original_cheapest_j": original[cheapest]["energy_j"],
+        "placed_j": placed.energy_j,
+        "segments": list(placed.segments.values()),
+        "original_cheapest_j": original[cheapest].energy_j,
         "original_cheapest_on": cheapest,
         "device_reduction": None if on_device is None else 1 - on_device / original_device,
-        "placed_reduction": 1 - placed["energy_j"] / original[cheapest]["energy_j"],
+        "placed_reduction": 1 - placed.energy_j / original[cheapest].energy_j,
     }
 
 
 def _energy_models():
     """(platform, cost model) for the device alone and for the three tiers; both learn from the m4-edge
     measurements (the device and edge targets carry the same names), the cloud is analytic."""
-    rows = read_dataset(REPO / "costs" / "m4-edge.jsonl")
+    rows = read_measurements(CostFiles.home(Platform.load("m4-edge")).measurements)
     models = []
     for name in ("m4-edge", "m4-edge-cloud"):
-        platform = load_platform(name)
+        platform = Platform.load(name)
         models.append((platform, CostModel.train(platform, rows)))
     return models
 
@@ -323,10 +324,10 @@ def markdown(doc: dict) -> str:
         f"Made by `{doc['command']}` on {doc['date']} ({doc['machine']}); raw figures in `bench/paper.json`.",
         "Every figure is on the **held-out test split**, which neither the heads nor the thresholds saw; tolerance "
         f"{100 * doc['tolerance']:.0f} point. Energies: expected energy per inference predicted by the cost model "
-        "(`costs/m4-edge.jsonl`) with the exit shares measured on the test split; *M4* = every segment on the Cortex-M4 "
-        "of `m4-edge` against the original model there; *3 tiers* = the optimal placement on `m4-edge-cloud` against the "
-        "cheapest target for the original model run whole. The SDN baseline: gap heads at fixed shares of the cost, "
-        "one threshold (Shallow-Deep Networks style), on the same heads and data.",
+        "(`targets/platforms/m4-edge.jsonl`) with the exit shares measured on the test split; *M4* = every segment "
+        "on the Cortex-M4 of `m4-edge` against the original model there; *3 tiers* = the optimal placement on "
+        "`m4-edge-cloud` against the cheapest target for the original model run whole. The SDN baseline: gap heads "
+        "at fixed shares of the cost, one threshold (Shallow-Deep Networks style), on the same heads and data.",
         "",
         "```",
         summary_table(doc["results"]),
@@ -339,13 +340,15 @@ def markdown(doc: dict) -> str:
         s = r["search_seconds"]
         lines.append(
             f"| {r['task']} | {_pct(r['target_mac_reduction'])} MACs at ≤ 1 pt | {_verdict(r)} | "
-            f"{r['eenn']['exits']} | {s.get('features', 0):.0f} s / {s.get('heads', 0):.0f} s / {s.get('search', 0):.1f} s |"
+            f"{r['eenn']['exits']} | {s.get('features', 0):.0f} s / {s.get('heads', 0):.0f} s / "
+            f"{s.get('search', 0):.1f} s |"
         )
     lines += [
         "",
         "Energy per inference (mJ, predicted by the cost model, exit shares of the test split):",
         "",
-        "| task | original, M4 | eenn-tvm, M4 | SDN, M4 | eenn-tvm placed on 3 tiers | segments | original, cheapest target |",
+        "| task | original, M4 | eenn-tvm, M4 | SDN, M4 | eenn-tvm placed on 3 tiers | segments "
+        "| original, cheapest target |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in doc["results"]:

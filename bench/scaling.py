@@ -8,7 +8,8 @@ networks are random convolutions whose batch-norm statistics and classifier are 
 images (padded to 32x32, grey in all three channels): the classifier is real, so the search has a real accuracy
 floor, but the accuracies are those of random features, and this benchmark is about time and memory only.
 Random deep features are poor, so the real search ends fast; beside it, the search is timed on a synthetic problem of
-the same size (points, heads per point rounded up, calibration samples) whose exits get better with depth, as trained ones do.
+the same size (points, heads per point rounded up, calibration samples) whose exits get better with depth, as trained
+ones do.
 `eenn-tvm augment` then runs on 10,000 further images (no feature cache): wall time per stage (import, features,
 heads, search, write: the TVM build and the outputs) and the peak resident memory of the process.
 Needs the dev extra (torch) to make the models; they are kept in out/scaling/.

@@ -9,6 +9,7 @@ from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 
 
+@pytest.mark.slow
 def test_augment_writes_the_plan_and_all_artifacts(augmented):
     out, plan, _ = augmented
     for name in ["plan.json", "eenn.onnx", "eenn_host.so", "report.md", "pareto.png", "exits.png"]:
@@ -21,6 +22,7 @@ def test_augment_writes_the_plan_and_all_artifacts(augmented):
     assert outputs == ["logits"] + [f"exit_{i}" for i in range(len(plan["exits"]))]
 
 
+@pytest.mark.slow
 def test_validation_accuracy_keeps_the_floor_and_beats_the_baseline(augmented):
     _, plan, _ = augmented
     v, b = plan["validation"], plan["baseline"]["validation"]
@@ -30,8 +32,9 @@ def test_validation_accuracy_keeps_the_floor_and_beats_the_baseline(augmented):
     assert v["mac_fraction"] < 0.6
 
 
+@pytest.mark.slow
 def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, fashion):
-    out, plan, _ = augmented
+    out, _, _ = augmented
     code, stdout, stderr = run_cli("run", out, "--data", fashion / "test.npz", "--json")
     assert code == 0, stderr
     tvm = json.loads(stdout)
@@ -44,8 +47,9 @@ def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, f
     assert tvm["baseline_accuracy"] - tvm["accuracy"] < 0.04  # 800 validation samples set the thresholds
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
-    out, plan, cache = augmented
+    _, plan, cache = augmented
     code, stdout, _ = run_cli(
         "augment", MODEL, "--data", fashion / "train.npz", "--cache-dir", cache, "-o", tmp_path / "again", "--json"
     )
@@ -104,6 +108,7 @@ def test_run_needs_an_augment_folder(tmp_path):
     assert_one_line_error(["run", tmp_path, "--data", tmp_path / "x.npz"], "no plan.json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet", "inception", "ecg", "mlp"])
 def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
     """Depthwise, branch-and-concat, 1-D and dense-only networks go through the whole flow, and the TVM module
@@ -132,6 +137,7 @@ def test_augment_and_run_work_on_every_model_family(zoo_model, tmp_path, name):
         assert results[0][key] == results[1][key]
 
 
+@pytest.mark.slow
 def test_calibration_data_sets_the_thresholds_and_all_of_data_trains_the_heads(fashion, augmented, tmp_path):
     train = np.load(fashion / "train.npz")
     np.savez(tmp_path / "heads.npz", x=train["x"][:3000], y=train["y"][:3000])
@@ -176,3 +182,24 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
         "class 3 has no samples",
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (
+            lambda p: p["exits"][0].update(threshold=2.0),
+            "plan.json: exits[0].threshold: must be a number between 0 and 1",
+        ),
+        (lambda p: p["model"].pop("classes"), "plan.json: model.classes: missing"),
+        (lambda p: p.update(version=2), "plan.json: version: expected 1, got 2"),
+    ],
+)
+def test_a_plan_with_a_bad_field_is_one_line_naming_the_field(augmented, fashion, tmp_path, edit, fragment):
+    out = tmp_path / "eenn"
+    out.mkdir()
+    plan = json.loads((augmented[0] / "plan.json").read_text())
+    edit(plan)
+    (out / "plan.json").write_text(json.dumps(plan))
+    assert_one_line_error(["run", out, "--data", fashion / "test.npz"], fragment, "run `eenn-tvm augment` again")

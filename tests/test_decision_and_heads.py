@@ -1,12 +1,15 @@
 """Exit heads and decision rules: numpy, Relax (TVM) and ONNX compute the same thing."""
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import ort_run
 from tvm import relax
 
 from eenn_tvm import heads
-from eenn_tvm.decision import RULES, confidence
+from eenn_tvm.catalog import RULES
+from eenn_tvm.decision import confidence
 from eenn_tvm.exit_functions import exit_function
 from eenn_tvm.features import POOL_BINS, adaptive_avg_pool
 from eenn_tvm.onnx_export import with_exit_heads
@@ -69,7 +72,7 @@ def random_head(kind, shape, classes, seed):
         kind,
         [
             (rng.standard_normal((i, o)).astype(np.float32), rng.standard_normal(o).astype(np.float32))
-            for i, o in zip(dims, dims[1:])
+            for i, o in itertools.pairwise(dims)
         ],
     )
 
@@ -110,6 +113,6 @@ def test_onnx_export_computes_the_heads(zoo_model):
     x = np.random.default_rng(0).standard_normal(model.input_shapes["x"]).astype(np.float32)
     inner = ort_run(model.onnx, x, [p.name for p in points])
     outputs = ort_run(with_exit_heads(model.onnx, chosen), x)
-    for i, (name, shape, head) in enumerate(chosen):
+    for i, (name, _, head) in enumerate(chosen):
         features = adaptive_avg_pool(inner[name], POOL_BINS[head.pooling])
         np.testing.assert_allclose(outputs[f"exit_{i}"], head.logits(features), atol=1e-4)

@@ -8,9 +8,12 @@ import pytest
 from conftest import two_tier_platform
 from test_cli import assert_one_line_error, run_cli
 
-from eenn_tvm.firmware import network_from
-from eenn_tvm.mapping import Problem, brute_force
+from eenn_tvm.network import Network
 from eenn_tvm.passes import TARGET_ATTR, AnnotatePartition, functions_on
+from eenn_tvm.placement.problem_file import ProblemFile
+from eenn_tvm.placement.solver import brute_force
+
+pytestmark = pytest.mark.slow  # every test here needs an augment output (a few minutes), and most a compile
 
 # A low-power Cortex-M4 and an edge host with a fast, cheap link: under a latency bound the device cannot meet
 # alone, the optimum keeps the first segment (where most samples leave) on the device and hands over the rest.
@@ -47,7 +50,7 @@ def compiled(augmented, fashion, split_platform, tmp_path_factory):
 
 
 def test_annotate_partition_tags_each_segment_with_its_target(augmented):
-    network = network_from(augmented[0])
+    network = Network.from_augment(augmented[0])
     placement = {name: ("device" if i == 0 else "edge") for i, name in enumerate(network.segments)}
     mod = AnnotatePartition(placement)(network.mod)
     assert str(mod[network.segments[0]].attrs[TARGET_ATTR]) == "device"
@@ -63,7 +66,7 @@ def test_map_writes_the_optimum_into_the_plan(augmented, split_platform, tmp_pat
     assert code == 0, stderr
     placement = json.loads(stdout)
     assert json.loads((out / "plan.json").read_text())["placement"] == placement
-    problem = Problem.from_json(placement["problem"])
+    problem = ProblemFile.from_json(placement["problem"]).problem()
     exact = brute_force(problem)
     assert list(placement["segments"].values()) == exact.nodes
     assert exact.nodes[0] == "device" and exact.nodes[-1] == "edge"

@@ -11,7 +11,7 @@ from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 from tvm import relax
 
-from eenn_tvm.firmware import eenn_network, network_from
+from eenn_tvm.network import Network
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Plan
 from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, SegmentRunner, build
@@ -21,7 +21,7 @@ SAMPLES = 200
 
 @pytest.fixture(scope="module")
 def network(augmented):
-    return network_from(augmented[0])
+    return Network.open(augmented[0])
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,10 @@ def test_a_tier_hands_on_its_activation_when_none_of_its_exits_fires(network, te
 def test_batches_with_compaction_take_the_same_exits_as_one_sample_at_a_time(augmented, test_images):
     folder = augmented[0]
     plan = Plan.load(folder)
-    one = EarlyExitRunner(HostModule(build(ChainExits()(eenn_network(folder, plan).mod))))
-    batched = BatchRunner(HostModule(build(eenn_network(folder, plan, batch=8).mod, opaque_activations=True)), 8)
+    one = EarlyExitRunner(HostModule(build(ChainExits()(Network.from_augment(folder, plan).mod))))
+    batched = BatchRunner(
+        HostModule(build(Network.from_augment(folder, plan, batch=8).mod, opaque_activations=True)), 8
+    )
     exits, logits = batched.run(test_images)
     for i in range(len(test_images)):
         exit_index, expected = one.infer(test_images[i : i + 1])
@@ -114,7 +116,7 @@ def test_a_tuned_network_gives_the_outputs_and_exits_of_the_untuned_one(augmente
     assert again["trials"] == 0 and all(k["already_tuned"] for k in again["kernels"])  # nothing tuned twice
 
     folder = augmented[0]
-    chained = ChainExits()(eenn_network(folder, Plan.load(folder)).mod)
+    chained = ChainExits()(Network.from_augment(folder).mod)
     untuned = EarlyExitRunner(HostModule(build(chained)))
     tuned = EarlyExitRunner(HostModule(build(chained, database=database)))
     for i in range(len(test_images)):

@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO
 from test_cli import assert_one_line_error, run_cli
 
-from eenn_tvm.mapping import Infeasible, Problem, brute_force, evaluate, runs, solve
+from eenn_tvm.placement.problem_file import ProblemFile
+from eenn_tvm.placement.solver import Infeasible, brute_force, placement_of, runs, solve
 
 SMALL = REPO / "examples" / "placement" / "small.json"
 
@@ -58,7 +59,7 @@ def random_problem(rng, blocks, nodes):
         for b in node_list
         if a is not b and rng.random() < 0.7
     ]
-    return Problem.from_json(
+    return ProblemFile.from_json(
         {
             "source": "n0",
             "input_bits": 24576,
@@ -69,7 +70,7 @@ def random_problem(rng, blocks, nodes):
             "nodes": node_list,
             "links": links,
         }
-    )
+    ).problem()
 
 
 def optimum_or_none(solver, problem):
@@ -90,13 +91,13 @@ def test_the_solver_finds_the_brute_force_optimum_on_random_problems(blocks, nod
         if exact is not None:
             feasible += 1
             assert math.isclose(best.cost, exact.cost, rel_tol=1e-9, abs_tol=1e-15)
-            assert evaluate(problem, best.nodes, best.terminal_exit) is not None
+            assert placement_of(problem, best.nodes, best.terminal_exit) is not None
     assert feasible >= 5  # the set exercises feasible problems, not only infeasible ones
 
 
 def test_expected_energy_follows_the_definition():
-    problem = Problem.load(SMALL)
-    p = evaluate(problem, ["device", "edge", "edge"])
+    problem = ProblemFile.load(SMALL).problem()
+    p = placement_of(problem, ["device", "edge", "edge"])
     # reach: 1, 0.7, 0.3; compute on each node, and the hand-over between b0 and b1 paid by the 70% that reach b1.
     compute = 770_000 / 1.1e13 * 6 + 0.7 * 38e6 / 1.534e14 * 140 + 0.3 * 150e6 / 1.534e14 * 140
     transfer = 0.7 * 131072 * 6.7e-8
@@ -104,7 +105,7 @@ def test_expected_energy_follows_the_definition():
     worst = 770_000 / 1.1e13 + 131072 * 1e-8 + 0.002 + 38e6 / 1.534e14 + 150e6 / 1.534e14
     assert math.isclose(p.latency_s, worst, rel_tol=1e-12)
     # b2's 1.2 MB of parameters do not fit the device's 256 KiB.
-    assert evaluate(problem, ["device", "device", "device"]) is None
+    assert placement_of(problem, ["device", "device", "device"]) is None
 
 
 def test_map_prints_the_placement_and_the_baselines_as_json():
@@ -120,7 +121,7 @@ def test_map_prints_the_placement_and_the_baselines_as_json():
 def test_map_prints_each_node_with_the_range_of_blocks_it_runs():
     code, stdout, stderr = run_cli("map", "--problem", SMALL)
     assert code == 0, stderr
-    best = solve(Problem.load(SMALL)).nodes
+    best = solve(ProblemFile.load(SMALL).problem()).nodes
     assert runs(best) in stdout.splitlines()[2]
     assert runs(["device", "device", "edge", "cloud", "cloud"]) == "device[0-1] edge[2] cloud[3-4]"
 
@@ -143,10 +144,23 @@ def test_an_infeasible_problem_names_the_binding_constraint(change, fragment, tm
     assert_one_line_error(["map", "--problem", path], fragment)
 
 
-def test_a_malformed_problem_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda doc: doc.pop("nodes"), "nodes: missing"),
+        (lambda doc: doc["blocks"][0].pop("macs"), "blocks[0].macs: missing"),
+        (lambda doc: doc["blocks"][1].update(out_bits="many"), "blocks[1].out_bits"),
+        (lambda doc: doc.update(objective="cost"), "objective: expected one of energy, latency, got 'cost'"),
+        (lambda doc: doc.update(blocks=[]), "the chain is empty"),
+        (lambda doc: doc.update(source="phone"), "source 'phone' is not a node"),
+    ],
+)
+def test_a_malformed_problem_is_one_line_naming_the_field(tmp_path, edit, fragment):
+    doc = json.loads(SMALL.read_text())
+    edit(doc)
     path = tmp_path / "p.json"
-    path.write_text('{"source": "device", "blocks": []}')
-    assert_one_line_error(["map", "--problem", path], "p.json")
+    path.write_text(json.dumps(doc))
+    assert_one_line_error(["map", "--problem", path], "p.json: ", fragment)
 
 
 PAPER_INSTANCES = ("b_alexnet.json", "b_resnet110.json")
@@ -164,7 +178,7 @@ def test_the_fin_instances_are_what_their_script_derives_from_branchynet(tmp_pat
 
 @pytest.mark.parametrize("device_memory", [None, 2 << 20, 512 << 10])
 def test_the_solver_finds_the_brute_force_optimum_on_b_alexnet(device_memory):
-    problem = Problem.load(SMALL.parent / "b_alexnet.json")
+    problem = ProblemFile.load(SMALL.parent / "b_alexnet.json").problem()
     if device_memory:
         problem.nodes[0] = replace(problem.nodes[0], memory_bytes=device_memory)
     best, reference = solve(problem), brute_force(problem)

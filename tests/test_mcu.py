@@ -45,7 +45,7 @@ def verify(folder, data, *options):
 
 
 def test_mlperf_resnet8_on_cortex_m4_matches_onnxruntime_on_real_cifar_images(firmware, mlperf_model):
-    folder, manifest = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    folder, _ = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
     code, result = verify(folder, CIFAR_IMAGES)
     assert code == 0
     assert result["samples"] == 20 and result["class_mismatches"] == 0 and result["exit_mismatches"] == 0
@@ -64,6 +64,7 @@ def test_kws_dscnn_matches_onnxruntime_on_every_other_core(firmware, mlperf_mode
     assert result["machine"] == {"cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547"}.get(target, "mps2-an385")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m4", "cortex-m7"])
 def test_early_exit_network_takes_the_same_exits_in_qemu_as_on_the_host(firmware, augmented, fashion, target):
     out, plan, _ = augmented
@@ -81,16 +82,17 @@ def test_early_exit_network_takes_the_same_exits_in_qemu_as_on_the_host(firmware
     assert p["measured_fraction"] < 1 and abs(p["measured_fraction"] - p["predicted_fraction"]) < 0.15
 
 
+@pytest.mark.slow
 def test_a_long_run_in_qemu_is_split_into_boots_that_give_the_same_records(firmware, augmented, fashion, monkeypatch):
-    from eenn_tvm.firmware import load_manifest
     from eenn_tvm.targets.mcu import qemu
+    from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 
     folder, _ = firmware(augmented[0], "cortex-m4", "--ram", "262144")
-    manifest = load_manifest(folder)
+    manifest = FirmwareManifest.load(folder)
     x = np.load(fashion / "test.npz")["x"][:12]
-    whole = qemu.run_in_qemu(folder / manifest["elf"], manifest["machine"], x, manifest["classes"])
+    whole = qemu.run_in_qemu(folder / manifest.elf, manifest.machine, x, manifest.classes)
     monkeypatch.setattr(qemu, "QEMU_CHUNK", 5)
-    split = qemu.run_in_qemu(folder / manifest["elf"], manifest["machine"], x, manifest["classes"])
+    split = qemu.run_in_qemu(folder / manifest.elf, manifest.machine, x, manifest.classes)
     for field in ("status", "class_index", "exit_index", "scores"):
         assert np.array_equal(getattr(whole, field), getattr(split, field)), field
     # SysTick counts in steps of a few dozen instructions, and where a sample starts within a step depends on
@@ -110,6 +112,7 @@ def test_generated_c_is_clean_under_asan_and_ubsan(firmware, zoo_model, family, 
     assert result["max_abs_error"] <= 1e-4 and result["class_mismatches"] == 0
 
 
+@pytest.mark.slow
 def test_early_exit_network_is_clean_under_asan_and_ubsan(firmware, augmented, fashion):
     folder, _ = firmware(augmented[0], "cortex-m4", "--ram", "262144")
     code, result = verify(folder, fashion / "test.npz", "--n", "40", "--on", "host")
@@ -203,3 +206,21 @@ def test_a_model_with_external_weight_files_builds_and_verifies_on_cortex_m7(fir
     folder, manifest = firmware(model.path, "cortex-m7")
     code, result = verify(folder, random_data(tmp_path / "x.npz", model.input_shape, manifest["classes"], n=2))
     assert code == 0 and result["machine"] == "mps2-an500" and result["max_abs_error"] <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda m: m.pop("elf"), "firmware.json: elf: missing"),
+        (lambda m: m.update(kind="cnn"), "firmware.json: kind: expected one of model, eenn, got 'cnn'"),
+        (lambda m: m["memory"].update(arena_bytes="big"), "firmware.json: memory.arena_bytes: expected int"),
+    ],
+)
+def test_a_firmware_manifest_with_a_bad_field_is_one_line_naming_it(firmware, mlperf_model, tmp_path, edit, fragment):
+    folder, _ = firmware(mlperf_model("kws_dscnn"), "cortex-m3")
+    manifest = json.loads((folder / "firmware.json").read_text())
+    edit(manifest)
+    (tmp_path / "fw").mkdir()
+    (tmp_path / "fw" / "firmware.json").write_text(json.dumps(manifest))
+    data = random_data(tmp_path / "x.npz", (1, 1, 49, 10), 12)
+    assert_one_line_error(["verify", tmp_path / "fw", "--data", data], fragment, "run `eenn-tvm build` again")

@@ -9,7 +9,7 @@ import pytest
 
 from eenn_tvm.search import (
     Exit,
-    evaluate,
+    outcome_of,
     search,
     single_threshold,
     synthetic_problem,
@@ -38,7 +38,7 @@ def by_hand(problem, exits):
 def test_evaluate_matches_a_sample_by_sample_walk():
     problem = synthetic_problem()
     exits = [Exit(0, 1, 0.7), Exit(2, 4, 0.5)]
-    outcome = evaluate(problem, exits)
+    outcome = outcome_of(problem, exits)
     cost, accuracy = by_hand(problem, exits)
     assert outcome.mean_cost == pytest.approx(cost)
     assert outcome.accuracy == pytest.approx(accuracy)
@@ -63,7 +63,7 @@ def test_matches_exhaustive_search_on_a_small_case():
     best = problem.final_cost
     for t0, t1 in itertools.product(grid, grid):
         exits = [Exit(p, p, t) for p, t in [(0, t0), (1, t1)] if t != np.inf]
-        outcome = evaluate(problem, exits)
+        outcome = outcome_of(problem, exits)
         if outcome.accuracy >= problem.min_accuracy - 1e-12:
             best = min(best, outcome.mean_cost)
     assert search(problem).outcome.mean_cost <= best * 1.01

@@ -22,7 +22,7 @@ def conv_bn_relu(cin, cout, k=3, stride=1, groups=1, dims=2):
 
 class PlainCNN(nn.Module):
     input_shape = (1, 3, 32, 32)
-    boundaries = [(1, 8, 16, 16), (1, 16, 8, 8), (1, 32)]
+    boundaries = ((1, 8, 16, 16), (1, 16, 8, 8), (1, 32))
 
     def __init__(self):
         super().__init__()
@@ -56,7 +56,7 @@ class BasicBlock(nn.Module):
 
 class ResNet(PooledClassifier):
     input_shape = (1, 3, 16, 16)
-    boundaries = [(1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -68,7 +68,7 @@ class ResNet(PooledClassifier):
 
 class MobileNet(PooledClassifier):
     input_shape = (1, 3, 32, 32)
-    boundaries = [(1, 8, 16, 16), (1, 16, 16, 16), (1, 32, 8, 8), (1, 32, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 16, 16, 16), (1, 32, 8, 8), (1, 32, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -94,7 +94,7 @@ class InceptionBlock(nn.Module):
 
 class Inception(PooledClassifier):
     input_shape = (1, 3, 16, 16)
-    boundaries = [(1, 8, 16, 16), (1, 24, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1)]
+    boundaries = ((1, 8, 16, 16), (1, 24, 16, 16), (1, 16, 8, 8), (1, 16, 1, 1))
 
     def __init__(self):
         super().__init__()
@@ -106,7 +106,7 @@ class Inception(PooledClassifier):
 
 class ECGNet(PooledClassifier):
     input_shape = (1, 1, 256)
-    boundaries = [(1, 8, 64), (1, 16, 16), (1, 32, 4), (1, 32, 1)]
+    boundaries = ((1, 8, 64), (1, 16, 16), (1, 32, 4), (1, 32, 1))
 
     def __init__(self):
         super().__init__()
@@ -123,7 +123,7 @@ class ECGNet(PooledClassifier):
 
 class MLP(nn.Module):
     input_shape = (1, 1, 28, 28)
-    boundaries = [(1, 64), (1, 32)]
+    boundaries = ((1, 64), (1, 32))
 
     def __init__(self):
         super().__init__()

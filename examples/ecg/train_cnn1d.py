@@ -16,7 +16,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/training.py
 
-from training import adamw_one_cycle, fit, load_split, train_and_export
+from training import adamw_one_cycle, fit, load_split, train_and_export  # noqa: E402
 
 # (channels, kernel, stride, dilation). Strides first, then dilations: by 36 % of the MACs the receptive field
 # spans 2 s, two RR intervals at 60 bpm, which telling an irregular rhythm from a regular one needs; the two

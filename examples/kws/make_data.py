@@ -181,7 +181,7 @@ def main() -> None:
     for name in SPLITS:
         rows = split == name
         np.savez(args.out / f"{name}.npz", x=x[rows], y=y[rows], groups=groups[rows])
-        print(f"{name}: {rows.sum()} samples, {len(set(s for (_, s, _), r in zip(jobs, rows) if r))} speakers")
+        print(f"{name}: {rows.sum()} samples, {len({s for (_, s, _), r in zip(jobs, rows) if r})} speakers")
 
 
 if __name__ == "__main__":

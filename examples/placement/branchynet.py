@@ -29,9 +29,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from eenn_tvm.mapping import Problem
-from eenn_tvm.placement import platform_nodes
-from eenn_tvm.platform import load_platform
+from eenn_tvm.placement.problem_file import ProblemFile
+from eenn_tvm.placement.segments import platform_nodes
+from eenn_tvm.placement.solver import PlacementProblem
+from eenn_tvm.platform import Platform
 
 HERE = Path(__file__).resolve().parent
 BRANCHYNET = "github.com/kunglab/branchynet"
@@ -162,12 +163,12 @@ def b_resnet110(branch1: float, branch2: float) -> list[dict]:
 
 def problem(blocks: list[dict], provenance: dict) -> dict:
     """The problem file: the `fin` platform's nodes and links around `blocks`, CIFAR-10's 3x32x32 input."""
-    platform = load_platform("fin")
+    platform = Platform.load("fin")
     nodes, links = platform_nodes(platform)
-    shell = Problem(
+    shell = PlacementProblem(
         platform.device.name, platform.transfer_bits((1, 3, 32, 32)), [], nodes, links, max_latency_s=MAX_LATENCY_S
     )
-    return {"provenance": provenance, **shell.to_json(), "blocks": blocks}
+    return {"provenance": provenance, **ProblemFile.of(shell).to_json(), "blocks": blocks}
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from eenn_tvm.passes.cuts import crossing_values
 HEAVY = frozenset(["Conv", "ConvTranspose", "Gemm", "MatMul"])
 # Ops that finish a layer: a cut is moved past them to the block boundary.
 FOLLOW_UP = frozenset(
-    ["Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu", "Softplus", "Mish", "BatchNormalization", "MaxPool", "AveragePool", "LpPool", "Dropout", "Identity"]
+    "Relu LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu Selu Celu Gelu Softplus Mish "
+    "BatchNormalization MaxPool AveragePool LpPool Dropout Identity".split()
 )
 # Ops that only reshape: a cut after one is the same as the cut before it, which keeps the spatial layout.
 RESHAPES = frozenset(["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"])

@@ -20,17 +20,19 @@ from eenn_tvm import data as datasets
 from eenn_tvm import features as feature_cache
 from eenn_tvm import heads as exit_heads
 from eenn_tvm.analysis import Analysis, analyze
+from eenn_tvm.cache import CACHE
+from eenn_tvm.catalog import RULES
 from eenn_tvm.costs import CostFunction, MacCost
-from eenn_tvm.decision import RULES, confidence
+from eenn_tvm.decision import confidence
 from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import atomic_folder
 from eenn_tvm.passes import ChainExits
-from eenn_tvm.plan import Baseline, Evaluation, Plan, PlannedExit
+from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, PlannedExit, PredictedFigures, SearchRecord
 from eenn_tvm.report import write_report
-from eenn_tvm.search import Option, Problem, Result, evaluate, search, single_threshold, with_confidence
+from eenn_tvm.search import Option, Result, SearchProblem, outcome_of, search, single_threshold, with_confidence
 from eenn_tvm.targets.host import HostModule, build
 from eenn_tvm.textui import progress
 
@@ -45,9 +47,10 @@ class Settings:
     decision: str = "maxprob"
     val_fraction: float = 0.2
     seed: int = 0
-    cache_dir: Path | None = feature_cache.DEFAULT_CACHE
+    cache_dir: Path | None = CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
     confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
+    int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
     database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
 
 
@@ -59,7 +62,7 @@ class _Trained:
     candidates; `settle` then trains the chosen ones fully and searches again until every chosen head is."""
 
     heads: dict[tuple[int, str], exit_heads.Head]
-    problem: Problem
+    problem: SearchProblem
     val_samples: int
     train_option: Callable[[int, str, int], tuple[exit_heads.Head, Option]]  # (point, kind, iterations)
     screened: set[int]  # options whose head is not fully trained yet
@@ -68,7 +71,7 @@ class _Trained:
         """The trained head behind each exit the search chose."""
         return [self.heads[e.point, self.problem.options[e.option].kind] for e in result.exits]
 
-    def settle(self, solve: Callable[[Problem], Result], confidence: float) -> tuple[Result, float]:
+    def settle(self, solve: Callable[[SearchProblem], Result], confidence: float) -> tuple[Result, float]:
         while True:
             result, margin = with_confidence(solve, self.problem, confidence)
             brief = [e.option for e in result.exits if e.option in self.screened]
@@ -102,7 +105,9 @@ def augment(
     if not analysis.exit_points:
         raise EennError(f"{model_path}: no point in the model can host an exit (see `eenn-tvm analyze`)")
     input_shape, classes = _io_of(model)
-    data, train_idx, val_idx = _training_and_calibration(data_path, input_shape[1:], classes, settings)
+    data, train_idx, val_idx = datasets.load_split(
+        data_path, input_shape[1:], classes, settings.val_fraction, settings.seed, settings.calibration_path
+    )
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
         f"{len(val_idx)} set the thresholds"
@@ -135,7 +140,14 @@ def augment(
         data_path,
         {"eenn": margin, "baseline": baseline_margin},
     )
-    _write(out, plan, model, analysis, trained, result, baseline, log, stage, settings.database)
+    int8 = None
+    if settings.int8:
+        from eenn_tvm.quantize import add_int8  # heavy (onnxruntime's quantisation tooling); only with int8
+
+        def int8(folder: Path) -> None:
+            add_int8(folder, plan, data, train_idx, val_idx, log=log)
+
+    _write(out, plan, model, analysis, trained, result, baseline, log, stage, int8, settings.database)
     return plan
 
 
@@ -156,24 +168,6 @@ def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
     """The candidate points nearest to the fixed cost fractions of the baseline (deduplicated)."""
     fractions = np.array([costs.reach(p) / costs.total() for p in analysis.exit_points])
     return sorted({int(np.abs(fractions - f).argmin()) for f in SDN_FRACTIONS})
-
-
-def _training_and_calibration(data_path, sample_shape, classes, settings: Settings):
-    """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
-
-    Without a calibration file a stratified share of the data sets the thresholds; with one (say, speakers or
-    patients the heads never saw) the thresholds are set on it alone.
-    """
-    data = datasets.load_npz(data_path, sample_shape, classes)
-    if settings.calibration_path is None:
-        datasets.require_per_class(data, classes)
-        return (data, *datasets.split(data.y, settings.val_fraction, settings.seed))
-    calibration = datasets.load_npz(settings.calibration_path, sample_shape, classes)
-    datasets.require_per_class(data, classes, minimum=1, where=str(data_path))
-    datasets.require_per_class(calibration, classes, minimum=1, where=str(settings.calibration_path))
-    groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])
-    both = datasets.Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]), groups)
-    return both, np.arange(len(data)), np.arange(len(data), len(both))
 
 
 def _check_settings(settings: Settings) -> None:
@@ -218,7 +212,7 @@ def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, cla
         heads[i, kind], option = train_option(i, kind, iterations)
         options.append(option)
     final_correct = features.final[val_idx].argmax(1) == y_val
-    problem = Problem(
+    problem = SearchProblem(
         options=options,
         reach_cost=[costs.reach(p) for p in analysis.exit_points],
         final_cost=costs.total(),
@@ -231,19 +225,19 @@ def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, cla
 
 
 def _evaluation(
-    problem: Problem, result: Result, analysis: Analysis, trained: _Trained, costs: CostFunction
+    problem: SearchProblem, result: Result, analysis: Analysis, trained: _Trained, costs: CostFunction
 ) -> Evaluation:
     """Figures in MACs always; in the searched cost too when that is not MACs."""
     outcome = result.outcome
-    in_macs = outcome if costs.name == "macs" else evaluate(_in_macs(problem, analysis, trained), result.exits)
+    in_macs = outcome if costs.name == "macs" else outcome_of(_in_macs(problem, analysis, trained), result.exits)
     predicted = None
     if costs.name != "macs":
-        predicted = {
-            "cost": costs.name,
-            "mean": outcome.mean_cost,
-            "full": problem.final_cost,
-            "fraction": outcome.mean_cost / problem.final_cost,
-        }
+        predicted = PredictedFigures(
+            cost=costs.name,
+            mean=outcome.mean_cost,
+            full=problem.final_cost,
+            fraction=outcome.mean_cost / problem.final_cost,
+        )
     return Evaluation(
         samples=problem.samples,
         baseline_accuracy=float(problem.final_correct.mean()),
@@ -255,7 +249,7 @@ def _evaluation(
     )
 
 
-def _in_macs(problem: Problem, analysis: Analysis, trained: _Trained) -> Problem:
+def _in_macs(problem: SearchProblem, analysis: Analysis, trained: _Trained) -> SearchProblem:
     macs = MacCost(analysis)
     points = analysis.exit_points
     options = [
@@ -288,14 +282,14 @@ def _planned_exits(analysis: Analysis, trained: _Trained, result: Result, prefix
 def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, margins) -> Plan:
     input_name, input_shape = next(iter(model.input_shapes.items()))
     return Plan(
-        model={
-            "name": model.name,
-            "input_name": input_name,
-            "input_shape": list(input_shape),
-            "output_name": model.output_names[0],
-            "classes": _io_of(model)[1],
-            "total_macs": analysis.total_macs,
-        },
+        model=ModelInfo(
+            name=model.name,
+            input_name=input_name,
+            input_shape=list(input_shape),
+            output_name=model.output_names[0],
+            classes=_io_of(model)[1],
+            total_macs=analysis.total_macs,
+        ),
         decision=settings.decision,
         exits=_planned_exits(analysis, trained, result, "exit"),
         validation=_evaluation(trained.problem, result, analysis, trained, costs),
@@ -304,27 +298,27 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             validation=_evaluation(trained.problem, baseline, analysis, trained, costs),
         ),
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
-        search={
-            "max_accuracy_drop": settings.max_accuracy_drop,
-            "confidence": settings.confidence,
-            "accuracy_margin": margins,
-            "val_fraction": None if settings.calibration_path else settings.val_fraction,
-            "calibration_data": str(settings.calibration_path) if settings.calibration_path else None,
-            "seed": settings.seed,
-            "cost": costs.name,
-            "data": str(data_path),
-            "validation_samples": trained.val_samples,
-            "candidate_points": len(analysis.exit_points),
-            "heads_trained": len(trained.heads),
-            "baseline_pareto": [[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
-        },
-        artifacts={
-            "model_onnx": MODEL_ONNX,
-            "host_module": HOST_MODULE,
-            "eenn_onnx": "eenn.onnx",
-            "baseline_onnx": "baseline.onnx",
-            "report": "report.md",
-        },
+        search=SearchRecord(
+            max_accuracy_drop=settings.max_accuracy_drop,
+            confidence=settings.confidence,
+            accuracy_margin=margins,
+            val_fraction=None if settings.calibration_path else settings.val_fraction,
+            calibration_data=str(settings.calibration_path) if settings.calibration_path else None,
+            seed=settings.seed,
+            cost=costs.name,
+            data=str(data_path),
+            validation_samples=trained.val_samples,
+            candidate_points=len(analysis.exit_points),
+            heads_trained=len(trained.heads),
+            baseline_pareto=[[c / trained.problem.final_cost, a] for c, a in baseline.pareto],
+        ),
+        artifacts=Artifacts(
+            model_onnx=MODEL_ONNX,
+            host_module=HOST_MODULE,
+            eenn_onnx="eenn.onnx",
+            baseline_onnx="baseline.onnx",
+            report="report.md",
+        ),
     )
 
 
@@ -338,7 +332,8 @@ def _write(
     baseline: Result,
     log,
     stage: _Stopwatch,
-    database: Path | None,
+    int8: Callable[[Path], None] | None = None,
+    database: Path | None = None,
 ) -> None:
     with atomic_folder(out) as tmp:
         (tmp / "heads").mkdir()
@@ -351,12 +346,15 @@ def _write(
             for exit_plan, head in zip(planned, heads):
                 head.save(tmp / exit_plan.weights)
             onnx_with_heads = with_exit_heads(model.onnx, [(e.point, e.shape, h) for e, h in zip(planned, heads)])
-            onnx.save(onnx_with_heads, str(tmp / plan.artifacts[name]))
+            onnx.save(onnx_with_heads, str(tmp / getattr(plan.artifacts, name)))
         log("building the host module (TVM, llvm)")
         exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         stage.done("write")
-        plan.search["seconds"] = stage.seconds
+        if int8:
+            int8(tmp)
+            stage.done("int8")
+        plan.search.seconds = stage.seconds
         plan.save(tmp)
         write_report(tmp, plan)

@@ -50,7 +50,8 @@ def _internal_error(err: Exception):
         traceback.print_exc()
     first = (str(err).strip().splitlines() or [type(err).__name__])[-1]
     click.echo(
-        f"eenn-tvm: internal error: {type(err).__name__}: {first} (set EENN_DEBUG=1 for the traceback; please report it)",
+        f"eenn-tvm: internal error: {type(err).__name__}: {first} "
+        "(set EENN_DEBUG=1 for the traceback; please report it)",
         err=True,
     )
     sys.exit(1)

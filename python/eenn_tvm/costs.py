@@ -10,7 +10,8 @@ from typing import Protocol
 from tvm import relax
 
 from eenn_tvm.analysis import Analysis, ExitPoint
-from eenn_tvm.costmodel import CostModel
+from eenn_tvm.catalog import OBJECTIVES
+from eenn_tvm.costmodel.model import CostModel
 from eenn_tvm.exit_functions import exit_function
 from eenn_tvm.frontend import ImportedModel
 from eenn_tvm.heads import Head
@@ -43,9 +44,6 @@ class MacCost:
 
     def head(self, head: Head, point: ExitPoint) -> float:
         return float(head.macs(point.shape))
-
-
-OBJECTIVES = ("energy", "latency")
 
 
 class PredictedCost:

@@ -94,3 +94,28 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarra
     train_mask = np.ones(len(labels), bool)
     train_mask[val_index] = False
     return np.flatnonzero(train_mask), val_index
+
+
+def load_split(
+    path: str | Path,
+    sample_shape: tuple[int, ...],
+    classes: int,
+    val_fraction: float | None,
+    seed: int,
+    calibration_path: str | Path | None = None,
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
+
+    Without a calibration file a stratified share (`val_fraction`) of the data sets the thresholds; with one (say,
+    speakers or patients the heads never saw) the thresholds are set on it alone.
+    """
+    data = load_npz(path, sample_shape, classes)
+    if calibration_path is None:
+        require_per_class(data, classes)
+        return (data, *split(data.y, val_fraction, seed))
+    calibration = load_npz(calibration_path, sample_shape, classes)
+    require_per_class(data, classes, minimum=1, where=str(path))
+    require_per_class(calibration, classes, minimum=1, where=str(calibration_path))
+    groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])
+    both = Dataset(np.concatenate([data.x, calibration.x]), np.concatenate([data.y, calibration.y]), groups)
+    return both, np.arange(len(data)), np.arange(len(data), len(both))

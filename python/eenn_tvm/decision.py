@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-RULES = ("maxprob", "margin", "entropy")
+from eenn_tvm.catalog import RULES
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -19,18 +19,21 @@ import numpy as np
 import tvm
 
 from eenn_tvm.augment import Settings, augment
-from eenn_tvm.costmodel import CostModel
+from eenn_tvm.catalog import platform_file
+from eenn_tvm.costmodel.model import CostModel
 from eenn_tvm.costs import PredictedCost
 from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
-from eenn_tvm.firmware import load_manifest, network_from, write_firmware
+from eenn_tvm.network import Network
 from eenn_tvm.outputs import atomic_folder
 from eenn_tvm.passes import AnnotatePartition, ChainExits, functions_on
-from eenn_tvm.placement import place
-from eenn_tvm.plan import Plan
-from eenn_tvm.platform import Platform, load_platform, platform_file
+from eenn_tvm.placement.segments import place
+from eenn_tvm.plan import DeployedTier, Deployment, Plan, Transfer
+from eenn_tvm.platform import HostTarget, McuTarget, Platform
 from eenn_tvm.targets.host import EarlyExitRunner, HostModule, build
+from eenn_tvm.targets.mcu.build import write_firmware
 from eenn_tvm.targets.mcu.cores import core_named
+from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 from eenn_tvm.targets.mcu.qemu import run_in_qemu
 
 FIRMWARE = "firmware"
@@ -49,7 +52,7 @@ def compile_model(
     input_shapes: dict | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> Plan:
-    platform = load_platform(platform_name)
+    platform = Platform.load(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
 
@@ -58,10 +61,10 @@ def compile_model(
 
     with atomic_folder(out) as tmp:
         plan = augment(model, data, tmp, settings, input_shapes, cost=cost, log=log)
-        network = network_from(tmp)
+        network = Network.from_augment(tmp, plan)
         log(f"placing {len(network.segments)} segments on {platform.name}")
         plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s)
-        mod = AnnotatePartition(plan.placement["segments"])(network.mod)
+        mod = AnnotatePartition(plan.placement.segments)(network.mod)
         tiers = []
         for target in sorted(platform.targets, key=lambda t: t.tier):
             segments = functions_on(mod, target.name)
@@ -69,14 +72,20 @@ def compile_model(
                 log(f"building {', '.join(segments)} for {target.name}")
                 tiers.append(_build_tier(tmp, network, mod, target, segments, platform, settings.database))
         shutil.copyfile(platform_file(platform_name), tmp / PLATFORM)  # the deployment is read back with it
-        plan.deployment = {"platform": platform.name, "platform_file": PLATFORM, "tiers": tiers}
+        plan.deployment = Deployment(platform=platform.name, platform_file=PLATFORM, tiers=tiers)
         plan.save(tmp)
     return plan
 
 
 def _build_tier(
-    folder: Path, network, mod: tvm.IRModule, target, segments: list[str], platform: Platform, database: Path | None
-) -> dict:
+    folder: Path,
+    network: Network,
+    mod: tvm.IRModule,
+    target: McuTarget | HostTarget,
+    segments: list[str],
+    platform: Platform,
+    database: Path | None,
+) -> DeployedTier:
     first = network.segments.index(segments[0])
     receives = mod[segments[0]].params[0].ty
     last_out = mod[segments[-1]].ret_ty.fields[0]
@@ -96,19 +105,19 @@ def _build_tier(
     else:
         artifact = f"{target.name}.so"
         HostModule(build(host_tier_module(mod, segments), database=database)).export(folder / artifact)
-    return {
-        "target": target.name,
-        "kind": target.kind,
-        "segments": segments,
-        "artifact": artifact,
-        "receives": {
-            "shape": [int(d) for d in receives.shape],
-            "bits": None if target.name == platform.device.name else platform.transfer_bits(receives.shape),
-        },
-        "hands_over": None
+    return DeployedTier(
+        target=target.name,
+        kind=target.kind,
+        segments=segments,
+        artifact=artifact,
+        receives=Transfer(
+            shape=[int(d) for d in receives.shape],
+            bits=None if target.name == platform.device.name else platform.transfer_bits(receives.shape),
+        ),
+        hands_over=None
         if ends_network
-        else {"shape": [int(d) for d in last_out.shape], "bits": platform.transfer_bits(last_out.shape)},
-    }
+        else Transfer(shape=[int(d) for d in last_out.shape], bits=platform.transfer_bits(last_out.shape)),
+    )
 
 
 def host_tier_module(mod: tvm.IRModule, segments: list[str]) -> tvm.IRModule:
@@ -128,19 +137,19 @@ class TierFigures:
 
 def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None] = lambda _: None) -> dict:
     """Every sample through the tiers in order: the microcontroller tier in QEMU, host tiers as TVM modules."""
-    platform = load_platform(folder / plan.deployment["platform_file"])
+    platform = Platform.load(folder / plan.deployment.platform_file)
     n = len(data)
     predictions = np.full(n, -1)
     exit_index = np.full(n, -1)
     carry: dict[int, np.ndarray] = {i: data.x[i : i + 1] for i in range(n)}
     figures, transfer_energy, transfer_seconds = [], np.zeros(n), np.zeros(n)
     previous = platform.device.name
-    for tier in plan.deployment["tiers"]:
-        target = platform.target(tier["target"])
+    for tier in plan.deployment.tiers:
+        target = platform.target(tier.target)
         alive = sorted(carry)
-        bits = tier["receives"]["bits"] or 0
+        bits = tier.receives.bits or 0
         if target.name != previous:
-            link = next(l for l in platform.links if (l.source, l.target) == (previous, target.name))
+            link = next(k for k in platform.links if (k.sender, k.receiver) == (previous, target.name))
             transfer_energy[alive] += bits * link.energy_j_per_bit
             transfer_seconds[alive] += bits * link.seconds_per_bit + link.latency_s
         log(f"{target.name}: {len(alive)} samples")
@@ -175,20 +184,20 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
             "expected_latency_s": compute_seconds + float(transfer_seconds.mean()),
         },
         "predicted": {
-            "energy_j": plan.placement["energy_j"],
-            "expected_latency_s": plan.placement["expected_latency_s"],
+            "energy_j": plan.placement.energy_j,
+            "expected_latency_s": plan.placement.expected_latency_s,
         },
     }
 
 
-def _run_mcu(folder, tier, target, plan, carry, alive):
-    manifest = load_manifest(folder / tier["artifact"])
+def _run_mcu(folder: Path, tier: DeployedTier, target: McuTarget, plan: Plan, carry: dict, alive: list[int]):
+    manifest = FirmwareManifest.load(folder / tier.artifact)
     x = np.concatenate([carry[i] for i in alive])
-    device = run_in_qemu(folder / tier["artifact"] / manifest["elf"], manifest["machine"], x, manifest["classes"])
+    device = run_in_qemu(folder / tier.artifact / manifest.elf, manifest.machine, x, manifest.classes)
     seconds = device.instructions * target.cycles_per_instruction / target.clock_hz
     results, handed = {}, {}
-    hand_over = manifest["hand_over"]
-    live = np.frombuffer(device.live, np.float32).reshape(-1, *hand_over["shape"]) if hand_over else None
+    hand_over = manifest.hand_over
+    live = np.frombuffer(device.live, np.float32).reshape(-1, *hand_over.shape) if hand_over else None
     continued = 0
     for row, i in enumerate(alive):
         if device.status[row] == 1:  # EENN_CONTINUE
@@ -201,8 +210,8 @@ def _run_mcu(folder, tier, target, plan, carry, alive):
     return seconds, results, handed
 
 
-def _run_host(folder, tier, target, plan, carry, alive):
-    runner = EarlyExitRunner(HostModule.load(folder / tier["artifact"]))
+def _run_host(folder: Path, tier: DeployedTier, target: HostTarget, plan: Plan, carry: dict, alive: list[int]):
+    runner = EarlyExitRunner(HostModule.load(folder / tier.artifact))
     seconds, results, handed = [], {}, {}
     for i in alive:
         started = time.perf_counter()

@@ -13,16 +13,26 @@ from tvm import relax
 
 from eenn_tvm.features import POOL_BINS
 from eenn_tvm.heads import Head
+from eenn_tvm.passes.rebuild import emit_inlined
 
 _POOL_OPS = {3: relax.op.nn.adaptive_avg_pool1d, 4: relax.op.nn.adaptive_avg_pool2d, 5: relax.op.nn.adaptive_avg_pool3d}
 
 
 def exit_function(head: Head, tap_ty: relax.TensorType, rule: str, threshold: float) -> relax.Function:
+    return _decided(lambda bb, x: emit_head(bb, head, x), tap_ty, rule, threshold)
+
+
+def decided_exit(head: relax.Function, rule: str, threshold: float) -> relax.Function:
+    """The same for a head given as a Relax function of the tap returning float logits (an int8 head, say)."""
+    return _decided(lambda bb, x: emit_inlined(bb, head, [x], "head"), head.params[0].ty, rule, threshold)
+
+
+def _decided(emit_logits, tap_ty: relax.TensorType, rule: str, threshold: float) -> relax.Function:
     x = relax.Var("x", tap_ty)
     bb = relax.BlockBuilder()
     with bb.function("exit", [x]):
         with bb.dataflow():
-            logits = emit_head(bb, head, x)
+            logits = emit_logits(bb, x)
             conf = _emit_confidence(bb, logits, rule)
             take = bb.emit(relax.op.greater_equal(conf, relax.const(np.float32(threshold))), name_hint="take")
             out = bb.emit_output(relax.Tuple([logits, conf, take]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from eenn_tvm import onnx_runtime
 from eenn_tvm.analysis import ExitPoint
+from eenn_tvm.cache import CACHE
 from eenn_tvm.frontend import ImportedModel
 from eenn_tvm.heads import poolings_for
 from eenn_tvm.textui import progress
@@ -28,7 +29,6 @@ from eenn_tvm.textui import progress
 # Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
 POOL_BINS = {"gap": 1, "pool2": 2}
 CHUNK_BYTES = 256 << 20  # raw taps held at once before pooling (a ResNet-152 taps ~17 MB per sample)
-DEFAULT_CACHE = Path(os.environ.get("EENN_CACHE", Path.home() / ".cache" / "eenn-tvm"))
 
 
 def adaptive_avg_pool(a: np.ndarray, bins: int) -> np.ndarray:
@@ -52,13 +52,8 @@ class Features:
     pooled: dict[str, dict[str, np.ndarray]]  # point name -> pooling -> (N, F)
     final: np.ndarray  # (N, classes) the model's output
 
-    def subset(self, index: np.ndarray) -> Features:
-        return Features({p: {k: v[index] for k, v in d.items()} for p, d in self.pooled.items()}, self.final[index])
 
-
-def extract(
-    model: ImportedModel, points: list[ExitPoint], x: np.ndarray, cache_dir: Path | None = DEFAULT_CACHE
-) -> Features:
+def extract(model: ImportedModel, points: list[ExitPoint], x: np.ndarray, cache_dir: Path | None = CACHE) -> Features:
     """Features at `points` for all samples `x`, from the cache when this model and data were seen before."""
     key = _cache_key(model, points, x)
     where = cache_dir / "features" / key if cache_dir else None
@@ -71,17 +66,12 @@ def extract(
 
 
 def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> Features:
-    import onnxruntime as ort  # imported here: only the bulk run needs it
-
     proto = onnx.ModelProto()
     proto.CopyFrom(model.onnx)
     infos = {v.name: v for v in proto.graph.value_info}
     for p in points:
         proto.graph.output.append(infos[p.name])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    session = onnx_runtime.session(proto)
 
     # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
     pooled = {
@@ -92,7 +82,7 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
     chunk = max(1, CHUNK_BYTES // (4 * sum(math.prod(p.shape) for p in points)))
     for start in progress(range(0, len(x), chunk), "features", unit_scale=chunk, total=len(x)):
         stop = min(start + chunk, len(x))
-        outs = [session.run(None, {input_name: x[i : i + 1]}) for i in range(start, stop)]
+        outs = onnx_runtime.run_each(session, x[start:stop])
         finals.append(np.concatenate([o[0] for o in outs]))
         for j, p in enumerate(points, start=len(model.output_names)):
             taps = np.concatenate([o[j] for o in outs])
@@ -122,7 +112,7 @@ def _save(where: Path, features: Features) -> None:
     tmp = Path(tempfile.mkdtemp(dir=where.parent, prefix=".tmp-"))
     try:
         np.save(tmp / "final.npy", features.final)
-        for i, (point, kinds) in enumerate(features.pooled.items()):
+        for i, kinds in enumerate(features.pooled.values()):
             for kind, array in kinds.items():
                 np.save(tmp / f"{i}_{kind}.npy", array)
         (tmp / "done").write_text("\n".join(features.pooled))

@@ -137,7 +137,7 @@ def _fit(dims, z, y, rng, zero_init: bool, max_iter: int) -> list[tuple[np.ndarr
         return float(loss), flat.astype(np.float64)
 
     parts = []
-    for (i, o), (nw, nb) in zip(dims, sizes):
+    for (i, _), (nw, nb) in zip(dims, sizes):
         w = np.zeros(nw) if zero_init else rng.standard_normal(nw) * math.sqrt(2.0 / i)
         parts += [w, np.zeros(nb)]
     result = minimize(loss_and_grad, np.concatenate(parts), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})

@@ -13,13 +13,16 @@ import math
 import onnx
 
 DATA_MOVEMENT = frozenset(
-    ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice", "Gather", "Identity", "Dropout", "Cast", "Pad", "Shape", "Constant", "ConstantOfShape", "Expand", "Tile", "DepthToSpace", "SpaceToDepth"]
+    "Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice Gather Identity Dropout Cast Pad Shape Constant "
+    "ConstantOfShape Expand Tile DepthToSpace SpaceToDepth".split()
 )
 ELEMENTWISE = frozenset(
-    ["Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Gelu", "Softplus", "Softsign", "Exp", "Log", "Sqrt", "Reciprocal", "Pow", "Max", "Min", "Sum", "Mean", "Neg", "Abs", "Erf", "Where", "Mish", "Sign", "Floor", "Ceil", "Round", "BatchNormalization", "InstanceNormalization", "LayerNormalization", "Softmax", "LogSoftmax", "Resize", "Upsample"]
+    "Add Sub Mul Div Relu LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Elu Selu Celu Gelu Softplus "
+    "Softsign Exp Log Sqrt Reciprocal Pow Max Min Sum Mean Neg Abs Erf Where Mish Sign Floor Ceil Round "
+    "BatchNormalization InstanceNormalization LayerNormalization Softmax LogSoftmax Resize Upsample".split()
 )
 REDUCTIONS = frozenset(
-    ["GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceProd"]
+    "GlobalAveragePool GlobalMaxPool GlobalLpPool ReduceMean ReduceSum ReduceMax ReduceMin ReduceL2 ReduceProd".split()
 )
 WINDOWED_POOLS = frozenset(["MaxPool", "AveragePool", "LpPool"])
 

@@ -1,55 +1,83 @@
 """Platform descriptions: the targets (microcontroller or host) and the links between them, from TOML.
 
-Presets ship in `targets/platforms/` (`--platform m4-edge`); any other TOML file with the same fields works.
-Errors name the file and the field: `fin.toml: targets[1].active_power_w: missing`.
+Presets ship in `targets/platforms/` (`--platform m4-edge`, see catalog.py); any other TOML file with the same
+fields works. Errors name the file and the field: `fin.toml: targets[1].active_power_w: missing`. Keys eenn-tvm
+does not read (an idle power, a CPU model) may stay in a file as notes.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
 import tomllib
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator
 
-from eenn_tvm import targets
+from eenn_tvm.catalog import platform_file
+from eenn_tvm.documents import UserDocument, validate
 from eenn_tvm.errors import EennError
 from eenn_tvm.targets.mcu.cores import CORES
 
-PRESETS = Path(targets.__file__).resolve().parent / "platforms"
-
 KINDS = ("mcu", "host")
+REMEDY = "fix the platform file (its fields: docs/cost-model.md)"
+
+Count = Annotated[int, Field(ge=0)]
+Amount = Annotated[float, Field(ge=0)]
 
 
-@dataclass(frozen=True)
-class Target:
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be positive")
+    return value
+
+
+class _Typed(UserDocument):
+    model_config = ConfigDict(strict=True)  # TOML has types: "fast" is not a frequency
+
+
+class McuTarget(_Typed):
+    kind: Literal["mcu"]
     name: str
-    kind: str  # "mcu" or "host"
-    tier: int
-    active_power_w: float
-    idle_power_w: float
-    memory_bytes: int  # RAM of an MCU, memory of a host
-    core: str | None = None  # MCU: one of targets.mcu.cores.CORES
-    clock_hz: float | None = None
-    cycles_per_instruction: float | None = None  # MCU: turns QEMU instruction counts into cycles
-    flash_bytes: int | None = None
-    macs_per_s: float | None = None  # the analytic fallback's throughput
+    tier: Count
+    active_power_w: Amount
+    core: str  # one of targets.mcu.cores.CORES
+    clock_hz: Amount
+    cycles_per_instruction: Amount  # turns QEMU instruction counts into cycles
+    memory_bytes: Count = Field(alias="ram_bytes")
+    flash_bytes: Count
+    macs_per_s: Amount | None = None  # the analytic fallback's throughput
+    measured_here: ClassVar[bool] = True  # QEMU counts its instructions on any machine
+
+    @field_validator("core")
+    @classmethod
+    def _known_core(cls, core: str) -> str:
+        if core not in CORES:
+            raise ValueError(f"expected one of {', '.join(CORES)}, got {core!r}")
+        return core
+
+
+class HostTarget(_Typed):
+    kind: Literal["host"]
+    name: str
+    tier: Count
+    active_power_w: Amount
+    memory_bytes: Count
+    macs_per_s: Amount | None = None  # the analytic fallback's throughput: needed unless measured here
     measured_here: bool = False  # a host whose latencies this machine can measure
-    cpu: str = ""
-
-    @property
-    def measurable(self) -> bool:
-        return self.kind == "mcu" or self.measured_here
+    flash_bytes: ClassVar[None] = None  # parameters live in memory_bytes
 
 
-@dataclass(frozen=True)
-class Link:
-    source: str
-    target: str
-    bandwidth_bps: float
-    latency_s: float
-    energy_j_per_bit_send: float
-    energy_j_per_bit_receive: float
+Target = Annotated[McuTarget | HostTarget, Field(discriminator="kind")]
+
+
+class Link(_Typed):
+    sender: str = Field(alias="from")
+    receiver: str = Field(alias="to")
+    bandwidth_bps: Annotated[Amount, AfterValidator(_positive)]
+    latency_s: Amount
+    energy_j_per_bit_send: Amount
+    energy_j_per_bit_receive: Amount
 
     @property
     def energy_j_per_bit(self) -> float:
@@ -60,15 +88,19 @@ class Link:
         return 1.0 / self.bandwidth_bps
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(_Typed):
     name: str
-    description: str
-    feature_bits: int
-    targets: list[Target]
-    links: list[Link] = field(default_factory=list)
+    feature_bits: Count = 32  # bits per element of a tensor handed over a link
+    targets: list[Target] = Field(min_length=1)
+    links: list[Link] = Field(default_factory=list)
+    _file: Path | None = PrivateAttr(None)
 
-    def target(self, name: str) -> Target:
+    @property
+    def file(self) -> Path | None:
+        """The TOML file it was read from: its cost data is kept beside it (see costmodel.data)."""
+        return self._file
+
+    def target(self, name: str) -> McuTarget | HostTarget:
         for t in self.targets:
             if t.name == name:
                 return t
@@ -81,125 +113,34 @@ class Platform:
         return math.prod(int(d) for d in shape) * self.feature_bits
 
     @property
-    def device(self) -> Target:
+    def device(self) -> McuTarget | HostTarget:
         """The first tier: where the input arrives."""
         return min(self.targets, key=lambda t: t.tier)
 
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> Platform:
+        """A preset name or a TOML file; a bad one is one EennError line naming the file and the field."""
+        path = platform_file(name_or_path)
+        try:
+            document = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise EennError(f"{path.name}: not valid TOML ({err})") from None
+        platform = validate(cls, document, path.name, REMEDY, tags=KINDS)
+        platform._check(path.name)
+        platform._file = path
+        return platform
 
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.toml"))
-
-
-def platform_file(name_or_path: str | Path) -> Path:
-    """The TOML file of a preset name or a path."""
-    path = Path(name_or_path)
-    if not path.suffix and (PRESETS / f"{path}.toml").is_file():
-        path = PRESETS / f"{path}.toml"
-    if not path.is_file():
-        raise EennError(f"{name_or_path}: no such platform file or preset (presets: {', '.join(preset_names())})")
-    return path
-
-
-def load_platform(name_or_path: str | Path) -> Platform:
-    path = platform_file(name_or_path)
-    try:
-        document = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise EennError(f"{path.name}: not valid TOML ({err})") from None
-    return _platform(document, _Fields(path.name))
-
-
-class _Fields:
-    """Reads typed fields, naming the file and the field in every error."""
-
-    def __init__(self, where: str):
-        self.where = where
-
-    def get(self, table: dict, key: str, kind: type, at: str, default=...):
-        if key not in table:
-            if default is ...:
-                raise EennError(f"{self.where}: {at}{key}: missing")
-            return default
-        value = table[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise EennError(f"{self.where}: {at}{key}: expected {kind.__name__}, got {value!r}")
-        if kind in (int, float) and value < 0:
-            raise EennError(f"{self.where}: {at}{key}: must not be negative, got {value!r}")
-        return value
-
-    def fail(self, at: str, message: str):
-        raise EennError(f"{self.where}: {at}{message}")
-
-
-def _platform(doc: dict, f: _Fields) -> Platform:
-    tables = f.get(doc, "targets", list, "")
-    if not tables:
-        f.fail("", "targets: at least one [[targets]] table is needed")
-    targets = [_target(t, f, f"targets[{i}].") for i, t in enumerate(tables)]
-    names = [t.name for t in targets]
-    if len(set(names)) != len(names):
-        f.fail("", f"targets: names must be unique, got {names}")
-    links = [_link(t, f, f"links[{i}].", names) for i, t in enumerate(f.get(doc, "links", list, "", []))]
-    return Platform(
-        f.get(doc, "name", str, ""),
-        f.get(doc, "description", str, "", ""),
-        f.get(doc, "feature_bits", int, "", 32),
-        targets,
-        links,
-    )
-
-
-def _target(t: dict, f: _Fields, at: str) -> Target:
-    kind = f.get(t, "kind", str, at)
-    if kind not in KINDS:
-        f.fail(at, f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-    common = {
-        "name": f.get(t, "name", str, at),
-        "kind": kind,
-        "tier": f.get(t, "tier", int, at),
-        "active_power_w": f.get(t, "active_power_w", float, at),
-        "idle_power_w": f.get(t, "idle_power_w", float, at, 0.0),
-        "macs_per_s": f.get(t, "macs_per_s", float, at, None),
-        "clock_hz": f.get(t, "clock_hz", float, at, None),
-    }
-    if kind == "mcu":
-        core = f.get(t, "core", str, at)
-        if core not in CORES:
-            f.fail(at, f"core: expected one of {', '.join(CORES)}, got {core!r}")
-        common["clock_hz"] = f.get(t, "clock_hz", float, at)
-        return Target(
-            **common,
-            core=core,
-            memory_bytes=f.get(t, "ram_bytes", int, at),
-            flash_bytes=f.get(t, "flash_bytes", int, at),
-            cycles_per_instruction=f.get(t, "cycles_per_instruction", float, at),
-            measured_here=True,
-        )
-    if common["macs_per_s"] is None and not t.get("measured_here", False):
-        f.fail(at, "macs_per_s: missing (a host that is not measured here needs its throughput)")
-    return Target(
-        **common,
-        memory_bytes=f.get(t, "memory_bytes", int, at),
-        cpu=f.get(t, "cpu", str, at, ""),
-        measured_here=f.get(t, "measured_here", bool, at, False),
-    )
-
-
-def _link(t: dict, f: _Fields, at: str, names: list[str]) -> Link:
-    ends = [f.get(t, key, str, at) for key in ("from", "to")]
-    for key, end in zip(("from", "to"), ends):
-        if end not in names:
-            f.fail(at, f"{key}: no target named {end!r}")
-    bandwidth = f.get(t, "bandwidth_bps", float, at)
-    if bandwidth <= 0:
-        f.fail(at, "bandwidth_bps: must be positive")
-    return Link(
-        ends[0],
-        ends[1],
-        bandwidth,
-        f.get(t, "latency_s", float, at),
-        f.get(t, "energy_j_per_bit_send", float, at),
-        f.get(t, "energy_j_per_bit_receive", float, at),
-    )
+    def _check(self, where: str) -> None:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise EennError(f"{where}: targets: names must be unique, got {names}: {REMEDY}")
+        for i, target in enumerate(self.targets):
+            if target.kind == "host" and target.macs_per_s is None and not target.measured_here:
+                raise EennError(
+                    f"{where}: targets[{i}].macs_per_s: missing (a host that is not measured here needs its "
+                    f"throughput): {REMEDY}"
+                )
+        for i, link in enumerate(self.links):
+            for key, end in (("from", link.sender), ("to", link.receiver)):
+                if end not in names:
+                    raise EennError(f"{where}: links[{i}].{key}: no target named {end!r}: {REMEDY}")

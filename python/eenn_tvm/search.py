@@ -18,6 +18,7 @@ costs O(points x heads x N log N), whatever the number of candidate points, and 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -43,7 +44,7 @@ class Option:
 
 
 @dataclass
-class Problem:
+class SearchProblem:
     options: list[Option]
     reach_cost: list[float]  # cost of the backbone up to each candidate point
     final_cost: float  # cost of the whole backbone
@@ -59,7 +60,7 @@ class Problem:
 @dataclass(frozen=True)
 class Exit:
     point: int
-    option: int  # index into Problem.options
+    option: int  # index into SearchProblem.options
     threshold: float
 
 
@@ -77,18 +78,22 @@ class Result:
     pareto: list[tuple[float, float]] = field(default_factory=list)  # (mean cost, accuracy), cost ascending
 
 
-def evaluate(problem: Problem, exits: list[Exit]) -> Outcome:
+def outcome_of(problem: SearchProblem, exits: list[Exit]) -> Outcome:
+    """The mean cost, the accuracy and the exit counts of the cascade `exits` on the problem's samples."""
     cost, correct, slot = _per_sample(problem, exits)
     counts = np.bincount(slot, minlength=len(exits) + 1)
     return Outcome(float(cost.mean()), float(correct.mean()), counts.tolist())
 
 
-def with_confidence(solve: Callable[[Problem], Result], problem: Problem, confidence: float) -> tuple[Result, float]:
+def with_confidence(
+    solve: Callable[[SearchProblem], Result], problem: SearchProblem, confidence: float
+) -> tuple[Result, float]:
     """`solve` with the accuracy floor raised by a statistical margin, so that the drop on new samples of the same
     population stays within the tolerance with probability `confidence` (a one-sided normal bound on the mean of the
     per-sample difference between the cascade's and the original model's correctness). The margin depends on the
     cascade chosen, so it is raised until the choice carries its own margin. With groups, the standard error is the
-    cluster-robust one: a new speaker or patient shifts all of their samples at once. Returns the result and the margin."""
+    cluster-robust one: a new speaker or patient shifts all of their samples at once. Returns the result and the
+    margin."""
     result, margin = solve(problem), 0.0
     if confidence <= 0.5:
         return result, margin
@@ -103,7 +108,7 @@ def with_confidence(solve: Callable[[Problem], Result], problem: Problem, confid
     return result, margin
 
 
-def search(problem: Problem) -> Result:
+def search(problem: SearchProblem) -> Result:
     """The cheapest cascade within the accuracy floor, and the accuracy/cost Pareto front around it."""
     min_correct = math.ceil(problem.min_accuracy * problem.samples - 1e-6)
     seen: list[tuple[float, int]] = []
@@ -114,17 +119,17 @@ def search(problem: Problem) -> Result:
     floor = min_correct - max(3 * (problem.samples - min_correct), problem.samples // 20)
     _greedy(problem, dict(exits), max(floor, 0), seen)
     chosen = _as_list(exits)
-    return Result(chosen, evaluate(problem, chosen), _front(seen, problem.samples))
+    return Result(chosen, outcome_of(problem, chosen), _front(seen, problem.samples))
 
 
-def single_threshold(problem: Problem, options: list[int]) -> Result:
+def single_threshold(problem: SearchProblem, options: list[int]) -> Result:
     """The baseline's decision: exits at the given options, one threshold shared by all of them."""
     pooled = np.concatenate([problem.options[i].confidence for i in options])
     candidates = np.unique(np.quantile(pooled, np.linspace(0, 1, 1001)).astype(np.float32))
     best, seen = None, []
     for t in [*candidates, np.float32(np.inf)]:
         exits = [Exit(problem.options[i].point, i, float(t)) for i in options]
-        outcome = evaluate(problem, exits)
+        outcome = outcome_of(problem, exits)
         seen.append((outcome.mean_cost * problem.samples, round(outcome.accuracy * problem.samples)))
         if outcome.accuracy >= problem.min_accuracy - EPS and (
             best is None or outcome.mean_cost < best.outcome.mean_cost
@@ -150,13 +155,13 @@ def _mean_stderr(values: np.ndarray, groups: np.ndarray | None) -> float:
     return math.sqrt(g / max(g - 1, 1) * float(np.square(sums).sum())) / n
 
 
-def _per_sample(problem: Problem, exits: list[Exit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _per_sample(problem: SearchProblem, exits: list[Exit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per sample: what it costs, whether its answer is right, and where it leaves (len(exits) = the end)."""
     alive, heads, cost, correct, slot = _cascade(problem, exits)
     return np.where(alive, problem.final_cost + heads, cost), np.where(alive, problem.final_correct, correct), slot
 
 
-def _cascade(problem: Problem, exits: list[Exit]):
+def _cascade(problem: SearchProblem, exits: list[Exit]):
     """Per sample: still running after these exits?, head cost paid by one that is, and for those that
     left: their cost, correctness and exit slot."""
     n = problem.samples
@@ -198,7 +203,7 @@ class _Moves:
         return int(feasible[order[0]])
 
 
-def _moves_at(problem: Problem, exits: dict[int, Exit], point: int, levels: int | None) -> _Moves:
+def _moves_at(problem: SearchProblem, exits: dict[int, Exit], point: int, levels: int | None) -> _Moves:
     """Every choice at one point (no exit, or a head and a threshold) with the whole cascade's totals."""
     before = _as_list({p: e for p, e in exits.items() if p < point})
     after = _as_list({p: e for p, e in exits.items() if p > point})
@@ -251,9 +256,9 @@ def _thresholds_between(c: np.ndarray, ks: np.ndarray) -> np.ndarray:
     return np.where(ks == len(c), np.float32(0.0), t).astype(np.float64)
 
 
-def _greedy(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
+def _greedy(problem: SearchProblem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
     """Take the move that saves the most cost per sample of accuracy lost, until none stays feasible."""
-    outcome = evaluate(problem, _as_list(exits))
+    outcome = outcome_of(problem, _as_list(exits))
     cost, correct = outcome.mean_cost * problem.samples, round(outcome.accuracy * problem.samples)
     seen.append((cost, correct))
     points = sorted({o.point for o in problem.options})
@@ -279,13 +284,13 @@ def _greedy(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: li
         seen.append((cost, correct))
 
 
-def _refine(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
+def _refine(problem: SearchProblem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
     """Coordinate descent: at each point in turn, the best head and exact threshold given the others."""
     points = sorted({o.point for o in problem.options})
     for _ in range(10):
         improved = False
         for point in points:
-            current = evaluate(problem, _as_list(exits)).mean_cost * problem.samples
+            current = outcome_of(problem, _as_list(exits)).mean_cost * problem.samples
             moves = _moves_at(problem, exits, point, None)
             pick = moves.best_feasible(min_correct)
             if pick is not None and moves.total_cost[pick] < current - 1e-6 * max(current, 1.0):
@@ -297,16 +302,16 @@ def _refine(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: li
     return exits
 
 
-def _refine_pairs(problem: Problem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
+def _refine_pairs(problem: SearchProblem, exits: dict[int, Exit], min_correct: int, seen: list) -> dict[int, Exit]:
     """Escape what one point at a time cannot: for neighbouring kept exits, every move at one (on the
     greedy grid, or removal) followed by the exact best at the other."""
     if len(exits) > PAIR_LIMIT:
         return exits
     for _ in range(5):
-        current = evaluate(problem, _as_list(exits)).mean_cost * problem.samples
+        current = outcome_of(problem, _as_list(exits)).mean_cost * problem.samples
         best_exits, best_cost = None, current - 1e-6 * max(current, 1.0)
         kept = sorted(exits)
-        pairs = [pair for a, b in zip(kept, kept[1:]) for pair in ((a, b), (b, a))]
+        pairs = [pair for a, b in itertools.pairwise(kept) for pair in ((a, b), (b, a))]
         for first, second in pairs:
             moves = _moves_at(problem, exits, first, GREEDY_LEVELS)
             for i in range(len(moves.option)):
@@ -357,4 +362,4 @@ def synthetic_problem(samples=400, points=3, kinds=2, drop=0.02, seed=0):
             options.append(Option(p, f"k{k}", conf, correct, head_cost=2.0 + 3 * k))
     final_correct = difficulty < 0.97
     reach = [100.0 * (p + 1) for p in range(points)]
-    return Problem(options, reach, 100.0 * (points + 1), final_correct, float(final_correct.mean()) - drop)
+    return SearchProblem(options, reach, 100.0 * (points + 1), final_correct, float(final_correct.mean()) - drop)

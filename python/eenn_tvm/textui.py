@@ -21,6 +21,11 @@ def human_count(n: float) -> str:
     return f"{n:g}"
 
 
+def threshold_text(threshold: float) -> str:
+    """An exit's threshold as people read it; infinity is an exit that never fires."""
+    return "never" if threshold == float("inf") else f"{threshold:.4f}"
+
+
 def shorten(text: str, width: int) -> str:
     """Keep both ends of long ONNX names: the end usually says which layer it is."""
     if len(text) <= width:

@@ -97,8 +97,10 @@ def tune(
     folder: str | Path,
     trials: int,
     log: Callable[[str], None] = lambda _: None,
+    minutes: float | None = None,
 ) -> TuneReport:
-    """Tune the kernels of `mod` not yet in the database `folder` with about `trials` candidates in all.
+    """Tune the kernels of `mod` not yet in the database `folder` with about `trials` candidates in all, the
+    search stopping after `minutes` if given (the final timing of the winners comes on top).
 
     The search keeps its records in memory; the database receives one record per kernel: its default schedule
     or the search's best, whichever is faster when the two are timed again side by side (a single timing on a
@@ -114,7 +116,8 @@ def tune(
     defaults = {name: float(r.run_secs[0]) if r else None for name, r in seeds.items()}
     searched = _worth_searching(new, defaults)
     log(f"default schedules measured; searching {len(searched)} kernels (the rest take under {SHARE:.0%} of the time)")
-    progress = _Progress(searched, log)
+    deadline = None if minutes is None else started + 60 * minutes
+    progress = _Progress(searched, log, deadline)
     if searched and trials > 0:
         with _quiet_meta_schedule():
             ms.tune.tune_tasks(
@@ -238,17 +241,21 @@ def _us(seconds: float | None) -> float | None:
 
 @derived_object
 class _Progress(ms.measure_callback.PyMeasureCallback):
-    """Counts measured candidates per kernel and reports the best time so far after each round."""
+    """Counts measured candidates per kernel and reports the best time so far after each round; past the
+    `deadline` (a `time.perf_counter()` value), ends the search of every kernel."""
 
-    def __init__(self, tasks, log):
+    def __init__(self, tasks, log, deadline: float | None = None):
         super().__init__()
         self.names = [t.task_name for t in tasks]
         self.log = log
+        self.deadline = deadline
         self.trials: dict[str, int] = {}
         self.best: dict[str, float] = {}
         self.total = 0
 
-    def apply(self, _scheduler, task_id, _candidates, _builds, results) -> None:
+    def apply(self, scheduler, task_id, _candidates, _builds, results) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self._stop(scheduler)
         if not results:
             return
         name = self.names[task_id]
@@ -259,6 +266,14 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
             self.best[name] = min(seconds + ([self.best[name]] if name in self.best else []))
         best = f"{self.best[name] * 1e6:.2f} us" if name in self.best else "none built"
         self.log(f"{self.total} trials; {name}: {self.trials[name]} trials, best {best}")
+
+    def _stop(self, scheduler) -> None:
+        for task_id, task in enumerate(scheduler.tasks_):
+            if not task.is_terminated:
+                scheduler.terminate_task(task_id)
+        if self.deadline is not None:
+            self.log("time budget spent: search stopped")
+            self.deadline = None
 
 
 @contextlib.contextmanager

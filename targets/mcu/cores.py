@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from eenn_tvm.errors import EennError
 
+KERNEL_KINDS = ("auto", "llvm", "c")  # auto: what the core builds best with (Core.kernels)
+DEFAULT_STACK_BYTES = 8 << 10  # reserved for inference; verify reports what it used
+
 
 @dataclass(frozen=True)
 class Board:
@@ -36,7 +39,6 @@ class Core:
     board: Board
     flash_budget: int  # a typical part with this core, used when no --flash is given
     ram_budget: int
-    note: str = ""
     # LLVM's Thumb kernels take ~3x fewer instructions (bench/mcu.py); on Armv6-M they call soft-float helpers
     # by names (__addsf3, ...) that GCC's libgcc for v6-m does not define, so gcc compiles TVM's C there.
     kernels: str = "llvm"
@@ -55,18 +57,9 @@ KiB, MiB = 1 << 10, 1 << 20
 CORES = {
     c.name: c
     for c in [
-        # QEMU models no Cortex-M0+ board: its Armv6-M code runs unchanged on the M3 of AN385.
-        Core(
-            "cortex-m0plus",
-            "thumbv6m-none-eabi",
-            "soft",
-            None,
-            MPS2_AN385,
-            256 * KiB,
-            32 * KiB,
-            "runs on the Cortex-M3 of mps2-an385 (Armv6-M is a subset of Armv7-M)",
-            kernels="c",
-        ),
+        # QEMU models no Cortex-M0+ board: its Armv6-M code runs unchanged on the M3 of AN385 (Armv6-M is a
+        # subset of Armv7-M).
+        Core("cortex-m0plus", "thumbv6m-none-eabi", "soft", None, MPS2_AN385, 256 * KiB, 32 * KiB, kernels="c"),
         Core("cortex-m3", "thumbv7m-none-eabi", "soft", None, MPS2_AN385, 512 * KiB, 128 * KiB),
         Core("cortex-m4", "thumbv7em-none-eabihf", "hard", "fpv4-sp-d16", MPS2_AN386, 1 * MiB, 256 * KiB),
         Core("cortex-m7", "thumbv7em-none-eabihf", "hard", "fpv5-d16", MPS2_AN500, 2 * MiB, 512 * KiB),
@@ -80,4 +73,4 @@ def core_named(name: str) -> Core:
     try:
         return CORES[name]
     except KeyError:
-        raise EennError(f"unknown target {name!r}: choose one of {', '.join(CORES)}") from None
+        raise EennError(f"unknown core {name!r}: choose one of {', '.join(CORES)}") from None

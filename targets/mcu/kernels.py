@@ -15,7 +15,6 @@ import tvm
 from eenn_tvm.targets.mcu.cores import Core
 from eenn_tvm.targets.native import native_stderr_silenced
 
-KERNEL_KINDS = ("auto", "llvm", "c")  # auto: what the core builds best with (Core.kernels)
 _RELEASE = {"tirx.disable_assert": True}
 
 # The TVM headers the C kernels include, from the wheels' include folders: (package, path inside it).

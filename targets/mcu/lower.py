@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tvm
@@ -67,7 +67,6 @@ class Segment:
 class Program:
     kernels: tvm.IRModule  # the scheduled PrimFuncs, each with its global symbol
     segments: list[Segment]
-    constants: list[Constant] = field(default_factory=list)
 
 
 def lowering_pipeline() -> tvm.transform.Pass:
@@ -103,7 +102,7 @@ def lower(mod: tvm.IRModule, segments: list[str]) -> Program:
         for gv, f in lowered.functions.items()
         if isinstance(f, tirx.PrimFunc)
     }
-    return Program(tvm.IRModule(kernels), program, reader.constants)
+    return Program(tvm.IRModule(kernels), program)
 
 
 class _Reader:

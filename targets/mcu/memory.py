@@ -59,7 +59,7 @@ def _lifetimes(program: Program, live_until_end: list[Tensor]) -> dict[Tensor, t
 
 
 def _lowest_fit(size: int, first: int, last: int, placed) -> int:
-    clashes = sorted((o, s) for o, s, f, l in placed if f <= last and first <= l)
+    clashes = sorted((o, s) for o, s, start, end in placed if start <= last and first <= end)
     offset = 0
     for o, s in clashes:
         if offset + size <= o:

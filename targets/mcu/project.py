@@ -6,41 +6,19 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from eenn_tvm.errors import EennError
 from eenn_tvm.targets.mcu import driver, kernels
 from eenn_tvm.targets.mcu.cores import Core
 from eenn_tvm.targets.mcu.lower import Program
+from eenn_tvm.targets.mcu.manifest import Sizes
 from eenn_tvm.targets.mcu.memory import MemoryPlan
 
 HERE = Path(__file__).parent
 BINARIES = "bin"  # the built firmware and library, kept; the CMake build trees are not (they hold absolute paths)
 ELF = "eenn_verify.elf"
 LIBRARY = "libeenn_model.a"
-DEFAULT_STACK_BYTES = 8 << 10
-
-
-@dataclass
-class Sizes:
-    """Bytes the model library takes: flash (code, constants, initial data) and RAM (data, arena, stack)."""
-
-    code: int
-    weights: int
-    data: int
-    arena: int
-    workspace: int
-    other_bss: int
-    stack: int
-
-    @property
-    def flash(self) -> int:
-        return self.code + self.weights + self.data
-
-    @property
-    def ram(self) -> int:
-        return self.data + self.arena + self.workspace + self.other_bss + self.stack
 
 
 def write_project(

@@ -8,6 +8,7 @@ scalars the compiler keeps in registers.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 from tvm import tirx
@@ -44,7 +45,5 @@ def _innermost_spatial_loop(sch: Schedule, block):
 
 def _try(primitive, *args) -> None:
     """Schedule primitives check their own preconditions; a block they refuse stays as it is."""
-    try:
+    with contextlib.suppress(ScheduleError):
         primitive(*args)
-    except ScheduleError:
-        pass

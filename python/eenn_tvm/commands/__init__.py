@@ -1,10 +1,11 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from eenn_tvm.commands import analyze, augment, build, compile, map, profile, run, tune, verify
+from eenn_tvm.commands import analyze, augment, build, compile, map, profile, quantize, run, tune, verify
 
 COMMANDS = [
     analyze.command,
     augment.command,
+    quantize.command,
     run.command,
     build.command,
     verify.command,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from eenn_tvm.analysis import analyze
 from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option
-from eenn_tvm.frontend import import_onnx
 from eenn_tvm.textui import format_table, human_count, shorten
 
 
@@ -16,12 +14,16 @@ from eenn_tvm.textui import format_table, human_count, shorten
 @json_option
 def command(model, input_shapes, as_json):
     """List where MODEL (ONNX) can host an early exit: every point where exactly one tensor is live."""
+    from eenn_tvm.analysis import analyze
+    from eenn_tvm.frontend import import_onnx
+
     result = analyze(import_onnx(model, input_shapes_from(input_shapes)))
     if as_json:
         echo_json(result.to_json())
         return
     click.echo(
-        f"{result.model}: {human_count(result.total_macs)} MACs, {human_count(result.total_param_bytes)}B of parameters, "
+        f"{result.model}: {human_count(result.total_macs)} MACs, "
+        f"{human_count(result.total_param_bytes)}B of parameters, "
         f"{len(result.exit_points)} candidate exit points"
     )
     rows = [

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
-from eenn_tvm.augment import augment
 from eenn_tvm.commands.options import (
     augment_options,
     echo_json,
@@ -14,25 +15,31 @@ from eenn_tvm.commands.options import (
     savings_table,
     settings_from,
 )
-from eenn_tvm.costmodel import CostModel
-from eenn_tvm.costs import PredictedCost
-from eenn_tvm.platform import load_platform
+from eenn_tvm.commands.quantize import show_int8
 from eenn_tvm.textui import format_table
 
 
 @click.command("augment")
 @click.argument("model", type=click.Path(dir_okay=False))
 @augment_options
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Also quantise the early-exit network to int8 and search its thresholds again on its own confidences "
+    "(as `eenn-tvm quantize OUT` does).",
+)
 @input_shape_option
 @json_option
-def command(model, data_path, out, platform_name, objective, cost_model_path, input_shapes, as_json, **search):
+def command(model, data_path, out, platform_name, objective, cost_model_path, int8, input_shapes, as_json, **search):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
     Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
     the TVM host module with the exit logic compiled in, and OUT/report.md. Figures are on the validation
     split; measure held-out figures with `eenn-tvm run OUT --data TEST.npz`.
     """
-    settings = settings_from(**search)
+    from eenn_tvm.augment import augment
+
+    settings = replace(settings_from(**search), int8=int8)
     cost = _predicted_cost(platform_name, objective, cost_model_path, settings.decision) if platform_name else None
     plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
     if as_json:
@@ -40,20 +47,21 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
         return
     v, b = plan.validation, plan.baseline.validation
     click.echo(
-        f"\n{plan.model['name']}: {len(plan.exits)} exits chosen (decision: {plan.decision}); on {v.samples} validation samples:"
+        f"\n{plan.model.name}: {len(plan.exits)} exits chosen (decision: {plan.decision}); "
+        f"on {v.samples} validation samples:"
     )
     click.echo(
         savings_table(
             v.baseline_accuracy,
-            plan.model["total_macs"],
+            plan.model.total_macs,
             [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
         )
     )
     if v.predicted:
         click.echo(
-            f"predicted {v.predicted['cost']} per inference: {v.predicted['mean']:.4g} against "
-            f"{v.predicted['full']:.4g} for the original model ({100 * (1 - v.predicted['fraction']):.1f}% less; "
-            f"SDN baseline {100 * (1 - b.predicted['fraction']):.1f}% less)"
+            f"predicted {v.predicted.cost} per inference: {v.predicted.mean:.4g} against "
+            f"{v.predicted.full:.4g} for the original model ({100 * (1 - v.predicted.fraction):.1f}% less; "
+            f"SDN baseline {100 * (1 - b.predicted.fraction):.1f}% less)"
         )
     click.echo()
     click.echo(
@@ -65,11 +73,18 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
             ],
         )
     )
+    if plan.int8:
+        show_int8(plan, out)
+        return
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
 
 
 def _predicted_cost(platform_name, objective, cost_model_path, decision):
-    platform = load_platform(platform_name)
+    from eenn_tvm.costmodel.model import CostModel
+    from eenn_tvm.costs import PredictedCost
+    from eenn_tvm.platform import Platform
+
+    platform = Platform.load(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
     _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")

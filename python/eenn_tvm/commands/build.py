@@ -5,16 +5,13 @@ from __future__ import annotations
 import click
 
 from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option
-from eenn_tvm.firmware import build_firmware
-from eenn_tvm.targets.mcu.cores import CORES
-from eenn_tvm.targets.mcu.kernels import KERNEL_KINDS
-from eenn_tvm.targets.mcu.project import DEFAULT_STACK_BYTES
+from eenn_tvm.targets.mcu.cores import CORES, DEFAULT_STACK_BYTES, KERNEL_KINDS
 from eenn_tvm.textui import format_table
 
 
 @click.command("build")
 @click.argument("source", type=click.Path())
-@click.option("--target", required=True, type=click.Choice(list(CORES)), help="The Cortex-M core to build for.")
+@click.option("--target", "core", required=True, type=click.Choice(list(CORES)), help="The Cortex-M core to build for.")
 @click.option(
     "-o",
     "--output",
@@ -49,7 +46,7 @@ from eenn_tvm.textui import format_table
 )
 @input_shape_option
 @json_option
-def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
+def command(source, core, out, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
     """Compile SOURCE for a Cortex-M core into a CMake firmware project in OUT.
 
     SOURCE is an ONNX model (compiled as it is) or an `eenn-tvm augment` output folder (the early-exit
@@ -57,9 +54,11 @@ def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_sha
     kernels, board support for QEMU, the built firmware in OUT/bin and firmware.json. Check it with
     `eenn-tvm verify OUT --data TEST.npz`.
     """
+    from eenn_tvm.targets.mcu.build import build_firmware
+
     manifest = build_firmware(
         source,
-        target,
+        core,
         out,
         input_shapes_from(input_shapes),
         kernel_kind=kernel_kind,
@@ -69,24 +68,24 @@ def command(source, target, out, kernel_kind, flash, ram, stack_bytes, input_sha
         log=lambda m: click.echo(m, err=True),
     )
     if as_json:
-        echo_json(manifest)
+        echo_json(manifest.to_json())
         return
-    s, m = manifest["sizes"], manifest["memory"]
+    s, m = manifest.sizes, manifest.memory
     click.echo(
-        f"\n{manifest['model']} for {manifest['target']} ({manifest['kind']}, {manifest['segments']} segment(s), "
-        f"{len(manifest['exits'])} exit(s), {manifest['kernels']} kernels):"
+        f"\n{manifest.model} for {manifest.core} ({manifest.kind}, {manifest.segments} segment(s), "
+        f"{len(manifest.exits)} exit(s), {manifest.kernels} kernels):"
     )
     click.echo(
         format_table(
             ["memory", "bytes", "budget"],
             [
-                ["flash: code", f"{s['code']:,}", ""],
-                ["flash: weights", f"{s['weights']:,}", ""],
-                ["flash total", f"{s['flash']:,}", f"{manifest['budget']['flash']:,}"],
-                ["RAM: arena", f"{s['arena']:,}", f"lower bound {m['lower_bound_bytes']:,}"],
-                ["RAM: workspace", f"{s['workspace']:,}", ""],
-                ["RAM: stack (reserved)", f"{s['stack']:,}", ""],
-                ["RAM total", f"{s['ram']:,}", f"{manifest['budget']['ram']:,}"],
+                ["flash: code", f"{s.code:,}", ""],
+                ["flash: weights", f"{s.weights:,}", ""],
+                ["flash total", f"{s.flash:,}", f"{manifest.budget.flash:,}"],
+                ["RAM: arena", f"{s.arena:,}", f"lower bound {m.lower_bound_bytes:,}"],
+                ["RAM: workspace", f"{s.workspace:,}", ""],
+                ["RAM: stack (reserved)", f"{s.stack:,}", ""],
+                ["RAM total", f"{s.ram:,}", f"{manifest.budget.ram:,}"],
             ],
         )
     )

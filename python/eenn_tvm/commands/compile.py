@@ -12,7 +12,6 @@ from eenn_tvm.commands.options import (
     json_option,
     settings_from,
 )
-from eenn_tvm.deploy import compile_model
 from eenn_tvm.errors import EennError
 from eenn_tvm.textui import format_table
 
@@ -32,6 +31,8 @@ def command(
     Check it with `eenn-tvm run OUT --data TEST.npz`."""
     if not platform_name:
         raise EennError("compile needs --platform (a preset such as m4-edge, or a TOML file)")
+    from eenn_tvm.deploy import compile_model
+
     plan = compile_model(
         model,
         data_path,
@@ -49,31 +50,30 @@ def command(
         return
     v = plan.validation
     click.echo(
-        f"\n{plan.model['name']}: {len(plan.exits)} exits; validation accuracy {100 * v.accuracy:.2f}% "
+        f"\n{plan.model.name}: {len(plan.exits)} exits; validation accuracy {100 * v.accuracy:.2f}% "
         f"(original {100 * v.baseline_accuracy:.2f}%), {100 * (1 - v.mac_fraction):.1f}% fewer MACs"
     )
     rows = [
         [
-            t["target"],
-            t["kind"],
-            " ".join(t["segments"]),
-            t["artifact"],
-            "-"
-            if t["hands_over"] is None
-            else f"{'x'.join(map(str, t['hands_over']['shape']))} ({t['hands_over']['bits']:,} bits)",
+            t.target,
+            t.kind,
+            " ".join(t.segments),
+            t.artifact,
+            "-" if t.hands_over is None else f"{'x'.join(map(str, t.hands_over.shape))} ({t.hands_over.bits:,} bits)",
         ]
-        for t in plan.deployment["tiers"]
+        for t in plan.deployment.tiers
     ]
     click.echo(format_table(["tier", "kind", "segments", "artefact", "hands over"], rows))
     p = plan.placement
     click.echo(
-        f"predicted per inference: {p['energy_j']:.4g} J, {1000 * p['expected_latency_s']:.3g} ms expected, "
-        f"{1000 * p['latency_s']:.3g} ms worst case"
+        f"predicted per inference: {p.energy_j:.4g} J, {1000 * p.expected_latency_s:.3g} ms expected, "
+        f"{1000 * p.latency_s:.3g} ms worst case"
     )
-    for target, ref in p["original_model"].items():
+    source = p.problem.source
+    for target, ref in p.original_model.items():
         click.echo(
-            f"  the original model on {target}{'' if target == plan.placement['problem']['source'] else ' (input sent)'}: "
-            f"{ref['energy_j']:.4g} J, {1000 * ref['latency_s']:.3g} ms: "
-            f"{100 * (1 - p['energy_j'] / ref['energy_j']):.1f}% energy saved"
+            f"  the original model on {target}{'' if target == source else ' (input sent)'}: "
+            f"{ref.energy_j:.4g} J, {1000 * ref.latency_s:.3g} ms: "
+            f"{100 * (1 - p.energy_j / ref.energy_j):.1f}% energy saved"
         )
     click.echo(f"\nwrote {out}/; next: eenn-tvm run {out} --data TEST.npz")

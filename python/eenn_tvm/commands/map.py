@@ -6,15 +6,10 @@ from pathlib import Path
 
 import click
 
+from eenn_tvm.catalog import OBJECTIVES
 from eenn_tvm.commands.options import echo_json, json_option
-from eenn_tvm.costmodel import CostModel
-from eenn_tvm.costs import OBJECTIVES
 from eenn_tvm.errors import EennError
-from eenn_tvm.firmware import network_from
-from eenn_tvm.mapping import Problem, baselines, runs, solve
-from eenn_tvm.placement import place
-from eenn_tvm.plan import Plan
-from eenn_tvm.platform import load_platform
+from eenn_tvm.placement.solver import baselines, runs, solve
 from eenn_tvm.textui import format_table
 
 
@@ -24,7 +19,7 @@ from eenn_tvm.textui import format_table
     "--problem",
     "problem_path",
     type=click.Path(dir_okay=False),
-    help="Solve a standalone placement problem (JSON: blocks, nodes, links, constraints; see the README).",
+    help="Solve a standalone placement problem (JSON: blocks, nodes, links, constraints; see docs/placement.md).",
 )
 @click.option("--platform", "platform_name", metavar="NAME|FILE.toml", help="With OUT: the platform to place on.")
 @click.option(
@@ -39,7 +34,7 @@ from eenn_tvm.textui import format_table
     "--cost-model",
     "cost_model_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="With OUT: the cost model (default: costs/PLATFORM.model.json, or trained on costs/PLATFORM.jsonl).",
+    help="With OUT: the cost model (default: the platform's, see `eenn-tvm augment --help`).",
 )
 @json_option
 def command(out, problem_path, platform_name, objective, max_latency_ms, cost_model_path, as_json):
@@ -56,11 +51,17 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
         return
     if not platform_name:
         raise EennError("map OUT needs --platform (a preset or a TOML file)")
+    from eenn_tvm.costmodel.model import CostModel
+    from eenn_tvm.network import Network
+    from eenn_tvm.placement.segments import place
+    from eenn_tvm.plan import Plan
+    from eenn_tvm.platform import Platform
+
     plan = Plan.load(out)
-    platform = load_platform(platform_name)
+    platform = Platform.load(platform_name)
     placement = place(
         plan,
-        network_from(out),
+        Network.from_augment(out, plan),
         platform,
         CostModel.for_platform(platform, cost_model_path),
         objective,
@@ -69,14 +70,16 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
     plan.placement = placement
     plan.save(Path(out))
     if as_json:
-        echo_json(placement)
+        echo_json(placement.model_dump(by_alias=True))
         return
     _print_placement(placement)
     click.echo(f"\nwrote the placement into {out}/plan.json")
 
 
 def _solve_file(problem_path, as_json):
-    problem = Problem.load(problem_path)
+    from eenn_tvm.placement.problem_file import ProblemFile
+
+    problem = ProblemFile.load(problem_path).problem()
     best = solve(problem)
     others = baselines(problem)
     if as_json:
@@ -117,26 +120,24 @@ def _solve_file(problem_path, as_json):
     )
 
 
-def _print_placement(placement: dict) -> None:
-    key = "energy_j" if placement["objective"] == "energy" else "expected_latency_s"
-    unit = "J" if placement["objective"] == "energy" else "s"
-    click.echo(format_table(["segment", "target"], [[s, t] for s, t in placement["segments"].items()]))
-    rows = [["optimum", f"{placement[key]:.4g} {unit}", f"{placement['latency_s']:.4g} s", "-"]]
-    others = {**placement["baselines"], **{f"original model on {t}": p for t, p in placement["original_model"].items()}}
+def _print_placement(placement) -> None:
+    key = "energy_j" if placement.objective == "energy" else "expected_latency_s"
+    unit = "J" if placement.objective == "energy" else "s"
+    click.echo(format_table(["segment", "target"], [[s, t] for s, t in placement.segments.items()]))
+    rows = [["optimum", f"{getattr(placement, key):.4g} {unit}", f"{placement.latency_s:.4g} s", "-"]]
+    others = {**placement.baselines, **{f"original model on {t}": p for t, p in placement.original_model.items()}}
     for name, p in others.items():
         rows.append(
             [
                 name.replace("_", " "),
-                f"{p[key]:.4g} {unit}" if p else "infeasible",
-                f"{p['latency_s']:.4g} s" if p else "-",
-                _percent(_saving(placement[key], p[key] if p else None)),
+                f"{getattr(p, key):.4g} {unit}" if p else "infeasible",
+                f"{p.latency_s:.4g} s" if p else "-",
+                _percent(_saving(getattr(placement, key), getattr(p, key) if p else None)),
             ]
         )
     click.echo()
-    click.echo(
-        format_table(["placement", f"expected {placement['objective']}", "worst latency", "optimum saves"], rows)
-    )
-    click.echo(f"costs: {', '.join(f'{t} {s}' for t, s in placement['cost_sources'].items())}")
+    click.echo(format_table(["placement", f"expected {placement.objective}", "worst latency", "optimum saves"], rows))
+    click.echo(f"costs: {', '.join(f'{t} {s}' for t, s in placement.cost_sources.items())}")
 
 
 def _saving(best: float, other: float | None) -> float | None:

@@ -1,4 +1,8 @@
-"""Options that several subcommands share."""
+"""Options that several subcommands share.
+
+The command modules import only what their options need (click and a few constants); each command imports the
+stage it runs (TVM, onnxruntime, XGBoost, ...) when it runs, so that `eenn-tvm --help` is quick.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,8 @@ from pathlib import Path
 
 import click
 
-from eenn_tvm.augment import Settings
-from eenn_tvm.costs import OBJECTIVES
-from eenn_tvm.decision import RULES
-from eenn_tvm.features import DEFAULT_CACHE
-from eenn_tvm.frontend import parse_input_shape
+from eenn_tvm.cache import CACHE
+from eenn_tvm.catalog import OBJECTIVES, RULES
 from eenn_tvm.textui import format_table
 
 input_shape_option = click.option(
@@ -43,6 +44,8 @@ def checked_database(path: str | None) -> Path | None:
 
 
 def input_shapes_from(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    from eenn_tvm.frontend import parse_input_shape
+
     return dict(parse_input_shape(v) for v in values)
 
 
@@ -118,7 +121,7 @@ augment_options = _stack(
     click.option(
         "--cache-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        default=DEFAULT_CACHE,
+        default=CACHE,
         show_default=True,
         help="Where backbone features are cached between runs.",
     ),
@@ -148,8 +151,9 @@ augment_options = _stack(
         "--cost-model",
         "cost_model_path",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="With --platform: the trained cost model. Default: costs/PLATFORM.model.json, else one trained "
-        "on costs/PLATFORM.jsonl, else the analytic model (MACs / throughput).",
+        help="With --platform: the trained cost model. Default: the one `eenn-tvm profile` saved beside the "
+        "platform file (or in the cache), else one trained on its measurements, else the analytic model "
+        "(MACs / throughput).",
     ),
     database_option,
 )
@@ -157,7 +161,10 @@ augment_options = _stack(
 
 def settings_from(
     max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, database
-) -> Settings:
+):
+    """The augment settings of the shared options."""
+    from eenn_tvm.augment import Settings
+
     return Settings(
         max_accuracy_drop,
         decision,
@@ -166,5 +173,5 @@ def settings_from(
         None if no_cache else cache_dir,
         calibration_path,
         confidence,
-        checked_database(database),
+        database=checked_database(database),
     )

@@ -6,12 +6,9 @@ from pathlib import Path
 
 import click
 
+from eenn_tvm.catalog import preset_names
 from eenn_tvm.commands.options import echo_json, json_option
-from eenn_tvm.costmodel import CostModel, validate
-from eenn_tvm.platform import load_platform, preset_names
-from eenn_tvm.profiling import measure_all
 from eenn_tvm.textui import format_table
-from eenn_tvm.workloads import layer_workloads, segment_workloads
 
 
 @click.command("profile")
@@ -41,13 +38,14 @@ from eenn_tvm.workloads import layer_workloads, segment_workloads
 @click.option(
     "--dataset",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Measurements file (JSON lines), extended by each run. Default: costs/PLATFORM.jsonl.",
+    help="Measurements file (JSON lines), extended by each run. Default: PLATFORM.jsonl beside the platform file "
+    "(or in the cache, where that folder cannot be written).",
 )
 @click.option(
     "--cost-model",
     "model_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to save the trained model. Default: costs/PLATFORM.model.json.",
+    help="Where to save the trained model. Default: PLATFORM.model.json beside the measurements.",
 )
 @click.option(
     "--validate",
@@ -60,15 +58,21 @@ from eenn_tvm.workloads import layer_workloads, segment_workloads
 def command(platform_name, count, models, dataset, model_path, do_validate, seed, as_json):
     """Measure workloads on every target of the platform this machine can measure (MCUs in QEMU, hosts marked
     `measured_here` by timing TVM modules), then train the cost model that `augment --platform` uses."""
-    platform = load_platform(platform_name)
-    dataset = dataset or Path("costs") / f"{platform.name}.jsonl"
-    model_path = model_path or Path("costs") / f"{platform.name}.model.json"
+    from eenn_tvm.costmodel.data import CostFiles
+    from eenn_tvm.costmodel.measure import measure_all
+    from eenn_tvm.costmodel.model import CostModel, cross_validate
+    from eenn_tvm.costmodel.workloads import layer_workloads, segment_workloads
+    from eenn_tvm.platform import Platform
+
+    platform = Platform.load(platform_name)
+    dataset = dataset or CostFiles.home(platform).measurements
+    model_path = model_path or CostFiles.home(platform).model
     workloads = layer_workloads(count, seed) + [w for m in models for w in segment_workloads(m)]
     rows = measure_all(platform, workloads, dataset, progress=lambda m: click.echo(m, err=True))
     model = CostModel.train(platform, rows, seed)
     model.save(model_path)
-    counts = {t.name: sum(r["target"] == t.name for r in rows) for t in platform.targets}
-    report = validate(platform, rows, seed) if do_validate else None
+    counts = {t.name: sum(r.target == t.name for r in rows) for t in platform.targets}
+    report = cross_validate(platform, rows, seed) if do_validate else None
     if as_json:
         echo_json(
             {
@@ -89,7 +93,8 @@ def command(platform_name, count, models, dataset, model_path, do_validate, seed
     )
     if report is not None:
         click.echo(
-            "\nheld-out workloads (a quarter, 5 random splits, mean): absolute percentage error and Spearman's rank correlation"
+            "\nheld-out workloads (a quarter, 5 random splits, mean): "
+            "absolute percentage error and Spearman's rank correlation"
         )
         click.echo(
             format_table(

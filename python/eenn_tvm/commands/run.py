@@ -6,12 +6,9 @@ from pathlib import Path
 
 import click
 
+from eenn_tvm.catalog import DTYPES, ENGINES
 from eenn_tvm.commands.options import checked_database, database_option, echo_json, json_option, savings_table
-from eenn_tvm.data import Dataset, load_npz
-from eenn_tvm.deploy import run_tiers
 from eenn_tvm.errors import EennError
-from eenn_tvm.evaluate import ENGINES, run
-from eenn_tvm.plan import Plan
 from eenn_tvm.textui import format_table
 
 
@@ -37,6 +34,13 @@ from eenn_tvm.textui import format_table
     show_default=True,
     help="For a `compile` output: run the deployment tier by tier (the microcontroller in QEMU).",
 )
+@click.option(
+    "--dtype",
+    default="float32",
+    show_default=True,
+    type=click.Choice(DTYPES),
+    help="int8: also the int8 network (from `eenn-tvm quantize`), in onnxruntime and as TVM's integer host module.",
+)
 @click.option("--n", "count", type=click.IntRange(min=1), help="Run only the first N samples.")
 @click.option(
     "--batch",
@@ -48,43 +52,53 @@ from eenn_tvm.textui import format_table
 )
 @database_option
 @json_option
-def command(out, data_path, engine, tiers, count, batch, database, as_json):
+def command(out, data_path, engine, tiers, dtype, count, batch, database, as_json):
     """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time
     (or in batches: --batch)."""
+    from eenn_tvm.data import Dataset, load_npz
+    from eenn_tvm.inference import run
+    from eenn_tvm.plan import Plan
+
     plan = Plan.load(out)
     if (batch > 1 or database) and engine != "tvm":
         raise EennError("--batch and --database apply to --engine tvm")
     if (batch > 1 or database) and plan.deployment and tiers:
         raise EennError("--batch and --database run the host module: add --no-tiers for a compile output")
     database = checked_database(database)
-    shape = plan.model["input_shape"]
-    data = load_npz(data_path, tuple(shape[1:]), plan.model["classes"])
+    data = load_npz(data_path, tuple(plan.model.input_shape[1:]), plan.model.classes)
     if count:
         data = Dataset(data.x[:count], data.y[:count])
     if plan.deployment and tiers:
         _run_tiers(out, plan, data, as_json)
         return
-    result = run(out, plan, data, engine, batch, database)
+    result = run(out, plan, data, engine, dtype, batch, database)
     if as_json:
         echo_json(result.to_json())
         return
     sdn = result.sdn_baseline
-    click.echo(f"{plan.model['name']} on {result.samples} samples ({engine}):")
-    click.echo(
-        savings_table(
-            result.baseline_accuracy,
-            result.total_macs,
-            [
-                ("early-exit network", result.accuracy, result.mean_macs),
-                ("SDN baseline", sdn["accuracy"], sdn["mean_macs"]),
-            ],
-        )
-    )
+    click.echo(f"{plan.model.name} on {result.samples} samples ({engine}):")
+    rows = [("early-exit network", result.accuracy, result.mean_macs)]
+    if result.int8:
+        q = result.int8
+        rows += [
+            ("int8 model (onnxruntime)", q["model_accuracy"], result.total_macs),
+            ("int8 early-exit network (TVM)", q["tvm"]["accuracy"], q["tvm"]["mean_macs"]),
+            ("int8 early-exit network (onnxruntime)", q["onnxruntime"]["accuracy"], q["onnxruntime"]["mean_macs"]),
+        ]
+    rows.append(("SDN baseline", sdn["accuracy"], sdn["mean_macs"]))
+    click.echo(savings_table(result.baseline_accuracy, result.total_macs, rows))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo(
         "exits: "
         + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram))
     )
+    if result.int8:
+        histogram = result.int8["tvm"]["exit_histogram"]
+        click.echo("int8 exits (TVM): " + ", ".join(f"{label} {n}" for label, n in zip(labels, histogram)))
+        click.echo(
+            f"the int8 TVM module and onnxruntime agree on class and exit for "
+            f"{100 * result.int8['agreement']:.2f}% of the samples"
+        )
     click.echo(
         f"inference ({engine}, batch {batch}): {result.samples_per_second:,.0f} samples/s, "
         f"{1e3 * result.inference_seconds / result.samples:.3f} ms per sample"
@@ -92,12 +106,14 @@ def command(out, data_path, engine, tiers, count, batch, database, as_json):
 
 
 def _run_tiers(out, plan, data, as_json) -> None:
+    from eenn_tvm.deploy import run_tiers
+
     result = run_tiers(Path(out), plan, data, log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(result)
         return
     click.echo(
-        f"{plan.model['name']} on {result['samples']} samples across {plan.deployment['platform']}: "
+        f"{plan.model.name} on {result['samples']} samples across {plan.deployment.platform}: "
         f"accuracy {100 * result['accuracy']:.2f}%; exits {result['exit_histogram']}"
     )
     click.echo(

@@ -20,8 +20,8 @@ DEFAULT_TRIALS = 512
     "--target",
     "target_name",
     metavar="TIER|CPU",
-    help="A host tier of a `compile` output (its segments, for the CPU its platform names if LLVM knows it), or "
-    "an LLVM CPU name (default: this machine's, e.g. what -mcpu=native resolves to). Kernels are timed here.",
+    help="A host tier of a `compile` output (its segments only), or an LLVM CPU name (default: this machine's, "
+    "what -mcpu=native resolves to). Kernels are timed on this machine.",
 )
 @click.option(
     "--trials",
@@ -31,6 +31,11 @@ DEFAULT_TRIALS = 512
     help="Candidate schedules to measure in all (0: only measure and store the default schedules).",
 )
 @click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop the search after this long, whatever the trials (the final timing of each kernel comes on top).",
+)
+@click.option(
     "--database",
     required=True,
     type=click.Path(file_okay=False),
@@ -38,7 +43,7 @@ DEFAULT_TRIALS = 512
 )
 @input_shape_option
 @json_option
-def command(source, target_name, trials, database, input_shapes, as_json):
+def command(source, target_name, trials, minutes, database, input_shapes, as_json):
     """Tune the host kernels of SOURCE (an ONNX model, or an `augment`/`compile` output: the early-exit network
     as its host module builds it) with MetaSchedule, every kernel starting from its default schedule.
 
@@ -49,7 +54,7 @@ def command(source, target_name, trials, database, input_shapes, as_json):
     from eenn_tvm.targets.host.tune import tune
 
     mod, target = _module_and_target(Path(source), target_name, input_shapes_from(input_shapes))
-    report = tune(mod, target, database, trials, log=lambda m: click.echo(m, err=True))
+    report = tune(mod, target, database, trials, log=lambda m: click.echo(m, err=True), minutes=minutes)
     if as_json:
         echo_json(report.to_json())
         return
@@ -76,36 +81,30 @@ def command(source, target_name, trials, database, input_shapes, as_json):
 def _module_and_target(source: Path, target_name: str | None, input_shapes: dict):
     """The module the host build of SOURCE compiles, and the LLVM target to tune it for."""
     from eenn_tvm.deploy import host_tier_module
-    from eenn_tvm.firmware import eenn_network
     from eenn_tvm.frontend import import_onnx
+    from eenn_tvm.network import Network
     from eenn_tvm.passes import ChainExits
     from eenn_tvm.plan import Plan
-    from eenn_tvm.platform import load_platform
 
     if not source.exists():
         raise EennError(f"{source}: no such file or folder: give an ONNX model or an `eenn-tvm augment` output folder")
     if source.is_file():
         return import_onnx(source, input_shapes).mod, _target(target_name)
     plan = Plan.load(source)
-    network = eenn_network(source, plan)
-    tiers = {t["target"]: t for t in (plan.deployment or {}).get("tiers", []) if t["kind"] == "host"}
-    if target_name in tiers:
-        platform = load_platform(source / plan.deployment["platform_file"])
-        cpu = platform.target(target_name).cpu
-        return host_tier_module(network.mod, tiers[target_name]["segments"]), _target(cpu, fall_back=True)
+    network = Network.from_augment(source, plan)
+    tiers = {t.target: t for t in (plan.deployment.tiers if plan.deployment else []) if t.kind == "host"}
+    if target_name in tiers:  # a host tier is measured here: tuned for this machine's CPU
+        return host_tier_module(network.mod, tiers[target_name].segments), _target(None)
     return ChainExits()(network.mod), _target(target_name)
 
 
-def _target(cpu: str | None, fall_back: bool = False):
-    """The LLVM target of `cpu` (None, "native": this machine's); `fall_back`: this machine's when LLVM does not
-    know `cpu` (a platform's free-text description of a tier)."""
+def _target(cpu: str | None):
+    """The LLVM target of `cpu` (None, "native": this machine's)."""
     from eenn_tvm.targets.host.target import host_target
 
     try:
         return host_target(None if cpu in (None, "", "native") else cpu)
     except ValueError as err:
-        if fall_back:
-            return host_target()
         raise EennError(f"--target {cpu}: {err}: give a host tier of a compile output or an LLVM CPU name") from None
 
 

@@ -6,9 +6,9 @@ import sys
 
 import click
 
+from eenn_tvm.catalog import RUNNERS
 from eenn_tvm.commands.options import echo_json, json_option
 from eenn_tvm.textui import format_table
-from eenn_tvm.verify import RUNNERS, TOLERANCE, verify
 
 
 @click.command("verify")
@@ -37,6 +37,8 @@ def command(firmware, data_path, count, runner, as_json):
     with status 1 when a class, an exit or an output (beyond 1e-4) differs. Instruction counts come from
     QEMU's -icount mode and are deterministic.
     """
+    from eenn_tvm.targets.mcu.verify import verify
+
     result = verify(firmware, data_path, count, runner, log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(result.to_json())
@@ -47,6 +49,8 @@ def command(firmware, data_path, count, runner, as_json):
 
 
 def _print(r) -> None:
+    from eenn_tvm.targets.mcu.verify import TOLERANCE
+
     verdict = "match" if r.within_tolerance and not r.class_mismatches else "MISMATCH"
     where = "this host (ASan, UBSan)" if r.machine == "host" else f"QEMU {r.machine}"
     click.echo(

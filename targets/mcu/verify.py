@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eenn_tvm import onnx_runtime
 from eenn_tvm.data import Dataset, load_npz
-from eenn_tvm.firmware import load_manifest
+from eenn_tvm.plan import macs_by_exit
+from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 from eenn_tvm.targets.mcu.project import compile_project
 from eenn_tvm.targets.mcu.qemu import Run, run_in_qemu, run_on_host
 
@@ -37,14 +39,11 @@ class Verification:
     arena_bytes: int
     ram_lower_bound_bytes: int
     plan_vs_measured: dict | None  # early-exit networks: the cost relative to a full pass, predicted and measured
-    target: str
+    target: str  # the core
     machine: str  # the QEMU board, or "host" for the sanitizer build on this computer
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-RUNNERS = ("qemu", "host")
 
 
 def verify(
@@ -57,17 +56,17 @@ def verify(
     """`on="host"` compiles the same C for this computer, with AddressSanitizer and UndefinedBehaviorSanitizer
     (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
-    manifest = load_manifest(folder)
-    data = load_npz(data_path, tuple(manifest["input_shape"][1:]), manifest["classes"])
+    manifest = FirmwareManifest.load(folder)
+    data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
     data = Dataset(data.x[:n], data.y[:n])
-    log(f"running {len(data)} samples on {manifest['machine'] if on == 'qemu' else 'this host'}")
+    log(f"running {len(data)} samples on {manifest.machine if on == 'qemu' else 'this host'}")
     device = _run(folder, manifest, data, on)
-    exits, scores = _reference(folder / manifest["reference"], manifest, data)
-    final = len(manifest["exits"])
+    exits, scores = _reference(folder / manifest.reference, manifest, data)
+    final = len(manifest.exits)
     same_exit = device.exit_index == exits
     errors = np.abs(device.scores - scores).max(axis=1)
     max_error = float(errors[same_exit].max()) if same_exit.any() else float("inf")
-    sizes, memory = manifest["sizes"], manifest["memory"]
+    sizes, memory = manifest.sizes, manifest.memory
     return Verification(
         samples=len(data),
         class_mismatches=int((device.class_index != scores.argmax(1)).sum()),
@@ -77,52 +76,44 @@ def verify(
         accuracy=float((device.class_index == data.y).mean()),
         instructions_mean=float(device.instructions.mean()),
         instructions_per_exit=_per_exit(device, manifest, final),
-        flash_bytes=sizes["flash"],
-        ram_bytes=sizes["ram"],
+        flash_bytes=sizes.flash,
+        ram_bytes=sizes.ram,
         stack_bytes_used=device.stack_bytes,
-        arena_bytes=memory["arena_bytes"],
-        ram_lower_bound_bytes=memory["lower_bound_bytes"] + memory["workspace_bytes"],
+        arena_bytes=memory.arena_bytes,
+        ram_lower_bound_bytes=memory.lower_bound_bytes + memory.workspace_bytes,
         plan_vs_measured=_plan_vs_measured(device, manifest, final),
-        target=manifest["target"],
-        machine=manifest["machine"] if on == "qemu" else "host",
+        target=manifest.core,
+        machine=manifest.machine if on == "qemu" else "host",
     )
 
 
-def _run(folder: Path, manifest: dict, data: Dataset, on: str) -> Run:
+def _run(folder: Path, manifest: FirmwareManifest, data: Dataset, on: str) -> Run:
     if on == "qemu":
-        return run_in_qemu(folder / manifest["elf"], manifest["machine"], data.x, manifest["classes"])
+        return run_in_qemu(folder / manifest.elf, manifest.machine, data.x, manifest.classes)
     with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
         compile_project(folder, Path(build), cross=False, sanitize=True)
-        return run_on_host(Path(build) / "eenn_verify", data.x, manifest["classes"])
+        return run_on_host(Path(build) / "eenn_verify", data.x, manifest.classes)
 
 
-def _reference(path: Path, manifest: dict, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+def _reference(path: Path, manifest: FirmwareManifest, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(exit index, outputs at that exit) per sample on the host."""
-    if manifest["kind"] == "eenn":
+    if manifest.kind == "eenn":
         from eenn_tvm.targets.host import EarlyExitRunner, HostModule
 
         runner = EarlyExitRunner(HostModule.load(path))
         results = [runner.infer(data.x[i : i + 1]) for i in range(len(data))]
         return np.array([e for e, _ in results]), np.stack([s.reshape(-1) for _, s in results])
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    outputs = [session.run(None, {manifest["input_name"]: data.x[i : i + 1]})[0].reshape(-1) for i in range(len(data))]
+    outputs = [sample[0].reshape(-1) for sample in onnx_runtime.run_each(onnx_runtime.session(path), data.x)]
     return np.zeros(len(data), np.int64), np.stack(outputs)
 
 
-def _macs_through(manifest: dict, exit_index: int) -> int | None:
-    """MACs a sample spends when it leaves at `exit_index`: the backbone up to there and every head it passed."""
-    exits, total = manifest["exits"], manifest["total_macs"]
-    if total is None:
-        return None
-    heads = sum(e["head_macs"] for e in exits[: exit_index + 1])
-    return (exits[exit_index]["macs_to_reach"] if exit_index < len(exits) else total) + heads
+def _macs_through(manifest: FirmwareManifest) -> list[int] | None:
+    """MACs a sample spends when it leaves at each exit, then at the end (None: a plain model, not counted)."""
+    return None if manifest.total_macs is None else macs_by_exit(manifest.exits, manifest.total_macs)
 
 
-def _per_exit(device: Run, manifest: dict, final: int) -> list[dict]:
+def _per_exit(device: Run, manifest: FirmwareManifest, final: int) -> list[dict]:
+    macs = _macs_through(manifest)
     rows = []
     for index in range(final + 1):
         taken = device.exit_index == index
@@ -132,19 +123,20 @@ def _per_exit(device: Run, manifest: dict, final: int) -> list[dict]:
                     "exit": "end" if index == final else index,
                     "samples": int(taken.sum()),
                     "instructions_mean": float(device.instructions[taken].mean()),
-                    "plan_macs": _macs_through(manifest, index),
+                    "plan_macs": None if macs is None else macs[index],
                 }
             )
     return rows
 
 
-def _plan_vs_measured(device: Run, manifest: dict, final: int) -> dict | None:
+def _plan_vs_measured(device: Run, manifest: FirmwareManifest, final: int) -> dict | None:
     """Mean cost per inference relative to a pass through every segment: predicted from the plan's MACs for
     the exits these samples took, measured in instructions (a full pass = the samples that reached the end)."""
     full = device.exit_index == final
-    if manifest["kind"] != "eenn" or not full.any() or not device.instructions.any():
+    if manifest.kind != "eenn" or not full.any() or not device.instructions.any():
         return None
-    predicted = np.mean([_macs_through(manifest, int(e)) for e in device.exit_index]) / _macs_through(manifest, final)
+    macs = _macs_through(manifest)
+    predicted = np.mean([macs[int(e)] for e in device.exit_index]) / macs[final]
     measured = device.instructions.mean() / device.instructions[full].mean()
     return {
         "predicted_fraction": float(predicted),

@@ -9,20 +9,25 @@ into the plan, with the problem itself (so it can be solved again with `map --pr
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from tvm import relax
 
-from eenn_tvm.costmodel import CostModel, param_bytes
-from eenn_tvm.firmware import Network
-from eenn_tvm.mapping import Block, Link, Node, Placement, Problem, baselines, solve
-from eenn_tvm.plan import Plan
+from eenn_tvm.costmodel.features import param_bytes
+from eenn_tvm.costmodel.model import CostModel
+from eenn_tvm.network import Network
+from eenn_tvm.placement.problem_file import ProblemFile
+from eenn_tvm.placement.solver import Block, LinkCost, Node, Placement, PlacementProblem, baselines, solve
+from eenn_tvm.plan import Figures, PlacedFigures, PlacementRecord, Plan, macs_by_exit
 from eenn_tvm.platform import Platform, Target
 
 
 def placement_problem(
     plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str, max_latency_s: float | None
-) -> Problem:
+) -> PlacementProblem:
     shares = [n / plan.validation.samples for n in plan.validation.exit_histogram]
+    reach = macs_by_exit(plan.exits, plan.model.total_macs)
+    macs = [after - before for before, after in pairwise([0, *reach])]
     blocks = []
     for i, name in enumerate(network.segments):
         func = network.mod[name]
@@ -30,7 +35,7 @@ def placement_problem(
         blocks.append(
             Block(
                 name,
-                _macs(plan, i),
+                float(macs[i]),
                 param_bytes(func),
                 platform.transfer_bits(func.ret_ty.fields[0].shape),
                 shares[i] if i < len(plan.exits) else 0.0,
@@ -39,25 +44,22 @@ def placement_problem(
             )
         )
     nodes, links = platform_nodes(platform)
-    input_bits = platform.transfer_bits(plan.model["input_shape"])
-    return Problem(
+    return PlacementProblem(
         platform.device.name,
-        input_bits,
+        platform.transfer_bits(plan.model.input_shape),
         blocks,
         nodes,
         links,
         objective,
-        False,
-        math.inf if max_latency_s is None else max_latency_s,
-        0.0,
+        max_latency_s=math.inf if max_latency_s is None else max_latency_s,
     )
 
 
-def platform_nodes(platform: Platform) -> tuple[list[Node], dict[tuple[str, str], Link]]:
+def platform_nodes(platform: Platform) -> tuple[list[Node], dict[tuple[str, str], LinkCost]]:
     """The platform's targets and links as the placement problem's nodes and links."""
     nodes = [_node(t) for t in platform.targets]
     links = {
-        (link.source, link.target): Link(link.energy_j_per_bit, link.seconds_per_bit, link.latency_s)
+        (link.sender, link.receiver): LinkCost(link.energy_j_per_bit, link.seconds_per_bit, link.latency_s)
         for link in platform.links
     }
     return nodes, links
@@ -65,25 +67,28 @@ def platform_nodes(platform: Platform) -> tuple[list[Node], dict[tuple[str, str]
 
 def place(
     plan: Plan, network: Network, platform: Platform, cost_model: CostModel, objective: str, max_latency_s: float | None
-) -> dict:
-    """The placement document the plan keeps, with what running the original model whole, without exits, on
-    each target would cost (the input sent there first)."""
+) -> PlacementRecord:
+    """The placement the plan keeps, with what running the original model whole, without exits, on each target
+    would cost (the input sent there first)."""
     problem = placement_problem(plan, network, platform, cost_model, objective, max_latency_s)
     best = solve(problem)
-    others = baselines(problem)
-    return {
-        "platform": platform.name,
-        "objective": objective,
-        "cost_sources": cost_model.sources(),
-        "segments": dict(zip(network.segments, best.nodes)),
+    return PlacementRecord(
+        platform=platform.name,
+        objective=objective,
+        cost_sources=cost_model.sources(),
+        segments=dict(zip(network.segments, best.nodes)),
         **_figures(best),
-        "baselines": {k: (None if p is None else {"nodes": p.nodes, **_figures(p)}) for k, p in others.items()},
-        "original_model": _original_model(network.backbone, problem, platform, cost_model),
-        "problem": problem.to_json(),
-    }
+        baselines={
+            k: None if p is None else PlacedFigures(nodes=p.nodes, **_figures(p)) for k, p in baselines(problem).items()
+        },
+        original_model=_original_model(network.backbone, problem, platform, cost_model),
+        problem=ProblemFile.of(problem),
+    )
 
 
-def _original_model(func: relax.Function, problem: Problem, platform: Platform, cost_model: CostModel) -> dict:
+def _original_model(
+    func: relax.Function, problem: PlacementProblem, platform: Platform, cost_model: CostModel
+) -> dict[str, Figures]:
     """Energy and latency of the original model run whole on each target it can reach in one hop."""
     out = {}
     for target in platform.targets:
@@ -95,7 +100,7 @@ def _original_model(func: relax.Function, problem: Problem, platform: Platform, 
                 continue
             energy += problem.input_bits * link.energy_j_per_bit
             seconds += problem.input_bits * link.seconds_per_bit + link.latency_s
-        out[target.name] = {"energy_j": energy, "expected_latency_s": seconds, "latency_s": seconds}
+        out[target.name] = Figures(energy_j=energy, expected_latency_s=seconds, latency_s=seconds)
     return out
 
 
@@ -106,10 +111,3 @@ def _figures(p: Placement) -> dict:
 def _node(t: Target) -> Node:
     """Blocks with a `seconds` table (from the cost model) ignore the throughput; the others divide by it."""
     return Node(t.name, t.tier, t.macs_per_s or 1.0, t.active_power_w, t.memory_bytes, t.flash_bytes)
-
-
-def _macs(plan: Plan, index: int) -> float:
-    reach = [e.macs_to_reach for e in plan.exits] + [plan.model["total_macs"]]
-    before = reach[index - 1] if index else 0
-    head = plan.exits[index].head_macs if index < len(plan.exits) else 0
-    return float(reach[index] - before + head)

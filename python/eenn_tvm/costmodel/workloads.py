@@ -7,7 +7,6 @@ the thing the search and the mapping will place.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,9 @@ import tvm
 from tvm import relax
 
 from eenn_tvm.analysis import analyze
+from eenn_tvm.costmodel.features import function_key
 from eenn_tvm.frontend import import_onnx
+from eenn_tvm.network import Network
 from eenn_tvm.passes import SplitAtExits, segment_names
 
 LAYER_KINDS = ("conv", "depthwise", "pool", "dense", "block")
@@ -41,12 +42,6 @@ class Workload:
         return f"{self.name}:{function_key(self.function)}"
 
 
-def function_key(func: relax.Function) -> str:
-    """Identifies the computation (not the weights): two functions with the same key cost the same."""
-    named = func.with_attr("global_symbol", "segment")  # the name a function is kept under does not change its cost
-    return hashlib.sha256(named.script(show_meta=False).encode()).hexdigest()[:12]
-
-
 def layer_workloads(count: int, seed: int = 0) -> list[Workload]:
     """`count` single layers (and small conv blocks) with shapes drawn the way small CNNs have them."""
     rng = np.random.default_rng(seed)
@@ -57,9 +52,7 @@ def segment_workloads(model_path: str | Path) -> list[Workload]:
     """An ONNX model: the whole model and its segments between consecutive candidate exit points. An `augment`
     output folder: the segments of its early-exit network (exit heads and decisions included)."""
     if Path(model_path).is_dir():
-        from eenn_tvm.firmware import network_from
-
-        network = network_from(model_path)
+        network = Network.from_augment(model_path)
         return [_single(f"{network.name}-eenn/{name}", network.mod[name]) for name in network.segments]
     model = import_onnx(model_path)
     points = [p.name for p in analyze(model).exit_points]

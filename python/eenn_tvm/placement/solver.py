@@ -1,6 +1,6 @@
-"""Placing the blocks of an early-exit network on the tiers of a platform, to the exact optimum.
+"""The placement solver: the blocks of an early-exit network on the nodes of a platform, to the exact optimum.
 
-The problem (also a standalone JSON file, see `Problem.from_json`): a chain of blocks, each with MACs, parameter
+The problem (also a standalone JSON file, see `problem_file.ProblemFile`): a chain of blocks, each with MACs, parameter
 bytes, the bits it hands on and optionally an exit (the share of all samples that leave there, and the
 accuracy of the network truncated there); nodes with a tier, a throughput, a power and a memory; links. A
 sample moves along the chain only over links and never to a lower tier; each node runs one contiguous run of
@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
+from eenn_tvm.catalog import OBJECTIVES
 from eenn_tvm.errors import EennError
-
-OBJECTIVES = ("energy", "latency")
 
 
 @dataclass(frozen=True)
@@ -59,81 +56,23 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Link:
+class LinkCost:
     energy_j_per_bit: float
     seconds_per_bit: float
     latency_s: float
 
 
 @dataclass
-class Problem:
+class PlacementProblem:
     source: str
     input_bits: float
     blocks: list[Block]
     nodes: list[Node]
-    links: dict[tuple[str, str], Link]
+    links: dict[tuple[str, str], LinkCost]
     objective: str = "energy"
     choose_terminal_exit: bool = False
     max_latency_s: float = float("inf")
     min_accuracy: float = 0.0
-
-    @classmethod
-    def load(cls, path: str | Path) -> Problem:
-        path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise EennError(f"{path}: no such problem file") from None
-        except json.JSONDecodeError as err:
-            raise EennError(f"{path}: not JSON ({err})") from None
-        try:
-            return cls.from_json(doc)
-        except (KeyError, TypeError, ValueError) as err:
-            raise EennError(f"{path}: {_describe(err)}") from None
-
-    @classmethod
-    def from_json(cls, doc: dict) -> Problem:
-        blocks = [
-            Block(
-                b["name"],
-                float(b["macs"]),
-                int(b.get("param_bytes", 0)),
-                float(b["out_bits"]),
-                float(b["exit"]["exit_fraction"]) if b.get("exit") else 0.0,
-                _accuracy(b["exit"]) if b.get("exit") else None,
-                {k: float(v) for k, v in b["seconds"].items()} if "seconds" in b else None,
-            )
-            for b in doc["blocks"]
-        ]
-        nodes = [
-            Node(
-                n["name"],
-                int(n["tier"]),
-                float(n["macs_per_s"]),
-                float(n["power_w"]),
-                float(n["memory_bytes"]),
-                float(n["flash_bytes"]) if "flash_bytes" in n else None,
-            )
-            for n in doc["nodes"]
-        ]
-        links = {
-            (l["from"], l["to"]): Link(float(l["energy_j_per_bit"]), float(l["seconds_per_bit"]), float(l["latency_s"]))
-            for l in doc.get("links", [])
-        }
-        constraints = doc.get("constraints", {})
-        problem = cls(
-            doc["source"],
-            float(doc.get("input_bits", 0)),
-            blocks,
-            nodes,
-            links,
-            doc.get("objective", "energy"),
-            bool(doc.get("choose_terminal_exit", False)),
-            float(constraints.get("max_latency_s", float("inf"))),
-            float(constraints.get("min_accuracy", 0.0)),
-        )
-        problem.check()
-        return problem
 
     def check(self) -> None:
         names = {n.name for n in self.nodes}
@@ -148,32 +87,6 @@ class Problem:
                 raise ValueError(f"link {a} -> {b} names a node that does not exist")
         if sum(b.exit_fraction for b in self.blocks[:-1]) > 1 + 1e-9:
             raise ValueError("exit fractions add up to more than 1")
-
-    def to_json(self) -> dict:
-        """The standalone problem file: `map --problem` solves it the same way."""
-        blocks = []
-        for b in self.blocks:
-            block = {"name": b.name, "macs": b.macs, "param_bytes": b.param_bytes, "out_bits": b.out_bits}
-            if b.exit_fraction or b.has_exit:
-                block["exit"] = {"exit_fraction": b.exit_fraction, **({"accuracy": b.accuracy} if b.has_exit else {})}
-            if b.seconds is not None:
-                block["seconds"] = b.seconds
-            blocks.append(block)
-        nodes = [{k: v for k, v in n.__dict__.items() if v is not None} for n in self.nodes]
-        links = [{"from": a, "to": b, **link.__dict__} for (a, b), link in self.links.items()]
-        constraints = {"min_accuracy": self.min_accuracy}
-        if math.isfinite(self.max_latency_s):
-            constraints["max_latency_s"] = self.max_latency_s
-        return {
-            "source": self.source,
-            "input_bits": self.input_bits,
-            "objective": self.objective,
-            "choose_terminal_exit": self.choose_terminal_exit,
-            "constraints": constraints,
-            "blocks": blocks,
-            "nodes": nodes,
-            "links": links,
-        }
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -222,7 +135,7 @@ class Infeasible(EennError):
     pass
 
 
-def evaluate(problem: Problem, nodes: list[str], terminal: int | None = None) -> Placement | None:
+def placement_of(problem: PlacementProblem, nodes: list[str], terminal: int | None = None) -> Placement | None:
     """The figures of one placement (blocks 0..len(nodes)-1), or None if it breaks a rule or a constraint."""
     last = len(nodes) - 1
     reach = problem.reach()
@@ -269,21 +182,21 @@ def evaluate(problem: Problem, nodes: list[str], terminal: int | None = None) ->
     return Placement(list(nodes), terminal, cost, energy, expected, worst, per_node)
 
 
-def _params(problem: Problem, blocks: list[int]) -> int:
+def _params(problem: PlacementProblem, blocks: list[int]) -> int:
     return sum(problem.blocks[i].param_bytes for i in blocks)
 
 
-def _activation(problem: Problem, blocks: list[int]) -> float:
+def _activation(problem: PlacementProblem, blocks: list[int]) -> float:
     inputs = [problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits for i in blocks]
     return max(inputs + [problem.blocks[i].out_bits for i in blocks]) / 8
 
 
-def _fits(problem: Problem, node: Node, blocks: list[int]) -> bool:
+def _fits(problem: PlacementProblem, node: Node, blocks: list[int]) -> bool:
     """Parameters plus the largest activation within memory; on a microcontroller parameters in flash instead."""
     return _room(node, _params(problem, blocks), _activation(problem, blocks))
 
 
-def _lengths(problem: Problem) -> list[tuple[int, int | None]]:
+def _lengths(problem: PlacementProblem) -> list[tuple[int, int | None]]:
     """(number of blocks run, terminal exit) for every admissible truncation."""
     count = len(problem.blocks)
     if not problem.choose_terminal_exit:
@@ -291,12 +204,12 @@ def _lengths(problem: Problem) -> list[tuple[int, int | None]]:
     return [(i + 1, i) for i, b in enumerate(problem.blocks) if b.has_exit] or [(count, None)]
 
 
-def brute_force(problem: Problem) -> Placement:
+def brute_force(problem: PlacementProblem) -> Placement:
     best = None
     names = [n.name for n in problem.nodes]
     for length, terminal in _lengths(problem):
         for nodes in itertools.product(names, repeat=length):
-            p = evaluate(problem, list(nodes), terminal)
+            p = placement_of(problem, list(nodes), terminal)
             if p is not None and (best is None or (p.cost, p.latency_s) < (best.cost, best.latency_s)):
                 best = p
     if best is None:
@@ -304,7 +217,7 @@ def brute_force(problem: Problem) -> Placement:
     return best
 
 
-def solve(problem: Problem) -> Placement:
+def solve(problem: PlacementProblem) -> Placement:
     """The optimum by label setting (one pass along the chain; every admissible terminal exit is a place where
     a complete placement can end). A first, narrow pass (the cheapest and the fastest label per state only)
     finds a good feasible placement fast; its cost then bounds the exact pass."""
@@ -315,7 +228,7 @@ def solve(problem: Problem) -> Placement:
     return best
 
 
-def _label_setting(problem: Problem, narrow: bool = False, upper: float = math.inf) -> Placement | None:
+def _label_setting(problem: PlacementProblem, narrow: bool = False, upper: float = math.inf) -> Placement | None:
     return _LabelSetting(problem, narrow, upper).run()
 
 
@@ -325,9 +238,9 @@ class _LabelSetting:
     another is no worse in cost and in time (while the latency bound can still bind): the futures open to both
     are the same, so the search stays exact. `narrow` keeps two labels per state: a fast heuristic for a bound."""
 
-    def __init__(self, problem: Problem, narrow: bool, upper: float):
+    def __init__(self, problem: PlacementProblem, narrow: bool, upper: float):
         self.problem, self.narrow = problem, narrow
-        self.ends = dict((length - 1, terminal) for length, terminal in _lengths(problem))
+        self.ends = {length - 1: terminal for length, terminal in _lengths(problem)}
         self.reach = problem.reach()
         self.nodes = {n.name: n for n in problem.nodes}
         self.params = list(itertools.accumulate((b.param_bytes for b in problem.blocks), initial=0))
@@ -357,7 +270,8 @@ class _LabelSetting:
         return grown
 
     def _moves(self, i: int, here: str, left: frozenset):
-        """(node, moved, state key, hop time, hop cost, compute time, compute cost) for every node block i can run on."""
+        """(node, moved, state key, hop time, hop cost, compute time, compute cost) for every node block i can run
+        on."""
         problem, block = self.problem, self.problem.blocks[i]
         bits = problem.input_bits if i == 0 else problem.blocks[i - 1].out_bits
         for node in problem.nodes:
@@ -409,14 +323,14 @@ class _LabelSetting:
         if not done:
             return None
         cheapest = min(done, key=lambda label: (label[0], label[1]))
-        return evaluate(self.problem, _unwind(cheapest[-1]), self.ends[i])
+        return placement_of(self.problem, _unwind(cheapest[-1]), self.ends[i])
 
 
 class _CostBound:
     """Branch and bound: a label whose cost plus the least cost still to come exceeds a placement already known
     (the best feasible baseline) cannot lead to the optimum."""
 
-    def __init__(self, problem: Problem, ends: dict, upper: float):
+    def __init__(self, problem: PlacementProblem, ends: dict, upper: float):
         energy = problem.objective == "energy"
         reach = problem.reach()
         count = max(ends) + 1
@@ -443,7 +357,7 @@ class _Slack:
     """Latency bookkeeping for the label setting: whether a label can still meet the bound, and whether the
     bound can still bind it (if even the slowest completion fits, its time need not be compared)."""
 
-    def __init__(self, problem: Problem, ends: dict):
+    def __init__(self, problem: PlacementProblem, ends: dict):
         self.bound = problem.max_latency_s * (1 + 1e-12)
         count = max(ends) + 1
         fastest = [
@@ -452,9 +366,9 @@ class _Slack:
         ]
         slowest_hop = max(
             (
-                problem.blocks[i].out_bits * l.seconds_per_bit + l.latency_s
+                problem.blocks[i].out_bits * link.seconds_per_bit + link.latency_s
                 for i in range(count)
-                for l in problem.links.values()
+                for link in problem.links.values()
             ),
             default=0.0,
         )
@@ -507,7 +421,7 @@ class _Front:
         return iter(self.labels)
 
 
-def binding_constraint(problem: Problem) -> str:
+def binding_constraint(problem: PlacementProblem) -> str:
     """Which constraint, lifted alone, makes the problem feasible: the one to name in the error."""
     relaxations = {
         "the latency bound": {"max_latency_s": float("inf")},
@@ -524,34 +438,34 @@ def binding_constraint(problem: Problem) -> str:
     return "no placement satisfies the constraints together (or the links do not connect the source to enough nodes)"
 
 
-def _any_placement(problem: Problem) -> bool:
+def _any_placement(problem: PlacementProblem) -> bool:
     return _label_setting(problem) is not None
 
 
-def _simple_placements(problem: Problem) -> list[Placement | None]:
+def _simple_placements(problem: PlacementProblem) -> list[Placement | None]:
     length, terminal = _lengths(problem)[-1]
-    return [evaluate(problem, [n.name] * length, terminal) for n in problem.nodes]
+    return [placement_of(problem, [n.name] * length, terminal) for n in problem.nodes]
 
 
-def baselines(problem: Problem) -> dict[str, Placement | None]:
+def baselines(problem: PlacementProblem) -> dict[str, Placement | None]:
     """Comparison points: everything on the source, everything on the highest tier it can reach, and a greedy
     heuristic that puts each block where a weighted sum of its normalised energy and latency is least."""
     names = [n.name for n in problem.nodes]
     length, terminal = _lengths(problem)[-1]
     top = max(problem.nodes, key=lambda n: (n.tier, n.macs_per_s)).name
     return {
-        "all_on_source": evaluate(problem, [problem.source] * length, terminal),
-        "all_on_last_tier": evaluate(problem, [top] * length, terminal),
+        "all_on_source": placement_of(problem, [problem.source] * length, terminal),
+        "all_on_last_tier": placement_of(problem, [top] * length, terminal),
         "weighted_sum": _weighted_sum(problem, names, length, terminal),
     }
 
 
-def _weighted_sum(problem: Problem, names: list[str], length: int, terminal: int | None) -> Placement | None:
+def _weighted_sum(problem: PlacementProblem, names: list[str], length: int, terminal: int | None) -> Placement | None:
     path: list[str] = []
     for i in range(length):
         scored = []
         for name in names:
-            p = evaluate(
+            p = placement_of(
                 replace(problem, max_latency_s=float("inf"), min_accuracy=0.0, blocks=problem.blocks[: i + 1]),
                 [*path, name],
             )
@@ -562,14 +476,4 @@ def _weighted_sum(problem: Problem, names: list[str], length: int, terminal: int
         e_max = max(s[0] for s in scored) or 1.0
         t_max = max(s[1] for s in scored) or 1.0
         path.append(min(scored, key=lambda s: 0.5 * s[0] / e_max + 0.5 * s[1] / t_max)[2])
-    return evaluate(problem, path, terminal)
-
-
-def _accuracy(exit_: dict) -> float | None:
-    return float(exit_["accuracy"]) if "accuracy" in exit_ else None
-
-
-def _describe(err: Exception) -> str:
-    if isinstance(err, KeyError):
-        return f"missing field {err.args[0]!r}"
-    return str(err)
+    return placement_of(problem, path, terminal)

@@ -1,0 +1,106 @@
+"""`eenn-tvm quantize`: the int8 form of an early-exit network (an augment output) or of any ONNX model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from eenn_tvm.catalog import CALIBRATION_SAMPLES
+from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
+from eenn_tvm.errors import EennError
+from eenn_tvm.textui import threshold_text
+
+if TYPE_CHECKING:
+    from eenn_tvm.plan import Plan
+
+
+@click.command("quantize")
+@click.argument("source", type=click.Path(exists=True))
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Labelled data (.npz with x and y). For an augment output: the data augment was given (its split is "
+    "rebuilt: calibration on the heads' training part, thresholds on the validation part).",
+)
+@click.option(
+    "--calibration-samples",
+    "samples",
+    default=CALIBRATION_SAMPLES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples (stratified) that calibrate the activation ranges.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(),
+    help="For a model: the int8 .onnx to write (required). For an augment output: a folder to write the "
+    "result to instead of updating SOURCE.",
+)
+@input_shape_option
+@json_option
+def command(source, data_path, samples, out, input_shapes, as_json):
+    """Quantise SOURCE to int8 with onnxruntime (QDQ: int8 weights per output channel, int8 activations).
+
+    SOURCE is an `eenn-tvm augment` output (its early-exit network with the heads; the exit thresholds are searched
+    again on the int8 network's confidences; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built
+    through QDQToInteger) or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
+    """
+    from eenn_tvm.quantize import quantize_model, quantize_output
+    from eenn_tvm.quantized.network import describe_ops
+
+    if Path(source).is_dir():
+        plan = quantize_output(source, data_path, out, samples, log=lambda m: click.echo(m, err=True))
+        if as_json:
+            echo_json(plan.int8.model_dump())
+            return
+        show_int8(plan, out or source)
+        return
+    if out is None:
+        raise EennError(f"give -o FILE.onnx: where to write the int8 form of {source}")
+    if Path(out).is_dir():
+        raise EennError(f"-o {out} is a folder: give the .onnx file to write")
+    summary = quantize_model(source, data_path, out, samples, input_shapes_from(input_shapes))
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"wrote {out} (int8 QDQ, calibrated on {summary['calibration_samples']} samples)")
+    click.echo(describe_ops(summary["ops"]))
+
+
+def show_int8(plan: Plan, folder: str) -> None:
+    """The int8 network against the float one on the validation split, its thresholds, its integer ops."""
+    from eenn_tvm.quantized.network import describe_ops
+
+    q, v = plan.int8, plan.validation
+    click.echo(
+        f"\n{plan.model.name}: int8 early-exit network, calibrated on {q.calibration_samples} training samples; "
+        f"on {v.samples} validation samples:"
+    )
+    macs = plan.model.total_macs
+    click.echo(
+        savings_table(
+            v.baseline_accuracy,
+            macs,
+            [
+                ("early-exit network (float)", v.accuracy, v.mean_macs),
+                ("int8 model", q.model_accuracy, macs),
+                ("int8 early-exit network", q.validation.accuracy, q.validation.mean_macs),
+            ],
+        )
+    )
+    click.echo(
+        f"int8 thresholds {', '.join(map(threshold_text, q.thresholds))} "
+        f"(float: {', '.join(threshold_text(e.threshold) for e in plan.exits)}; with the float "
+        f"thresholds the int8 network would reach {100 * q.float_thresholds_accuracy:.2f}%)"
+    )
+    if not q.meets_tolerance:
+        click.echo("the int8 model alone is below the tolerance: its thresholds keep it against the int8 model")
+    click.echo(describe_ops(q.ops))
+    files = f"{plan.artifacts.eenn_int8_onnx}, {plan.artifacts.int8_host_module}"
+    click.echo(f"wrote {folder}/ ({files}); next: eenn-tvm run {folder} --data TEST.npz --dtype int8")

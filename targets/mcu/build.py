@@ -1,0 +1,147 @@
+"""`build`: a model (plain ONNX) or an `augment` output (an early-exit network) -> a firmware project for one
+Cortex-M core, compiled, measured against its memory budget, with what `verify` needs to check it (firmware.json).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+
+from eenn_tvm.errors import EennError
+from eenn_tvm.network import Network
+from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.targets.mcu import driver, kernels, project
+from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, Core, core_named
+from eenn_tvm.targets.mcu.lower import Program, lower
+from eenn_tvm.targets.mcu.manifest import Budget, ExitCost, FirmwareManifest, HandOver, MemoryFigures, Sizes
+from eenn_tvm.targets.mcu.memory import MemoryPlan, plan_memory
+
+REFERENCE = "reference"  # what verify compares against: the ONNX model, or the early-exit network's host module
+
+
+def build_firmware(
+    source: str | Path, core_name: str, out: str | Path, input_shapes: dict | None = None, **options
+) -> FirmwareManifest:
+    """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
+    `options` are those of `write_firmware`."""
+    return write_firmware(Network.open(source, input_shapes), core_named(core_name), out, **options)
+
+
+def write_firmware(
+    network: Network,
+    core: Core,
+    out: str | Path,
+    kernel_kind: str = "auto",
+    flash_budget: int | None = None,
+    ram_budget: int | None = None,
+    stack_bytes: int = DEFAULT_STACK_BYTES,
+    log: Callable[[str], None] = lambda _: None,
+    device_segments: int | None = None,
+) -> FirmwareManifest:
+    """Lower, generate, compile and size `network` for `core` into `out` (also out/firmware.json). With
+    `device_segments`, only the first ones: the last hands its activation over when its exit does not fire."""
+    if kernel_kind not in KERNEL_KINDS:
+        raise EennError(f"unknown kernel kind {kernel_kind!r}: choose one of {', '.join(KERNEL_KINDS)}")
+    if kernel_kind == "auto":
+        kernel_kind = core.kernels
+    here = network.segments[: device_segments or len(network.segments)]
+    log(f"lowering {len(here)} segment(s) of {network.name} for {core.name}")
+    program = lower(network.mod, here)
+    source_c = kernels.c_source(program.kernels)
+    workspace = kernels.workspace_bytes(source_c)
+    spec = driver.DriverSpec(
+        network.name,
+        core.name,
+        network.classes,
+        len(here),
+        len(network.segments),
+        network.output_is_probability,
+        workspace,
+    )
+    memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
+    with atomic_folder(out) as tmp:
+        log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
+        project.write_project(tmp, program, spec, memory, core, kernel_kind, stack_bytes)
+        with tempfile.TemporaryDirectory(prefix="eenn-build-") as build:
+            project.compile_project(tmp, Path(build), cross=True)
+            project.keep_binaries(Path(build), tmp)
+        sizes = project.measure_sizes(tmp / project.BINARIES, memory, workspace, stack_bytes)
+        budget = Budget(flash=flash_budget or core.flash_budget, ram=ram_budget or core.ram_budget)
+        _check_budget(core, sizes, budget)
+        reference = _write_reference(network, tmp / REFERENCE)
+        manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, budget, reference)
+        manifest.save(tmp)
+    return manifest
+
+
+def _hand_over(program: Program) -> HandOver:
+    live = program.segments[-1].outputs[0]
+    return HandOver(tensor=live.name, shape=list(live.shape), dtype=live.dtype, bytes=live.nbytes)
+
+
+def _check_budget(core: Core, sizes: Sizes, budget: Budget) -> None:
+    over = [
+        f"{what} {need:,} bytes > {have:,}"
+        for what, need, have in (("flash", sizes.flash, budget.flash), ("RAM", sizes.ram, budget.ram))
+        if need > have
+    ]
+    if over:
+        raise EennError(
+            f"the model does not fit the {core.name} budget: {'; '.join(over)} "
+            f"(raise --flash/--ram for a bigger part, or place fewer segments on the device)"
+        )
+
+
+def _write_reference(network: Network, folder: Path) -> str | None:
+    """The model as imported (weights inline, even if the original kept them in external files), or the host module."""
+    if network.reference is None:
+        return None
+    folder.mkdir()
+    if isinstance(network.reference, onnx.ModelProto):
+        onnx.save(network.reference, str(folder / "model.onnx"))
+        return f"{REFERENCE}/model.onnx"
+    shutil.copyfile(network.reference, folder / network.reference.name)
+    return f"{REFERENCE}/{network.reference.name}"
+
+
+def _manifest(
+    network: Network,
+    program: Program,
+    core: Core,
+    kernel_kind: str,
+    memory: MemoryPlan,
+    workspace: int,
+    sizes: Sizes,
+    budget: Budget,
+    reference: str | None,
+) -> FirmwareManifest:
+    here = len(program.segments)
+    return FirmwareManifest(
+        kind=network.kind,
+        model=network.name,
+        core=core.name,
+        machine=core.board.machine,
+        kernels=kernel_kind,
+        input_name=network.input_name,
+        input_shape=network.input_shape,
+        classes=network.classes,
+        segments=len(network.segments),
+        device_segments=here,
+        hand_over=_hand_over(program) if here < len(network.segments) else None,
+        exits=[ExitCost.model_validate(e.model_dump(include=set(ExitCost.model_fields))) for e in network.exits],
+        total_macs=network.total_macs,
+        reference=reference,
+        elf=f"{project.BINARIES}/{project.ELF}",
+        memory=MemoryFigures(
+            arena_bytes=memory.arena_bytes,
+            lower_bound_bytes=memory.lower_bound_bytes,
+            workspace_bytes=workspace,
+            stack_reserved_bytes=sizes.stack,
+        ),
+        sizes=sizes,
+        budget=budget,
+    )
