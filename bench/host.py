@@ -321,6 +321,8 @@ def main():
     args = parser.parse_args()
     databases = args.databases or Path(tempfile.mkdtemp(prefix="eenn-host-bench-"))
     result = {
+        "command": " ".join(["python bench/host.py", *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d"),
         "cpu": native_cpu(),
         "cores": os.cpu_count(),
         "samples": args.samples,
@@ -364,9 +366,9 @@ def run_case(case: Case, database: Path, args) -> dict:
     return figures
 
 
-def print_case(name: str, figures: dict) -> None:
+def case_table(figures: dict) -> str:
     """Per engine: ms per sample and the ratio to onnxruntime on the original model for each thread count, and the
-    throughput at batch 32; then the kernels."""
+    throughput at batch 32 when measured."""
     reference = "onnxruntime, original"
     tables = {k.removeprefix("batch1_threads"): v for k, v in figures.items() if k.startswith("batch1_threads")}
     batched = figures.get(f"batch{BATCH}", {})
@@ -383,15 +385,21 @@ def print_case(name: str, figures: dict) -> None:
                 f"{table[engine]['wall_s'] / table[reference]['wall_s']:.2f}",
             ]
         match = batched.get(engine) or batched.get(engine.replace("one call", "compacted batches"))
-        if batched:
-            row += (
-                [f"{1 / match['wall_s']:,.0f}", f"{batched[reference]['wall_s'] / match['wall_s']:.2f}"]
-                if match
-                else ["-", "-"]
-            )
+        if batched and match:
+            row += [f"{1 / match['wall_s']:,.0f}", f"{batched[reference]['wall_s'] / match['wall_s']:.2f}"]
+        elif batched:
+            row += ["-", "-"]
         rows.append(row)
-    print(f"\n{name} (tuning: " + ", ".join(f"{k} {v:.0f} s" for k, v in figures["tuning_seconds"].items()) + ")")
-    print(format_table(headers, rows))
+    return format_table(headers, rows)
+
+
+def tuning_line(figures: dict) -> str:
+    return "tuning: " + ", ".join(f"{k} {v:.0f} s" for k, v in figures["tuning_seconds"].items())
+
+
+def print_case(name: str, figures: dict) -> None:
+    print(f"\n{name} ({tuning_line(figures)})")
+    print(case_table(figures))
     if "kernels" not in figures:
         return
     kernel_rows = [
@@ -406,6 +414,29 @@ def print_case(name: str, figures: dict) -> None:
         for k in figures["kernels"]
     ]
     print(format_table(["kernel", "MACs", "plain us", "default us", "tuned us", "onnxruntime us"], kernel_rows))
+
+
+def markdown_section(doc: dict) -> list[str]:
+    """The host section of docs/benchmarks.md (bench/paper.py renders the page) from bench/host.json."""
+    before, after = doc["machine_before"]["load_average"], doc["machine_after"]["load_average"]
+    lines = [
+        "## Host: TVM against onnxruntime",
+        "",
+        f"Made by `{doc['command']}` on {doc['date']} ({doc['cpu']}, {doc['cores']} cores); raw figures in "
+        f"`bench/host.json`. Mean wall-clock time per sample over {doc['samples']} real test samples, batch 1, one "
+        f"call per sample, engines interleaved, median of {doc['repeats']} repeats; x ort = the ratio to onnxruntime "
+        "running the original model with the same threads. The early-exit network includes its exits and decisions. "
+        f"Load average (1, 5, 15 min) {_load(before)} before and {_load(after)} after: other jobs shared the two "
+        "cores, so absolute times are upper bounds; the ratios come from interleaved runs.",
+        "",
+    ]
+    for name, figures in doc["cases"].items():
+        lines += [f"**{name}** ({tuning_line(figures)}):", "", "```", case_table(figures), "```", ""]
+    return lines + doc.get("notes", [])
+
+
+def _load(values) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ validation split, so that the accuracy tolerance holds for the network that ship
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
@@ -37,6 +36,7 @@ from eenn_tvm.quantized.network import int8_early_exit_module, op_counts
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Exit, Option, SearchProblem, outcome_of, search, with_confidence
 from eenn_tvm.targets.host import HostModule, build
+from eenn_tvm.textui import logger_at
 
 INT8_ONNX = "eenn_int8.onnx"
 INT8_HOST_MODULE = "eenn_int8_host.so"
@@ -63,7 +63,8 @@ def quantize_onnx(model: onnx.ModelProto, calibration: np.ndarray) -> onnx.Model
             i = next(self._next, None)
             return None if i is None else {input_name: calibration[i : i + 1]}
 
-    with tempfile.TemporaryDirectory() as tmp, _quiet_onnxruntime():
+    # quantize_static logs a pre-processing hint on every call; the model is already simplified
+    with tempfile.TemporaryDirectory() as tmp, logger_at("", logging.ERROR):
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(source))
         quantize_static(
@@ -266,15 +267,3 @@ def _classes(model: onnx.ModelProto) -> int:
     if len(dims) != 2 or dims[1] < 2:
         raise EennError(f"the model's output is {dims}: quantize needs a classifier with output (1, classes)")
     return dims[1]
-
-
-@contextlib.contextmanager
-def _quiet_onnxruntime():
-    """quantize_static logs a pre-processing hint on every call; the model is already simplified."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -12,6 +12,7 @@ import tvm
 from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu
 
+from eenn_tvm.targets.fusion import fusion_passes
 from eenn_tvm.targets.host.layout import ChannelLast, ChannelLastAcrossCalls
 from eenn_tvm.targets.host.schedule import DefaultSchedules
 
@@ -22,12 +23,7 @@ def kernel_passes(target: tvm.target.Target, opaque_activations: bool = False) -
         ChannelLast(),
         ChannelLastAcrossCalls(between_segments=opaque_activations),
         relax.transform.DeadCodeElimination(),  # the transposes ChannelLastAcrossCalls left unused
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        relax.transform.DeadCodeElimination(),
+        *fusion_passes(),
     ]
 
 

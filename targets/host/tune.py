@@ -31,6 +31,7 @@ from eenn_tvm.targets.host.measure import InProcessBuilder, InProcessRunner, bui
 from eenn_tvm.targets.host.pipeline import fused_kernels
 from eenn_tvm.targets.host.schedule import ChannelLastReduction, default_rule, default_schedule
 from eenn_tvm.targets.host.target import target_cpu
+from eenn_tvm.textui import logger_at
 
 MANIFEST = "eenn-database.json"  # beside MetaSchedule's own files: which CPU the records were measured on
 TRIALS_PER_ROUND = 16
@@ -119,7 +120,7 @@ def tune(
     deadline = None if minutes is None else started + 60 * minutes
     progress = _Progress(searched, log, deadline)
     if searched and trials > 0:
-        with _quiet_meta_schedule():
+        with logger_at("tvm.s_tir.meta_schedule", logging.WARNING):  # its logs stay in the folder's logs/
             ms.tune.tune_tasks(
                 tasks=_contexts(searched, target, folder),
                 task_weights=[float(t.weight) for t in searched],
@@ -290,15 +291,3 @@ def _without_tensor_intrinsics():
         yield
     finally:
         del sys.modules[name]
-
-
-@contextlib.contextmanager
-def _quiet_meta_schedule():
-    """MetaSchedule logs every round to the console; its logs stay in the database folder's logs/."""
-    logger = logging.getLogger("tvm.s_tir.meta_schedule")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -17,6 +17,7 @@ import tvm
 from tvm import relax, tirx
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.targets.fusion import fusion_passes
 from eenn_tvm.targets.mcu.schedule import schedule_for_mcu
 
 _ALLOC = tvm.ir.Op.get("relax.builtin.alloc_tensor")
@@ -74,12 +75,7 @@ def lowering_pipeline() -> tvm.transform.Pass:
         [
             relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldBatchnormToConv2D(),
-            relax.transform.LegalizeOps(),
-            relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(),
-            relax.transform.FuseOps(),
-            relax.transform.FuseTIR(),
-            relax.transform.DeadCodeElimination(),
+            *fusion_passes(),
             relax.transform.ToNonDataflow(),
             relax.transform.RemovePurityChecking(),
             relax.transform.CallTIRRewrite(),
