@@ -320,29 +320,33 @@ def main():
     parser.add_argument("--json", type=Path, default=HERE / "host.json")
     args = parser.parse_args()
     databases = args.databases or Path(tempfile.mkdtemp(prefix="eenn-host-bench-"))
-    result = {
-        "command": " ".join(["python bench/host.py", *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d"),
-        "cpu": native_cpu(),
-        "cores": os.cpu_count(),
-        "samples": args.samples,
-        "repeats": args.repeats,
-        "batch": BATCH,
-        "machine_before": machine_state(),
-        "cases": {},
-    }
+    # A run over some cases (--cases) replaces those in the JSON and keeps the others: each case records its own
+    # command, settings and machine state.
+    result = json.loads(args.json.read_text()) if args.cases and args.json.exists() else {"cases": {}}
+    result.update(cpu=native_cpu(), cores=os.cpu_count())
     for case in CASES:
         if args.cases and case.name not in args.cases:
             continue
         if not case.model.exists() or (case.eenn and not (case.eenn / "plan.json").exists()):
             _say(f"skipping {case.name}: {case.model} or {case.eenn} is missing")
             continue
-        result["cases"][case.name] = run_case(case, databases / case.model.stem, args)
-        print_case(case.name, result["cases"][case.name])
-    result["machine_after"] = machine_state()
-    before, after = result["machine_before"]["load_average"], result["machine_after"]["load_average"]
-    print(f"load average (1, 5, 15 min) before {before}, after {after}")
-    print("busiest processes after:", "; ".join(result["machine_after"]["busiest"][:5]))
+        before = machine_state()
+        figures = run_case(case, databases / case.model.stem, args)
+        figures.update(
+            command=" ".join(["python bench/host.py", *sys.argv[1:]]),
+            date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            samples=args.samples,
+            repeats=args.repeats,
+            machine_before=before,
+            machine_after=machine_state(),
+        )
+        result["cases"][case.name] = figures
+        print_case(case.name, figures)
+        print(
+            f"load average (1, 5, 15 min) before {before['load_average']}, after "
+            f"{figures['machine_after']['load_average']}; busiest processes after: "
+            + "; ".join(figures["machine_after"]["busiest"][:5])
+        )
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
 
@@ -418,20 +422,30 @@ def print_case(name: str, figures: dict) -> None:
 
 def markdown_section(doc: dict) -> list[str]:
     """The host section of docs/benchmarks.md (bench/paper.py renders the page) from bench/host.json."""
-    before, after = doc["machine_before"]["load_average"], doc["machine_after"]["load_average"]
     lines = [
         "## Host: TVM against onnxruntime",
         "",
-        f"Made by `{doc['command']}` on {doc['date']} ({doc['cpu']}, {doc['cores']} cores); raw figures in "
-        f"`bench/host.json`. Mean wall-clock time per sample over {doc['samples']} real test samples, batch 1, one "
-        f"call per sample, engines interleaved, median of {doc['repeats']} repeats; x ort = the ratio to onnxruntime "
-        "running the original model with the same threads. The early-exit network includes its exits and decisions. "
-        f"Load average (1, 5, 15 min) {_load(before)} before and {_load(after)} after: other jobs shared the two "
-        "cores, so absolute times are upper bounds; the ratios come from interleaved runs.",
+        f"Made by `bench/host.py` ({doc['cpu']}, {doc['cores']} cores); raw figures in `bench/host.json`. Mean "
+        "wall-clock time per sample over real test samples (the MLPerf file's 20 images repeated), batch 1, one call "
+        "per sample, engines interleaved, median of the repeats; x ort = the ratio to onnxruntime running the "
+        "original model with the same threads (for throughput: its samples/s over onnxruntime's). The early-exit "
+        "network's time includes its exits and decisions; tuning: `eenn-tvm tune` into a fresh database, timed. "
+        "Other jobs shared the two cores (load averages below): absolute times are upper bounds, the ratios come "
+        "from interleaved runs.",
         "",
     ]
     for name, figures in doc["cases"].items():
-        lines += [f"**{name}** ({tuning_line(figures)}):", "", "```", case_table(figures), "```", ""]
+        before, after = figures["machine_before"]["load_average"], figures["machine_after"]["load_average"]
+        lines += [
+            f"**{name}**: `{figures['command']}` on {figures['date']}, {figures['samples']} samples, "
+            f"{figures['repeats']} repeats; {tuning_line(figures)}; load average (1, 5, 15 min) {_load(before)} "
+            f"before, {_load(after)} after.",
+            "",
+            "```",
+            case_table(figures),
+            "```",
+            "",
+        ]
     return lines + doc.get("notes", [])
 
 
