@@ -11,7 +11,8 @@ the MLPerf Tiny ResNet-8 (no early-exit network), in one run, engines interleave
   default schedules, and tuned (a database `eenn-tvm tune` made in this run, timed);
 - the early-exit network: TVM one call per sample (`ChainExits`), with the default schedules and tuned, and in
   batches with compaction (tuned);
-- onnxruntime on eenn.onnx (every exit computed, the thresholds applied in numpy).
+- onnxruntime on eenn.onnx (every exit computed, the thresholds applied in numpy), batch 1 only: its exit heads
+  reshape to batch 1.
 
 Batch 1 with 1 thread and with all threads (mean latency per sample over the same real test samples, exits
 included), and batch 32 (throughput). Ratios against onnxruntime on the original model. Per kernel: TVM's
@@ -182,13 +183,7 @@ def batch_engines(case: Case, x: np.ndarray, threads: int, database: Path) -> di
         plan = Plan.load(case.eenn)
         network = Network.from_augment(case.eenn, plan, batch=BATCH)
         runner = BatchRunner(HostModule(build(network.mod, database=database, opaque_activations=True)), BATCH)
-        eenn = ort_session(with_batch_dim(case.eenn / plan.artifacts.eenn_onnx), threads)
-        decide = eenn_thresholds(plan)
         found["early-exit network, TVM tuned, compacted batches"] = (lambda: runner.run(x), len(x))
-        found["onnxruntime, eenn.onnx + thresholds"] = (
-            in_batches(lambda s: decide(eenn.run(None, {name: s})), x, BATCH),
-            len(x),
-        )
     return found
 
 
