@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -328,7 +329,7 @@ def main():
         before = machine_state()
         figures = run_case(case, databases / case.model.stem, args)
         figures.update(
-            command=" ".join(["python bench/host.py", *sys.argv[1:]]),
+            command=shlex.join(["python", "bench/host.py", *sys.argv[1:]]),
             date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             samples=args.samples,
             repeats=args.repeats,
