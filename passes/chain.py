@@ -28,16 +28,18 @@ class ChainExits:
         self.name = name
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        bb = relax.BlockBuilder()
+        # Built on `mod` itself: its GlobalVars stay valid, so functions the segments call (the integer ops of an
+        # int8 network) are still found by them.
+        bb = relax.BlockBuilder(mod)
         segments = _consecutive_segments([gv.name_hint for gv in mod.functions])
         # The segments become private: `early_exit` is the module's one entry, and a build may change how they
         # hand activations to each other (the host keeps them in its compute layout).
-        functions = {
-            gv.name_hint: bb.add_func(
-                func.without_attr("global_symbol") if gv.name_hint in segments else func, gv.name_hint
-            )
-            for gv, func in mod.functions.items()
-        }
+        for name in segments:
+            bb.update_func(mod.get_global_var(name), mod[name].without_attr("global_symbol"))
+        functions = {gv.name_hint: gv for gv in mod.functions}
+        for name in segments:  # a call is typed by its callee's GlobalVar, which a module made as a dict leaves untyped
+            if not isinstance(functions[name].ty, relax.FuncType):
+                relax.expr._update_type(functions[name], mod[name].ty)
         x = relax.Var("x", mod[segments[0]].params[0].ty)
         body = bb.normalize(self._chain(mod, functions, segments, x))
         bb.add_func(relax.Function([x], body, body.ty).with_attr("global_symbol", self.name), self.name)
