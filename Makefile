@@ -1,7 +1,8 @@
 # The two entry points the README opens with. Both set up what they need first.
-.PHONY: example test setup setup-dev
+.PHONY: example test live-demo setup setup-dev setup-tiers
 
 FASHION = examples/fashion_mnist
+LIVE = out/fm_tiers
 
 example: setup $(FASHION)/train.npz
 	.venv/bin/eenn-tvm augment $(FASHION)/resnet8.onnx --data $(FASHION)/train.npz --max-accuracy-drop 0.01 -o out/fashion_mnist
@@ -14,6 +15,15 @@ example: setup $(FASHION)/train.npz
 test: setup-dev
 	.venv/bin/python -m pytest -q -m "not slow"
 
+# A live deployment across tiers on this machine (docs/tiers.md): Mosquitto, the edge and cloud servers, and the
+# device (the firmware in QEMU) on 200 test images over MQTT. The deployment is compiled once (minutes).
+live-demo: setup-tiers $(LIVE)/plan.json
+	scripts/live_demo.sh $(LIVE) $(FASHION)/test.npz 200
+
+$(LIVE)/plan.json: | setup-tiers $(FASHION)/train.npz
+	.venv/bin/eenn-tvm compile $(FASHION)/resnet8.onnx --data $(FASHION)/train.npz \
+		--platform examples/tiers/m4-gateway-cloud.toml --max-latency-ms 1000 -o $(LIVE)
+
 $(FASHION)/train.npz: | setup
 	.venv/bin/python $(FASHION)/make_data.py
 
@@ -22,3 +32,6 @@ setup:
 
 setup-dev:
 	scripts/setup.sh --dev
+
+setup-tiers:
+	scripts/setup.sh --tiers

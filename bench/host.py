@@ -159,7 +159,7 @@ def engines(case: Case, x: np.ndarray, threads: int, database: Path) -> dict[str
         chained = ChainExits()(Network.from_augment(case.eenn, plan).mod)
         untuned = EarlyExitRunner(HostModule(build(chained)))
         tuned = EarlyExitRunner(HostModule(build(chained, database=database)))
-        eenn = ort_session(case.eenn / plan.artifacts.eenn_onnx, threads)
+        eenn = ort_session(plan.artifact(case.eenn, "eenn_onnx"), threads)
         decide = eenn_thresholds(plan)
         found["early-exit network, TVM default schedules, one call"] = (per_sample(untuned.infer, x), len(x))
         found["early-exit network, TVM tuned, one call"] = (per_sample(tuned.infer, x), len(x))

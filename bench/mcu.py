@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.outputs import Output
 from eenn_tvm.targets.mcu.build import build_firmware
 from eenn_tvm.targets.mcu.verify import verify
 from eenn_tvm.textui import format_table
@@ -46,7 +47,8 @@ def workloads(args, scratch: Path) -> list[tuple[str, Path, Path, int]]:
 def measure(source: Path, data: Path, samples: int, core: str, kind: str, scratch: Path) -> dict:
     out = scratch / f"{core}-{kind}"
     try:
-        build_firmware(source, core, out, kernel_kind=kind, flash_budget=8 << 20, ram_budget=RAM_FOR_ALL)
+        output = Output.of(out, "firmware", [source])
+        build_firmware(source, core, output, kernel_kind=kind, flash_budget=8 << 20, ram_budget=RAM_FOR_ALL)
     except EennError as err:  # e.g. LLVM's soft-float helper names on Armv6-M
         return {"core": core, "kernels": kind, "error": str(err)}
     result = verify(out, data, samples)

@@ -33,6 +33,7 @@ from eenn_tvm.costmodel.model import CostModel
 from eenn_tvm.data import load_npz
 from eenn_tvm.inference import run
 from eenn_tvm.network import Network
+from eenn_tvm.outputs import Output
 from eenn_tvm.placement.segments import place
 from eenn_tvm.plan import Plan
 from eenn_tvm.platform import Platform
@@ -139,12 +140,13 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
     files = _data_files(task, out, quick)
     settings = Settings(max_accuracy_drop=TOLERANCE, calibration_path=files.get("calibration"))
     start = time.perf_counter()
-    plan = augment(EXAMPLES / task.folder / task.model, files["train"], out / "eenn", settings, log=_say)
+    model = EXAMPLES / task.folder / task.model
+    output = Output.of(out / "eenn", "augment", [model, *files.values()])
+    plan = augment(model, files["train"], output, settings, log=_say)
     augment_s = time.perf_counter() - start
     test = load_npz(files["test"], tuple(plan.model.input_shape[1:]), plan.model.classes)
     _say(f"  test split: {len(test)} samples")
     result = run(out / "eenn", plan, test, engine="tvm")
-    sdn_plan = plan.model_copy(update={"exits": plan.baseline.exits, "validation": plan.baseline.validation})
     return {
         "samples": {k: _count(v) for k, v in files.items()},
         "original_accuracy": result.baseline_accuracy,
@@ -152,20 +154,21 @@ def measure(task: Task, out: Path, quick: bool, device, tiers) -> dict:
         "eenn": _figures(
             out / "eenn", plan, result.accuracy, result.mac_reduction, result.exit_histogram, device, tiers
         ),
-        "sdn": _figures(
-            out / "eenn",
-            sdn_plan,
-            result.sdn_baseline["accuracy"],
-            result.sdn_baseline["mac_reduction"],
-            result.sdn_baseline["exit_histogram"],
-            device,
-            tiers,
-        ),
+        "sdn": _sdn_figures(out / "eenn", plan, result.sdn_baseline, device, tiers),
         "search_seconds": plan.search.seconds,
         "augment_seconds": round(augment_s, 1),
         "paper": task.paper,
         "target_mac_reduction": task.target,
     }
+
+
+def _sdn_figures(folder: Path, plan: Plan, on_test: dict | None, device, tiers) -> dict | None:
+    """The SDN baseline's figures; None when it is infeasible (no single threshold met the tolerance)."""
+    if on_test is None:
+        return None
+    sdn_plan = plan.model_copy(update={"exits": plan.baseline.exits, "validation": plan.baseline.validation})
+    histogram = on_test["exit_histogram"]
+    return _figures(folder, sdn_plan, on_test["accuracy"], on_test["mac_reduction"], histogram, device, tiers)
 
 
 def _figures(
@@ -266,6 +269,11 @@ def summary_table(results: list[dict]) -> str:
     for r in results:
         for label, key in (("eenn-tvm", "eenn"), ("SDN baseline", "sdn")):
             f = r[key]
+            if f is None:
+                rows.append(
+                    [r["task"], label, f"{100 * r['original_accuracy']:.2f} %", "infeasible", "", "", "", "", ""]
+                )
+                continue
             rows.append(
                 [
                     r["task"],
@@ -312,7 +320,7 @@ def _verdict(r: dict) -> str:
         )
     if e["mac_reduction"] < r["target_mac_reduction"]:
         misses.append(f"{_pct(e['mac_reduction'])} < {_pct(r['target_mac_reduction'])} MACs saved")
-    if e["mac_reduction"] <= s["mac_reduction"] and e["accuracy"] <= s["accuracy"]:
+    if s is not None and e["mac_reduction"] <= s["mac_reduction"] and e["accuracy"] <= s["accuracy"]:
         misses.append("not ahead of the SDN baseline")
     return "met" if not misses else "missed: " + "; ".join(misses)
 
@@ -352,9 +360,10 @@ def markdown(doc: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in doc["results"]:
-        m, t, sdn = r["eenn"]["m4_edge"], r["eenn"]["three_tiers"], r["sdn"]["m4_edge"]
+        m, t = r["eenn"]["m4_edge"], r["eenn"]["three_tiers"]
+        sdn = "infeasible" if r["sdn"] is None else _mj(r["sdn"]["m4_edge"]["device_j"])
         lines.append(
-            f"| {r['task']} | {_mj(m['original_device_j'])} | {_mj(m['device_j'])} | {_mj(sdn['device_j'])} | "
+            f"| {r['task']} | {_mj(m['original_device_j'])} | {_mj(m['device_j'])} | {sdn} | "
             f"{_mj(t['placed_j'])} | {' '.join(t['segments'])} | "
             f"{_mj(t['original_cheapest_j'])} ({t['original_cheapest_on']}) |"
         )
@@ -376,7 +385,7 @@ def markdown(doc: dict) -> str:
         "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.",
         "",
     ]
-    return "\n".join(lines + _scaling_section() + _host_section())
+    return "\n".join(lines + _scaling_section() + _host_section() + _tiers_section())
 
 
 def _host_section() -> list[str]:
@@ -409,6 +418,33 @@ def _scaling_section() -> list[str]:
         "",
         "```",
         scaling_table(doc["results"]),
+        "```",
+        "",
+    ]
+
+
+def _tiers_section() -> list[str]:
+    """The live deployment's last load and fault run (bench/tiers.py writes it)."""
+    path = HERE / "tiers.json"
+    if not path.exists():
+        return ["## A live deployment across tiers", "", "Not run yet: `python bench/tiers.py`.", ""]
+    from tiers import tiers_table
+
+    doc = json.loads(path.read_text())
+    return [
+        "## A live deployment across tiers",
+        "",
+        f"Made by `{doc['command']}` ({doc['machine']}): `{doc['deployment']}` on `{doc['platform']}` "
+        f"(docs/tiers.md), {doc['devices']} simulated devices x {doc['requests_per_device']} requests at "
+        f"{doc['rate_per_device']:g} per second each, replaying the firmware's hand-overs; deadline "
+        f"{doc['deadline_ms']:g} ms; every scenario on a fresh Mosquitto with fresh `eenn-tvm serve` processes. "
+        "Latency: hand-over published to answer received, per answering tier; bytes/frame: what a tier received per "
+        "frame (tensor and 76-byte header). Degraded: answered by the device's last exit (deadline passed or frame "
+        "rejected); late: a tier's answer after that; lost: undamaged requests no tier ever answered; duplicate "
+        "deliveries: answers for a request already answered (dropped by the device). " + doc["note"],
+        "",
+        "```",
+        tiers_table(doc),
         "```",
         "",
     ]

@@ -15,7 +15,7 @@ from eenn_tvm.passes.cuts import binding_var, crossing_values, exit_points_of, r
 from eenn_tvm.passes.exits import InsertExits, TapPoints
 from eenn_tvm.passes.partition import TARGET_ATTR, AnnotatePartition, functions_on
 from eenn_tvm.passes.qdq import QDQToInteger
-from eenn_tvm.passes.split import SplitAtExits, segment_index, segment_names
+from eenn_tvm.passes.split import SplitAtExits, segment_index, segment_names, segments_only
 
 __all__ = [
     "EARLY_EXIT",
@@ -34,4 +34,5 @@ __all__ = [
     "resolve_point",
     "segment_index",
     "segment_names",
+    "segments_only",
 ]

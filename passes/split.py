@@ -31,6 +31,14 @@ def segment_index(name: str) -> int | None:
     return int(suffix) if suffix != name and suffix.isdigit() else None
 
 
+def segments_only(mod: tvm.IRModule, names: Sequence[str]) -> tvm.IRModule:
+    """The named segment functions without the other Relax functions, but with every TIR function: the front end
+    emits some ONNX ops as TIR (Clip, hence ReLU6, becomes `maximum` and `minimum`) that segments call."""
+    return tvm.IRModule(
+        {gv: f for gv, f in mod.functions.items() if gv.name_hint in names or not isinstance(f, relax.Function)}
+    )
+
+
 @tvm.transform.module_pass(opt_level=0, name="eenn.SplitAtExits")
 class SplitAtExits:
     """Add `segment_0 ... segment_K` for the K cuts of `main`: segment i maps the activation at cut i-1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -142,3 +143,53 @@ def augmented(fashion, tmp_path_factory):
     )
     assert code == 0, stderr
     return out, json.loads(stdout), cache
+
+
+def compile_augmented(augmented, fashion, platform, out, max_latency_ms: float, *extra) -> tuple[int, str, str]:
+    """`eenn-tvm compile` of the augmented example model (its feature cache reused) on `platform`."""
+    from test_cli import run_cli
+
+    return run_cli(
+        "compile",
+        augmented[0] / "model.onnx",
+        "--data",
+        fashion / "train.npz",
+        "--cache-dir",
+        augmented[2],
+        "--platform",
+        platform,
+        "--max-latency-ms",
+        max_latency_ms,
+        "-o",
+        out,
+        *extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def mlp_assets(tmp_path_factory, zoo_model):
+    """The dense zoo model, 300 samples it labels itself, and an `augment` output of it with at least one exit
+    (seconds to make: what the bad-input and fuzz tests run on)."""
+    from test_cli import run_cli
+
+    folder = tmp_path_factory.mktemp("mlp")
+    model = zoo_model("mlp", "legacy")
+    shutil.copy(model.path, folder / "model.onnx")
+    x, y = zoo.self_labelled(model.path, model.input_shape, 300)
+    np.savez(folder / "data.npz", x=x, y=y)
+    data = ["--data", folder / "data.npz", "--no-cache", "--max-accuracy-drop", "0.05"]
+    code, _, stderr = run_cli("augment", folder / "model.onnx", *data, "-o", folder / "eenn")
+    assert code == 0, stderr
+    assert json.loads((folder / "eenn" / "plan.json").read_text())["exits"], "the fixture needs an exit"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mlp_firmware(mlp_assets, tmp_path_factory):
+    """The early-exit network of `mlp_assets` built for the Cortex-M4."""
+    from test_cli import run_cli
+
+    out = tmp_path_factory.mktemp("mlp-firmware") / "fw"
+    code, _, stderr = run_cli("build", mlp_assets / "eenn", "--target", "cortex-m4", "-o", out)
+    assert code == 0, stderr
+    return out

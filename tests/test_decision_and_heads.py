@@ -47,7 +47,7 @@ def test_head_saves_and_loads(tmp_path):
     x, y = blobs()
     head = heads.train("pool2_mlp", x, y, 3, seed=0)
     head.save(tmp_path / "h.npz")
-    loaded = heads.Head.load(tmp_path / "h.npz")
+    loaded = heads.Head.load(tmp_path / "h.npz", "pool2_mlp", [1, 3, 8, 8], 3)  # 3 channels x 2x2 bins: 12 features
     assert loaded.kind == head.kind
     np.testing.assert_array_equal(loaded.logits(x), head.logits(x))
 

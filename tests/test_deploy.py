@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-from conftest import two_tier_platform
+from conftest import compile_augmented, two_tier_platform
 from test_cli import assert_one_line_error, run_cli
 
 from eenn_tvm.network import Network
@@ -30,21 +30,7 @@ def split_platform(tmp_path_factory):
 @pytest.fixture(scope="session")
 def compiled(augmented, fashion, split_platform, tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled") / "out"
-    code, stdout, stderr = run_cli(
-        "compile",
-        augmented[0] / "model.onnx",
-        "--data",
-        fashion / "train.npz",
-        "--cache-dir",
-        augmented[2],
-        "--platform",
-        split_platform,
-        "--max-latency-ms",
-        "300",
-        "-o",
-        out,
-        "--json",
-    )
+    code, stdout, stderr = compile_augmented(augmented, fashion, split_platform, out, 300, "--json")
     assert code == 0, stderr
     return out, json.loads(stdout)
 

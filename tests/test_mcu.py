@@ -201,6 +201,27 @@ def test_verify_rejects_data_of_the_wrong_shape(firmware, mlperf_model, tmp_path
     assert_one_line_error(["verify", folder, "--data", data], "49x10")
 
 
+@pytest.mark.slow
+def test_relu6_networks_plain_and_early_exit_match_the_host_in_qemu(firmware, zoo_model, tmp_path):
+    """ReLU6 is an ONNX Clip, which TVM's front end emits as TIR (maximum, minimum): MobileNetV2 as it is, and an
+    early-exit network of it, build for a Cortex-M and take the host's exits and classes."""
+    model = zoo_model("mobilenet_v2", "legacy")
+    x, y = zoo.self_labelled(model.path, model.input_shape, 600)
+    np.savez(tmp_path / "data.npz", x=x[:500], y=y[:500])
+    np.savez(tmp_path / "test.npz", x=x[500:], y=y[500:])
+    out = tmp_path / "eenn"
+    code, _, stderr = run_cli(
+        "augment", model.path, "--data", tmp_path / "data.npz", "--max-accuracy-drop", "0.1", "--no-cache", "-o", out
+    )
+    assert code == 0, stderr
+    for source in (model.path, out):
+        folder, manifest = firmware(source, "cortex-m4")
+        code, result = verify(folder, tmp_path / "test.npz", "--n", "30")
+        assert code == 0 and result["class_mismatches"] == 0 and result["exit_mismatches"] == 0
+        assert result["max_abs_error"] <= 1e-4
+    assert len(manifest["exits"]) >= 1, "the early-exit network should keep an exit"
+
+
 def test_a_model_with_external_weight_files_builds_and_verifies_on_cortex_m7(firmware, zoo_model, tmp_path):
     model = zoo_model("resnet", "dynamo")  # torch's dynamo exporter keeps the weights in a .data file beside it
     folder, manifest = firmware(model.path, "cortex-m7")

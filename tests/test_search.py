@@ -83,6 +83,16 @@ def test_single_threshold_baseline_keeps_the_floor():
     assert len({e.threshold for e in baseline.exits}) <= 1
 
 
+def test_a_floor_no_single_threshold_meets_is_an_infeasible_baseline_not_an_error():
+    """The margin can raise the floor above the original model's own accuracy (few samples, a small tolerance):
+    then the baseline is infeasible, with no exits, and the search still answers."""
+    problem = synthetic_problem(samples=200, drop=0.005, seed=0)
+    baseline, margin = with_confidence(lambda p: single_threshold(p, [0, 2, 4]), problem, 0.95)
+    assert margin > 0.005 and not baseline.feasible and baseline.exits == []
+    assert baseline.outcome.accuracy == problem.final_correct.mean() and baseline.pareto
+    assert with_confidence(search, problem, 0.95)[0].feasible
+
+
 def test_fifty_candidate_points_search_in_seconds():
     """A ResNet-152 has about 50 candidate points; the search must not blow up with them."""
     problem = synthetic_problem(samples=2000, points=50, kinds=3, drop=0.01, seed=4)

@@ -10,14 +10,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 
-def conv_bn_relu(cin, cout, k=3, stride=1, groups=1, dims=2):
+def conv_bn_relu(cin, cout, k=3, stride=1, groups=1, dims=2, act=nn.ReLU):
     conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(cin, cout, k, stride, k // 2, groups=groups, bias=False)
     bn = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(cout)
-    return nn.Sequential(conv, bn, nn.ReLU())
+    return nn.Sequential(conv, bn, act())
 
 
 class PlainCNN(nn.Module):
@@ -81,6 +82,39 @@ class MobileNet(PooledClassifier):
         self.fc = nn.Linear(32, 10)
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion, depthwise 3x3, linear 1x1 projection; ReLU6 (ONNX Clip) between."""
+
+    def __init__(self, cin, cout, stride, expand=2):
+        super().__init__()
+        hidden = cin * expand
+        self.body = nn.Sequential(
+            conv_bn_relu(cin, hidden, k=1, act=nn.ReLU6),
+            conv_bn_relu(hidden, hidden, stride=stride, groups=hidden, act=nn.ReLU6),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.body(x) if self.skip else self.body(x)
+
+
+class MobileNetV2(PooledClassifier):
+    input_shape = (1, 3, 32, 32)
+    # The second block has no skip, so its expanded map is a point too (one tensor live).
+    boundaries = ((1, 8, 16, 16), (1, 8, 16, 16), (1, 16, 16, 16), (1, 16, 8, 8), (1, 32, 8, 8), (1, 32, 1, 1))
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn_relu(3, 8, stride=2, act=nn.ReLU6)
+        self.blocks = nn.Sequential(
+            InvertedResidual(8, 8, 1), InvertedResidual(8, 16, 2), conv_bn_relu(16, 32, k=1, act=nn.ReLU6)
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+
 class InceptionBlock(nn.Module):
     def __init__(self, cin):
         super().__init__()
@@ -139,6 +173,7 @@ MODELS = {
     "plain": PlainCNN,
     "resnet": ResNet,
     "mobilenet": MobileNet,
+    "mobilenet_v2": MobileNetV2,
     "inception": Inception,
     "ecg": ECGNet,
     "mlp": MLP,
@@ -171,6 +206,17 @@ def make(name: str, exporter: str, directory: Path) -> ZooModel:
     else:
         torch.onnx.export(model, (example,), path, dynamo=True, input_names=["x"], output_names=["y"], verbose=False)
     return ZooModel(path, model, model.input_shape, model.boundaries)
+
+
+def self_labelled(model_path: Path, input_shape, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs labelled by the model's own outputs, standardised per class so that every class is
+    represented though the weights are random: data a random model can be augmented on."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(seed).standard_normal((n, *input_shape[1:])).astype(np.float32)
+    logits = np.concatenate([session.run(None, {"x": x[i : i + 1]})[0] for i in range(n)])
+    return x, ((logits - logits.mean(0)) / logits.std(0)).argmax(1)
 
 
 def independent_macs(model: nn.Module, input_shape) -> dict[str, int]:

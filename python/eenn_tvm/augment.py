@@ -24,11 +24,12 @@ from eenn_tvm.cache import CACHE
 from eenn_tvm.catalog import RULES
 from eenn_tvm.costs import CostFunction, MacCost
 from eenn_tvm.decision import confidence
+from eenn_tvm.documents import sha256_of
 from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.onnx_export import with_exit_heads
-from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, PlannedExit, PredictedFigures, SearchRecord
 from eenn_tvm.report import write_report
@@ -92,13 +93,14 @@ SCREEN_ITERATIONS = 40
 def augment(
     model_path: str | Path,
     data_path: str | Path,
-    out: str | Path,
+    out: Output,
     settings: Settings,
     input_shapes: dict | None = None,
     cost: Callable[[ImportedModel, Analysis], CostFunction] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> Plan:
-    _check_settings(settings)
+    check_settings(settings)
+    out.check(log)
     stage = _Stopwatch()
     model = import_onnx(model_path, input_shapes)
     analysis = analyze(model)
@@ -108,15 +110,15 @@ def augment(
     data, train_idx, val_idx = datasets.load_split(
         data_path, input_shape[1:], classes, settings.val_fraction, settings.seed, settings.calibration_path
     )
+    costs = cost(model, analysis) if cost else MacCost(analysis)
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
         f"{len(val_idx)} set the thresholds"
     )
     stage.done("import")
 
-    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir)
+    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir, log)
     stage.done("features")
-    costs = cost(model, analysis) if cost else MacCost(analysis)
     groups = None if data.groups is None else data.groups[val_idx]
     trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
@@ -170,15 +172,18 @@ def sdn_points(analysis: Analysis, costs: CostFunction) -> list[int]:
     return sorted({int(np.abs(fractions - f).argmin()) for f in SDN_FRACTIONS})
 
 
-def _check_settings(settings: Settings) -> None:
+def check_settings(settings: Settings) -> None:
+    """The settings on their own (with the data, `data.require_split_fits` checks the split too)."""
     if not 0 <= settings.max_accuracy_drop < 1:
-        raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop} must be a fraction in [0, 1), e.g. 0.01")
+        raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop:g}: must be >= 0 and < 1, e.g. 0.01")
     if not 0 < settings.confidence < 1:
-        raise EennError(
-            f"--confidence {settings.confidence} must be a probability in (0, 1), e.g. 0.9 (0.5: no margin)"
-        )
+        raise EennError(f"--confidence {settings.confidence:g}: must be > 0 and < 1, e.g. 0.9 (0.5: no margin)")
     if settings.decision not in RULES:
         raise EennError(f"--decision {settings.decision}: choose one of {', '.join(RULES)}")
+    if settings.calibration_path is None and not 0 < settings.val_fraction < 1:
+        raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
+    if settings.seed < 0:
+        raise EennError(f"--seed {settings.seed}: must be 0 or more")
 
 
 def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
@@ -295,7 +300,8 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         validation=_evaluation(trained.problem, result, analysis, trained, costs),
         baseline=Baseline(
             exits=_planned_exits(analysis, trained, baseline, "baseline"),
-            validation=_evaluation(trained.problem, baseline, analysis, trained, costs),
+            validation=_evaluation(trained.problem, baseline, analysis, trained, costs) if baseline.feasible else None,
+            feasible=baseline.feasible,
         ),
         pareto=[[c / trained.problem.final_cost, a] for c, a in result.pareto],
         search=SearchRecord(
@@ -304,9 +310,11 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             accuracy_margin=margins,
             val_fraction=None if settings.calibration_path else settings.val_fraction,
             calibration_data=str(settings.calibration_path) if settings.calibration_path else None,
+            calibration_sha256=sha256_of(settings.calibration_path) if settings.calibration_path else None,
             seed=settings.seed,
             cost=costs.name,
             data=str(data_path),
+            data_sha256=sha256_of(Path(data_path)),
             validation_samples=trained.val_samples,
             candidate_points=len(analysis.exit_points),
             heads_trained=len(trained.heads),
@@ -316,14 +324,14 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
             model_onnx=MODEL_ONNX,
             host_module=HOST_MODULE,
             eenn_onnx="eenn.onnx",
-            baseline_onnx="baseline.onnx",
+            baseline_onnx="baseline.onnx" if baseline.feasible else None,
             report="report.md",
         ),
     )
 
 
 def _write(
-    out,
+    out: Output,
     plan: Plan,
     model: ImportedModel,
     analysis: Analysis,
@@ -335,13 +343,13 @@ def _write(
     int8: Callable[[Path], None] | None = None,
     database: Path | None = None,
 ) -> None:
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, log) as tmp:
         (tmp / "heads").mkdir()
         onnx.save(model.onnx, str(tmp / MODEL_ONNX))
-        for planned, name, chosen in [
-            (plan.exits, "eenn_onnx", result),
-            (plan.baseline.exits, "baseline_onnx", baseline),
-        ]:
+        networks = [(plan.exits, "eenn_onnx", result)]
+        if plan.baseline.feasible:
+            networks.append((plan.baseline.exits, "baseline_onnx", baseline))
+        for planned, name, chosen in networks:
             heads = trained.heads_of(chosen)
             for exit_plan, head in zip(planned, heads):
                 head.save(tmp / exit_plan.weights)
@@ -356,5 +364,6 @@ def _write(
             int8(tmp)
             stage.done("int8")
         plan.search.seconds = stage.seconds
-        plan.save(tmp)
         write_report(tmp, plan)
+        plan.record_hashes(tmp)
+        plan.save(tmp)

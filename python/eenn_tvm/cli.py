@@ -1,12 +1,14 @@
 """The `eenn-tvm` command line: one subcommand per stage, human tables by default, `--json` for pipelines.
 
-Bad input ends with one line on stderr and exit code 2; see `errors.EennError`.
+Bad input ends with one line on stderr and exit code 2; see `errors.EennError`. Ctrl-C (SIGINT) ends with one line
+and exit code 130, SIGTERM with 143, after removing what the command had half-written.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 import traceback
 
@@ -14,7 +16,8 @@ import click
 
 from eenn_tvm import __version__
 from eenn_tvm.commands import register_all
-from eenn_tvm.errors import EennError
+from eenn_tvm.errors import EennError, Terminated
+from eenn_tvm.outputs import stop_signals_raise
 
 
 class _Group(click.Group):
@@ -22,9 +25,14 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with stop_signals_raise():
+                return super().invoke(ctx)
         except EennError as err:
             _fail(str(err))
+        except KeyboardInterrupt:
+            _stop("interrupted", 128 + signal.SIGINT)
+        except Terminated:
+            _stop("terminated", 128 + signal.SIGTERM)
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 _fail(f"the disk is full ({err.filename or 'writing output'}): free some space and run again")
@@ -43,6 +51,11 @@ class _Group(click.Group):
 def _fail(message: str):
     click.echo(f"eenn-tvm: error: {message}", err=True)
     sys.exit(2)
+
+
+def _stop(what: str, code: int):
+    click.echo(f"eenn-tvm: {what}", err=True)
+    sys.exit(code)
 
 
 def _internal_error(err: Exception):

@@ -25,11 +25,11 @@ from eenn_tvm.costs import PredictedCost
 from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
-from eenn_tvm.outputs import atomic_folder
-from eenn_tvm.passes import AnnotatePartition, ChainExits, functions_on
+from eenn_tvm.outputs import Output, atomic_folder
+from eenn_tvm.passes import AnnotatePartition, ChainExits, functions_on, segments_only
 from eenn_tvm.placement.segments import place
 from eenn_tvm.plan import DeployedTier, Deployment, Plan, Transfer
-from eenn_tvm.platform import HostTarget, McuTarget, Platform
+from eenn_tvm.platform import HostTarget, Link, McuTarget, Platform
 from eenn_tvm.targets.host import EarlyExitRunner, HostModule, build
 from eenn_tvm.targets.mcu.build import write_firmware
 from eenn_tvm.targets.mcu.cores import core_named
@@ -44,7 +44,7 @@ def compile_model(
     model: str | Path,
     data: str | Path,
     platform_name: str,
-    out: str | Path,
+    out: Output,
     settings: Settings,
     objective: str = "energy",
     max_latency_s: float | None = None,
@@ -52,6 +52,7 @@ def compile_model(
     input_shapes: dict | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> Plan:
+    out.check(log)
     platform = Platform.load(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
@@ -59,8 +60,8 @@ def compile_model(
     def cost(m, a):
         return PredictedCost(m, a, cost_model, device, objective, settings.decision)
 
-    with atomic_folder(out) as tmp:
-        plan = augment(model, data, tmp, settings, input_shapes, cost=cost, log=log)
+    with atomic_folder(out, log) as tmp:
+        plan = augment(model, data, Output.of(tmp, "augment"), settings, input_shapes, cost=cost, log=log)
         network = Network.from_augment(tmp, plan)
         log(f"placing {len(network.segments)} segments on {platform.name}")
         plan.placement = place(plan, network, platform, cost_model, objective, max_latency_s)
@@ -73,6 +74,7 @@ def compile_model(
                 tiers.append(_build_tier(tmp, network, mod, target, segments, platform, settings.database))
         shutil.copyfile(platform_file(platform_name), tmp / PLATFORM)  # the deployment is read back with it
         plan.deployment = Deployment(platform=platform.name, platform_file=PLATFORM, tiers=tiers)
+        plan.record_hashes(tmp)
         plan.save(tmp)
     return plan
 
@@ -96,7 +98,7 @@ def _build_tier(
         write_firmware(
             network,
             core_named(target.core),
-            folder / FIRMWARE,
+            Output.of(folder / FIRMWARE, "firmware"),
             flash_budget=target.flash_bytes,
             ram_budget=target.memory_bytes,
             device_segments=len(segments),
@@ -122,7 +124,7 @@ def _build_tier(
 
 def host_tier_module(mod: tvm.IRModule, segments: list[str]) -> tvm.IRModule:
     """What a host tier's module is built from: its segments, chained into one call (`ChainExits`)."""
-    return ChainExits()(tvm.IRModule({s: mod[s] for s in segments}))
+    return ChainExits()(segments_only(mod, segments))
 
 
 @dataclass
@@ -137,7 +139,7 @@ class TierFigures:
 
 def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None] = lambda _: None) -> dict:
     """Every sample through the tiers in order: the microcontroller tier in QEMU, host tiers as TVM modules."""
-    platform = Platform.load(folder / plan.deployment.platform_file)
+    platform = Platform.load(plan.named_file(folder, plan.deployment.platform_file))
     n = len(data)
     predictions = np.full(n, -1)
     exit_index = np.full(n, -1)
@@ -146,10 +148,12 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
     previous = platform.device.name
     for tier in plan.deployment.tiers:
         target = platform.target(tier.target)
+        if target.kind != tier.kind:
+            raise EennError(f"{folder}: plan.json: its {tier.target} tier is {tier.kind}, its platform's {target.kind}")
         alive = sorted(carry)
         bits = tier.receives.bits or 0
         if target.name != previous:
-            link = next(k for k in platform.links if (k.sender, k.receiver) == (previous, target.name))
+            link = _link(platform, previous, target.name)
             transfer_energy[alive] += bits * link.energy_j_per_bit
             transfer_seconds[alive] += bits * link.seconds_per_bit + link.latency_s
         log(f"{target.name}: {len(alive)} samples")
@@ -177,6 +181,7 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
         "samples": n,
         "accuracy": float((predictions == data.y).mean()),
         "exit_histogram": np.bincount(exit_index, minlength=len(plan.exits) + 1).tolist(),
+        "per_sample": {"class": predictions.tolist(), "exit": exit_index.tolist()},  # what a live run is checked on
         "decided_per_tier": {f.target: f.samples_decided for f in figures},
         "tiers": [f.__dict__ for f in figures],
         "measured": {
@@ -190,10 +195,18 @@ def run_tiers(folder: Path, plan: Plan, data: Dataset, log: Callable[[str], None
     }
 
 
+def _link(platform: Platform, sender: str, receiver: str) -> Link:
+    for link in platform.links:
+        if (link.sender, link.receiver) == (sender, receiver):
+            return link
+    raise EennError(f"platform {platform.name} has no link from {sender} to {receiver}: compile again")
+
+
 def _run_mcu(folder: Path, tier: DeployedTier, target: McuTarget, plan: Plan, carry: dict, alive: list[int]):
-    manifest = FirmwareManifest.load(folder / tier.artifact)
+    firmware = plan.named_file(folder, tier.file).parent
+    manifest = FirmwareManifest.load(firmware)
     x = np.concatenate([carry[i] for i in alive])
-    device = run_in_qemu(folder / tier.artifact / manifest.elf, manifest.machine, x, manifest.classes)
+    device = run_in_qemu(manifest.artifact(firmware, "elf"), manifest.machine, x, manifest.classes)
     seconds = device.instructions * target.cycles_per_instruction / target.clock_hz
     results, handed = {}, {}
     hand_over = manifest.hand_over
@@ -211,7 +224,7 @@ def _run_mcu(folder: Path, tier: DeployedTier, target: McuTarget, plan: Plan, ca
 
 
 def _run_host(folder: Path, tier: DeployedTier, target: HostTarget, plan: Plan, carry: dict, alive: list[int]):
-    runner = EarlyExitRunner(HostModule.load(folder / tier.artifact))
+    runner = EarlyExitRunner(HostModule.load(plan.named_file(folder, tier.file)))
     seconds, results, handed = [], {}, {}
     for i in alive:
         started = time.perf_counter()

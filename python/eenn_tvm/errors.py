@@ -7,3 +7,8 @@ exits with code 2. Anything else that escapes is a bug in eenn-tvm, not in the u
 
 class EennError(Exception):
     """Bad input from the user: a broken model, mismatched data, impossible constraints."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that cleanup runs; like KeyboardInterrupt, no `except Exception`
+    catches it."""

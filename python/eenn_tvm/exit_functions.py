@@ -11,8 +11,7 @@ import math
 import numpy as np
 from tvm import relax
 
-from eenn_tvm.features import POOL_BINS
-from eenn_tvm.heads import Head
+from eenn_tvm.heads import POOL_BINS, Head
 from eenn_tvm.passes.rebuild import emit_inlined
 
 _POOL_OPS = {3: relax.op.nn.adaptive_avg_pool1d, 4: relax.op.nn.adaptive_avg_pool2d, 5: relax.op.nn.adaptive_avg_pool3d}

@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,9 @@ from eenn_tvm import onnx_runtime
 from eenn_tvm.analysis import ExitPoint
 from eenn_tvm.cache import CACHE
 from eenn_tvm.frontend import ImportedModel
-from eenn_tvm.heads import poolings_for
+from eenn_tvm.heads import POOL_BINS, pooled_width, poolings_for
 from eenn_tvm.textui import progress
 
-# Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
-POOL_BINS = {"gap": 1, "pool2": 2}
 CHUNK_BYTES = 256 << 20  # raw taps held at once before pooling (a ResNet-152 taps ~17 MB per sample)
 
 
@@ -53,12 +52,22 @@ class Features:
     final: np.ndarray  # (N, classes) the model's output
 
 
-def extract(model: ImportedModel, points: list[ExitPoint], x: np.ndarray, cache_dir: Path | None = CACHE) -> Features:
-    """Features at `points` for all samples `x`, from the cache when this model and data were seen before."""
+def extract(
+    model: ImportedModel,
+    points: list[ExitPoint],
+    x: np.ndarray,
+    cache_dir: Path | None = CACHE,
+    log: Callable[[str], None] = lambda _: None,
+) -> Features:
+    """Features at `points` for all samples `x`, from the cache when this model and data were seen before (a
+    damaged cache entry is computed again)."""
     key = _cache_key(model, points, x)
     where = cache_dir / "features" / key if cache_dir else None
     if where and (where / "done").exists():
-        return _load(where, points)
+        cached = _load(where, points, len(x), model)
+        if cached is not None:
+            return cached
+        log(f"the cached features in {where} are damaged: computing them again")
     features = _run_backbone(model, points, x)
     if where:
         _save(where, features)
@@ -75,7 +84,7 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
 
     # Preallocated and filled chunk by chunk: gathering pieces and concatenating them would hold everything twice.
     pooled = {
-        p.name: {k: np.empty((len(x), _pooled_width(p.shape, POOL_BINS[k])), np.float32) for k in poolings_for(p.shape)}
+        p.name: {k: np.empty((len(x), pooled_width(p.shape, k)), np.float32) for k in poolings_for(p.shape)}
         for p in points
     }
     finals = []
@@ -89,11 +98,6 @@ def _run_backbone(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) 
             for kind, array in pooled[p.name].items():
                 array[start:stop] = adaptive_avg_pool(taps, POOL_BINS[kind])
     return Features(pooled, np.concatenate(finals).reshape(len(x), -1))
-
-
-def _pooled_width(shape: list[int], bins: int) -> int:
-    """Features per sample after pooling a (1, C, *spatial) map into `bins` per spatial dim (as adaptive_avg_pool)."""
-    return shape[1] * bins ** (len(shape) - 2)
 
 
 def _cache_key(model: ImportedModel, points: list[ExitPoint], x: np.ndarray) -> str:
@@ -122,6 +126,28 @@ def _save(where: Path, features: Features) -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # a cache that cannot be written only costs time
 
 
-def _load(where: Path, points: list[ExitPoint]) -> Features:
-    pooled = {p.name: {k: np.load(where / f"{i}_{k}.npy") for k in poolings_for(p.shape)} for i, p in enumerate(points)}
-    return Features(pooled, np.load(where / "final.npy"))
+def _load(where: Path, points: list[ExitPoint], samples: int, model: ImportedModel) -> Features | None:
+    """The cached features, or None when a file is missing, unreadable or not what this model and data give:
+    each array's header is checked before its data is read; nothing is unpickled."""
+    output = model.onnx.graph.output[0].type.tensor_type.shape.dim
+    try:
+        pooled = {
+            p.name: {
+                k: _array(where / f"{i}_{k}.npy", (samples, pooled_width(p.shape, k))) for k in poolings_for(p.shape)
+            }
+            for i, p in enumerate(points)
+        }
+        final = _array(where / "final.npy", (samples, math.prod(d.dim_value for d in output[1:])))
+    except (OSError, ValueError, EOFError):
+        return None
+    return Features(pooled, final)
+
+
+def _array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    if mapped.shape != shape or not np.issubdtype(mapped.dtype, np.floating):
+        raise ValueError(f"{path.name} is {mapped.dtype} {mapped.shape}, not floats {shape}")
+    array = np.array(mapped)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{path.name} holds NaN or infinite values")
+    return array

@@ -50,7 +50,10 @@ def parse_input_shape(text: str) -> tuple[str, Shape]:
     name, sep, dims = text.rpartition("=")
     if not sep or not name or not re.fullmatch(r"\d+(x\d+)*", dims):
         raise EennError(f"--input-shape {text!r} is not NAME=DxDx...: write e.g. --input-shape input=1x3x32x32")
-    return name, tuple(int(d) for d in dims.split("x"))
+    shape = tuple(int(d) for d in dims.split("x"))
+    if 0 in shape:
+        raise EennError(f"--input-shape {text}: every dim must be 1 or more")
+    return name, shape
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:

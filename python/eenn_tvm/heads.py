@@ -14,6 +14,11 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
+from eenn_tvm.data import read_arrays
+from eenn_tvm.errors import EennError
+
+# Pooled views of a feature map: global average, and adaptive average into 2 bins per spatial dim.
+POOL_BINS = {"gap": 1, "pool2": 2}
 # kind -> (pooling of the feature map, hidden units or None for a linear head)
 HEAD_KINDS = {
     "gap_linear": ("gap", None),
@@ -64,10 +69,34 @@ class Head:
         np.savez(path, kind=np.array(self.kind), **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> Head:
-        with np.load(path) as npz:
-            count = sum(1 for f in npz.files if f.startswith("w"))
-            return cls(str(npz["kind"]), [(npz[f"w{k}"], npz[f"b{k}"]) for k in range(count)])
+    def load(cls, path: Path, kind: str, shape: list[int], classes: int) -> Head:
+        """A head `save` wrote, checked against what the plan says sits there: a `kind` head at a point of `shape`
+        with `classes` outputs (a missing, swapped or replaced file is refused, not run)."""
+        again = "run `eenn-tvm augment` again"
+        if not path.is_file():
+            raise EennError(f"{path}: the exit head's weights are missing: {again}")
+        arrays = read_arrays(path, None, again)
+        count = sum(1 for name in arrays if name.startswith("w"))
+        try:
+            head = cls(str(arrays["kind"]), [(arrays[f"w{k}"], arrays[f"b{k}"]) for k in range(count)])
+        except KeyError as err:
+            raise EennError(f"{path}: not an exit head (no array {err}): {again}") from None
+        if head.kind != kind:
+            raise EennError(f"{path}: a {head.kind} head where the plan has a {kind} head (swapped files?): {again}")
+        width = pooled_width(shape, head.pooling)
+        for w, b in head.layers:
+            fits = w.ndim == 2 and w.shape[0] == width and b.shape == (w.shape[-1],)
+            if not fits or w.dtype != np.float32 or b.dtype != np.float32 or not np.isfinite(w).all():
+                raise EennError(f"{path}: its layers do not fit a {kind} head at a {shape} point: {again}")
+            width = w.shape[1]
+        if width != classes:
+            raise EennError(f"{path}: gives {width} classes where the model has {classes}: {again}")
+        return head
+
+
+def pooled_width(shape: list[int], pooling: str) -> int:
+    """Features per sample after pooling a (1, C, *spatial) map into POOL_BINS[pooling] per spatial dim."""
+    return shape[1] * POOL_BINS[pooling] ** (len(shape) - 2)
 
 
 def kinds_for(shape: list[int]) -> list[str]:

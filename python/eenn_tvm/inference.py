@@ -35,7 +35,7 @@ class RunResult:
     mean_macs: float
     mac_reduction: float  # 1 - mean MACs per inference / the original model's MACs
     exit_histogram: list[int]  # samples leaving at each exit, then at the end
-    sdn_baseline: dict  # the Shallow-Deep-Networks style baseline on the same data: accuracy, mac_reduction, ...
+    sdn_baseline: dict | None  # the Shallow-Deep-Networks style baseline on the same data (None: infeasible)
     seconds: float
     int8: dict | None = None  # with dtype int8: the int8 network in onnxruntime and TVM, and how often they agree
     batch: int = 1  # samples per call of the engine
@@ -62,7 +62,7 @@ def run(
     if dtype == "int8" and plan.int8 is None:
         raise EennError(f"{folder} has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first")
     started = time.perf_counter()
-    eenn_outputs = _onnx_outputs(folder / plan.artifacts.eenn_onnx, data)
+    eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), data)
     inference_seconds = time.perf_counter() - started
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
@@ -71,9 +71,11 @@ def run(
         exit_index, pred = _apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    sdn_outputs = _onnx_outputs(folder / plan.artifacts.baseline_onnx, data)
-    sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
-    sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
+    sdn = None
+    if plan.baseline.feasible:
+        sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), data)
+        sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
+        sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
     ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
     return RunResult(
@@ -95,12 +97,12 @@ def run(
 def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     """The int8 network in onnxruntime (eenn_int8.onnx, thresholds applied in numpy) and in TVM (the integer host
     module), and the share of samples on which both give the same class at the same exit."""
-    outputs = _onnx_outputs(folder / plan.artifacts.eenn_int8_onnx, data)
+    outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
     model_pred = np.array([o[0].argmax() for o in outputs])
     ort_exit, ort_pred = _apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
     from eenn_tvm.targets.host import HostModule
 
-    tvm_exit, tvm_pred, _ = _run_tvm(HostModule.load(folder / plan.artifacts.int8_host_module), data)
+    tvm_exit, tvm_pred, _ = _run_tvm(HostModule.load(plan.artifact(folder, "int8_host_module")), data)
     return {
         "model_accuracy": float((model_pred == data.y).mean()),
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
@@ -127,7 +129,7 @@ def _tvm_module(folder: Path, plan: Plan, batch: int, database: str | Path | Non
     from eenn_tvm.targets.host import HostModule, build
 
     if batch == 1 and database is None:
-        return HostModule.load(folder / plan.artifacts.host_module)
+        return HostModule.load(plan.artifact(folder, "host_module"))
     network = Network.from_augment(folder, plan, batch)
     mod = network.mod if batch > 1 else ChainExits()(network.mod)
     return HostModule(build(mod, database=database, opaque_activations=batch > 1))

@@ -63,7 +63,7 @@ class Network:
             input_name=input_name,
             input_shape=list(shape),
             classes=_classes(model.onnx),
-            output_is_probability=_ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model.onnx),
             reference=model.onnx,
             backbone=model.mod["main"],
         )
@@ -74,11 +74,12 @@ class Network:
         other exits, e.g. the SDN baseline's) over the backbone saved in `folder`; `batch` samples per call."""
         folder = Path(folder)
         plan = plan or Plan.load(folder)
-        model_file = folder / plan.artifacts.model_onnx
-        if not model_file.is_file():
-            raise EennError(f"{folder}: has no {model_file.name}: run `eenn-tvm augment` again")
-        model = import_onnx(model_file, {plan.model.input_name: tuple(plan.model.input_shape)}, batch=batch)
-        exits = [(e.point, Head.load(folder / e.weights), e.threshold) for e in plan.exits]
+        model = import_onnx(
+            plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)}, batch=batch
+        )
+        classes = plan.model.classes
+        heads = [Head.load(plan.named_file(folder, e.weights), e.head, e.shape, classes) for e in plan.exits]
+        exits = [(e.point, head, e.threshold) for e, head in zip(plan.exits, heads)]
         return cls(
             name=plan.model.name,
             kind="eenn",
@@ -87,10 +88,10 @@ class Network:
             input_name=plan.model.input_name,
             input_shape=[batch, *plan.model.input_shape[1:]],
             classes=plan.model.classes,
-            output_is_probability=_ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model.onnx),
             exits=list(plan.exits),
             total_macs=plan.model.total_macs,
-            reference=folder / plan.artifacts.host_module,
+            reference=plan.artifact(folder, "host_module"),
             backbone=model.mod["main"],
         )
 
@@ -115,7 +116,7 @@ def _classes(model: onnx.ModelProto) -> int:
     return math.prod(dims[1:]) if len(dims) > 1 else max(dims[0], 1)
 
 
-def _ends_in_softmax(model: onnx.ModelProto) -> bool:
+def ends_in_softmax(model: onnx.ModelProto) -> bool:
     """Whether the first output comes out of a Softmax (perhaps through reshapes): then it is the confidence."""
     producer = {out: node for node in model.graph.node for out in node.output}
     node = producer.get(model.graph.output[0].name)

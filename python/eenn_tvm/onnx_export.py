@@ -13,8 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from eenn_tvm.features import POOL_BINS
-from eenn_tvm.heads import Head
+from eenn_tvm.heads import POOL_BINS, Head
 
 
 def pooling_matrix(size: int, bins: int) -> np.ndarray:

@@ -9,15 +9,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from eenn_tvm.documents import Document, FolderDocument
+from eenn_tvm.catalog import RULES
+from eenn_tvm.documents import (
+    Count,
+    Document,
+    Finite,
+    FolderDocument,
+    Fraction,
+    NonNegative,
+    RelativePath,
+    Sha256,
+    Size,
+)
+from eenn_tvm.errors import EennError
 from eenn_tvm.placement.problem_file import ProblemFile
+from eenn_tvm.targets.mcu import MANIFEST_FILE
 
 FORMAT = "eenn-tvm plan"
-VERSION = 1
+VERSION = 2  # 2: the SHA-256 of every file the plan names
+
+
+Point = Annotated[list[Finite], Field(min_length=2, max_length=2)]  # on a Pareto front: [cost, accuracy]
 
 
 def _a_confidence(threshold: float) -> float:
@@ -26,91 +43,113 @@ def _a_confidence(threshold: float) -> float:
     return threshold
 
 
-Threshold = Annotated[float, AfterValidator(_a_confidence)]  # a sample leaves when its confidence reaches it
+# A sample leaves when its confidence (in [0, 1] for every rule) reaches it; infinity: never.
+Threshold = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_a_confidence)]
 
 
 class PlannedExit(Document):
-    index: int
+    index: Count
     point: str  # ONNX tensor name in the (simplified) model
     binding: str  # Relax binding name
-    shape: list[int]
-    head: str  # head kind, see heads.HEAD_KINDS
-    threshold: Threshold  # infinity: never
-    macs_to_reach: int  # backbone MACs up to the point
-    head_macs: int
-    head_param_bytes: int
-    weights: str  # .npz file of the head's layers, relative to the plan
+    shape: list[Size] = Field(min_length=2)  # (1, channels, *spatial)
+    head: str  # head kind, see heads.HEAD_KINDS (the weights file says which it is)
+    # infinity: never (the SDN baseline when only the original model meets the floor)
+    threshold: Threshold
+    macs_to_reach: Count  # backbone MACs up to the point
+    head_macs: Count
+    head_param_bytes: Count
+    weights: RelativePath  # .npz file of the head's layers
 
 
 class PredictedFigures(Document):
     """The searched cost where it is not MACs: a platform's predicted energy or latency per inference."""
 
     cost: str  # e.g. "energy on device"
-    mean: float
-    full: float  # the original model
-    fraction: float
+    mean: NonNegative
+    full: NonNegative  # the original model
+    fraction: NonNegative
 
 
 class Evaluation(Document):
-    samples: int
-    baseline_accuracy: float  # the original model
-    accuracy: float
-    mean_macs: float
-    mac_fraction: float  # mean MACs per inference / the original model's MACs
-    exit_histogram: list[int]  # samples leaving at each exit, then at the end
+    samples: Size
+    baseline_accuracy: Fraction  # the original model
+    accuracy: Fraction
+    mean_macs: NonNegative
+    mac_fraction: NonNegative  # mean MACs per inference / the original model's MACs
+    exit_histogram: list[Count]  # samples leaving at each exit, then at the end
     predicted: PredictedFigures | None = None
+
+    @field_validator("exit_histogram")
+    @classmethod
+    def _every_sample_leaves_once(cls, histogram: list[int], info: ValidationInfo) -> list[int]:
+        samples = info.data.get("samples")
+        if samples is not None and sum(histogram) != samples:
+            raise ValueError(f"adds up to {sum(histogram)}, not to samples ({samples})")
+        return histogram
 
 
 class Baseline(Document):
-    """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold."""
+    """Shallow-Deep-Networks style: exits at fixed MAC fractions, global-pool + linear heads, one threshold.
+    Infeasible when no single threshold meets the accuracy floor: then it has no exits and no figures."""
 
     exits: list[PlannedExit]  # all with the same threshold
-    validation: Evaluation
+    validation: Evaluation | None  # None when infeasible
+    feasible: bool = True
+
+    @model_validator(mode="after")
+    def _figures_when_feasible(self) -> Baseline:
+        if self.feasible != (self.validation is not None):
+            raise ValueError("its validation figures are there exactly when it is feasible")
+        if not self.feasible and self.exits:
+            raise ValueError("infeasible, yet with exits")
+        return self
 
 
 class ModelInfo(Document):
     name: str
     input_name: str
-    input_shape: list[int]
+    input_shape: list[Size] = Field(min_length=1)
     output_name: str
-    classes: int
-    total_macs: int
+    classes: Annotated[int, Field(ge=2)]
+    total_macs: Size
 
 
 class SearchRecord(Document):
     """The settings and timings of the search."""
 
-    max_accuracy_drop: float
-    confidence: float
-    accuracy_margin: dict[str, float]  # "eenn", "baseline": the statistical margin added to the floor
-    val_fraction: float | None  # None: thresholds set on calibration_data
+    max_accuracy_drop: Fraction
+    confidence: Fraction
+    accuracy_margin: dict[str, NonNegative]  # "eenn", "baseline": the statistical margin added to the floor
+    val_fraction: Fraction | None  # None: thresholds set on calibration_data
     calibration_data: str | None
-    seed: int
+    calibration_sha256: Sha256 | None  # so that `quantize` is given the very files augment was
+    seed: Count
     cost: str  # "macs", or e.g. "energy on device"
     data: str
-    validation_samples: int
-    candidate_points: int
-    heads_trained: int
-    baseline_pareto: list[list[float]]
-    seconds: dict[str, float] = Field(default_factory=dict)  # per stage, in the order they ran
+    data_sha256: Sha256
+    validation_samples: Count
+    candidate_points: Count
+    heads_trained: Count
+    baseline_pareto: list[Point]
+    seconds: dict[str, NonNegative] = Field(default_factory=dict)  # per stage, in the order they ran
 
 
 class Artifacts(Document):
     """The files `augment` writes beside the plan."""
 
-    model_onnx: str  # the backbone as imported: later stages rebuild the network from it
-    host_module: str
-    eenn_onnx: str
-    baseline_onnx: str
-    report: str
-    eenn_int8_onnx: str | None = None  # `eenn-tvm quantize` or `augment --int8`: the int8 network (QDQ)
-    int8_host_module: str | None = None  # the same made integer by QDQToInteger, built for this host
+    model_onnx: RelativePath  # the backbone as imported: later stages rebuild the network from it
+    host_module: RelativePath
+    eenn_onnx: RelativePath
+    baseline_onnx: RelativePath | None  # None: the baseline is infeasible
+    report: RelativePath
+    eenn_int8_onnx: RelativePath | None = None  # `eenn-tvm quantize` or `augment --int8`: the int8 network (QDQ)
+    int8_host_module: RelativePath | None = None  # the same made integer by QDQToInteger, built for this host
 
 
 class Figures(Document):
-    energy_j: float
-    expected_latency_s: float
-    latency_s: float  # worst case: a sample that takes no early exit
+    energy_j: NonNegative
+    expected_latency_s: NonNegative
+    latency_s: NonNegative  # worst case: a sample that takes no early exit
 
 
 class PlacedFigures(Figures):
@@ -130,24 +169,30 @@ class PlacementRecord(Figures):
 
 
 class Transfer(Document):
-    shape: list[int]
-    bits: int | None  # on the link (None: the input, which arrives on this tier)
+    shape: list[Size]
+    bits: Count | None  # on the link (None: the input, which arrives on this tier)
 
 
 class DeployedTier(Document):
     target: str
     kind: Literal["mcu", "host"]
     segments: list[str]
-    artifact: str  # relative to the plan: the firmware folder or the host module
+    artifact: RelativePath  # the firmware folder or the host module
     receives: Transfer
     hands_over: Transfer | None  # None: the last tier
+
+    @property
+    def file(self) -> str:
+        """The file that stands for the artefact: the host module, or the firmware folder's manifest (which holds
+        the hashes of the folder's own files)."""
+        return f"{self.artifact}/{MANIFEST_FILE}" if self.kind == "mcu" else self.artifact
 
 
 class Deployment(Document):
     """`eenn-tvm compile`: per tier, its artefact and what it receives and hands on."""
 
     platform: str
-    platform_file: str  # the platform's TOML, copied beside the plan
+    platform_file: RelativePath  # the platform's TOML, copied beside the plan
     tiers: list[DeployedTier]
 
 
@@ -155,34 +200,69 @@ class Int8Network(Document):
     """`eenn-tvm quantize` or `augment --int8`: the int8 form of the early-exit network (artifacts eenn_int8_onnx,
     int8_host_module), its thresholds searched again on its own confidences; figures on the plan's validation split."""
 
-    calibration_samples: int = Field(ge=1)  # from the heads' training split, stratified
+    calibration_samples: Size  # from the heads' training split, stratified
     thresholds: list[Threshold]  # one per exit of the plan; infinity: the exit never fires in the int8 network
-    model_accuracy: float  # the int8 model alone (no exits)
+    model_accuracy: Fraction  # the int8 model alone (no exits)
     validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
-    float_thresholds_accuracy: float  # the int8 network with the float plan's thresholds, for comparison
-    accuracy_margin: float
+    float_thresholds_accuracy: Fraction  # the int8 network with the float plan's thresholds, for comparison
+    accuracy_margin: NonNegative
     meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
-    ops: dict[Literal["integer", "float"], dict[str, int]]  # op kind -> count in the network after QDQToInteger
+    ops: dict[Literal["integer", "float"], dict[str, Count]]  # op kind -> count in the network after QDQToInteger
 
 
 class Plan(FolderDocument):
     format: Literal["eenn-tvm plan"] = FORMAT
     model: ModelInfo
-    decision: str  # confidence rule, see decision.RULES
+    decision: str  # confidence rule, see catalog.RULES
     exits: list[PlannedExit]
     validation: Evaluation
     baseline: Baseline
-    pareto: list[list[float]]  # [mean MAC fraction, validation accuracy], cheapest first
+    pareto: list[Point]  # [mean MAC fraction, validation accuracy], cheapest first
     search: SearchRecord
     artifacts: Artifacts
     placement: PlacementRecord | None = None
     deployment: Deployment | None = None
     int8: Int8Network | None = None
-    version: Literal[1] = VERSION
+    hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of every file named above
+    version: Literal[2] = VERSION
 
     file: ClassVar[str] = "plan.json"
     missing: ClassVar[str] = "no plan.json in it: give the -o folder that `eenn-tvm augment` wrote"
     remedy: ClassVar[str] = "run `eenn-tvm augment` again"
+
+    @field_validator("decision")
+    @classmethod
+    def _a_rule(cls, decision: str) -> str:
+        if decision not in RULES:
+            raise ValueError(f"expected one of {', '.join(RULES)}, got {decision!r}")
+        return decision
+
+    @model_validator(mode="after")
+    def _exits_in_order(self) -> Plan:
+        for where, exits in (("exits", self.exits), ("baseline.exits", self.baseline.exits)):
+            for i, e in enumerate(exits):
+                if e.index != i:
+                    raise ValueError(f"{where}[{i}].index: expected {i}, got {e.index}")
+                if e.macs_to_reach > self.model.total_macs:
+                    raise ValueError(f"{where}[{i}].macs_to_reach: more than model.total_macs")
+        for where, exits, figures in (
+            ("validation", self.exits, self.validation),
+            ("baseline.validation", self.baseline.exits, self.baseline.validation),
+        ):
+            if figures is not None and len(figures.exit_histogram) != len(exits) + 1:
+                raise ValueError(f"{where}.exit_histogram: needs one count per exit and one for the end")
+        return self
+
+    @model_validator(mode="after")
+    def _deployment_covers_the_network(self) -> Plan:
+        if self.deployment is None:
+            return self
+        if self.placement is None:
+            raise ValueError("deployment: given without a placement")
+        segments = [s for tier in self.deployment.tiers for s in tier.segments]
+        if segments != [f"segment_{i}" for i in range(len(self.exits) + 1)]:
+            raise ValueError(f"deployment.tiers: run segments {segments}, not every segment once and in order")
+        return self
 
     @field_validator("int8")
     @classmethod
@@ -195,6 +275,21 @@ class Plan(FolderDocument):
         if artifacts.eenn_int8_onnx is None or artifacts.int8_host_module is None:
             raise ValueError("artifacts.eenn_int8_onnx and artifacts.int8_host_module must name its files")
         return int8
+
+    def named_files(self) -> list[str]:
+        """Every file the plan names, relative to its folder."""
+        names = [name for name in self.artifacts.model_dump().values() if name is not None]
+        names += [e.weights for e in [*self.exits, *self.baseline.exits]]
+        if self.deployment is not None:
+            names += [self.deployment.platform_file, *(tier.file for tier in self.deployment.tiers)]
+        return list(dict.fromkeys(names))
+
+    def artifact(self, folder: str | Path, name: str) -> Path:
+        """The file the plan names as `artifacts.name`, checked (see `named_file`)."""
+        relative = getattr(self.artifacts, name)
+        if relative is None:
+            raise EennError(f"{folder}: has no {name}: {self.remedy}")
+        return self.named_file(folder, relative)
 
 
 class ExitMacs(Protocol):

@@ -12,41 +12,31 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import tomllib
-from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from eenn_tvm.catalog import platform_file
-from eenn_tvm.documents import UserDocument, validate
+from eenn_tvm.documents import Count, NonNegative, Positive, Size, UserDocument, unique_names, validate
 from eenn_tvm.errors import EennError
 from eenn_tvm.targets.mcu.cores import CORES
 
 KINDS = ("mcu", "host")
 REMEDY = "fix the platform file (its fields: docs/cost-model.md)"
 
-Count = Annotated[int, Field(ge=0)]
-Amount = Annotated[float, Field(ge=0)]
+# Physics: rates, sizes and powers > 0 (a zero clock or throughput divides by zero), latencies and energies >= 0,
+# all finite (TOML can write inf and nan); TOML has types, and "fast" is not a frequency.
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be positive")
-    return value
-
-
-class _Typed(UserDocument):
-    model_config = ConfigDict(strict=True)  # TOML has types: "fast" is not a frequency
-
-
-class McuTarget(_Typed):
+class McuTarget(UserDocument):
     kind: Literal["mcu"]
     name: str
     tier: Count
-    active_power_w: Amount
+    active_power_w: Positive
     core: str  # one of targets.mcu.cores.CORES
-    clock_hz: Amount
-    cycles_per_instruction: Amount  # turns QEMU instruction counts into cycles
-    memory_bytes: Count = Field(alias="ram_bytes")
-    flash_bytes: Count
-    macs_per_s: Amount | None = None  # the analytic fallback's throughput
+    clock_hz: Positive
+    cycles_per_instruction: Positive  # turns QEMU instruction counts into cycles
+    memory_bytes: Size = Field(alias="ram_bytes")
+    flash_bytes: Size
+    macs_per_s: Positive | None = None  # the analytic fallback's throughput
     measured_here: ClassVar[bool] = True  # QEMU counts its instructions on any machine
 
     @field_validator("core")
@@ -57,13 +47,13 @@ class McuTarget(_Typed):
         return core
 
 
-class HostTarget(_Typed):
+class HostTarget(UserDocument):
     kind: Literal["host"]
     name: str
     tier: Count
-    active_power_w: Amount
-    memory_bytes: Count
-    macs_per_s: Amount | None = None  # the analytic fallback's throughput: needed unless measured here
+    active_power_w: Positive
+    memory_bytes: Size
+    macs_per_s: Positive | None = None  # the analytic fallback's throughput: needed unless measured here
     measured_here: bool = False  # a host whose latencies this machine can measure
     flash_bytes: ClassVar[None] = None  # parameters live in memory_bytes
 
@@ -71,13 +61,13 @@ class HostTarget(_Typed):
 Target = Annotated[McuTarget | HostTarget, Field(discriminator="kind")]
 
 
-class Link(_Typed):
+class Link(UserDocument):
     sender: str = Field(alias="from")
     receiver: str = Field(alias="to")
-    bandwidth_bps: Annotated[Amount, AfterValidator(_positive)]
-    latency_s: Amount
-    energy_j_per_bit_send: Amount
-    energy_j_per_bit_receive: Amount
+    bandwidth_bps: Positive
+    latency_s: NonNegative
+    energy_j_per_bit_send: NonNegative
+    energy_j_per_bit_receive: NonNegative
 
     @property
     def energy_j_per_bit(self) -> float:
@@ -88,9 +78,9 @@ class Link(_Typed):
         return 1.0 / self.bandwidth_bps
 
 
-class Platform(_Typed):
+class Platform(UserDocument):
     name: str
-    feature_bits: Count = 32  # bits per element of a tensor handed over a link
+    feature_bits: Size = 32  # bits per element of a tensor handed over a link
     targets: list[Target] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     _file: Path | None = PrivateAttr(None)
@@ -117,6 +107,25 @@ class Platform(_Typed):
         """The first tier: where the input arrives."""
         return min(self.targets, key=lambda t: t.tier)
 
+    @field_validator("targets")
+    @classmethod
+    def _unique(cls, targets: list) -> list:
+        return unique_names(targets)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Platform:
+        names = [t.name for t in self.targets]
+        for i, target in enumerate(self.targets):
+            if target.kind == "host" and target.macs_per_s is None and not target.measured_here:
+                raise ValueError(
+                    f"targets[{i}].macs_per_s: missing (a host that is not measured here needs its throughput)"
+                )
+        for i, link in enumerate(self.links):
+            for key, end in (("from", link.sender), ("to", link.receiver)):
+                if end not in names:
+                    raise ValueError(f"links[{i}].{key}: no target named {end!r}")
+        return self
+
     @classmethod
     def load(cls, name_or_path: str | Path) -> Platform:
         """A preset name or a TOML file; a bad one is one EennError line naming the file and the field."""
@@ -124,23 +133,7 @@ class Platform(_Typed):
         try:
             document = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise EennError(f"{path.name}: not valid TOML ({err})") from None
+            raise EennError(f"{path.name}: not valid TOML ({err}): {REMEDY}") from None
         platform = validate(cls, document, path.name, REMEDY, tags=KINDS)
-        platform._check(path.name)
         platform._file = path
         return platform
-
-    def _check(self, where: str) -> None:
-        names = [t.name for t in self.targets]
-        if len(set(names)) != len(names):
-            raise EennError(f"{where}: targets: names must be unique, got {names}: {REMEDY}")
-        for i, target in enumerate(self.targets):
-            if target.kind == "host" and target.macs_per_s is None and not target.measured_here:
-                raise EennError(
-                    f"{where}: targets[{i}].macs_per_s: missing (a host that is not measured here needs its "
-                    f"throughput): {REMEDY}"
-                )
-        for i, link in enumerate(self.links):
-            for key, end in (("from", link.sender), ("to", link.receiver)):
-                if end not in names:
-                    raise EennError(f"{where}: links[{i}].{key}: no target named {end!r}: {REMEDY}")

@@ -27,9 +27,10 @@ from eenn_tvm import data as datasets
 from eenn_tvm import onnx_runtime
 from eenn_tvm.catalog import CALIBRATION_SAMPLES
 from eenn_tvm.decision import confidence
+from eenn_tvm.documents import sha256_of
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx, resolve_input_shapes, simplify, to_relax
-from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.outputs import Output, atomic_folder, write_file_atomically
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Evaluation, Int8Network, Plan, macs_by_exit
 from eenn_tvm.quantized.network import int8_early_exit_module, op_counts
@@ -110,7 +111,8 @@ def quantize_model(
     samples: int = CALIBRATION_SAMPLES,
     input_shapes: dict | None = None,
 ) -> dict:
-    """A plain model: its QDQ int8 form written to `target`; returns what was quantised and how."""
+    """A plain model: its QDQ int8 form written to `target` (checked with `outputs.check_output_file` first);
+    returns what was quantised and how."""
     model = import_onnx(model_path, input_shapes)
     if len(model.input_shapes) != 1:
         raise EennError(
@@ -121,39 +123,45 @@ def quantize_model(
     chosen = stratified_sample(data.y, samples, seed=0)
     int8 = quantize_onnx(model.onnx, data.x[chosen])
     ops = op_counts(imported(int8, model.name))
-    target = Path(target)
-    partial = target.with_name(f".{target.name}.partial")
-    onnx.save(int8, str(partial))
-    partial.replace(target)
+    write_file_atomically(Path(target), int8.SerializeToString())
     return {"model": str(model_path), "output": str(target), "calibration_samples": len(chosen), "ops": ops}
 
 
 def quantize_output(
     folder: str | Path,
     data_path: str | Path,
-    target: str | Path | None = None,
+    output: Output,
     samples: int = CALIBRATION_SAMPLES,
     log: Callable[[str], None] = lambda _m: None,
 ) -> Plan:
-    """An augment output: the int8 network added to it (or to a copy at `target`), its plan updated."""
+    """An augment output: the int8 network added to it (or to a copy, `output`), its plan updated. The folder's
+    files are checked (inside it, unchanged) before it is copied, the data against what augment was given."""
     folder = Path(folder)
     plan = Plan.load(folder)
+    plan.check_named_files(folder)
     s = plan.search
+    _require_augments_file(data_path, s.data, s.data_sha256)
+    if s.calibration_data is not None:
+        _require_augments_file(s.calibration_data, s.calibration_data, s.calibration_sha256)
     shape = tuple(plan.model.input_shape[1:])
     data, train_idx, val_idx = datasets.load_split(
         data_path, shape, plan.model.classes, s.val_fraction, s.seed, s.calibration_data
     )
-    if len(val_idx) != plan.validation.samples:
-        raise EennError(
-            f"{data_path}: its validation split has {len(val_idx)} samples but augment's had "
-            f"{plan.validation.samples}: give the data augment was given"
-        )
-    with atomic_folder(target or folder) as tmp:
-        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+    with atomic_folder(output, log) as tmp:
+        shutil.copytree(folder, tmp, symlinks=True, dirs_exist_ok=True)
         add_int8(tmp, plan, data, train_idx, val_idx, samples, log)
-        plan.save(tmp)
         write_report(tmp, plan)
+        plan.record_hashes(tmp)
+        plan.save(tmp)
     return plan
+
+
+def _require_augments_file(path: str | Path, recorded: str, digest: str | None) -> None:
+    """The thresholds are searched again on augment's validation split: only the very data file rebuilds it."""
+    if Path(path).is_file() and sha256_of(Path(path)) != digest:  # a missing file: load_npz says so
+        raise EennError(
+            f"{path}: not the data augment was given ({recorded}: its SHA-256 differs): give the data augment was given"
+        )
 
 
 def add_int8(
@@ -169,7 +177,7 @@ def add_int8(
     search settings (seed, tolerance, confidence) are the plan's."""
     chosen = train_idx[stratified_sample(data.y[train_idx], samples, plan.search.seed)]
     log(f"quantising the early-exit network to int8 (calibration: {len(chosen)} training samples)")
-    int8 = quantize_onnx(onnx.load(str(folder / plan.artifacts.eenn_onnx)), data.x[chosen])
+    int8 = quantize_onnx(onnx.load(str(plan.artifact(folder, "eenn_onnx"))), data.x[chosen])
     onnx.save(int8, str(folder / INT8_ONNX))
     log(f"int8 thresholds on {len(val_idx)} validation samples (onnxruntime)")
     outputs = onnx_runtime.run_each(onnx_runtime.session(int8), data.x[val_idx])

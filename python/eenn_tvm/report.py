@@ -12,7 +12,7 @@ from eenn_tvm.textui import threshold_text
 def write_report(folder: Path, plan: Plan) -> None:
     _plot_pareto(folder / "pareto.png", plan)
     _plot_exits(folder / "exits.png", plan)
-    v, b = plan.validation, plan.baseline.validation
+    v = plan.validation
     s = plan.search
     lines = [
         f"# Early-exit plan for {plan.model.name}",
@@ -27,8 +27,7 @@ def write_report(folder: Path, plan: Plan) -> None:
         f"| original model | {100 * v.baseline_accuracy:.2f} % | {plan.model.total_macs:,} | – |",
         f"| **eenn-tvm** ({len(plan.exits)} exits) | {100 * v.accuracy:.2f} % | {v.mean_macs:,.0f} | "
         f"{100 * (1 - v.mac_fraction):.1f} % |",
-        f"| SDN-style baseline ({len(plan.baseline.exits)} exits, one threshold) | {100 * b.accuracy:.2f} % | "
-        f"{b.mean_macs:,.0f} | {100 * (1 - b.mac_fraction):.1f} % |",
+        _baseline_row(plan),
         "",
         "## Exits",
         "",
@@ -54,6 +53,16 @@ def write_report(folder: Path, plan: Plan) -> None:
         *_int8_lines(plan),
     ]
     (folder / "report.md").write_text("\n".join(lines))
+
+
+def _baseline_row(plan: Plan) -> str:
+    b = plan.baseline.validation
+    if b is None:
+        return "| SDN-style baseline (one threshold) | infeasible: no single threshold meets the tolerance | – | – |"
+    return (
+        f"| SDN-style baseline ({len(plan.baseline.exits)} exits, one threshold) | {100 * b.accuracy:.2f} % | "
+        f"{b.mean_macs:,.0f} | {100 * (1 - b.mac_fraction):.1f} % |"
+    )
 
 
 def _int8_lines(plan: Plan) -> list[str]:
@@ -101,13 +110,16 @@ def _plot_pareto(path: Path, plan: Plan) -> None:
     ax.step([100 * c for c, _ in base], [100 * a for _, a in base], where="post", label="SDN baseline", alpha=0.7)
     v, b = plan.validation, plan.baseline.validation
     ax.scatter([100 * v.mac_fraction], [100 * v.accuracy], marker="*", s=160, zorder=3, label="chosen")
-    ax.scatter([100 * b.mac_fraction], [100 * b.accuracy], marker="o", s=60, zorder=3, label="baseline chosen")
+    if b is not None:
+        ax.scatter([100 * b.mac_fraction], [100 * b.accuracy], marker="o", s=60, zorder=3, label="baseline chosen")
     ax.axhline(
         100 * (v.baseline_accuracy - plan.search.max_accuracy_drop), ls="--", c="gray", lw=1, label="accuracy floor"
     )
     ax.set_xlabel("mean MACs per inference (% of the original model)")
     ax.set_ylabel("validation accuracy (%)")
-    low = min(100 * (v.baseline_accuracy - 3 * max(plan.search.max_accuracy_drop, 0.01)), 100 * b.accuracy)
+    low = 100 * (v.baseline_accuracy - 3 * max(plan.search.max_accuracy_drop, 0.01))
+    if b is not None:
+        low = min(low, 100 * b.accuracy)
     ax.set_ylim(low, 100 * v.baseline_accuracy + 0.5)
     ax.set_xlim(0, 105)
     ax.legend(loc="lower right", fontsize=8)

@@ -76,6 +76,7 @@ class Result:
     exits: list[Exit]
     outcome: Outcome
     pareto: list[tuple[float, float]] = field(default_factory=list)  # (mean cost, accuracy), cost ascending
+    feasible: bool = True  # False: no choice of this kind meets the accuracy floor (then no exits)
 
 
 def outcome_of(problem: SearchProblem, exits: list[Exit]) -> Outcome:
@@ -105,6 +106,8 @@ def with_confidence(
             break
         margin = max(margin, needed)
         result = solve(replace(problem, min_accuracy=problem.min_accuracy + margin))
+        if not result.feasible:
+            break
     return result, margin
 
 
@@ -123,7 +126,9 @@ def search(problem: SearchProblem) -> Result:
 
 
 def single_threshold(problem: SearchProblem, options: list[int]) -> Result:
-    """The baseline's decision: exits at the given options, one threshold shared by all of them."""
+    """The baseline's decision: exits at the given options, one threshold shared by all of them. Infeasible (no
+    exits) when no threshold meets the floor: a floor raised by a statistical margin can lie above the original
+    model's own accuracy, which even a threshold no sample reaches only matches."""
     pooled = np.concatenate([problem.options[i].confidence for i in options])
     candidates = np.unique(np.quantile(pooled, np.linspace(0, 1, 1001)).astype(np.float32))
     best, seen = None, []
@@ -135,8 +140,8 @@ def single_threshold(problem: SearchProblem, options: list[int]) -> Result:
             best is None or outcome.mean_cost < best.outcome.mean_cost
         ):
             best = Result(exits, outcome)
-    if best is None:  # unreachable: the infinite threshold reproduces the original model
-        raise AssertionError("no feasible single threshold")
+    if best is None:
+        return Result([], outcome_of(problem, []), _front(seen, problem.samples), feasible=False)
     best.pareto = _front(seen, problem.samples)
     return best
 

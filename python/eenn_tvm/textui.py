@@ -47,7 +47,7 @@ def progress(iterable, label: str, unit_scale: int = 1, total: int | None = None
 
     import click
 
-    items = list(iterable)
+    items = iterable if total is not None else list(iterable)  # with a total, a stream is shown as it comes
     length = total if total is not None else len(items) * unit_scale
     with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
         done = 0

@@ -13,7 +13,7 @@ import onnx
 
 from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
-from eenn_tvm.outputs import atomic_folder
+from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.targets.mcu import driver, kernels, project
 from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, Core, core_named
 from eenn_tvm.targets.mcu.lower import Program, lower
@@ -24,17 +24,18 @@ REFERENCE = "reference"  # what verify compares against: the ONNX model, or the 
 
 
 def build_firmware(
-    source: str | Path, core_name: str, out: str | Path, input_shapes: dict | None = None, **options
+    source: str | Path, core_name: str, out: Output, input_shapes: dict | None = None, **options
 ) -> FirmwareManifest:
     """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
     `options` are those of `write_firmware`."""
+    out.check(options.get("log", lambda _: None))
     return write_firmware(Network.open(source, input_shapes), core_named(core_name), out, **options)
 
 
 def write_firmware(
     network: Network,
     core: Core,
-    out: str | Path,
+    out: Output,
     kernel_kind: str = "auto",
     flash_budget: int | None = None,
     ram_budget: int | None = None,
@@ -63,17 +64,21 @@ def write_firmware(
         workspace,
     )
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, log) as tmp:
         log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
         project.write_project(tmp, program, spec, memory, core, kernel_kind, stack_bytes)
         with tempfile.TemporaryDirectory(prefix="eenn-build-") as build:
             project.compile_project(tmp, Path(build), cross=True)
             project.keep_binaries(Path(build), tmp)
         sizes = project.measure_sizes(tmp / project.BINARIES, memory, workspace, stack_bytes)
-        budget = Budget(flash=flash_budget or core.flash_budget, ram=ram_budget or core.ram_budget)
+        budget = Budget(
+            flash=core.flash_budget if flash_budget is None else flash_budget,
+            ram=core.ram_budget if ram_budget is None else ram_budget,
+        )
         _check_budget(core, sizes, budget)
         reference = _write_reference(network, tmp / REFERENCE)
         manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, budget, reference)
+        manifest.record_hashes(tmp)
         manifest.save(tmp)
     return manifest
 
@@ -136,6 +141,7 @@ def _manifest(
         total_macs=network.total_macs,
         reference=reference,
         elf=f"{project.BINARIES}/{project.ELF}",
+        stream_elf=f"{project.BINARIES}/{project.STREAM_ELF}",
         memory=MemoryFigures(
             arena_bytes=memory.arena_bytes,
             lower_bound_bytes=memory.lower_bound_bytes,

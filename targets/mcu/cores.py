@@ -12,22 +12,23 @@ DEFAULT_STACK_BYTES = 8 << 10  # reserved for inference; verify reports what it 
 
 @dataclass(frozen=True)
 class Board:
-    """A QEMU machine: where its code and data memories are, for the linker script."""
+    """A QEMU machine: where its code and data memories are, for the linker script, and its first UART."""
 
     machine: str
     flash_origin: int
     flash_bytes: int
     ram_origin: int
     ram_bytes: int
+    uart_base: int  # UART0, a CMSDK APB UART: the live deployment's firmware streams over it
 
 
 # QEMU's MPS2/MPS3 FPGA images (Arm application notes AN385/386/500/505/547): code in SSRAM1 or ITCM,
 # data in SSRAM2/3 or DTCM. The Armv8-M boards boot in the secure state, hence the secure aliases.
-MPS2_AN385 = Board("mps2-an385", 0x00000000, 4 << 20, 0x20000000, 4 << 20)
-MPS2_AN386 = Board("mps2-an386", 0x00000000, 4 << 20, 0x20000000, 4 << 20)
-MPS2_AN500 = Board("mps2-an500", 0x00000000, 4 << 20, 0x20000000, 4 << 20)
-MPS2_AN505 = Board("mps2-an505", 0x10000000, 4 << 20, 0x38000000, 2 << 20)
-MPS3_AN547 = Board("mps3-an547", 0x10000000, 512 << 10, 0x30000000, 512 << 10)
+MPS2_AN385 = Board("mps2-an385", 0x00000000, 4 << 20, 0x20000000, 4 << 20, 0x40004000)
+MPS2_AN386 = Board("mps2-an386", 0x00000000, 4 << 20, 0x20000000, 4 << 20, 0x40004000)
+MPS2_AN500 = Board("mps2-an500", 0x00000000, 4 << 20, 0x20000000, 4 << 20, 0x40004000)
+MPS2_AN505 = Board("mps2-an505", 0x10000000, 4 << 20, 0x38000000, 2 << 20, 0x50200000)
+MPS3_AN547 = Board("mps3-an547", 0x10000000, 512 << 10, 0x30000000, 512 << 10, 0x59303000)
 
 
 @dataclass(frozen=True)

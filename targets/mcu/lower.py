@@ -17,6 +17,7 @@ import tvm
 from tvm import relax, tirx
 
 from eenn_tvm.errors import EennError
+from eenn_tvm.passes import segments_only
 from eenn_tvm.targets.fusion import fusion_passes
 from eenn_tvm.targets.mcu.schedule import schedule_for_mcu
 
@@ -85,9 +86,8 @@ def lowering_pipeline() -> tvm.transform.Pass:
 
 def lower(mod: tvm.IRModule, segments: list[str]) -> Program:
     """Lower the named segment functions of `mod` (chained: each takes the first output of the one before)."""
-    only_segments = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint in segments})
     with tvm.transform.PassContext(opt_level=3):
-        lowered = lowering_pipeline()(only_segments)
+        lowered = lowering_pipeline()(segments_only(mod, segments))
     reader = _Reader()
     program = []
     for index, name in enumerate(segments):

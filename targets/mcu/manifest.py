@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, computed_field
+from pydantic import ConfigDict, Field, computed_field, model_validator
 
-from eenn_tvm.documents import Document, FolderDocument
+from eenn_tvm.documents import Count, Document, FolderDocument, RelativePath, Sha256, Size
+from eenn_tvm.errors import EennError
+from eenn_tvm.targets.mcu import MANIFEST_FILE
+from eenn_tvm.targets.mcu.cores import CORES
 
+MAX_CLASSES = 1 << 16  # what a microcontroller classifier can output: a bound on what verify allocates
 FORMAT = "eenn-tvm-firmware"
-VERSION = 1
+VERSION = 2  # 2: the SHA-256 of the ELF and the reference
 
 
 class HandOver(Document):
     """The tensor the device's last segment hands to the next tier when its exit does not fire."""
 
     tensor: str
-    shape: list[int]
-    dtype: str
-    bytes: int
+    shape: list[Size]
+    dtype: Literal["float32"]
+    bytes: Size
 
 
 class ExitCost(Document):
-    index: int
+    index: Count
     point: str
-    macs_to_reach: int
-    head_macs: int
+    macs_to_reach: Count
+    head_macs: Count
 
 
 class MemoryFigures(Document):
-    arena_bytes: int
-    lower_bound_bytes: int  # the most bytes alive at once
-    workspace_bytes: int
-    stack_reserved_bytes: int
+    arena_bytes: Count
+    lower_bound_bytes: Count  # the most bytes alive at once
+    workspace_bytes: Count
+    stack_reserved_bytes: Count
 
 
 class Sizes(Document):
@@ -40,13 +45,13 @@ class Sizes(Document):
 
     model_config = ConfigDict(extra="ignore")  # flash and ram are written for people, and computed when read
 
-    code: int
-    weights: int
-    data: int
-    arena: int
-    workspace: int
-    other_bss: int
-    stack: int
+    code: Count
+    weights: Count
+    data: Count
+    arena: Count
+    workspace: Count
+    other_bss: Count
+    stack: Count
 
     @computed_field
     @property
@@ -60,32 +65,61 @@ class Sizes(Document):
 
 
 class Budget(Document):
-    flash: int
-    ram: int
+    flash: Count
+    ram: Count
 
 
 class FirmwareManifest(FolderDocument):
     format: Literal["eenn-tvm-firmware"] = FORMAT
-    version: Literal[1] = VERSION
+    version: Literal[2] = VERSION
     kind: Literal["model", "eenn"]
     model: str
     core: str = Field(alias="target")  # the Cortex-M core it is built for
     machine: str  # the QEMU board that runs it
-    kernels: str  # "llvm" or "c"
+    kernels: Literal["llvm", "c"]
     input_name: str
-    input_shape: list[int]
-    classes: int
-    segments: int  # of the whole network
-    device_segments: int  # the first ones, built here
+    input_shape: list[Size] = Field(min_length=1)
+    classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
+    segments: Size  # of the whole network
+    device_segments: Size  # the first ones, built here
     hand_over: HandOver | None  # None: the device runs the network to its end
     exits: list[ExitCost]
-    total_macs: int | None
-    reference: str | None  # relative to the folder: what verify compares with on the host
-    elf: str  # relative to the folder
+    total_macs: Count | None
+    reference: RelativePath | None  # what verify compares with on the host
+    elf: RelativePath
+    stream_elf: RelativePath | None = (
+        None  # the same over UART0, for a live deployment (firmware built before it: None)
+    )
     memory: MemoryFigures
     sizes: Sizes
     budget: Budget
+    hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of the ELF and the reference
 
-    file: ClassVar[str] = "firmware.json"
+    file: ClassVar[str] = MANIFEST_FILE
     missing: ClassVar[str] = "not a firmware folder (no firmware.json): make one with `eenn-tvm build`"
     remedy: ClassVar[str] = "run `eenn-tvm build` again"
+
+    @model_validator(mode="after")
+    def _runs_on_its_board(self) -> FirmwareManifest:
+        if self.core not in CORES:
+            raise ValueError(f"target: expected one of {', '.join(CORES)}, got {self.core!r}")
+        if self.machine != CORES[self.core].board.machine:
+            raise ValueError(f"machine: {self.core} runs on {CORES[self.core].board.machine}, not {self.machine!r}")
+        if self.device_segments > self.segments:
+            raise ValueError(f"device_segments: more than segments ({self.segments})")
+        if (self.hand_over is None) != (self.device_segments == self.segments):
+            raise ValueError("hand_over: given exactly when the device runs only the first segments")
+        suffix = {"model": ".onnx", "eenn": ".so"}[self.kind]  # the ONNX model, or the early-exit host module
+        if self.reference is not None and not self.reference.endswith(suffix):
+            raise ValueError(f"reference: a {self.kind} is checked against a {suffix} file, not {self.reference!r}")
+        return self
+
+    def named_files(self) -> list[str]:
+        return [self.elf] + [name for name in (self.reference, self.stream_elf) if name]
+
+    def artifact(self, folder: str | Path, name: str) -> Path:
+        """The file the manifest names as `name` ("elf", "reference"), checked (see `named_file`)."""
+        relative = getattr(self, name)
+        if relative is None:
+            raise EennError(f"{folder}: has no {name}: {self.remedy}")
+        return self.named_file(folder, relative)

@@ -18,6 +18,7 @@ from eenn_tvm.targets.mcu.memory import MemoryPlan
 HERE = Path(__file__).parent
 BINARIES = "bin"  # the built firmware and library, kept; the CMake build trees are not (they hold absolute paths)
 ELF = "eenn_verify.elf"
+STREAM_ELF = "eenn_stream.elf"
 LIBRARY = "libeenn_model.a"
 
 
@@ -69,6 +70,7 @@ def write_project(
         MODEL=spec.model,
         CORE=core.name,
         MACHINE=board.machine,
+        UART_BASE=hex(board.uart_base),
         KERNELS=f"{kernel_kind} ({kernel_source})",
         KERNEL_SOURCE=kernel_source,
     )
@@ -93,7 +95,7 @@ def compile_project(folder: Path, build: Path, cross: bool = True, sanitize: boo
 
 def keep_binaries(build: Path, folder: Path) -> None:
     (folder / BINARIES).mkdir()
-    for name in (ELF, LIBRARY, "eenn_verify.map"):
+    for name in (ELF, STREAM_ELF, LIBRARY, "eenn_verify.map"):
         shutil.copyfile(build / name, folder / BINARIES / name)
 
 

@@ -49,11 +49,15 @@ def record_dtype(classes: int) -> np.dtype:
     )
 
 
-def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
+def qemu_binary() -> str:
     if shutil.which("qemu-system-arm") is None:
         raise EennError("qemu-system-arm is not installed: apt-get install qemu-system-arm (scripts/setup.sh does it)")
+    return "qemu-system-arm"
+
+
+def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
     command = [
-        "qemu-system-arm",
+        qemu_binary(),
         "-M",
         machine,
         "-nographic",
@@ -98,7 +102,13 @@ def _run(command: list[str], inputs: np.ndarray, classes: int, timeout: float) -
         if summary is None or int(summary.group(1)) != len(inputs):
             tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
             raise EennError(f"the firmware stopped before reporting every sample: {tail[0]}")
-        records = np.fromfile(Path(work) / "results.bin", dtype=record_dtype(classes))
+        results, dtype = Path(work) / "results.bin", record_dtype(classes)
+        if not results.is_file() or results.stat().st_size != len(inputs) * dtype.itemsize:
+            raise EennError(
+                f"the firmware's results are not {len(inputs)} records of {classes} classes: its firmware.json "
+                "does not describe it: run `eenn-tvm build` again"
+            )
+        records = np.fromfile(results, dtype=dtype)
         live = (Path(work) / "live.bin").read_bytes()
     ticks = records["ticks_low"].astype(np.int64) + (records["ticks_high"].astype(np.int64) << 32)
     instructions = ticks * int(summary.group(2)) // 1000

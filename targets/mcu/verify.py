@@ -57,11 +57,13 @@ def verify(
     (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
     manifest = FirmwareManifest.load(folder)
+    reference = manifest.artifact(folder, "reference")
+    elf = manifest.artifact(folder, "elf")
     data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
     data = Dataset(data.x[:n], data.y[:n])
     log(f"running {len(data)} samples on {manifest.machine if on == 'qemu' else 'this host'}")
-    device = _run(folder, manifest, data, on)
-    exits, scores = _reference(folder / manifest.reference, manifest, data)
+    device = _run(folder, elf, manifest, data, on)
+    exits, scores = _reference(reference, manifest, data)
     final = len(manifest.exits)
     same_exit = device.exit_index == exits
     errors = np.abs(device.scores - scores).max(axis=1)
@@ -87,9 +89,9 @@ def verify(
     )
 
 
-def _run(folder: Path, manifest: FirmwareManifest, data: Dataset, on: str) -> Run:
+def _run(folder: Path, elf: Path, manifest: FirmwareManifest, data: Dataset, on: str) -> Run:
     if on == "qemu":
-        return run_in_qemu(folder / manifest.elf, manifest.machine, data.x, manifest.classes)
+        return run_in_qemu(elf, manifest.machine, data.x, manifest.classes)
     with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
         compile_project(folder, Path(build), cross=False, sanitize=True)
         return run_on_host(Path(build) / "eenn_verify", data.x, manifest.classes)

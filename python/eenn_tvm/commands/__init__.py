@@ -1,6 +1,20 @@
 """One module per subcommand; each exposes a click command named `command`."""
 
-from eenn_tvm.commands import analyze, augment, build, compile, map, profile, quantize, run, tune, verify
+from eenn_tvm.commands import (
+    analyze,
+    augment,
+    broker,
+    build,
+    compile,
+    device,
+    map,
+    profile,
+    quantize,
+    run,
+    serve,
+    tune,
+    verify,
+)
 
 COMMANDS = [
     analyze.command,
@@ -13,6 +27,9 @@ COMMANDS = [
     map.command,
     compile.command,
     tune.command,
+    broker.command,
+    serve.command,
+    device.command,
 ]
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import click
 
 from eenn_tvm.commands.options import (
+    augment_inputs,
     augment_options,
     echo_json,
     input_shape_option,
@@ -16,6 +17,7 @@ from eenn_tvm.commands.options import (
     settings_from,
 )
 from eenn_tvm.commands.quantize import show_int8
+from eenn_tvm.outputs import Output
 from eenn_tvm.textui import format_table
 
 
@@ -30,7 +32,9 @@ from eenn_tvm.textui import format_table
 )
 @input_shape_option
 @json_option
-def command(model, data_path, out, platform_name, objective, cost_model_path, int8, input_shapes, as_json, **search):
+def command(
+    model, data_path, out, force, platform_name, objective, cost_model_path, int8, input_shapes, as_json, **search
+):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
     Writes OUT/plan.json, OUT/eenn.onnx (the model with exit outputs exit_0, exit_1, ...), OUT/heads/,
@@ -40,8 +44,12 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
     from eenn_tvm.augment import augment
 
     settings = replace(settings_from(**search), int8=int8)
+    output = Output.of(
+        out, "augment", augment_inputs(model, data_path, settings, platform_name, cost_model_path), force
+    )
+    output.check(_log)
     cost = _predicted_cost(platform_name, objective, cost_model_path, settings.decision) if platform_name else None
-    plan = augment(model, data_path, out, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
+    plan = augment(model, data_path, output, settings, input_shapes_from(input_shapes), cost=cost, log=_log)
     if as_json:
         echo_json(plan.to_json())
         return
@@ -54,14 +62,15 @@ def command(model, data_path, out, platform_name, objective, cost_model_path, in
         savings_table(
             v.baseline_accuracy,
             plan.model.total_macs,
-            [("eenn-tvm", v.accuracy, v.mean_macs), ("SDN baseline", b.accuracy, b.mean_macs)],
+            [("eenn-tvm", v.model_dump()), ("SDN baseline", b and b.model_dump())],
         )
     )
     if v.predicted:
+        sdn = "infeasible" if b is None else f"{100 * (1 - b.predicted.fraction):.1f}% less"
         click.echo(
             f"predicted {v.predicted.cost} per inference: {v.predicted.mean:.4g} against "
             f"{v.predicted.full:.4g} for the original model ({100 * (1 - v.predicted.fraction):.1f}% less; "
-            f"SDN baseline {100 * (1 - b.predicted.fraction):.1f}% less)"
+            f"SDN baseline {sdn})"
         )
     click.echo()
     click.echo(
@@ -87,8 +96,12 @@ def _predicted_cost(platform_name, objective, cost_model_path, decision):
     platform = Platform.load(platform_name)
     cost_model = CostModel.for_platform(platform, cost_model_path)
     device = platform.device.name
-    _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")
-    return lambda model, analysis: PredictedCost(model, analysis, cost_model, device, objective, decision)
+
+    def cost(model, analysis):  # called once the data is checked: its errors come before any progress line
+        _log(f"cost: {objective} on {device} of {platform.name} ({cost_model.sources()[device]} costs)")
+        return PredictedCost(model, analysis, cost_model, device, objective, decision)
+
+    return cost
 
 
 def _log(message: str) -> None:

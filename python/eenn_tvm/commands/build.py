@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option
+from eenn_tvm.commands.options import (
+    echo_json,
+    input_shape_option,
+    input_shapes_from,
+    json_option,
+    output_options,
+    positive,
+)
+from eenn_tvm.outputs import Output
 from eenn_tvm.targets.mcu.cores import CORES, DEFAULT_STACK_BYTES, KERNEL_KINDS
 from eenn_tvm.textui import format_table
 
@@ -12,14 +20,7 @@ from eenn_tvm.textui import format_table
 @click.command("build")
 @click.argument("source", type=click.Path())
 @click.option("--target", "core", required=True, type=click.Choice(list(CORES)), help="The Cortex-M core to build for.")
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder of the firmware project (replaced as a whole when done).",
-)
+@output_options("Folder of the firmware project.")
 @click.option(
     "--kernels",
     "kernel_kind",
@@ -30,10 +31,18 @@ from eenn_tvm.textui import format_table
     "gcc; auto: llvm, except c on the Cortex-M0+.",
 )
 @click.option(
-    "--flash", type=int, metavar="BYTES", help="Flash budget of the part (default: a typical part with this core)."
+    "--flash",
+    type=int,
+    callback=positive,
+    metavar="BYTES",
+    help="Flash budget of the part (default: a typical part with this core).",
 )
 @click.option(
-    "--ram", type=int, metavar="BYTES", help="RAM budget of the part (default: a typical part with this core)."
+    "--ram",
+    type=int,
+    callback=positive,
+    metavar="BYTES",
+    help="RAM budget of the part (default: a typical part with this core).",
 )
 @click.option(
     "--stack",
@@ -41,12 +50,13 @@ from eenn_tvm.textui import format_table
     default=DEFAULT_STACK_BYTES,
     show_default=True,
     type=int,
+    callback=positive,
     metavar="BYTES",
     help="Stack reserved for inference (verify reports what it used).",
 )
 @input_shape_option
 @json_option
-def command(source, core, out, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
+def command(source, core, out, force, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
     """Compile SOURCE for a Cortex-M core into a CMake firmware project in OUT.
 
     SOURCE is an ONNX model (compiled as it is) or an `eenn-tvm augment` output folder (the early-exit
@@ -59,7 +69,7 @@ def command(source, core, out, kernel_kind, flash, ram, stack_bytes, input_shape
     manifest = build_firmware(
         source,
         core,
-        out,
+        Output.of(out, "firmware", [source], force),
         input_shapes_from(input_shapes),
         kernel_kind=kernel_kind,
         flash_budget=flash,

@@ -5,25 +5,40 @@ from __future__ import annotations
 import click
 
 from eenn_tvm.commands.options import (
+    augment_inputs,
     augment_options,
     echo_json,
     input_shape_option,
     input_shapes_from,
     json_option,
+    positive,
     settings_from,
 )
 from eenn_tvm.errors import EennError
+from eenn_tvm.outputs import Output
 from eenn_tvm.textui import format_table
 
 
 @click.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @augment_options
-@click.option("--max-latency-ms", type=float, help="Bound on the latency of a sample that takes no exit.")
+@click.option(
+    "--max-latency-ms", type=float, callback=positive, help="Bound on the latency of a sample that takes no exit."
+)
 @input_shape_option
 @json_option
 def command(
-    model, data_path, out, platform_name, objective, cost_model_path, max_latency_ms, input_shapes, as_json, **search
+    model,
+    data_path,
+    out,
+    force,
+    platform_name,
+    objective,
+    cost_model_path,
+    max_latency_ms,
+    input_shapes,
+    as_json,
+    **search,
 ):
     """analyze -> augment -> map -> build in one go: MODEL becomes an early-exit network searched on the
     platform's predicted cost, its segments placed on the platform's targets to the optimum, firmware built
@@ -33,12 +48,14 @@ def command(
         raise EennError("compile needs --platform (a preset such as m4-edge, or a TOML file)")
     from eenn_tvm.deploy import compile_model
 
+    settings = settings_from(**search)
+    inputs = augment_inputs(model, data_path, settings, platform_name, cost_model_path)
     plan = compile_model(
         model,
         data_path,
         platform_name,
-        out,
-        settings_from(**search),
+        Output.of(out, "compile", inputs, force),
+        settings,
         objective,
         None if max_latency_ms is None else max_latency_ms / 1000,
         cost_model_path,

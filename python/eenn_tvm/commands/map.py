@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from eenn_tvm.catalog import OBJECTIVES
-from eenn_tvm.commands.options import echo_json, json_option
+from eenn_tvm.commands.options import echo_json, json_option, positive
 from eenn_tvm.errors import EennError
+from eenn_tvm.outputs import check_writable_file
 from eenn_tvm.placement.solver import baselines, runs, solve
 from eenn_tvm.textui import format_table
 
@@ -29,7 +30,12 @@ from eenn_tvm.textui import format_table
     type=click.Choice(OBJECTIVES),
     help="With OUT: minimise expected energy or expected latency per inference.",
 )
-@click.option("--max-latency-ms", type=float, help="With OUT: bound on the latency of a sample that takes no exit.")
+@click.option(
+    "--max-latency-ms",
+    type=float,
+    callback=positive,
+    help="With OUT: bound on the latency of a sample that takes no exit.",
+)
 @click.option(
     "--cost-model",
     "cost_model_path",
@@ -58,6 +64,7 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
     from eenn_tvm.platform import Platform
 
     plan = Plan.load(out)
+    check_writable_file(Path(out) / "plan.json")
     platform = Platform.load(platform_name)
     placement = place(
         plan,
@@ -68,7 +75,7 @@ def command(out, problem_path, platform_name, objective, max_latency_ms, cost_mo
         None if max_latency_ms is None else max_latency_ms / 1000,
     )
     plan.placement = placement
-    plan.save(Path(out))
+    plan.save(Path(out), log=lambda m: click.echo(m, err=True))
     if as_json:
         echo_json(placement.model_dump(by_alias=True))
         return

@@ -13,6 +13,7 @@ import click
 
 from eenn_tvm.cache import CACHE
 from eenn_tvm.catalog import OBJECTIVES, RULES
+from eenn_tvm.errors import EennError
 from eenn_tvm.textui import format_table
 
 input_shape_option = click.option(
@@ -43,6 +44,11 @@ def checked_database(path: str | None) -> Path | None:
     return Path(path)
 
 
+def data_option(help: str):
+    """`--data D.npz`, required: labelled samples (x and y)."""
+    return click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help=help)
+
+
 def input_shapes_from(values: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
     from eenn_tvm.frontend import parse_input_shape
 
@@ -53,14 +59,20 @@ def echo_json(document) -> None:
     click.echo(json.dumps(document, indent=2))
 
 
-def savings_table(original_accuracy: float, total_macs: int, rows: list[tuple[str, float, float]]) -> str:
-    """The original model, then (label, accuracy, mean MACs) per early-exit network, with the MAC reduction."""
+def savings_table(original_accuracy: float, total_macs: int, rows: list[tuple[str, dict | None]]) -> str:
+    """The original model, then per early-exit network (label, figures with accuracy and mean_macs) with the MAC
+    reduction; a network without figures is infeasible (a baseline no single threshold makes meet the tolerance)."""
     table = [["original model", f"{100 * original_accuracy:.2f}%", f"{total_macs:,}", "-"]]
-    for label, accuracy, mean_macs in rows:
+    for label, figures in rows:
+        if figures is None:
+            table.append([label, "infeasible", "-", "-"])
+            continue
+        accuracy, mean_macs = figures["accuracy"], figures["mean_macs"]
         table.append(
             [label, f"{100 * accuracy:.2f}%", f"{mean_macs:,.0f}", f"{100 * (1 - mean_macs / total_macs):.1f}%"]
         )
-    return format_table(["", "accuracy", "mean MACs / inference", "MAC reduction"], table)
+    note = "\n(infeasible: no single threshold meets the tolerance)" if any(f is None for _, f in rows) else ""
+    return format_table(["", "accuracy", "mean MACs / inference", "MAC reduction"], table) + note
 
 
 def _stack(*decorators):
@@ -72,15 +84,35 @@ def _stack(*decorators):
     return apply
 
 
+def output_options(what: str):
+    """-o and --force: the folder a command writes (see `eenn_tvm.outputs`)."""
+    return _stack(
+        click.option(
+            "-o",
+            "--output",
+            "out",
+            required=True,
+            type=click.Path(file_okay=False),
+            help=f"{what} A new folder, an empty one, or one eenn-tvm wrote: replaced as a whole when done.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Replace the -o folder though eenn-tvm did not write it (never the current or home folder, a "
+            "parent of either, or a folder holding an input of the command).",
+        ),
+    )
+
+
+def augment_inputs(model, data_path, settings, platform_name, cost_model_path) -> list[Path | None]:
+    """What augment and compile read, so that their -o is never one of these or a folder holding one."""
+    platform = Path(platform_name) if platform_name and Path(platform_name).is_file() else None
+    return [Path(model), Path(data_path), settings.calibration_path, settings.cache_dir, platform, cost_model_path]
+
+
 # What augment and compile share: the data, the search settings, the output folder and the platform cost.
 augment_options = _stack(
-    click.option(
-        "--data",
-        "data_path",
-        required=True,
-        type=click.Path(dir_okay=False),
-        help="Labelled data (.npz with x and y) to train the exit heads and set the thresholds.",
-    ),
+    data_option("Labelled data (.npz with x and y) to train the exit heads and set the thresholds."),
     click.option(
         "--max-accuracy-drop",
         default=0.01,
@@ -117,7 +149,9 @@ augment_options = _stack(
         help="Labelled data that sets the thresholds instead of a share of --data (then all of --data trains "
         "the heads); e.g. speakers or patients the heads never saw.",
     ),
-    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training."),
+    click.option(
+        "--seed", default=0, show_default=True, type=int, help="Seed of the split and of head training (0 or more)."
+    ),
     click.option(
         "--cache-dir",
         type=click.Path(file_okay=False, path_type=Path),
@@ -126,14 +160,7 @@ augment_options = _stack(
         help="Where backbone features are cached between runs.",
     ),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
-    click.option(
-        "-o",
-        "--output",
-        "out",
-        required=True,
-        type=click.Path(file_okay=False),
-        help="Folder to write (replaced as a whole when done).",
-    ),
+    output_options("Folder to write."),
     click.option(
         "--platform",
         "platform_name",
@@ -162,10 +189,10 @@ augment_options = _stack(
 def settings_from(
     max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, database
 ):
-    """The augment settings of the shared options."""
-    from eenn_tvm.augment import Settings
+    """The augment settings of the shared options, checked."""
+    from eenn_tvm.augment import Settings, check_settings
 
-    return Settings(
+    settings = Settings(
         max_accuracy_drop,
         decision,
         val_fraction,
@@ -174,4 +201,42 @@ def settings_from(
         calibration_path,
         confidence,
         database=checked_database(database),
+    )
+    check_settings(settings)
+    return settings
+
+
+def positive(_ctx, param, value):
+    """A click callback: a number that must be > 0 (a budget, a bound), named in the error."""
+    if value is not None and not value > 0:
+        raise EennError(f"{param.opts[0]} {value:g}: must be > 0")
+    return value
+
+
+# Where the broker of a live deployment is and how to log in (serve, device).
+broker_options = _stack(
+    click.option(
+        "--broker",
+        "broker_url",
+        required=True,
+        metavar="mqtt://HOST:PORT",
+        help="The MQTT broker (mqtts:// for TLS). `eenn-tvm broker` starts a Mosquitto on this machine.",
+    ),
+    click.option("--username", help="Log in to the broker with this user."),
+    click.option(
+        "--password",
+        envvar="EENN_MQTT_PASSWORD",
+        help="The user's password (or the environment variable EENN_MQTT_PASSWORD, which `ps` does not show).",
+    ),
+    click.option("--tls-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA certificate to trust (TLS)."),
+    click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate (TLS)."),
+    click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate's key (TLS)."),
+)
+
+
+def broker_from(broker_url, username, password, tls_ca, tls_cert, tls_key):
+    from eenn_tvm.tiers.mqtt import Broker
+
+    return Broker.from_url(
+        broker_url, username=username, password=password, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
     )

@@ -53,7 +53,13 @@ from eenn_tvm.textui import format_table
     is_flag=True,
     help="Hold out a quarter of the workloads: error and rank correlation of the model and of the MAC proxy.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the generated shapes and of the split.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the generated shapes and of the split.",
+)
 @json_option
 def command(platform_name, count, models, dataset, model_path, do_validate, seed, as_json):
     """Measure workloads on every target of the platform this machine can measure (MCUs in QEMU, hosts marked

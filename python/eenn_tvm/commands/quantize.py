@@ -10,6 +10,7 @@ import click
 from eenn_tvm.catalog import CALIBRATION_SAMPLES
 from eenn_tvm.commands.options import echo_json, input_shape_option, input_shapes_from, json_option, savings_table
 from eenn_tvm.errors import EennError
+from eenn_tvm.outputs import Output, check_output_file, marked_kind
 from eenn_tvm.textui import threshold_text
 
 if TYPE_CHECKING:
@@ -40,11 +41,16 @@ if TYPE_CHECKING:
     "out",
     type=click.Path(),
     help="For a model: the int8 .onnx to write (required). For an augment output: a folder to write the "
-    "result to instead of updating SOURCE.",
+    "result to instead of updating SOURCE (a new folder, an empty one, or one eenn-tvm wrote).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing -o file, or an -o folder eenn-tvm did not write (never an input of the command).",
 )
 @input_shape_option
 @json_option
-def command(source, data_path, samples, out, input_shapes, as_json):
+def command(source, data_path, samples, out, force, input_shapes, as_json):
     """Quantise SOURCE to int8 with onnxruntime (QDQ: int8 weights per output channel, int8 activations).
 
     SOURCE is an `eenn-tvm augment` output (its early-exit network with the heads; the exit thresholds are searched
@@ -55,7 +61,9 @@ def command(source, data_path, samples, out, input_shapes, as_json):
     from eenn_tvm.quantized.network import describe_ops
 
     if Path(source).is_dir():
-        plan = quantize_output(source, data_path, out, samples, log=lambda m: click.echo(m, err=True))
+        output = _folder_output(source, data_path, out, force)
+        output.check(_log)
+        plan = quantize_output(source, data_path, output, samples, log=_log)
         if as_json:
             echo_json(plan.int8.model_dump())
             return
@@ -63,14 +71,24 @@ def command(source, data_path, samples, out, input_shapes, as_json):
         return
     if out is None:
         raise EennError(f"give -o FILE.onnx: where to write the int8 form of {source}")
-    if Path(out).is_dir():
-        raise EennError(f"-o {out} is a folder: give the .onnx file to write")
+    check_output_file(out, [source, data_path], force)
     summary = quantize_model(source, data_path, out, samples, input_shapes_from(input_shapes))
     if as_json:
         echo_json(summary)
         return
     click.echo(f"wrote {out} (int8 QDQ, calibrated on {summary['calibration_samples']} samples)")
     click.echo(describe_ops(summary["ops"]))
+
+
+def _folder_output(source: str, data_path: str, out: str | None, force: bool) -> Output:
+    """Into a copy at -o, or in place: SOURCE replaced by itself with the int8 network added, which only an
+    eenn-tvm output may be."""
+    kind = marked_kind(Path(source))
+    if out is None:
+        if kind is None:
+            raise EennError(f"{source}: eenn-tvm did not write this folder: give -o a new folder for the result")
+        return Output.of(source, kind, [data_path])
+    return Output.of(out, kind or "augment", [source, data_path], force)
 
 
 def show_int8(plan: Plan, folder: str) -> None:
@@ -88,9 +106,9 @@ def show_int8(plan: Plan, folder: str) -> None:
             v.baseline_accuracy,
             macs,
             [
-                ("early-exit network (float)", v.accuracy, v.mean_macs),
-                ("int8 model", q.model_accuracy, macs),
-                ("int8 early-exit network", q.validation.accuracy, q.validation.mean_macs),
+                ("early-exit network (float)", v.model_dump()),
+                ("int8 model", {"accuracy": q.model_accuracy, "mean_macs": macs}),
+                ("int8 early-exit network", q.validation.model_dump()),
             ],
         )
     )
@@ -104,3 +122,7 @@ def show_int8(plan: Plan, folder: str) -> None:
     click.echo(describe_ops(q.ops))
     files = f"{plan.artifacts.eenn_int8_onnx}, {plan.artifacts.int8_host_module}"
     click.echo(f"wrote {folder}/ ({files}); next: eenn-tvm run {folder} --data TEST.npz --dtype int8")
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)

@@ -7,20 +7,21 @@ from pathlib import Path
 import click
 
 from eenn_tvm.catalog import DTYPES, ENGINES
-from eenn_tvm.commands.options import checked_database, database_option, echo_json, json_option, savings_table
+from eenn_tvm.commands.options import (
+    checked_database,
+    data_option,
+    database_option,
+    echo_json,
+    json_option,
+    savings_table,
+)
 from eenn_tvm.errors import EennError
 from eenn_tvm.textui import format_table
 
 
 @click.command("run")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Held-out labelled data (.npz with x and y), never seen by augment.",
-)
+@data_option("Held-out labelled data (.npz with x and y), never seen by augment.")
 @click.option(
     "--engine",
     default="tvm",
@@ -65,6 +66,7 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
     if (batch > 1 or database) and plan.deployment and tiers:
         raise EennError("--batch and --database run the host module: add --no-tiers for a compile output")
     database = checked_database(database)
+    plan.check_named_files(out)  # every file, before the first progress line
     data = load_npz(data_path, tuple(plan.model.input_shape[1:]), plan.model.classes)
     if count:
         data = Dataset(data.x[:count], data.y[:count])
@@ -75,17 +77,16 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
     if as_json:
         echo_json(result.to_json())
         return
-    sdn = result.sdn_baseline
     click.echo(f"{plan.model.name} on {result.samples} samples ({engine}):")
-    rows = [("early-exit network", result.accuracy, result.mean_macs)]
+    rows = [("early-exit network", result.to_json())]
     if result.int8:
         q = result.int8
         rows += [
-            ("int8 model (onnxruntime)", q["model_accuracy"], result.total_macs),
-            ("int8 early-exit network (TVM)", q["tvm"]["accuracy"], q["tvm"]["mean_macs"]),
-            ("int8 early-exit network (onnxruntime)", q["onnxruntime"]["accuracy"], q["onnxruntime"]["mean_macs"]),
+            ("int8 model (onnxruntime)", {"accuracy": q["model_accuracy"], "mean_macs": result.total_macs}),
+            ("int8 early-exit network (TVM)", q["tvm"]),
+            ("int8 early-exit network (onnxruntime)", q["onnxruntime"]),
         ]
-    rows.append(("SDN baseline", sdn["accuracy"], sdn["mean_macs"]))
+    rows.append(("SDN baseline", result.sdn_baseline))
     click.echo(savings_table(result.baseline_accuracy, result.total_macs, rows))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo(

@@ -7,19 +7,13 @@ import sys
 import click
 
 from eenn_tvm.catalog import RUNNERS
-from eenn_tvm.commands.options import echo_json, json_option
+from eenn_tvm.commands.options import data_option, echo_json, json_option
 from eenn_tvm.textui import format_table
 
 
 @click.command("verify")
 @click.argument("firmware", type=click.Path(file_okay=False))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Labelled inputs (.npz with x and y), scaled as the model expects.",
-)
+@data_option("Labelled inputs (.npz with x and y), scaled as the model expects.")
 @click.option("--n", "count", default=100, show_default=True, type=click.IntRange(min=1), help="Samples to run.")
 @click.option(
     "--on",

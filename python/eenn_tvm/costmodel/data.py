@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eenn_tvm.cache import CACHE
-from eenn_tvm.documents import Compact, validate
+from eenn_tvm.documents import Compact, Count, Finite, NonNegative, Positive, validate
 from eenn_tvm.errors import EennError
+from eenn_tvm.outputs import write_file_atomically
 from eenn_tvm.platform import Platform
 
 
@@ -26,11 +27,11 @@ class Measurement(Compact):
     name: str
     kind: str  # a generated layer kind, or "segment" (of a real model)
     target: str
-    features: dict[str, float]  # see costmodel.features.FEATURES
-    work: float  # MACs plus elementwise operations
-    latency_s: float
-    energy_j: float
-    instructions: int | None = None  # a microcontroller: counted in QEMU
+    features: dict[str, Finite]  # see costmodel.features.FEATURES
+    work: NonNegative  # MACs plus elementwise operations
+    latency_s: Positive
+    energy_j: NonNegative
+    instructions: Count | None = None  # a microcontroller: counted in QEMU
 
     @property
     def function_key(self) -> str:
@@ -65,7 +66,11 @@ def read_measurements(path: Path) -> list[Measurement]:
     if not path.is_file():
         return []
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as err:
+        raise EennError(f"{path}: cannot be read as text ({err}): delete the file") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -87,6 +92,4 @@ def append_measurement(path: Path, row: Measurement) -> None:
 
 def write_measurements(path: Path, rows: list[Measurement]) -> None:
     """Written beside and renamed over `path`: a reader never sees half the file."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("".join(json.dumps(r.model_dump()) + "\n" for r in rows))
-    partial.replace(path)
+    write_file_atomically(path, "".join(json.dumps(r.model_dump()) + "\n" for r in rows))

@@ -21,6 +21,7 @@ from eenn_tvm.costmodel.data import Measurement, append_measurement, read_measur
 from eenn_tvm.costmodel.features import segment_features, work_of
 from eenn_tvm.costmodel.workloads import Workload
 from eenn_tvm.network import Network
+from eenn_tvm.outputs import Output
 from eenn_tvm.platform import HostTarget, McuTarget, Platform
 from eenn_tvm.targets.mcu.build import write_firmware
 from eenn_tvm.targets.mcu.cores import core_named
@@ -80,7 +81,9 @@ def _instructions_in_qemu(workload: Workload, target: McuTarget) -> int:
     core = core_named(target.core)
     network = Network.from_segment(workload.name, workload.mod)
     with tempfile.TemporaryDirectory(prefix="eenn-profile-") as scratch:
-        manifest = write_firmware(network, core, Path(scratch) / "fw", flash_budget=PROFILE_RAM, ram_budget=PROFILE_RAM)
+        manifest = write_firmware(
+            network, core, Output.of(Path(scratch) / "fw", "firmware"), flash_budget=PROFILE_RAM, ram_budget=PROFILE_RAM
+        )
         x = np.random.default_rng(0).standard_normal((1, *workload.input_shape[1:])).astype(np.float32)
         run = run_in_qemu(Path(scratch) / "fw" / manifest.elf, core.board.machine, x, network.classes)
     return int(run.instructions[0])

@@ -13,17 +13,22 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 from tvm import relax
 
 from eenn_tvm.costmodel.data import CostFiles, Measurement, read_measurements
 from eenn_tvm.costmodel.features import FEATURES, function_key, segment_features, work_of
+from eenn_tvm.documents import Document, NonNegative, Positive, read_json, write_json
 from eenn_tvm.errors import EennError
 from eenn_tvm.platform import HostTarget, McuTarget, Platform
 
 # The analytic MCU fallback: untuned float32 kernels (bench/mcu.py: 7-9 instructions per MAC on the M4).
 MCU_FALLBACK_CYCLES_PER_MAC = 10.0
+REMEDY = "run `eenn-tvm profile` again"
+MAX_LOG_ERROR = 50.0  # trained trees correct the base model by factors near 1 (e^50: a file that was not trained)
 
 
 @dataclass
@@ -120,39 +125,65 @@ class CostModel:
 
             x = xgboost.DMatrix(np.array([[features[f] for f in FEATURES]], np.float32), feature_names=FEATURES)
             coef, trees = booster
-            latency, source = _base(features, coef) * math.exp(float(trees.predict(x)[0])), "model"
+            log_error = float(trees.predict(x)[0])
+            if not abs(log_error) < MAX_LOG_ERROR:  # NaN too
+                raise EennError(
+                    f"the cost model's trees for {target_name} correct its base model by a factor e^{log_error:.3g}: "
+                    f"they are not what `profile` trained: {REMEDY}"
+                )
+            latency, source = _base(features, coef) * math.exp(log_error), "model"
         return Prediction(latency, latency * target.active_power_w, source)
 
     def sources(self) -> dict[str, str]:
         return {t.name: "model" if t.name in self.boosters else "analytic" for t in self.platform.targets}
 
     def save(self, path: Path) -> None:
-        document = {
-            "format": "eenn-tvm-costmodel",
-            "version": 1,
-            "platform": self.platform.name,
-            "features": FEATURES,
-            "measured": self.measured,
-            "boosters": {
-                name: {"base": coef, "trees": json.loads(b.save_raw("json").decode())}
-                for name, (coef, b) in self.boosters.items()
-            },
+        boosters = {
+            name: SavedBooster(base=coef, trees=json.loads(b.save_raw("json").decode()))
+            for name, (coef, b) in self.boosters.items()
         }
-        Path(path).write_text(json.dumps(document) + "\n")
+        document = CostModelFile(
+            platform=self.platform.name, features=FEATURES, measured=self.measured, boosters=boosters
+        )
+        write_json(document, Path(path))
 
     @classmethod
     def load(cls, path: Path, platform: Platform) -> CostModel:
         import xgboost
 
-        document = json.loads(Path(path).read_text())
-        if document.get("features") != FEATURES:
-            raise EennError(f"{path}: made with other features: run `eenn-tvm profile` again")
+        document = read_json(CostModelFile, Path(path), REMEDY)
         boosters = {}
-        for name, saved in document["boosters"].items():
+        for name, saved in document.boosters.items():
             booster = xgboost.Booster()
-            booster.load_model(bytearray(json.dumps(saved["trees"]).encode()))
-            boosters[name] = (saved["base"], booster)
-        return cls(platform, boosters, document.get("measured", {}))
+            try:
+                booster.load_model(bytearray(json.dumps(saved.trees).encode()))
+            except xgboost.core.XGBoostError:
+                raise EennError(f"{path}: boosters.{name}.trees: not a model XGBoost can read: {REMEDY}") from None
+            boosters[name] = (saved.base, booster)
+        return cls(platform, boosters, document.measured)
+
+
+class SavedBooster(Document):
+    base: list[NonNegative] = Field(min_length=3, max_length=3)  # the base model's coefficients, see `_base`
+    trees: dict[str, Any]  # XGBoost's own JSON model of log(seconds / base), read by XGBoost
+
+
+class CostModelFile(Document):
+    """NAME.model.json: what `profile` trained, read by `augment`, `map` and `compile`."""
+
+    format: Literal["eenn-tvm-costmodel"] = "eenn-tvm-costmodel"
+    version: Literal[1] = 1
+    platform: str
+    features: list[str]
+    measured: dict[str, dict[str, Positive]]  # target -> function key -> seconds
+    boosters: dict[str, SavedBooster]  # per target
+
+    @field_validator("features")
+    @classmethod
+    def _these_features(cls, features: list[str]) -> list[str]:
+        if features != FEATURES:
+            raise ValueError("made with other features than this eenn-tvm computes")
+        return features
 
 
 def _fit(rows: list[Measurement], seed: int):

@@ -18,7 +18,7 @@ from eenn_tvm.analysis import analyze
 from eenn_tvm.costmodel.features import function_key
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.network import Network
-from eenn_tvm.passes import SplitAtExits, segment_names
+from eenn_tvm.passes import SplitAtExits, segment_names, segments_only
 
 LAYER_KINDS = ("conv", "depthwise", "pool", "dense", "block")
 
@@ -53,18 +53,23 @@ def segment_workloads(model_path: str | Path) -> list[Workload]:
     output folder: the segments of its early-exit network (exit heads and decisions included)."""
     if Path(model_path).is_dir():
         network = Network.from_augment(model_path)
-        return [_single(f"{network.name}-eenn/{name}", network.mod[name]) for name in network.segments]
+        return [_single(f"{network.name}-eenn/{name}", network.mod, name) for name in network.segments]
     model = import_onnx(model_path)
     points = [p.name for p in analyze(model).exit_points]
     mod = SplitAtExits(points)(model.mod)
-    whole = SplitAtExits([])(model.mod)["segment_0"]
-    return [_single(f"{model.name}/{name}", mod[name]) for name in segment_names(len(points) + 1)] + [
-        _single(f"{model.name}/whole", whole)
+    whole = SplitAtExits([])(model.mod)
+    return [_single(f"{model.name}/{name}", mod, name) for name in segment_names(len(points) + 1)] + [
+        _single(f"{model.name}/whole", whole, "segment_0")
     ]
 
 
-def _single(name: str, func: relax.Function) -> Workload:
-    return Workload(name, tvm.IRModule({"segment_0": func.with_attr("global_symbol", "segment_0")}), "segment")
+def _single(name: str, mod: tvm.IRModule, segment: str) -> Workload:
+    """One segment of `mod` as the module's `segment_0` (the name every workload is run by)."""
+    single = segments_only(mod, [segment])
+    func = single[segment]
+    del single[segment]
+    single["segment_0"] = func.with_attr("global_symbol", "segment_0")
+    return Workload(name, single, "segment")
 
 
 def _layer(kind: str, rng: np.random.Generator, index: int) -> Workload:

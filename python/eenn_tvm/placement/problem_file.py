@@ -1,7 +1,8 @@
 """The placement problem as a JSON document: what `map --problem` reads and what the plan keeps of a placement.
 
 Numbers keep the form they were written in (an int stays an int), so a problem read and written again is the same
-file. Fields the solver does not read (a `provenance`, say) are allowed and ignored.
+file; they are checked as physics asks (finite; throughputs and memories > 0, the rest >= 0; shares and accuracies
+at most 1), and names are unique. Fields the solver does not read (a `provenance`, say) are allowed and ignored.
 """
 
 from __future__ import annotations
@@ -10,55 +11,64 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
-from eenn_tvm.documents import Compact, UserDocument, read_json, validate
+from eenn_tvm.documents import (
+    Compact,
+    Count,
+    Fraction,
+    NonNegative,
+    Positive,
+    UserDocument,
+    read_json,
+    unique_names,
+    validate,
+)
 from eenn_tvm.errors import EennError
 from eenn_tvm.placement.solver import Block, LinkCost, Node, PlacementProblem
 
-Number = int | float
 REMEDY = "fix the problem file (its format: docs/placement.md)"
 
 
 class ExitEntry(Compact):
-    exit_fraction: Number  # the share of all samples that leave at this block's exit
-    accuracy: Number | None = None  # of the network truncated there
+    exit_fraction: Fraction  # the share of all samples that leave at this block's exit
+    accuracy: Fraction | None = None  # of the network truncated there
 
 
 class BlockEntry(Compact):
     name: str
-    macs: Number
-    param_bytes: int = 0
-    out_bits: Number
+    macs: NonNegative
+    param_bytes: Count = 0
+    out_bits: NonNegative
     exit: ExitEntry | None = None
-    seconds: dict[str, Number] | None = None  # measured or predicted per node, instead of macs / macs_per_s
+    seconds: dict[str, NonNegative] | None = None  # measured or predicted per node, instead of macs / macs_per_s
 
 
 class NodeEntry(Compact):
     name: str
-    tier: int
-    macs_per_s: Number
-    power_w: Number
-    memory_bytes: Number
-    flash_bytes: Number | None = None  # a microcontroller: parameters go to flash
+    tier: Count
+    macs_per_s: Positive
+    power_w: NonNegative
+    memory_bytes: Positive
+    flash_bytes: NonNegative | None = None  # a microcontroller: parameters go to flash
 
 
 class LinkEntry(Compact):
     sender: str = Field(alias="from")
     receiver: str = Field(alias="to")
-    energy_j_per_bit: Number
-    seconds_per_bit: Number
-    latency_s: Number
+    energy_j_per_bit: NonNegative
+    seconds_per_bit: NonNegative
+    latency_s: NonNegative
 
 
 class Constraints(Compact):
-    min_accuracy: Number = 0.0  # of the terminal exit
-    max_latency_s: Number | None = None  # of a sample that takes no early exit; None: no bound
+    min_accuracy: Fraction = 0.0  # of the terminal exit
+    max_latency_s: Positive | None = None  # of a sample that takes no early exit; None: no bound
 
 
 class ProblemFile(UserDocument):
     source: str  # the node where the input arrives
-    input_bits: Number = 0
+    input_bits: NonNegative = 0
     objective: Literal["energy", "latency"] = "energy"
     choose_terminal_exit: bool = False
     constraints: Constraints = Field(default_factory=Constraints)
@@ -67,6 +77,11 @@ class ProblemFile(UserDocument):
     links: list[LinkEntry] = Field(default_factory=list)
 
     _where: str = PrivateAttr("the problem")
+
+    @field_validator("blocks", "nodes")
+    @classmethod
+    def _unique(cls, items: list) -> list:
+        return unique_names(items)
 
     @classmethod
     def load(cls, path: str | Path) -> ProblemFile:

@@ -5,13 +5,7 @@
 
 #include "board.h"
 #include "eenn_model.h"
-
-typedef struct {
-  int32_t status, class_index, exit_index;
-  float confidence;
-  uint32_t ticks_low, ticks_high;
-  float scores[EENN_CLASSES];
-} record_t;
+#include "record.h"
 
 static float input[EENN_INPUT_ELEMENTS];
 
@@ -27,17 +21,9 @@ int main(void) {
   board_stack_paint();
   while (fread(input, sizeof(float), EENN_INPUT_ELEMENTS, in) == EENN_INPUT_ELEMENTS) {
     eenn_result_t result = {0};
-    record_t record = {0};
-    uint64_t start = board_counter_ticks(), ticks;
-    int32_t i;
-    record.status = eenn_infer(input, &result);
-    ticks = board_counter_ticks() - start;
-    record.class_index = result.class_index;
-    record.exit_index = result.exit_index;
-    record.confidence = result.confidence;
-    record.ticks_low = (uint32_t)ticks;
-    record.ticks_high = (uint32_t)(ticks >> 32);
-    for (i = 0; result.scores != NULL && i < EENN_CLASSES; ++i) record.scores[i] = result.scores[i];
+    uint64_t start = board_counter_ticks();
+    eenn_status_t status = eenn_infer(input, &result);
+    record_t record = record_of(status, &result, board_counter_ticks() - start);
     fwrite(&record, sizeof(record), 1, out);
     if (record.status == EENN_CONTINUE) fwrite(result.live, 1, result.live_bytes, live);
     ++samples;
