@@ -15,6 +15,7 @@ from eenn_tvm.network import Network
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Plan
 from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, SegmentRunner, build
+from eenn_tvm.targets.host.target import host_target, target_cpu
 
 SAMPLES = 200
 
@@ -136,4 +137,10 @@ def test_tune_on_bad_input_is_one_line(tmp_path, augmented):
     assert_one_line_error(["tune", MODEL, "--database", other], "tuned for the CPU 'znver4'")
     assert_one_line_error(["tune", MODEL, "--database", tmp_path / "db", "--target", "no-such-cpu"], "no-such-cpu")
     assert_one_line_error(["run", augmented[0], "--data", MODEL, "--database", other], "tuned for the CPU")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "eenn-database.json").write_text(json.dumps({"cpu": target_cpu(host_target())}))
+    (damaged / "database_workload.json").write_text("")
+    (damaged / "database_tuning_record.json").write_text('{"not": "a record"}\n')  # crashes TVM's own reader
+    assert_one_line_error(["run", augmented[0], "--data", MODEL, "--database", damaged], "records cannot be read")
     assert not (tmp_path / "db").exists()

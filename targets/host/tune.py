@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 import types
@@ -67,7 +68,26 @@ def open_database(folder: str | Path, target: tvm.target.Target, create: bool = 
             raise DatabaseError(f"cannot write the database folder {folder}: {err.strerror}") from None
     if create and not os.access(folder, os.W_OK):
         raise DatabaseError(f"cannot write the database folder {folder}: permission denied")
+    _check_records(folder)
     return ms.database.JSONDatabase(work_dir=str(folder), module_equality="structural")
+
+
+def read_records(folder: str | Path) -> None:
+    """Load every workload and tuning record of the database in `folder` and replay each record's schedule."""
+    database = ms.database.JSONDatabase(work_dir=str(folder), module_equality="structural")
+    for record in database.get_all_tuning_records():
+        record.as_measure_candidate()
+
+
+def _check_records(folder: Path) -> None:
+    """The records are user input that TVM's own reader trusts (some malformed lines crash the process), so a
+    child process reads them all first; the one line it ends with names what is wrong."""
+    probe = f"import sys; from {__name__} import read_records; read_records(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        why = lines[-1][:200] if done.returncode > 0 and lines else f"its reader crashed (exit {done.returncode})"
+        raise DatabaseError(f"{folder}: its MetaSchedule records cannot be read ({why}): tune into a new folder")
 
 
 @dataclass
