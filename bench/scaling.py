@@ -13,6 +13,14 @@ ones do.
 `eenn-tvm augment` then runs on 10,000 further images (no feature cache): wall time per stage (import, features,
 heads, search, write: the TVM build and the outputs) and the peak resident memory of the process.
 Needs the dev extra (torch) to make the models; they are kept in out/scaling/.
+
+    python bench/scaling.py --feature-pass [--feature-depth 20] [--feature-samples 2000] [--workers 1 2]
+
+times the feature pass alone (no cache) of one of these networks: here at batch 1 and 32, then on local Ray clusters
+of 1, 2, ... one-CPU nodes (`eenn_tvm.local_ray`) at batch 32, each checked equal to the local pass bit for bit.
+Past two workers it is a model, not a measurement: T(w) = c + n * t / w, with t the time of one sample in a shard run
+on one core (a shard timed here), n the samples, and c the fixed cost (joining the cluster, starting workers, loading
+the model) taken from the one-worker run. It is written under "feature_pass" in the JSON.
 """
 
 import argparse
@@ -128,24 +136,112 @@ def _synthetic_search(points: int, kinds: int, samples: int) -> float:
     return round(time.perf_counter() - start, 2)
 
 
+def feature_pass(model_path: Path, data: Path, workers: list[int]) -> dict:
+    """The feature pass here at each batch size and on local Ray clusters of `workers` one-CPU nodes, and the model
+    of more workers fitted on a shard's time (see the module's docstring)."""
+    from eenn_tvm.analysis import analyze
+    from eenn_tvm.features import BATCH, extract, tapped_backbone
+    from eenn_tvm.frontend import import_onnx
+    from eenn_tvm.local_ray import local_cluster
+
+    model = import_onnx(model_path)
+    points, x = analyze(model).exit_points, np.load(data)["x"]
+    runs, reference = [], None
+    for batch in (1, BATCH):
+        seconds, features = _timed(extract, model, points, x, cache_dir=None, batch=batch)
+        runs.append({"where": "here", "batch": batch, "workers": None, "seconds": seconds})
+        reference = features
+    for count in workers:
+        with local_cluster(nodes=count, cpus_per_node=1) as cluster:
+            os.environ["RAY_ADDRESS"] = cluster.gcs
+            seconds, features = _timed(extract, model, points, x, cache_dir=None, batch=BATCH, cluster="ray")
+            del os.environ["RAY_ADDRESS"]
+        same = np.array_equal(features.final, reference.final) and all(
+            np.array_equal(a, reference.pooled[p][k]) for p, kinds in features.pooled.items() for k, a in kinds.items()
+        )
+        runs.append({"where": "ray", "batch": BATCH, "workers": count, "seconds": seconds, "same_as_here": same})
+        print(json.dumps(runs[-1]), flush=True)
+    backbone = tapped_backbone(model, points, x, BATCH)
+    shard = x[: min(len(x), 8 * BATCH)]
+    session = backbone.session(1)
+    per_sample = _timed(backbone.features, session, shard)[0] / len(shard)
+    first = runs[2]  # the smallest cluster measured fixes c
+    fixed = first["seconds"] - len(x) * per_sample / first["workers"]
+    predicted = {w: round(fixed + len(x) * per_sample / w, 1) for w in (1, 2, 4, 8, 16, 32)}
+    return {
+        "model": model_path.name,
+        "samples": len(x),
+        "runs": runs,
+        "model_of_workers": {
+            "formula": "T(w) = c + n * t / w",
+            "t_s_per_sample_one_core": round(per_sample, 5),
+            "c_s": round(fixed, 1),
+            "predicted_s": predicted,
+        },
+    }
+
+
+def _timed(run, *args, **kwargs):
+    start = time.perf_counter()
+    result = run(*args, **kwargs)
+    return round(time.perf_counter() - start, 2), result
+
+
+def feature_pass_table(result: dict) -> str:
+    rows = [
+        [r["where"], str(r["batch"]), str(r["workers"] or "-"), f"{r['seconds']:.1f}", _same(r)] for r in result["runs"]
+    ]
+    model = result["model_of_workers"]
+    rows += [["model", "32", str(w), f"{s:.1f}", "-"] for w, s in model["predicted_s"].items()]
+    table = format_table(["feature pass", "batch", "workers", "s", "same as here"], rows)
+    return f"{table}\nmodel: T(w) = {model['c_s']} s + {result['samples']} x {model['t_s_per_sample_one_core']} s / w"
+
+
+def _same(run: dict) -> str:
+    return "-" if "same_as_here" not in run else "bit for bit" if run["same_as_here"] else "DIFFERENT"
+
+
+def _data(work: Path, samples: int) -> Path:
+    data = work / f"data_{samples}.npz"
+    if not data.exists():
+        x, y = images(samples, FIT_SAMPLES)
+        np.savez(data, x=x, y=y)
+    return data
+
+
+def _model(work: Path, depth: int) -> Path:
+    model = work / f"resnet{depth}.onnx"
+    if not model.exists():
+        print(f"making {model.name} (random convolutions, fitted batch norm and classifier)", flush=True)
+        make_model(depth, model)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110, 152])
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--work", type=Path, default=REPO / "out" / "scaling")
     parser.add_argument("--json", default=str(HERE / "scaling.json"))
+    parser.add_argument("--feature-pass", action="store_true", help="time the feature pass alone (needs Ray)")
+    parser.add_argument("--feature-depth", type=int, default=20)
+    parser.add_argument("--feature-samples", type=int, default=2000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    data = args.work / f"data_{args.samples}.npz"
-    if not data.exists():
-        x, y = images(args.samples, FIT_SAMPLES)
-        np.savez(data, x=x, y=y)
+    if args.feature_pass:
+        model, data = _model(args.work, args.feature_depth), _data(args.work, args.feature_samples)
+        result = feature_pass(model, data, args.workers)
+        print(feature_pass_table(result))
+        document = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+        document["feature_pass"] = {"command": " ".join(["python bench/scaling.py", *sys.argv[1:]]), **result}
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json}")
+        return
+    data = _data(args.work, args.samples)
     results = []
     for depth in args.depths:
-        model = args.work / f"resnet{depth}.onnx"
-        if not model.exists():
-            print(f"making {model.name} (random convolutions, fitted batch norm and classifier)", flush=True)
-            make_model(depth, model)
+        model = _model(args.work, depth)
         print(f"augment {model.name} on {args.samples} samples", flush=True)
         results.append({"depth": depth, **run_augment(model, data, args.work / f"eenn{depth}")})
         print(json.dumps(results[-1]), flush=True)

@@ -372,7 +372,7 @@ CASES = [
     c(
         "data-nan-in-x",
         ["augment", "model.onnx", "--data", "d.npz", *OUT],
-        "x holds NaN or infinite values (in 1 of 300 samples, the first is sample 7)",
+        "x holds NaN or infinite values (in 1 of 1000 samples, the first is sample 7)",
         data_with("d.npz", lambda d: d["x"].__setitem__((7, 0, 3, 3), np.inf)),
     ),
     c(

@@ -70,6 +70,7 @@ def test_compile_builds_firmware_for_the_device_and_a_module_for_the_edge(compil
     assert device["segments"] == ["segment_0"] and device["hands_over"]["shape"] == edge["receives"]["shape"]
     firmware = json.loads((out / "firmware" / "firmware.json").read_text())
     assert firmware["device_segments"] == 1 and firmware["hand_over"]["shape"] == device["hands_over"]["shape"]
+    assert firmware["hand_over"]["layout"] == "NCHW"  # the model's, whatever the kernels use inside
     assert (out / "edge.so").is_file() and (out / "platform.toml").is_file()
     assert "EENN_CONTINUE" in (out / "firmware" / "eenn_model.c").read_text()
 

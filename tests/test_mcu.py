@@ -3,10 +3,12 @@ arm-none-eabi-gcc compiles, `eenn-tvm verify` runs it in qemu-system-arm (or bui
 AddressSanitizer and UndefinedBehaviorSanitizer) and compares every sample with onnxruntime or TVM."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 import zoo
 from conftest import MLPERF, REPO
@@ -53,6 +55,98 @@ def test_mlperf_resnet8_on_cortex_m4_matches_onnxruntime_on_real_cifar_images(fi
     assert result["accuracy"] >= 0.9  # the reference model gets 19 of these 20 right
     assert result["instructions_mean"] > 12_500_992  # at least one instruction per MAC
     assert result["flash_bytes"] > 4 * 78_000 and result["ram_bytes"] >= result["ram_lower_bound_bytes"]
+
+
+def test_the_kernel_library_runs_every_layer_of_resnet8_with_its_scratch_in_an_arena_at_the_lower_bound(
+    firmware, mlperf_model
+):
+    folder, manifest = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    driver = (folder / "eenn_model.c").read_text()
+    assert manifest["kernels"] == "library"
+    calls = {kernel: driver.count(f"  {kernel}(&") for kernel in ("eenn_conv_f32", "eenn_add_f32", "eenn_dense_f32")}
+    assert calls == {"eenn_conv_f32": 9, "eenn_add_f32": 3, "eenn_dense_f32": 1} and "eenn_avg_pool_f32(&" in driver
+    assert "const eenn_conv_f32_t" in (folder / "eenn_weights.c").read_text()  # parameters in flash
+    memory = manifest["memory"]
+    assert memory["arena_bytes"] == memory["lower_bound_bytes"] and memory["workspace_bytes"] == 0
+
+
+@pytest.fixture(scope="session")
+def resnet8_int8(mlperf_model, tmp_path_factory):
+    """MLPerf ResNet-8 quantised by `eenn-tvm quantize` on the CIFAR images."""
+    int8_model = tmp_path_factory.mktemp("quantized") / "resnet8_int8.onnx"
+    code, _, stderr = run_cli("quantize", mlperf_model("resnet8_cifar10"), "--data", CIFAR_IMAGES, "-o", int8_model)
+    assert code == 0, stderr
+    return int8_model
+
+
+def test_mlperf_resnet8_in_int8_on_cortex_m4_equals_the_integer_host_module_in_a_third_of_the_flash(
+    firmware, mlperf_model, resnet8_int8
+):
+    folder, manifest = firmware(resnet8_int8, "cortex-m4")
+    driver = (folder / "eenn_model.c").read_text()
+    assert (
+        manifest["dtype"] == "int8" and driver.count("  eenn_conv_s8(&") == 9 and driver.count("  eenn_add_s8(&") == 3
+    )
+    code, result = verify(folder, CIFAR_IMAGES, "--n", "20")
+    assert code == 0, result
+    assert result["max_abs_error"] <= 1e-6 and result["exit_mismatches"] == 0  # softmax after equal integers
+    assert result["onnxruntime_agreement"] == 1.0  # issue 15: the same class as onnxruntime on all 20
+    assert result["instructions_mean"] <= 2.0 * 12_500_992  # issue 15: <= 2 instructions per MAC on the M4
+    _, float32 = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
+    assert manifest["memory"]["arena_bytes"] == manifest["memory"]["lower_bound_bytes"]
+
+
+def test_an_int8_firmware_hashes_its_qdq_model_and_stream_program_and_verify_refuses_a_swapped_qdq_model(
+    firmware, resnet8_int8, tmp_path
+):
+    folder, manifest = firmware(resnet8_int8, "cortex-m4")
+    qdq_model, stream_elf = manifest["int8"]["onnx"], manifest["stream_elf"]
+    assert {qdq_model, stream_elf, manifest["reference"], manifest["elf"]} <= set(manifest["hashes"])
+    assert (folder / stream_elf).is_file() and manifest["reference"].endswith(".so")
+    copy = tmp_path / "fw"
+    shutil.copytree(folder, copy)
+    model = onnx.load(str(copy / qdq_model))
+    model.doc_string = "edited"
+    onnx.save(model, str(copy / qdq_model))
+    assert_one_line_error(("verify", copy, "--data", CIFAR_IMAGES), f"{copy / qdq_model}: changed since firmware.json")
+
+
+@pytest.mark.slow
+def test_the_examples_int8_early_exit_network_on_cortex_m4_is_bit_exact_and_takes_onnxruntimes_exits(
+    firmware, augmented, quantized, fashion
+):
+    folder, manifest = firmware(quantized[0], "cortex-m4", "--dtype", "int8")
+    code, result = verify(folder, fashion / "test.npz", "--n", "200")
+    assert code == 0, result
+    assert result["max_abs_error"] == 0  # the exits' dequantised int8 logits, bit for bit
+    assert result["exit_mismatches"] == 0 and result["class_mismatches"] == 0
+    assert result["onnxruntime_agreement"] >= 0.995
+    assert len(result["instructions_per_exit"]) >= 2  # the exits are compiled in, and taken
+    _, float32 = firmware(augmented[0], "cortex-m4")
+    assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["mobilenet", "inception", "ecg"])  # depthwise-separable, branch-and-concat, 1-D
+def test_int8_models_a_new_user_brings_run_bit_exact_on_cortex_m4(firmware, zoo_model, family, tmp_path):
+    model = zoo_model(family, "legacy")
+    data = random_data(tmp_path / "x.npz", model.input_shape, 5, n=16)  # labels valid for every zoo classifier
+    int8_model = tmp_path / "int8.onnx"
+    assert run_cli("quantize", model.path, "--data", data, "-o", int8_model)[0] == 0
+    folder, manifest = firmware(int8_model, "cortex-m4", "--ram", "1048576")
+    code, result = verify(folder, data, "--n", "8")
+    assert code == 0 and result["max_abs_error"] == 0 and result["onnxruntime_agreement"] == 1.0, result
+    assert manifest["memory"]["arena_bytes"] == manifest["memory"]["lower_bound_bytes"]
+
+
+def test_building_a_float_model_or_a_folder_without_its_int8_network_as_int8_says_how_to_quantise(
+    mlperf_model, augmented, tmp_path
+):
+    for source in (mlperf_model("kws_dscnn"), augmented[0]):
+        args = ["build", source, "--target", "cortex-m4", "--dtype", "int8", "-o", tmp_path / "fw"]
+        assert_one_line_error(args, "eenn-tvm quantize")
+        assert not (tmp_path / "fw").exists()
 
 
 @pytest.mark.parametrize("target", ["cortex-m3", "cortex-m0plus", "cortex-m33", "cortex-m55"])
@@ -134,7 +228,7 @@ def test_instruction_counts_are_deterministic(firmware, mlperf_model, tmp_path):
 
 def test_c_kernels_compiled_by_gcc_match_too(firmware, mlperf_model, tmp_path):
     folder, manifest = firmware(mlperf_model("kws_dscnn"), "cortex-m4", "--kernels", "c")
-    assert manifest["kernels"] == "c"
+    assert manifest["kernels"] == "c" and "eenn_conv_f32" not in (folder / "eenn_model.c").read_text()
     code, result = verify(folder, random_data(tmp_path / "mfcc.npz", manifest["input_shape"], 12, n=2, scale=10))
     assert code == 0 and result["max_abs_error"] <= 1e-4
 

@@ -236,16 +236,6 @@ def test_mlperf_resnet8_in_int8_gives_onnxruntimes_class_on_its_20_real_images(m
         assert np.allclose(ours, run_reference(mod, x[None])[0], rtol=1e-5, atol=0)
 
 
-@pytest.fixture(scope="module")
-def quantized(augmented, fashion, tmp_path_factory):
-    """The augmented Fashion-MNIST network with its int8 form added by `eenn-tvm quantize` into a new folder."""
-    out, _plan, _cache = augmented
-    target = tmp_path_factory.mktemp("int8") / "eenn"
-    code, stdout, stderr = run_cli("quantize", out, "--data", fashion / "train.npz", "-o", target, "--json")
-    assert code == 0, stderr
-    return target, json.loads(stdout)
-
-
 @pytest.mark.slow
 def test_quantize_searches_thresholds_on_the_int8_network_within_the_tolerance(quantized):
     target, section = quantized

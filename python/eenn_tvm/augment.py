@@ -28,12 +28,13 @@ from eenn_tvm.documents import sha256_of
 from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
+from eenn_tvm.guarantee import Certified, learn_then_test
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, PlannedExit, PredictedFigures, SearchRecord
 from eenn_tvm.report import write_report
-from eenn_tvm.search import Option, Result, SearchProblem, outcome_of, search, single_threshold, with_confidence
+from eenn_tvm.search import Option, Result, SearchProblem, outcome_of, search, single_threshold
 from eenn_tvm.targets.host import HostModule, build
 from eenn_tvm.textui import progress
 
@@ -50,8 +51,10 @@ class Settings:
     seed: int = 0
     cache_dir: Path | None = CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
-    confidence: float = 0.9  # that the drop on new data stays within the tolerance (0.5: the estimate itself)
+    confidence: float = 0.9  # that the expected drop on new data stays within the tolerance (eenn_tvm.guarantee)
     int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
+    batch: int = feature_cache.BATCH  # samples per backbone call in the feature pass, where the model allows it
+    cluster: str | None = None  # run the feature pass on this Ray cluster ("ray" or "ray://HOST:PORT")
     database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
 
 
@@ -72,12 +75,12 @@ class _Trained:
         """The trained head behind each exit the search chose."""
         return [self.heads[e.point, self.problem.options[e.option].kind] for e in result.exits]
 
-    def settle(self, solve: Callable[[SearchProblem], Result], confidence: float) -> tuple[Result, float]:
+    def settle(self, solve: Callable[[SearchProblem], Result], confidence: float) -> Certified:
         while True:
-            result, margin = with_confidence(solve, self.problem, confidence)
-            brief = [e.option for e in result.exits if e.option in self.screened]
+            certified = learn_then_test(solve, self.problem, confidence)
+            brief = [e.option for e in certified.result.exits if e.option in self.screened]
             if not brief:
-                return result, margin
+                return certified
             for index in brief:
                 option = self.problem.options[index]
                 self.heads[option.point, option.kind], self.problem.options[index] = self.train_option(
@@ -117,18 +120,21 @@ def augment(
     )
     stage.done("import")
 
-    features = feature_cache.extract(model, analysis.exit_points, data.x, settings.cache_dir, log)
+    features = feature_cache.extract(
+        model, analysis.exit_points, data.x, settings.cache_dir, log, settings.batch, settings.cluster
+    )
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
-    trained = _train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
+    trained = train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
     stage.done("heads")
 
-    result, margin = trained.settle(search, settings.confidence)
+    certified = trained.settle(search, settings.confidence)
     baseline_points = sdn_points(analysis, costs)
     baseline_options = [
         i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points
     ]
-    baseline, baseline_margin = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
+    baseline_certified = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
+    result, baseline = certified.result, baseline_certified.result
     stage.done("search")
 
     plan = _make_plan(
@@ -140,7 +146,7 @@ def augment(
         costs,
         settings,
         data_path,
-        {"eenn": margin, "baseline": baseline_margin},
+        {"eenn": certified, "baseline": baseline_certified},
     )
     int8 = None
     if settings.int8:
@@ -177,13 +183,19 @@ def check_settings(settings: Settings) -> None:
     if not 0 <= settings.max_accuracy_drop < 1:
         raise EennError(f"--max-accuracy-drop {settings.max_accuracy_drop:g}: must be >= 0 and < 1, e.g. 0.01")
     if not 0 < settings.confidence < 1:
-        raise EennError(f"--confidence {settings.confidence:g}: must be > 0 and < 1, e.g. 0.9 (0.5: no margin)")
+        raise EennError(f"--confidence {settings.confidence:g}: must be > 0 and < 1, e.g. 0.9")
     if settings.decision not in RULES:
         raise EennError(f"--decision {settings.decision}: choose one of {', '.join(RULES)}")
     if settings.calibration_path is None and not 0 < settings.val_fraction < 1:
         raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
     if settings.seed < 0:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
+    if settings.batch < 1:
+        raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
+    if settings.cluster is not None:
+        from eenn_tvm import cluster  # Ray itself is imported only when the pass runs
+
+        cluster.check(settings.cluster)
 
 
 def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
@@ -198,7 +210,9 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
     return next(iter(model.input_shapes.values())), dims[1]
 
 
-def _train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
+def train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
+    """A head per (point, kind) trained on `train_idx`, and the search problem on `val_idx` (bench/guarantee.py
+    re-splits it)."""
     jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
     y_val = labels[val_idx]
 
@@ -284,7 +298,8 @@ def _planned_exits(analysis: Analysis, trained: _Trained, result: Result, prefix
     return planned
 
 
-def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, margins) -> Plan:
+def _make_plan(model, analysis, trained, result, baseline, costs, settings, data_path, tests) -> Plan:
+    floor = trained.problem.min_accuracy
     input_name, input_shape = next(iter(model.input_shapes.items()))
     return Plan(
         model=ModelInfo(
@@ -307,7 +322,8 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         search=SearchRecord(
             max_accuracy_drop=settings.max_accuracy_drop,
             confidence=settings.confidence,
-            accuracy_margin=margins,
+            accuracy_margin={name: t.result.outcome.accuracy - floor for name, t in tests.items()},
+            p_value={name: t.p_value for name, t in tests.items()},
             val_fraction=None if settings.calibration_path else settings.val_fraction,
             calibration_data=str(settings.calibration_path) if settings.calibration_path else None,
             calibration_sha256=sha256_of(settings.calibration_path) if settings.calibration_path else None,

@@ -128,9 +128,23 @@ def require_split_fits(labels: np.ndarray, val_fraction: float) -> None:
         )
 
 
-def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified, seeded split: sorted indices of (train, validation)."""
+def split(
+    labels: np.ndarray, val_fraction: float, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified, seeded split: sorted indices of (train, validation). With groups, whole groups go to one side
+    (not stratified), so the thresholds are set on speakers or patients the heads never saw, as new data will be."""
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        names = rng.permutation(np.unique(groups))
+        sizes = np.cumsum([np.count_nonzero(groups == g) for g in names])
+        held = names[: max(1, int(np.searchsorted(sizes, val_fraction * len(labels))) + 1)]
+        if len(held) == len(names):
+            raise EennError(
+                f"the data has {len(names)} groups, too few to hold whole groups out for the thresholds: "
+                "give more groups, or the thresholds' data with --calibration-data"
+            )
+        in_val = np.isin(groups, held)
+        return np.flatnonzero(~in_val), np.flatnonzero(in_val)
     val = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
@@ -210,14 +224,14 @@ def load_split(
 ) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """All samples in one set (one backbone run) and the indices that train the heads and set the thresholds.
 
-    Without a calibration file a stratified share (`val_fraction`) of the data sets the thresholds; with one (say,
-    speakers or patients the heads never saw) the thresholds are set on it alone.
+    Without a calibration file a stratified share (`val_fraction`) of the data (whole groups when it has groups) sets
+    the thresholds; with one (say, speakers or patients the heads never saw) the thresholds are set on it alone.
     """
     data = load_npz(path, sample_shape, classes)
     require_per_class(data, classes, str(path))
     if calibration_path is None:
         require_split_fits(data.y, val_fraction)
-        return (data, *split(data.y, val_fraction, seed))
+        return (data, *split(data.y, val_fraction, seed, data.groups))
     calibration = load_npz(calibration_path, sample_shape, classes)
     require_per_class(calibration, classes, str(calibration_path))
     groups = None if calibration.groups is None else np.concatenate([np.full(len(data), -1), calibration.groups])

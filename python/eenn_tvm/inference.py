@@ -68,13 +68,13 @@ def run(
     if engine == "tvm":
         exit_index, pred, inference_seconds = _run_tvm(_tvm_module(folder, plan, batch, database), data, batch)
     elif engine == "onnxruntime":
-        exit_index, pred = _apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
+        exit_index, pred = apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
         raise ValueError(f"unknown engine {engine!r}")
     sdn = None
     if plan.baseline.feasible:
         sdn_outputs = _onnx_outputs(plan.artifact(folder, "baseline_onnx"), data)
-        sdn_index = _apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
+        sdn_index = apply_thresholds(_thresholds(plan.baseline.exits), plan.decision, sdn_outputs)
         sdn = _figures(plan.baseline.exits, plan, data, *sdn_index)
     ours = _figures(plan.exits, plan, data, exit_index, pred)
     baseline_accuracy = float((baseline_pred == data.y).mean())
@@ -99,7 +99,7 @@ def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     module), and the share of samples on which both give the same class at the same exit."""
     outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
     model_pred = np.array([o[0].argmax() for o in outputs])
-    ort_exit, ort_pred = _apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
+    ort_exit, ort_pred = apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
     from eenn_tvm.targets.host import HostModule
 
     tvm_exit, tvm_pred, _ = _run_tvm(HostModule.load(plan.artifact(folder, "int8_host_module")), data)
@@ -156,7 +156,7 @@ def _thresholds(exits: list[PlannedExit]) -> list[float]:
     return [e.threshold for e in exits]
 
 
-def _apply_thresholds(
+def apply_thresholds(
     thresholds: list[float], rule: str, outputs: list[list[np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The cascade in numpy on the outputs [final, exit_0, exit_1, ...] of each sample."""

@@ -19,8 +19,9 @@ from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.heads import Head
-from eenn_tvm.passes import SplitAtExits, segment_names
+from eenn_tvm.passes import QDQToInteger, SplitAtExits, segment_names
 from eenn_tvm.plan import Plan, PlannedExit
+from eenn_tvm.quantized.network import int8_early_exit_module
 
 
 @dataclass
@@ -37,28 +38,39 @@ class Network:
     total_macs: int | None = None  # of the backbone, where known (an augment output)
     reference: Path | onnx.ModelProto | None = None  # what verify runs on the host: the host module, or the model
     backbone: relax.Function | None = None  # the model as imported, without exits: what a placement compares with
+    dtype: str = "float32"  # "int8": integer ops (QDQToInteger) between a quantized input and dequantized outputs
+    qdq_model: Path | onnx.ModelProto | None = None  # int8: the QDQ model, what onnxruntime runs
+    decision: str | None = None  # int8 early-exit networks: the confidence rule, to apply it to onnxruntime's logits
 
     @classmethod
-    def open(cls, path: str | Path, input_shapes: dict | None = None) -> Network:
-        """An ONNX model file or an `augment` output folder."""
+    def open(cls, path: str | Path, input_shapes: dict | None = None, dtype: str = "auto") -> Network:
+        """An ONNX model file or an `augment` output folder. `dtype` "int8" takes an augment output's int8 network
+        (`eenn-tvm quantize`); a QDQ model is int8 whatever `dtype` says ("auto": int8 exactly then)."""
         path = Path(path)
         if path.is_dir():
-            return cls.from_augment(path)
+            return cls.from_int8_augment(path) if dtype == "int8" else cls.from_augment(path)
         if not path.exists():
             raise EennError(
                 f"{path}: no such file or folder: give an ONNX model or an `eenn-tvm augment` output folder"
             )
-        return cls.from_onnx(path, input_shapes)
+        return cls.from_onnx(path, input_shapes, dtype)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, input_shapes: dict | None = None) -> Network:
-        """A plain model, compiled as it is: one segment, no exits."""
+    def from_onnx(cls, path: str | Path, input_shapes: dict | None = None, dtype: str = "auto") -> Network:
+        """A plain model, compiled as it is: one segment, no exits. A QDQ model (`eenn-tvm quantize`) is made
+        integer (QDQToInteger)."""
         model = import_onnx(path, input_shapes)
         ((input_name, shape),) = model.input_shapes.items()
+        int8 = is_qdq(model.onnx)
+        if dtype == "int8" and not int8:
+            raise EennError(
+                f"{path}: is a float model: quantise it first (`eenn-tvm quantize {path} --data DATA.npz "
+                f"-o MODEL_int8.onnx`) and build that"
+            )
         return cls(
             name=model.name,
             kind="model",
-            mod=SplitAtExits(points=[])(model.mod),
+            mod=SplitAtExits(points=[])(QDQToInteger()(model.mod) if int8 else model.mod),
             segments=segment_names(1),
             input_name=input_name,
             input_shape=list(shape),
@@ -66,6 +78,8 @@ class Network:
             output_is_probability=ends_in_softmax(model.onnx),
             reference=model.onnx,
             backbone=model.mod["main"],
+            dtype="int8" if int8 else "float32",
+            qdq_model=model.onnx if int8 else None,
         )
 
     @classmethod
@@ -96,6 +110,28 @@ class Network:
         )
 
     @classmethod
+    def from_int8_augment(cls, folder: str | Path) -> Network:
+        """The int8 early-exit network `eenn-tvm quantize` added to an augment output, with its own thresholds."""
+        from eenn_tvm.quantize import imported  # onnxruntime's quantisation tooling: only for int8
+
+        plan = Plan.load(folder)
+        if plan.int8 is None:
+            raise EennError(
+                f"{folder}: has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first, "
+                "or build it with --dtype float32"
+            )
+        float32 = cls.from_augment(folder, plan)
+        qdq_model = plan.artifact(folder, "eenn_int8_onnx")
+        model = imported(onnx.load(str(qdq_model)), plan.model.name)
+        float32.mod = int8_early_exit_module(model, plan.int8.thresholds, plan.decision)
+        float32.exits = [e.model_copy(update={"threshold": t}) for e, t in zip(plan.exits, plan.int8.thresholds)]
+        float32.reference = plan.artifact(folder, "int8_host_module")
+        float32.dtype = "int8"
+        float32.qdq_model = qdq_model
+        float32.decision = plan.decision
+        return float32
+
+    @classmethod
     def from_segment(cls, name: str, mod: tvm.IRModule) -> Network:
         """A module whose `segment_0` maps one float32 input `x` to one output (a cost-model workload)."""
         func = mod["segment_0"]
@@ -114,6 +150,11 @@ class Network:
 def _classes(model: onnx.ModelProto) -> int:
     dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     return math.prod(dims[1:]) if len(dims) > 1 else max(dims[0], 1)
+
+
+def is_qdq(model: onnx.ModelProto) -> bool:
+    """A model quantised to QDQ form (int8 tensors between DequantizeLinear and QuantizeLinear)."""
+    return any(node.op_type == "QuantizeLinear" for node in model.graph.node)
 
 
 def ends_in_softmax(model: onnx.ModelProto) -> bool:

@@ -119,7 +119,9 @@ class SearchRecord(Document):
 
     max_accuracy_drop: Fraction
     confidence: Fraction
-    accuracy_margin: dict[str, NonNegative]  # "eenn", "baseline": the statistical margin added to the floor
+    accuracy_margin: dict[str, float]  # "eenn", "baseline": validation accuracy kept above the floor
+    # "eenn", "baseline": p-value of the drop test that certified the cascade (eenn_tvm.guarantee; 1: no exit)
+    p_value: dict[str, Fraction] = Field(default_factory=dict)
     val_fraction: Fraction | None  # None: thresholds set on calibration_data
     calibration_data: str | None
     calibration_sha256: Sha256 | None  # so that `quantize` is given the very files augment was
@@ -205,7 +207,7 @@ class Int8Network(Document):
     model_accuracy: Fraction  # the int8 model alone (no exits)
     validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
     float_thresholds_accuracy: Fraction  # the int8 network with the float plan's thresholds, for comparison
-    accuracy_margin: NonNegative
+    accuracy_margin: float  # validation accuracy kept above the floor
     meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
     ops: dict[Literal["integer", "float"], dict[str, Count]]  # op kind -> count in the network after QDQToInteger
 

@@ -30,12 +30,13 @@ from eenn_tvm.decision import confidence
 from eenn_tvm.documents import sha256_of
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx, resolve_input_shapes, simplify, to_relax
+from eenn_tvm.guarantee import learn_then_test
 from eenn_tvm.outputs import Output, atomic_folder, write_file_atomically
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Evaluation, Int8Network, Plan, macs_by_exit
 from eenn_tvm.quantized.network import int8_early_exit_module, op_counts
 from eenn_tvm.report import write_report
-from eenn_tvm.search import Exit, Option, SearchProblem, outcome_of, search, with_confidence
+from eenn_tvm.search import Exit, Option, SearchProblem, outcome_of, search
 from eenn_tvm.targets.host import HostModule, build
 from eenn_tvm.textui import logger_at
 
@@ -229,7 +230,7 @@ def int8_thresholds(
         min_accuracy=floor,
         groups=groups,
     )
-    result, margin = with_confidence(search, problem, plan.search.confidence)
+    result = learn_then_test(search, problem, plan.search.confidence).result
     thresholds = [math.inf] * len(plan.exits)
     for e in result.exits:
         thresholds[e.point] = float(e.threshold)
@@ -240,7 +241,7 @@ def int8_thresholds(
         model_accuracy=model_accuracy,
         validation=_validation(plan, problem, result.exits),
         float_thresholds_accuracy=outcome_of(problem, as_planned).accuracy,
-        accuracy_margin=float(margin),
+        accuracy_margin=result.outcome.accuracy - floor,
         meets_tolerance=bool(model_accuracy >= float_floor),
         ops=ops,
     )

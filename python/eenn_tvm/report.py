@@ -144,10 +144,7 @@ def _plot_exits(path: Path, plan: Plan) -> None:
 
 
 def _margin(search: SearchRecord) -> str:
-    margin = search.accuracy_margin.get("eenn", 0.0)
-    if not margin:
-        return ""
     return (
-        f" on new data with probability {search.confidence:.2f} (the validation floor raised by "
-        f"{100 * margin:.2f} points)"
+        f" on new data of the same kind with probability {search.confidence:.2f} (Learn-then-Test; validation "
+        f"accuracy {100 * search.accuracy_margin.get('eenn', 0.0):.2f} points above the floor)"
     )

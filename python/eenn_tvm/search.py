@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from statistics import NormalDist
 
 import numpy as np
 
 GREEDY_LEVELS = 64  # thresholds per (point, head) the greedy descent considers; refinement considers all
 PAIR_LIMIT = 8  # pairwise refinement runs when at most this many exits are kept (its cost grows with them)
 EPS = 1e-9
-MARGIN_ROUNDS = 6  # searches with_confidence may run; the margin settles in two or three
 
 
 @dataclass
@@ -55,6 +52,12 @@ class SearchProblem:
     @property
     def samples(self) -> int:
         return len(self.final_correct)
+
+    def subset(self, index: np.ndarray) -> SearchProblem:
+        """The same problem on some of its samples (the floor unchanged)."""
+        options = [replace(o, confidence=o.confidence[index], correct=o.correct[index]) for o in self.options]
+        groups = None if self.groups is None else self.groups[index]
+        return replace(self, options=options, final_correct=self.final_correct[index], groups=groups)
 
 
 @dataclass(frozen=True)
@@ -86,29 +89,9 @@ def outcome_of(problem: SearchProblem, exits: list[Exit]) -> Outcome:
     return Outcome(float(cost.mean()), float(correct.mean()), counts.tolist())
 
 
-def with_confidence(
-    solve: Callable[[SearchProblem], Result], problem: SearchProblem, confidence: float
-) -> tuple[Result, float]:
-    """`solve` with the accuracy floor raised by a statistical margin, so that the drop on new samples of the same
-    population stays within the tolerance with probability `confidence` (a one-sided normal bound on the mean of the
-    per-sample difference between the cascade's and the original model's correctness). The margin depends on the
-    cascade chosen, so it is raised until the choice carries its own margin. With groups, the standard error is the
-    cluster-robust one: a new speaker or patient shifts all of their samples at once. Returns the result and the
-    margin."""
-    result, margin = solve(problem), 0.0
-    if confidence <= 0.5:
-        return result, margin
-    z = NormalDist().inv_cdf(confidence)
-    for _ in range(MARGIN_ROUNDS):
-        _, correct, _ = _per_sample(problem, result.exits)
-        needed = z * _mean_stderr(correct.astype(float) - problem.final_correct, problem.groups)
-        if result.outcome.accuracy - needed >= problem.min_accuracy - EPS:
-            break
-        margin = max(margin, needed)
-        result = solve(replace(problem, min_accuracy=problem.min_accuracy + margin))
-        if not result.feasible:
-            break
-    return result, margin
+def correct_of(problem: SearchProblem, exits: list[Exit]) -> np.ndarray:
+    """Per sample: is the cascade's answer right?"""
+    return _per_sample(problem, exits)[1]
 
 
 def search(problem: SearchProblem) -> Result:
@@ -147,17 +130,6 @@ def single_threshold(problem: SearchProblem, options: list[int]) -> Result:
 
 
 # --- the engine -------------------------------------------------------------------------------------
-
-
-def _mean_stderr(values: np.ndarray, groups: np.ndarray | None) -> float:
-    """Standard error of the mean of `values`; cluster-robust (sums of deviations per group) with groups."""
-    n = len(values)
-    if groups is None:
-        return float(np.std(values, ddof=1)) / math.sqrt(n)
-    _, member = np.unique(groups, return_inverse=True)
-    sums = np.bincount(member, weights=values - values.mean())
-    g = len(sums)
-    return math.sqrt(g / max(g - 1, 1) * float(np.square(sums).sum())) / n
 
 
 def _per_sample(problem: SearchProblem, exits: list[Exit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,21 +15,36 @@ from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
 from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.targets.mcu import driver, kernels, project
-from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, Core, core_named
+from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, LIBRARY, Core, core_named
 from eenn_tvm.targets.mcu.lower import Program, lower
-from eenn_tvm.targets.mcu.manifest import Budget, ExitCost, FirmwareManifest, HandOver, MemoryFigures, Sizes
+from eenn_tvm.targets.mcu.manifest import (
+    Budget,
+    ExitCost,
+    FirmwareManifest,
+    HandOver,
+    Int8Reference,
+    MemoryFigures,
+    Sizes,
+)
 from eenn_tvm.targets.mcu.memory import MemoryPlan, plan_memory
 
 REFERENCE = "reference"  # what verify compares against: the ONNX model, or the early-exit network's host module
+INT8_HOST_MODULE = "int8_host.so"  # a plain QDQ model's integer host module (QDQToInteger), built for this host
+QDQ_MODEL = "model_int8.onnx"
 
 
 def build_firmware(
-    source: str | Path, core_name: str, out: Output, input_shapes: dict | None = None, **options
+    source: str | Path,
+    core_name: str,
+    out: Output,
+    input_shapes: dict | None = None,
+    dtype: str = "auto",
+    **options,
 ) -> FirmwareManifest:
     """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
-    `options` are those of `write_firmware`."""
+    `dtype` as `Network.open` takes it; `options` are those of `write_firmware`."""
     out.check(options.get("log", lambda _: None))
-    return write_firmware(Network.open(source, input_shapes), core_named(core_name), out, **options)
+    return write_firmware(Network.open(source, input_shapes, dtype), core_named(core_name), out, **options)
 
 
 def write_firmware(
@@ -47,11 +62,11 @@ def write_firmware(
     `device_segments`, only the first ones: the last hands its activation over when its exit does not fire."""
     if kernel_kind not in KERNEL_KINDS:
         raise EennError(f"unknown kernel kind {kernel_kind!r}: choose one of {', '.join(KERNEL_KINDS)}")
-    if kernel_kind == "auto":
-        kernel_kind = core.kernels
+    use_library = kernel_kind in ("auto", LIBRARY)
+    kernel_kind, codegen = (LIBRARY, core.kernels) if use_library else (kernel_kind, kernel_kind)
     here = network.segments[: device_segments or len(network.segments)]
     log(f"lowering {len(here)} segment(s) of {network.name} for {core.name}")
-    program = lower(network.mod, here)
+    program = lower(network.mod, here, use_library)
     source_c = kernels.c_source(program.kernels)
     workspace = kernels.workspace_bytes(source_c)
     spec = driver.DriverSpec(
@@ -66,7 +81,7 @@ def write_firmware(
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
     with atomic_folder(out, log) as tmp:
         log(f"writing the project ({kernel_kind} kernels) and compiling it with arm-none-eabi-gcc")
-        project.write_project(tmp, program, spec, memory, core, kernel_kind, stack_bytes)
+        project.write_project(tmp, program, spec, memory, core, codegen, stack_bytes)
         with tempfile.TemporaryDirectory(prefix="eenn-build-") as build:
             project.compile_project(tmp, Path(build), cross=True)
             project.keep_binaries(Path(build), tmp)
@@ -77,15 +92,19 @@ def write_firmware(
         )
         _check_budget(core, sizes, budget)
         reference = _write_reference(network, tmp / REFERENCE)
-        manifest = _manifest(network, program, core, kernel_kind, memory, workspace, sizes, budget, reference)
+        int8 = _write_int8_reference(network, tmp / REFERENCE)
+        kinds = (kernel_kind, codegen)
+        manifest = _manifest(network, program, core, kinds, memory, workspace, sizes, budget, reference, int8)
         manifest.record_hashes(tmp)
         manifest.save(tmp)
     return manifest
 
 
 def _hand_over(program: Program) -> HandOver:
+    """The model's layout: library kernels work in NHWC inside, but every segment returns what the model has."""
     live = program.segments[-1].outputs[0]
-    return HandOver(tensor=live.name, shape=list(live.shape), dtype=live.dtype, bytes=live.nbytes)
+    layout = {4: "NCHW", 3: "NCW"}.get(len(live.shape), "")
+    return HandOver(tensor=live.name, shape=list(live.shape), dtype=live.dtype, bytes=live.nbytes, layout=layout)
 
 
 def _check_budget(core: Core, sizes: Sizes, budget: Budget) -> None:
@@ -102,10 +121,18 @@ def _check_budget(core: Core, sizes: Sizes, budget: Budget) -> None:
 
 
 def _write_reference(network: Network, folder: Path) -> str | None:
-    """The model as imported (weights inline, even if the original kept them in external files), or the host module."""
+    """The model as imported (weights inline, even if the original kept them in external files), or the host
+    module; an int8 network's reference is its integer host module (a plain QDQ model's is built here)."""
     if network.reference is None:
         return None
     folder.mkdir()
+    if network.dtype == "int8" and isinstance(network.reference, onnx.ModelProto):
+        from eenn_tvm.passes import ChainExits
+        from eenn_tvm.targets.host import HostModule, build
+
+        # chained like every host reference: verify runs its `early_exit` (one segment here, no exit)
+        HostModule(build(ChainExits()(network.mod))).export(folder / INT8_HOST_MODULE)
+        return f"{REFERENCE}/{INT8_HOST_MODULE}"
     if isinstance(network.reference, onnx.ModelProto):
         onnx.save(network.reference, str(folder / "model.onnx"))
         return f"{REFERENCE}/model.onnx"
@@ -113,24 +140,41 @@ def _write_reference(network: Network, folder: Path) -> str | None:
     return f"{REFERENCE}/{network.reference.name}"
 
 
+def _write_int8_reference(network: Network, folder: Path) -> Int8Reference | None:
+    """onnxruntime's side of an int8 network: the QDQ model, with the thresholds and rule its exits take."""
+    if network.dtype != "int8":
+        return None
+    folder.mkdir(exist_ok=True)
+    if isinstance(network.qdq_model, onnx.ModelProto):
+        onnx.save(network.qdq_model, str(folder / QDQ_MODEL))
+    else:
+        shutil.copyfile(network.qdq_model, folder / QDQ_MODEL)
+    thresholds = [e.threshold for e in network.exits]
+    return Int8Reference(onnx=f"{REFERENCE}/{QDQ_MODEL}", thresholds=thresholds, decision=network.decision)
+
+
 def _manifest(
     network: Network,
     program: Program,
     core: Core,
-    kernel_kind: str,
+    kinds: tuple[str, str],
     memory: MemoryPlan,
     workspace: int,
     sizes: Sizes,
     budget: Budget,
     reference: str | None,
+    int8: Int8Reference | None,
 ) -> FirmwareManifest:
     here = len(program.segments)
     return FirmwareManifest(
         kind=network.kind,
+        dtype=network.dtype,
+        int8=int8,
         model=network.name,
         core=core.name,
         machine=core.board.machine,
-        kernels=kernel_kind,
+        kernels=kinds[0],
+        codegen=kinds[1],
         input_name=network.input_name,
         input_shape=network.input_shape,
         classes=network.classes,

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from eenn_tvm.errors import EennError
 
-KERNEL_KINDS = ("auto", "llvm", "c")  # auto: what the core builds best with (Core.kernels)
+# library: the kernel library (runtime/eenn_nn.h) for what it has, TVM's kernels for the rest, compiled as the core
+# builds them best (Core.kernels); llvm or c: TVM's kernels only, from its LLVM or its C backend. auto: library.
+LIBRARY = "library"
+KERNEL_KINDS = ("auto", LIBRARY, "llvm", "c")
 DEFAULT_STACK_BYTES = 8 << 10  # reserved for inference; verify reports what it used
 
 
@@ -40,8 +43,9 @@ class Core:
     board: Board
     flash_budget: int  # a typical part with this core, used when no --flash is given
     ram_budget: int
-    # LLVM's Thumb kernels take ~3x fewer instructions (bench/mcu.py); on Armv6-M they call soft-float helpers
-    # by names (__addsf3, ...) that GCC's libgcc for v6-m does not define, so gcc compiles TVM's C there.
+    # How TVM's kernels are compiled. LLVM's Thumb kernels take ~3x fewer instructions (bench/mcu.py); on Armv6-M
+    # they call soft-float helpers by names (__addsf3, ...) that GCC's libgcc for v6-m does not define, so gcc
+    # compiles TVM's C there.
     kernels: str = "llvm"
 
     @property

@@ -1,8 +1,9 @@
 """Lower the segments of a Relax module to what a static C driver needs: kernels and a flat call list.
 
-The pipeline is TVM's own up to destination-passing style (see TVM-0.27-NOTES): after `CallTIRRewrite`
-every segment function is a list of `R.builtin.alloc_tensor` and calls of fused PrimFuncs, which this
-module reads into `Program`: tensors, constants and kernel calls in order, per segment. Memory is planned
+The pipeline is TVM's own up to destination-passing style (see TVM-0.27-NOTES), with the kernel library's
+subgraphs taken out first (FuseOpsByPattern on `patterns.py`, then `library.LibraryCalls`): after `CallTIRRewrite`
+every segment function is a list of `R.builtin.alloc_tensor`, calls of fused PrimFuncs and calls of the library,
+which this module reads into `Program`: tensors, constants and calls in order, per segment. Memory is planned
 afterwards across all segments (`memory.py`), so the plan can reuse a segment's RAM in the next one.
 """
 
@@ -19,6 +20,9 @@ from tvm import relax, tirx
 from eenn_tvm.errors import EennError
 from eenn_tvm.passes import segments_only
 from eenn_tvm.targets.fusion import fusion_passes
+from eenn_tvm.targets.mcu import nn_library as nn
+from eenn_tvm.targets.mcu.library import LibraryCalls, is_generic_name
+from eenn_tvm.targets.mcu.patterns import float32_patterns
 from eenn_tvm.targets.mcu.schedule import schedule_for_mcu
 
 _ALLOC = tvm.ir.Op.get("relax.builtin.alloc_tensor")
@@ -49,6 +53,8 @@ class Constant:
 
 @dataclass
 class KernelCall:
+    """A call of a kernel TVM generated (a PrimFunc of `Program.kernels`)."""
+
     kernel: str
     args: list[Tensor | Constant]  # inputs, then the output (destination-passing)
 
@@ -58,10 +64,25 @@ class KernelCall:
 
 
 @dataclass
+class LibraryCall:
+    """A call of the kernel library: `kernel` holds its parameters (weights included), `scratch` its working memory
+    (in the arena, alive during the call only)."""
+
+    kernel: nn.Kernel
+    inputs: list[Tensor]
+    output: Tensor
+    scratch: Tensor | None
+
+    @property
+    def args(self) -> list[Tensor]:
+        return [*self.inputs, self.output] + ([self.scratch] if self.scratch is not None else [])
+
+
+@dataclass
 class Segment:
     index: int
     input: Tensor
-    calls: list[KernelCall]
+    calls: list[KernelCall | LibraryCall]
     outputs: list[Tensor]  # the activation at the cut (or the model outputs), then the exit's outputs
 
 
@@ -71,11 +92,40 @@ class Program:
     segments: list[Segment]
 
 
+def library_pipeline(library: LibraryCalls, integer_ops: dict | None = None) -> tvm.transform.Pass:
+    """The library's subgraphs out of the graph, before TVM lowers the rest. `integer_ops` (QDQToInteger's
+    functions) join the module after the float32 fusion, which cannot partition their bodies, and before
+    `library` reads them."""
+    return tvm.transform.Sequential(
+        [
+            relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOpsByPattern(float32_patterns()),
+            _Joined(integer_ops or {}),
+            library,
+            relax.transform.DeadCodeElimination(),
+        ]
+    )
+
+
+@tvm.transform.module_pass(opt_level=0, name="eenn.Joined")
+class _Joined:
+    def __init__(self, functions: dict):
+        self.functions = functions
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        mod = tvm.IRModule(dict(mod.functions))
+        for gv, func in self.functions.items():
+            mod[gv] = func
+        return mod
+
+
 def lowering_pipeline() -> tvm.transform.Pass:
     return tvm.transform.Sequential(
         [
-            relax.transform.DecomposeOpsForInference(),
             relax.transform.FoldBatchnormToConv2D(),
+            relax.transform.DecomposeOpsForInference(),
             *fusion_passes(),
             relax.transform.ToNonDataflow(),
             relax.transform.RemovePurityChecking(),
@@ -84,11 +134,21 @@ def lowering_pipeline() -> tvm.transform.Pass:
     )
 
 
-def lower(mod: tvm.IRModule, segments: list[str]) -> Program:
-    """Lower the named segment functions of `mod` (chained: each takes the first output of the one before)."""
+def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> Program:
+    """Lower the named segment functions of `mod` (chained: each takes the first output of the one before); with
+    `use_library`, what the kernel library runs becomes its calls, the rest TVM's kernels."""
+    only_segments = segments_only(mod, segments)
+    integer_ops = {gv: f for gv, f in mod.functions.items() if _is_composite(f)}
+    library = LibraryCalls(chain=segments)
     with tvm.transform.PassContext(opt_level=3):
-        lowered = lowering_pipeline()(segments_only(mod, segments))
-    reader = _Reader()
+        if use_library:
+            only_segments = library_pipeline(library, integer_ops)(only_segments)
+        else:
+            only_segments = _Joined(integer_ops)(only_segments)
+        # integer ops the library does not run are TVM kernels: their Relax bodies go where they are called
+        only_segments = relax.transform.InlinePrivateFunctions()(only_segments)
+        lowered = lowering_pipeline()(only_segments)
+    reader = _Reader(library.kernels)
     program = []
     for index, name in enumerate(segments):
         handed_over = program[-1].outputs[0] if program else None
@@ -104,10 +164,12 @@ def lower(mod: tvm.IRModule, segments: list[str]) -> Program:
 class _Reader:
     """Reads lowered segment functions into tensors, constants and calls; shares constants between segments."""
 
-    def __init__(self):
+    def __init__(self, library: dict[str, nn.Kernel]):
+        self.library = library
         self.constants: list[Constant] = []
         self._constant_of: dict[int, Constant] = {}
         self._names: set[str] = set()
+        self._unnamed: set[str] = set()  # output buffers not yet named after a binding
 
     def segment(self, index: int, func: relax.Function, handed_over: Tensor | None) -> Segment:
         param = func.params[0]
@@ -117,10 +179,14 @@ class _Reader:
             value = binding.value
             if isinstance(value, relax.Call) and value.op.same_as(_ALLOC):
                 values[binding.var] = self._tensor(f"s{index}_t", binding.var.ty)
+                self._unnamed.add(values[binding.var].name)
             elif isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
                 calls.append(KernelCall(value.op.name_hint, [self._arg(a, values) for a in value.args]))
+            elif isinstance(value, relax.Call) and isinstance(value.op, relax.ExternFunc):
+                kernel = self.library[value.op.global_symbol]
+                calls.append(self._library_call(index, kernel, [self._arg(a, values) for a in value.args]))
             elif isinstance(value, relax.Var):
-                values[binding.var] = self._renamed(values[value], f"s{index}_{binding.var.name}")
+                values[binding.var] = self._renamed(values[value], index, binding.var.name)
             elif isinstance(value, relax.Tuple):
                 values[binding.var] = _flat([values[f] for f in value.fields])
             elif isinstance(value, relax.TupleGetItem):
@@ -131,6 +197,12 @@ class _Reader:
         if not isinstance(outputs, list):
             raise EennError(f"segment {index} does not return a tuple of tensors")
         return Segment(index, values[param], calls, outputs)
+
+    def _library_call(self, index: int, kernel: nn.Kernel, args: list[Tensor]) -> LibraryCall:
+        *inputs, output = args
+        scratch = kernel.scratch_bytes()
+        scratch = Tensor(self._unique(f"s{index}_scratch"), (scratch,), "uint8") if scratch else None
+        return LibraryCall(kernel, inputs, output, scratch)
 
     def _arg(self, arg: relax.Expr, values: dict) -> Tensor | Constant:
         if isinstance(arg, relax.Var):
@@ -150,10 +222,13 @@ class _Reader:
     def _tensor(self, name: str, ty) -> Tensor:
         return Tensor(self._unique(name), tuple(int(d) for d in ty.shape), str(ty.dtype))
 
-    def _renamed(self, tensor: Tensor, name: str) -> Tensor:
-        """Tensors take the name of the binding that holds them (an ONNX tensor name where one survived)."""
+    def _renamed(self, tensor: Tensor, index: int, name: str) -> Tensor:
+        """Tensors take the name of the binding that holds them (an ONNX tensor name where one survived); a name
+        TVM made up (lv3) does not replace one that came from the model."""
+        if is_generic_name(name) and tensor.name not in self._unnamed:
+            return tensor
         self._names.discard(tensor.name)
-        tensor.name = self._unique(name)
+        tensor.name = self._unique(f"s{index}_{name}")
         return tensor
 
     def _unique(self, name: str) -> str:
@@ -163,6 +238,11 @@ class _Reader:
             candidate, n = f"{base}_{n}", n + 1
         self._names.add(candidate)
         return candidate
+
+
+def _is_composite(func: tvm.ir.BaseFunc) -> bool:
+    """An integer op of QDQToInteger (docs/int8.md), called from the segments."""
+    return isinstance(func, relax.Function) and "Composite" in (func.attrs or {})
 
 
 def _flat(items: list) -> list[Tensor]:

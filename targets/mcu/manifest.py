@@ -9,12 +9,13 @@ from pydantic import ConfigDict, Field, computed_field, model_validator
 
 from eenn_tvm.documents import Count, Document, FolderDocument, RelativePath, Sha256, Size
 from eenn_tvm.errors import EennError
+from eenn_tvm.plan import Threshold
 from eenn_tvm.targets.mcu import MANIFEST_FILE
 from eenn_tvm.targets.mcu.cores import CORES
 
 MAX_CLASSES = 1 << 16  # what a microcontroller classifier can output: a bound on what verify allocates
 FORMAT = "eenn-tvm-firmware"
-VERSION = 2  # 2: the SHA-256 of the ELF and the reference
+VERSION = 2  # 2: the SHA-256 of every file it names (ELFs, references)
 
 
 class HandOver(Document):
@@ -24,6 +25,7 @@ class HandOver(Document):
     shape: list[Size]
     dtype: Literal["float32"]
     bytes: Size
+    layout: str = ""  # NCHW, NCW: the model's own (the next tier continues from it as the model has it)
 
 
 class ExitCost(Document):
@@ -31,6 +33,14 @@ class ExitCost(Document):
     point: str
     macs_to_reach: Count
     head_macs: Count
+
+
+class Int8Reference(Document):
+    """An int8 firmware's second reference: onnxruntime on the QDQ model, the exits' thresholds applied in numpy."""
+
+    onnx: RelativePath
+    thresholds: list[Threshold]  # one per exit (infinity: never)
+    decision: str | None  # the confidence rule; None without exits
 
 
 class MemoryFigures(Document):
@@ -76,7 +86,10 @@ class FirmwareManifest(FolderDocument):
     model: str
     core: str = Field(alias="target")  # the Cortex-M core it is built for
     machine: str  # the QEMU board that runs it
-    kernels: Literal["llvm", "c"]
+    dtype: Literal["float32", "int8"] = "float32"
+    int8: Int8Reference | None = None  # int8: onnxruntime's reference (`reference` is the int8 host module)
+    kernels: Literal["library", "llvm", "c"]  # the kernel library (TVM's kernels for the rest), or TVM's only
+    codegen: Literal["llvm", "c"] = "llvm"  # how TVM's kernels are compiled: Thumb objects, or C through gcc
     input_name: str
     input_shape: list[Size] = Field(min_length=1)
     classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)]
@@ -93,7 +106,7 @@ class FirmwareManifest(FolderDocument):
     memory: MemoryFigures
     sizes: Sizes
     budget: Budget
-    hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of the ELF and the reference
+    hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of every file in named_files()
 
     file: ClassVar[str] = MANIFEST_FILE
     missing: ClassVar[str] = "not a firmware folder (no firmware.json): make one with `eenn-tvm build`"
@@ -109,13 +122,21 @@ class FirmwareManifest(FolderDocument):
             raise ValueError(f"device_segments: more than segments ({self.segments})")
         if (self.hand_over is None) != (self.device_segments == self.segments):
             raise ValueError("hand_over: given exactly when the device runs only the first segments")
-        suffix = {"model": ".onnx", "eenn": ".so"}[self.kind]  # the ONNX model, or the early-exit host module
+        if (self.int8 is None) != (self.dtype == "float32"):
+            raise ValueError("int8: given exactly when dtype is int8")
+        if self.int8 is not None and len(self.int8.thresholds) != len(self.exits):
+            raise ValueError(f"int8: thresholds: one per exit ({len(self.exits)})")
+        if self.int8 is not None and not self.int8.onnx.endswith(".onnx"):
+            raise ValueError(f"int8: onnx: an ONNX file, not {self.int8.onnx!r}")
+        # the ONNX model, or a host module: the early-exit network's, or an int8 model's integer one
+        suffix = ".onnx" if self.kind == "model" and self.dtype == "float32" else ".so"
         if self.reference is not None and not self.reference.endswith(suffix):
             raise ValueError(f"reference: a {self.kind} is checked against a {suffix} file, not {self.reference!r}")
         return self
 
     def named_files(self) -> list[str]:
-        return [self.elf] + [name for name in (self.reference, self.stream_elf) if name]
+        int8_onnx = self.int8.onnx if self.int8 else None
+        return [self.elf] + [name for name in (self.reference, self.stream_elf, int8_onnx) if name]
 
     def artifact(self, folder: str | Path, name: str) -> Path:
         """The file the manifest names as `name` ("elf", "reference"), checked (see `named_file`)."""

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 from eenn_tvm.errors import EennError
-from eenn_tvm.targets.mcu import driver, kernels
-from eenn_tvm.targets.mcu.cores import Core
+from eenn_tvm.targets.mcu import driver, kernels, nn_library
+from eenn_tvm.targets.mcu.cores import Board, Core
 from eenn_tvm.targets.mcu.lower import Program
 from eenn_tvm.targets.mcu.manifest import Sizes
 from eenn_tvm.targets.mcu.memory import MemoryPlan
@@ -28,9 +28,10 @@ def write_project(
     spec: driver.DriverSpec,
     memory: MemoryPlan,
     core: Core,
-    kernel_kind: str,
+    codegen: str,
     stack_bytes: int,
 ) -> None:
+    """`codegen`: how TVM's kernels are compiled, "llvm" (a Thumb object) or "c" (C source for gcc)."""
     (folder / "kernels").mkdir()
     files = {
         "eenn_model.h": driver.header(program, spec, memory),
@@ -43,27 +44,19 @@ def write_project(
     for name, text in files.items():
         (folder / name).write_text(text)
     kernel_source = "kernels/kernels.c"
-    if kernel_kind == "llvm":
+    if codegen == "llvm":
         kernel_source = f"kernels/kernels_{core.name}.o"
         kernels.write_thumb_object(program.kernels, core, folder / kernel_source)
     kernels.copy_headers(folder / "include")
     shutil.copytree(HERE / "runtime", folder / "runtime")
     shutil.copytree(HERE / "board", folder / "board", ignore=shutil.ignore_patterns("*.in"))
     board = core.board
-    _fill(
-        HERE / "board" / "mps.ld.in",
-        folder / "board" / f"{board.machine}.ld",
-        MACHINE=board.machine,
-        FLASH_ORIGIN=hex(board.flash_origin),
-        FLASH_BYTES=hex(board.flash_bytes),
-        RAM_ORIGIN=hex(board.ram_origin),
-        RAM_BYTES=hex(board.ram_bytes),
-        STACK_BYTES=hex(stack_bytes),
-    )
+    write_linker_script(board, folder / "board" / f"{board.machine}.ld", stack_bytes)
     shutil.copytree(HERE / "cmake", folder / "cmake", ignore=shutil.ignore_patterns("*.in"))
     (folder / "cmake" / "eenn_cpu.cmake").write_text(
         f'# {core.name}\nset(EENN_CPU_FLAGS "{" ".join(core.gcc_flags)}")\n'
     )
+    library = nn_library.sources(driver.library_functions(program, spec))
     _fill(
         HERE / "cmake" / "CMakeLists.txt.in",
         folder / "CMakeLists.txt",
@@ -71,8 +64,9 @@ def write_project(
         CORE=core.name,
         MACHINE=board.machine,
         UART_BASE=hex(board.uart_base),
-        KERNELS=f"{kernel_kind} ({kernel_source})",
+        KERNELS=f"{codegen} ({kernel_source})",
         KERNEL_SOURCE=kernel_source,
+        LIBRARY_SOURCES=" ".join(f"runtime/{path.name}" for path in library),
     )
 
 
@@ -143,6 +137,19 @@ def _bucket(section: str) -> str | None:
         if section.startswith(prefix):
             return bucket
     return None
+
+
+def write_linker_script(board: Board, path: Path, stack_bytes: int) -> None:
+    _fill(
+        HERE / "board" / "mps.ld.in",
+        path,
+        MACHINE=board.machine,
+        FLASH_ORIGIN=hex(board.flash_origin),
+        FLASH_BYTES=hex(board.flash_bytes),
+        RAM_ORIGIN=hex(board.ram_origin),
+        RAM_BYTES=hex(board.ram_bytes),
+        STACK_BYTES=hex(stack_bytes),
+    )
 
 
 def _fill(template: Path, target: Path, **values: str) -> None:

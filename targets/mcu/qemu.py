@@ -56,7 +56,16 @@ def qemu_binary() -> str:
 
 
 def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
-    command = [
+    command = qemu_command(elf, machine)
+    starts = range(0, len(inputs), QEMU_CHUNK)
+    if len(starts) > 1:
+        starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
+    return _joined([_run(command, inputs[s : s + QEMU_CHUNK], classes, timeout=60 + 5 * QEMU_CHUNK) for s in starts])
+
+
+def qemu_command(elf: Path, machine: str) -> list[str]:
+    """The emulator running `elf` with semihosting (files in the working folder) and exact instruction counts."""
+    return [
         qemu_binary(),
         "-M",
         machine,
@@ -72,10 +81,6 @@ def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Ru
         "-kernel",
         str(Path(elf).resolve()),
     ]
-    starts = range(0, len(inputs), QEMU_CHUNK)
-    if len(starts) > 1:
-        starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
-    return _joined([_run(command, inputs[s : s + QEMU_CHUNK], classes, timeout=60 + 5 * QEMU_CHUNK) for s in starts])
 
 
 def _joined(runs: list[Run]) -> Run:

@@ -2,6 +2,10 @@
 
 The reference is onnxruntime on the ONNX model (a plain model) or the early-exit network's TVM host module
 (an `augment` output): the firmware must pick the same class at the same exit, with outputs within 1e-4.
+An int8 firmware is compared with its integer host module (QDQToInteger on the host): the same exit and
+equal outputs (the dequantised logits bit for bit, a float softmax after them to 1e-6); and with onnxruntime on
+the QDQ model (which computes in float between quantize and dequantize, so it may differ by a rounding step):
+how often class and exit agree.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from eenn_tvm.targets.mcu.project import compile_project
 from eenn_tvm.targets.mcu.qemu import Run, run_in_qemu, run_on_host
 
 TOLERANCE = 1e-4
+# int8: the integers are equal on host and device, and so are the dequantised logits; a float op after them (a
+# model's own softmax) is compiled by two compilers and may differ in its last bits
+INT8_TOLERANCE = 1e-6
+ONNXRUNTIME_AGREEMENT = 0.995  # int8: the least share of samples with onnxruntime's class and exit
 
 
 @dataclass
@@ -30,6 +38,7 @@ class Verification:
     exit_mismatches: int
     max_abs_error: float
     within_tolerance: bool
+    tolerance: float  # of the outputs against the host
     accuracy: float  # of the firmware, against the labels
     instructions_mean: float
     instructions_per_exit: list[dict]  # exit, samples, mean instructions, plan MACs to get there
@@ -38,12 +47,19 @@ class Verification:
     stack_bytes_used: int
     arena_bytes: int
     ram_lower_bound_bytes: int
+    onnxruntime_agreement: float | None  # int8: the share of samples with onnxruntime's class and exit
     plan_vs_measured: dict | None  # early-exit networks: the cost relative to a full pass, predicted and measured
     target: str  # the core
     machine: str  # the QEMU board, or "host" for the sanitizer build on this computer
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def matches(self) -> bool:
+        """Same class, exit and outputs as the host (and, int8, onnxruntime's class and exit often enough)."""
+        agrees = self.onnxruntime_agreement is None or self.onnxruntime_agreement >= ONNXRUNTIME_AGREEMENT
+        return self.within_tolerance and not self.class_mismatches and agrees
 
 
 def verify(
@@ -59,6 +75,7 @@ def verify(
     manifest = FirmwareManifest.load(folder)
     reference = manifest.artifact(folder, "reference")
     elf = manifest.artifact(folder, "elf")
+    qdq_model = manifest.named_file(folder, manifest.int8.onnx) if manifest.int8 else None
     data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
     data = Dataset(data.x[:n], data.y[:n])
     log(f"running {len(data)} samples on {manifest.machine if on == 'qemu' else 'this host'}")
@@ -68,13 +85,15 @@ def verify(
     same_exit = device.exit_index == exits
     errors = np.abs(device.scores - scores).max(axis=1)
     max_error = float(errors[same_exit].max()) if same_exit.any() else float("inf")
+    tolerance = INT8_TOLERANCE if manifest.dtype == "int8" else TOLERANCE
     sizes, memory = manifest.sizes, manifest.memory
     return Verification(
         samples=len(data),
         class_mismatches=int((device.class_index != scores.argmax(1)).sum()),
         exit_mismatches=int((~same_exit).sum()),
         max_abs_error=max_error,
-        within_tolerance=bool(same_exit.all() and max_error <= TOLERANCE),
+        within_tolerance=bool(same_exit.all() and max_error <= tolerance),
+        tolerance=tolerance,
         accuracy=float((device.class_index == data.y).mean()),
         instructions_mean=float(device.instructions.mean()),
         instructions_per_exit=_per_exit(device, manifest, final),
@@ -83,6 +102,7 @@ def verify(
         stack_bytes_used=device.stack_bytes,
         arena_bytes=memory.arena_bytes,
         ram_lower_bound_bytes=memory.lower_bound_bytes + memory.workspace_bytes,
+        onnxruntime_agreement=_onnxruntime_agreement(qdq_model, manifest, data, device),
         plan_vs_measured=_plan_vs_measured(device, manifest, final),
         target=manifest.core,
         machine=manifest.machine if on == "qemu" else "host",
@@ -98,8 +118,9 @@ def _run(folder: Path, elf: Path, manifest: FirmwareManifest, data: Dataset, on:
 
 
 def _reference(path: Path, manifest: FirmwareManifest, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(exit index, outputs at that exit) per sample on the host."""
-    if manifest.kind == "eenn":
+    """(exit index, outputs at that exit) per sample on the host: a TVM host module (an early-exit network's, or
+    an int8 network's integer one) or onnxruntime (a plain float model)."""
+    if manifest.kind == "eenn" or manifest.dtype == "int8":
         from eenn_tvm.targets.host import EarlyExitRunner, HostModule
 
         runner = EarlyExitRunner(HostModule.load(path))
@@ -107,6 +128,18 @@ def _reference(path: Path, manifest: FirmwareManifest, data: Dataset) -> tuple[n
         return np.array([e for e, _ in results]), np.stack([s.reshape(-1) for _, s in results])
     outputs = [sample[0].reshape(-1) for sample in onnx_runtime.run_each(onnx_runtime.session(path), data.x)]
     return np.zeros(len(data), np.int64), np.stack(outputs)
+
+
+def _onnxruntime_agreement(
+    qdq_model: Path | None, manifest: FirmwareManifest, data: Dataset, device: Run
+) -> float | None:
+    if qdq_model is None:
+        return None
+    from eenn_tvm.inference import apply_thresholds
+
+    outputs = onnx_runtime.run_each(onnx_runtime.session(qdq_model), data.x)
+    exits, classes = apply_thresholds(manifest.int8.thresholds, manifest.int8.decision, outputs)
+    return float(((exits == device.exit_index) & (classes == device.class_index)).mean())
 
 
 def _macs_through(manifest: FirmwareManifest) -> list[int] | None:

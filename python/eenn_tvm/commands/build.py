@@ -27,8 +27,9 @@ from eenn_tvm.textui import format_table
     default="auto",
     show_default=True,
     type=click.Choice(KERNEL_KINDS),
-    help="llvm: Thumb objects from TVM's LLVM backend (fewer instructions); c: TVM's C output, compiled by "
-    "gcc; auto: llvm, except c on the Cortex-M0+.",
+    help="library (= auto): eenn-tvm's kernel library for convolutions, dense layers, pools and adds, TVM's kernels "
+    "for the rest; llvm: TVM's kernels only, Thumb objects from its LLVM backend; c: TVM's kernels only, its C "
+    "output compiled by gcc.",
 )
 @click.option(
     "--flash",
@@ -54,9 +55,17 @@ from eenn_tvm.textui import format_table
     metavar="BYTES",
     help="Stack reserved for inference (verify reports what it used).",
 )
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "int8", "float32"]),
+    help="int8: the augment output's int8 network (`eenn-tvm quantize`); a QDQ model is int8 either way. auto: "
+    "int8 for a QDQ model, float32 otherwise.",
+)
 @input_shape_option
 @json_option
-def command(source, core, out, force, kernel_kind, flash, ram, stack_bytes, input_shapes, as_json):
+def command(source, core, out, force, kernel_kind, flash, ram, stack_bytes, dtype, input_shapes, as_json):
     """Compile SOURCE for a Cortex-M core into a CMake firmware project in OUT.
 
     SOURCE is an ONNX model (compiled as it is) or an `eenn-tvm augment` output folder (the early-exit
@@ -71,6 +80,7 @@ def command(source, core, out, force, kernel_kind, flash, ram, stack_bytes, inpu
         core,
         Output.of(out, "firmware", [source], force),
         input_shapes_from(input_shapes),
+        dtype,
         kernel_kind=kernel_kind,
         flash_budget=flash,
         ram_budget=ram,
@@ -83,7 +93,7 @@ def command(source, core, out, force, kernel_kind, flash, ram, stack_bytes, inpu
     s, m = manifest.sizes, manifest.memory
     click.echo(
         f"\n{manifest.model} for {manifest.core} ({manifest.kind}, {manifest.segments} segment(s), "
-        f"{len(manifest.exits)} exit(s), {manifest.kernels} kernels):"
+        f"{len(manifest.exits)} exit(s), {manifest.dtype}, {manifest.kernels} kernels):"
     )
     click.echo(
         format_table(

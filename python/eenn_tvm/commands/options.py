@@ -125,8 +125,8 @@ augment_options = _stack(
         default=0.9,
         show_default=True,
         type=float,
-        help="Probability that the drop on new data of the same kind stays within the tolerance: the "
-        "validation floor is raised by the statistical margin of the estimate (0.5: no margin).",
+        help="Probability that the expected accuracy drop on new data of the same kind stays within the "
+        "tolerance: the thresholds pass a Learn-then-Test check on the validation split at this level.",
     ),
     click.option(
         "--decision",
@@ -160,6 +160,19 @@ augment_options = _stack(
         help="Where backbone features are cached between runs.",
     ),
     click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
+    click.option(
+        "--batch",
+        default=32,
+        show_default=True,
+        type=int,
+        help="Samples per backbone call in the feature pass (1 where the model's batch cannot be made symbolic).",
+    ),
+    click.option(
+        "--cluster",
+        metavar="ray|ray://HOST:PORT",
+        help="Run the feature pass sharded on a Ray cluster: `ray` joins the one RAY_ADDRESS or this machine runs "
+        "(else starts one here), ray://HOST:PORT a remote one (Ray Client). Needs pip install 'eenn-tvm[cluster]'.",
+    ),
     output_options("Folder to write."),
     click.option(
         "--platform",
@@ -187,7 +200,17 @@ augment_options = _stack(
 
 
 def settings_from(
-    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, database
+    max_accuracy_drop,
+    confidence,
+    decision,
+    val_fraction,
+    calibration_path,
+    seed,
+    cache_dir,
+    no_cache,
+    batch,
+    cluster,
+    database,
 ):
     """The augment settings of the shared options, checked."""
     from eenn_tvm.augment import Settings, check_settings
@@ -200,6 +223,8 @@ def settings_from(
         None if no_cache else cache_dir,
         calibration_path,
         confidence,
+        batch=batch,
+        cluster=cluster,
         database=checked_database(database),
     )
     check_settings(settings)

@@ -10,11 +10,7 @@
 
 #include <dlpack/dlpack.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define EENN_ALIGNED(n) __attribute__((aligned(n)))
-#else
-#define EENN_ALIGNED(n)
-#endif
+#include "eenn_nn.h" /* EENN_ALIGNED */
 
 #define EENN_MAX_KERNEL_ARGS 16
 
@@ -23,13 +19,25 @@ typedef int32_t (*eenn_kernel_t)(void *self, void *args, int32_t num_args, void 
 /* Calls `kernel` on `count` tensors (inputs first, the output last); 0 on success. */
 int32_t eenn_call(eenn_kernel_t kernel, DLTensor *const *tensors, int32_t count);
 
+/* A profiling build (-DEENN_PROFILE, board/profile_main.c) counts the instructions of every kernel call. */
+#ifdef EENN_PROFILE
+void eenn_profile_begin(void);
+void eenn_profile_end(void);
+#else
+#define eenn_profile_begin() ((void)0)
+#define eenn_profile_end() ((void)0)
+#endif
+
 /* One line per kernel in the generated driver: run it, and leave the caller with `status` on failure. */
 #define EENN_TENSORS(...) ((DLTensor *const[]){__VA_ARGS__})
 #define EENN_RUN(status, kernel, ...)                                                                    \
   do {                                                                                                  \
-    if (eenn_call((eenn_kernel_t)(kernel), EENN_TENSORS(__VA_ARGS__),                                   \
-                  (int32_t)(sizeof(EENN_TENSORS(__VA_ARGS__)) / sizeof(DLTensor *))) != 0)              \
-      return (status);                                                                                  \
+    int32_t eenn_failed_;                                                                               \
+    eenn_profile_begin();                                                                               \
+    eenn_failed_ = eenn_call((eenn_kernel_t)(kernel), EENN_TENSORS(__VA_ARGS__),                        \
+                             (int32_t)(sizeof(EENN_TENSORS(__VA_ARGS__)) / sizeof(DLTensor *)));        \
+    eenn_profile_end();                                                                                 \
+    if (eenn_failed_ != 0) return (status);                                                             \
   } while (0)
 
 /* The scratch memory kernels allocate from; reset before each inference. */

@@ -1,0 +1,167 @@
+"""The tolerance as a finite-sample guarantee: thresholds chosen by Learn-then-Test (Angelopoulos et al., 2021).
+
+The statement: if new samples are drawn from the same distribution as the calibration split (exchangeable with it),
+the accuracy drop of the early-exit network against the original model on them, in expectation, exceeds the
+tolerance with probability at most 1 - confidence over the draw of the calibration split.
+
+How: the calibration split is cut in two (by group when the samples carry groups). On the first part, the search
+proposes a cascade (exits, heads, thresholds) within the tolerance there, and a path leads to it from the most
+cautious: the same exits with raised thresholds, each letting out a growing share of the samples the proposal lets
+out, up to all of them. The path is fixed before the second part is looked at. On the second part, each cascade
+along the path is tested against H0 "its drop exceeds the tolerance" at level 1 - confidence, stopping at the first
+that is not rejected (fixed-sequence testing: the family-wise error stays at 1 - confidence without a Bonferroni
+split). Every rejected cascade keeps the tolerance, with that probability, all at once; the cheapest of them on the
+whole split is chosen. None rejected: no exit. (A sequence of proposals at growing floors would start with cascades
+that lose nothing on the first part but churn many answers, which the test cannot clear: the path starts safe.)
+
+The test (per cascade): a sample's loss is +1 when the original model is right and the cascade wrong, -1 for the
+reverse, 0 when they agree in correctness; the drop is its mean, p+ - p-. Given the k samples that disagree, the
+harmed ones are binomial(k, q) with q = p+ / (p+ + p-), and the drop exceeds the tolerance t only if q > (1 + t/d)/2
+where d = p+ + p- is the disagreement rate. With d bounded above by an exact (Clopper-Pearson) bound at level
+NUISANCE_SHARE of the error, that is one exact binomial tail (Berger and Boos' p-value for a nuisance parameter).
+Unlike a bound on harms alone it credits the samples an exit gets right that the original got wrong; the harms alone
+(an exact binomial test of their rate, which bounds the drop) prove more when the samples are few (below about
+ln(1 / NUISANCE_SHARE / error) / tolerance, the first test cannot certify anything) or disagreements rare. Which of
+the two tests the path is tested with is decided on the first part.
+
+With groups (speakers, patients) the samples are not independent: the counts are divided by the design effect (the
+cluster-robust variance of the loss over the independent one), which makes the test an approximation there, not
+exact; exact would need many groups (tens of groups cannot certify a 1-point tolerance distribution-free).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.special import betainc, betaincinv
+
+from eenn_tvm.search import Exit, Result, SearchProblem, correct_of, outcome_of
+
+SELECTION_SHARE = 0.5  # of the calibration split, proposes the cascade; the rest tests the path to it
+PATH_STEPS = 50  # cascades on the path from the most cautious to the proposal
+NUISANCE_SHARE = 0.1  # of the error level spent on the upper bound of the disagreement rate
+SPLIT_SEED = 0
+
+
+@dataclass
+class Certified:
+    """The chosen cascade and what the test said about the sequence."""
+
+    result: Result  # outcome on the whole calibration split
+    p_value: float  # of the chosen cascade (1.0: no exit, nothing to test)
+    tested: int  # cascades tested before the sequence stopped
+    passed: int  # of those, rejected H0 (they keep the tolerance)
+
+
+def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchProblem, confidence: float) -> Certified:
+    """The cheapest cascade on the path to `solve`'s proposal whose drop against the original model passes the test
+    at level 1 - confidence. The tolerance is the problem's: the original model's accuracy minus its floor."""
+    tolerance = max(float(problem.final_correct.mean()) - problem.min_accuracy, 0.0)
+    error = 1.0 - confidence
+    selection, testing = _split(problem)
+    proposed = solve(replace(selection, min_accuracy=float(selection.final_correct.mean()) - tolerance))
+    path = _path(selection, proposed.exits)
+    # Which test goes further is decided on the selection part, so the choice is fixed before the testing part.
+    credit_helps = _reach(selection, path, tolerance, error, True) >= _reach(selection, path, tolerance, error, False)
+    chosen, chosen_p, tested, passed = [], 1.0, 0, 0
+    best_cost = outcome_of(problem, []).mean_cost
+    for exits in path:
+        tested += 1
+        p = drop_p_value(
+            testing.final_correct, correct_of(testing, exits), tolerance, error, testing.groups, credit_helps
+        )
+        if p > error:
+            break
+        passed += 1
+        cost = outcome_of(problem, exits).mean_cost
+        if cost < best_cost:
+            chosen, chosen_p, best_cost = exits, p, cost
+    # The front is the proposal's, traced on the selection part: the report's picture of the trade-off.
+    return Certified(Result(chosen, outcome_of(problem, chosen), proposed.pareto), chosen_p, tested, passed)
+
+
+def _reach(part: SearchProblem, path: list[list[Exit]], tolerance: float, error: float, credit_helps: bool) -> int:
+    """How many cascades of the path the test passes in a row on `part`."""
+    for i, exits in enumerate(path):
+        p = drop_p_value(part.final_correct, correct_of(part, exits), tolerance, error, part.groups, credit_helps)
+        if p > error:
+            return i
+    return len(path)
+
+
+def _path(selection: SearchProblem, proposal: list[Exit]) -> list[list[Exit]]:
+    """Cascades from the most cautious to the proposal: at step s of PATH_STEPS, each exit lets out the share s of
+    the selection samples the proposal lets out there (its threshold raised to match); exits that let none out are
+    left out, so their heads cost nothing."""
+    path = []
+    for share in np.linspace(0.0, 1.0, PATH_STEPS + 1)[1:]:
+        exits = []
+        for e in proposal:
+            ranked = np.sort(selection.options[e.option].confidence)[::-1]
+            leaving = int(np.count_nonzero(ranked >= np.float32(e.threshold)))
+            k = int(np.floor(share * leaving + 1e-9))
+            if k > 0:
+                exits.append(replace(e, threshold=e.threshold if k == leaving else float(ranked[k - 1])))
+        if exits and (not path or exits != path[-1]):
+            path.append(exits)
+    return path
+
+
+def drop_p_value(
+    reference_correct: np.ndarray,
+    correct: np.ndarray,
+    tolerance: float,
+    error: float,
+    groups: np.ndarray | None = None,
+    credit_helps: bool = True,
+) -> float:
+    """A valid p-value for H0 "the expected drop, reference accuracy minus this accuracy, exceeds `tolerance`" from
+    paired per-sample correctness (exact for independent samples; see the module's docstring), for a test at level
+    `error` (a share of which bounds the disagreement rate). Without `credit_helps`, the harms alone are tested
+    (their rate bounds the drop): stronger when the samples or the disagreements are few."""
+    reference_correct, correct = np.asarray(reference_correct, bool), np.asarray(correct, bool)
+    harmed = float(np.sum(reference_correct & ~correct))
+    disagree = harmed + float(np.sum(~reference_correct & correct))
+    n = float(len(correct))
+    if groups is not None:
+        shrink = 1.0 / _design_effect(reference_correct.astype(float) - correct, groups)
+        harmed, disagree, n = harmed * shrink, disagree * shrink, n * shrink
+    if not credit_helps:
+        return _binomial_cdf(harmed, n, tolerance)
+    nuisance = NUISANCE_SHARE * error
+    rate_bound = 1.0 if disagree >= n else float(betaincinv(disagree + 1, n - disagree, 1 - nuisance))
+    if rate_bound <= tolerance:  # even if every disagreement were a harm, the drop would be within tolerance
+        return nuisance
+    q0 = (1.0 + tolerance / rate_bound) / 2
+    return min(1.0, nuisance + _binomial_cdf(harmed, disagree, q0))
+
+
+def _binomial_cdf(x: float, n: float, p: float) -> float:
+    """P(Binomial(n, p) <= x), continuous in n and x (counts shrunk by a design effect need not be whole)."""
+    if x >= n:
+        return 1.0
+    return float(betainc(n - x, x + 1, 1 - p))
+
+
+def _design_effect(loss: np.ndarray, groups: np.ndarray) -> float:
+    """The cluster-robust variance of the mean loss over the independent one (at least 1)."""
+    n = len(loss)
+    independent = float(np.var(loss, ddof=1)) / n if n > 1 else 0.0
+    if independent == 0.0:
+        return 1.0
+    _, member = np.unique(groups, return_inverse=True)
+    sums = np.bincount(member, weights=loss - loss.mean())
+    g = len(sums)
+    clustered = g / max(g - 1, 1) * float(np.square(sums).sum()) / n**2
+    return max(1.0, clustered / independent)
+
+
+def _split(problem: SearchProblem) -> tuple[SearchProblem, SearchProblem]:
+    """(selection, testing) parts of the calibration split, whole groups to one side when there are groups."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    units = np.arange(problem.samples) if problem.groups is None else np.unique(problem.groups)
+    chosen = rng.permutation(units)[: max(1, round(SELECTION_SHARE * len(units)))]
+    in_selection = np.isin(np.arange(problem.samples) if problem.groups is None else problem.groups, chosen)
+    return problem.subset(np.flatnonzero(in_selection)), problem.subset(np.flatnonzero(~in_selection))
