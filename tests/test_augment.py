@@ -185,7 +185,7 @@ def test_calibration_data_missing_a_class_is_one_line(fashion, tmp_path):
 
 @pytest.mark.slow
 def test_a_baseline_no_single_threshold_makes_meet_the_tolerance_is_reported_infeasible(fashion, tmp_path):
-    """On 1,000 samples the statistical margin can exceed the tolerance: the SDN baseline is then infeasible in the
+    """On 1,000 samples no single threshold passes the guarantee's test: the SDN baseline is then infeasible in the
     plan, the report and `run`, and augment still delivers its own network."""
     train = np.load(fashion / "train.npz")
     np.savez(tmp_path / "small.npz", x=train["x"][:1000], y=train["y"][:1000])

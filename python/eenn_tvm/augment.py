@@ -135,6 +135,9 @@ def augment(
     ]
     baseline_certified = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
     result, baseline = certified.result, baseline_certified.result
+    # A baseline whose every single threshold fails the test saves nothing: reported as infeasible, like one
+    # whose floor no threshold meets, rather than as a baseline that exits nowhere.
+    baseline = replace(baseline, feasible=baseline.feasible and bool(baseline.exits))
     stage.done("search")
 
     plan = _make_plan(
