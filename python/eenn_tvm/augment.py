@@ -380,7 +380,10 @@ def _write(
         HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         stage.done("write")
         if int8:
-            plan.record_hashes(tmp)  # add_int8 opens eenn.onnx through the plan's checks
+            # add_int8 opens eenn.onnx through the plan's checks, which hash every file the plan names, the report
+            # too (written again below, with the int8 section)
+            write_report(tmp, plan)
+            plan.record_hashes(tmp)
             int8(tmp)
             stage.done("int8")
         plan.search.seconds = stage.seconds
