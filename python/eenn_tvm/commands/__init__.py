@@ -12,7 +12,6 @@ from eenn_tvm.commands import (
     quantize,
     run,
     serve,
-    tune,
     verify,
 )
 
@@ -26,7 +25,6 @@ COMMANDS = [
     profile.command,
     map.command,
     compile.command,
-    tune.command,
     broker.command,
     serve.command,
     device.command,
