@@ -388,14 +388,23 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines + _guarantee_section() + _scaling_section() + _tiers_section())
 
 
+def _recorded(name: str) -> dict | None:
+    """bench/NAME.json as its script last wrote it, or None if it has not run."""
+    path = HERE / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _not_run(title: str, script: str) -> list[str]:
+    return [title, "", f"Not run yet: `python bench/{script}.py`.", ""]
+
+
 def _guarantee_section() -> list[str]:
     """Re-splits of calibration against test (bench/guarantee.py writes them)."""
-    path = HERE / "guarantee.json"
-    if not path.exists():
-        return ["## Does the tolerance hold?", "", "Not run yet: `python bench/guarantee.py`.", ""]
+    doc = _recorded("guarantee")
+    if doc is None:
+        return _not_run("## Does the tolerance hold?", "guarantee")
     from guarantee import table
 
-    doc = json.loads(path.read_text())
     sizes = ", ".join(
         f"{name} {r['calibration_samples']:,} / {r['test_samples']:,}" for name, r in doc["results"].items()
     )
@@ -418,12 +427,11 @@ def _guarantee_section() -> list[str]:
 
 def _scaling_section() -> list[str]:
     """The search-time benchmark's last run (bench/scaling.py writes it; it takes most of an hour)."""
-    path = HERE / "scaling.json"
-    if not path.exists():
-        return ["## Search time against depth", "", "Not run yet: `python bench/scaling.py`.", ""]
+    doc = _recorded("scaling")
+    if doc is None:
+        return _not_run("## Search time against depth", "scaling")
     from scaling import scaling_table
 
-    doc = json.loads(path.read_text())
     return [
         "## Search time against depth",
         "",
@@ -443,12 +451,11 @@ def _scaling_section() -> list[str]:
 
 def _tiers_section() -> list[str]:
     """The live deployment's last load and fault run (bench/tiers.py writes it)."""
-    path = HERE / "tiers.json"
-    if not path.exists():
-        return ["## A live deployment across tiers", "", "Not run yet: `python bench/tiers.py`.", ""]
+    doc = _recorded("tiers")
+    if doc is None:
+        return _not_run("## A live deployment across tiers", "tiers")
     from tiers import tiers_table
 
-    doc = json.loads(path.read_text())
     return [
         "## A live deployment across tiers",
         "",
