@@ -372,7 +372,7 @@ class QuantizeS8(Kernel):
         return "eenn_dequantize_s8" if self.dequantize else "eenn_quantize_s8"
 
     def initializer(self, symbol: str) -> str:
-        return _braces([self.size, _float(self.scale), self.zero_point])
+        return _braces([self.size, c_float(self.scale), self.zero_point])
 
     def input_specs(self):
         return [("int8" if self.dequantize else "float32", self.size)]
@@ -406,7 +406,7 @@ class ConvF32(WindowKernel):
 
     def initializer(self, symbol: str) -> str:
         pointers = _pointers(symbol, self.bias)[:2]
-        return _braces([self.window.c(), *pointers, _float(self.min), _float(self.max)])
+        return _braces([self.window.c(), *pointers, c_float(self.min), c_float(self.max)])
 
     def scratch_bytes(self) -> int:
         w = self.window
@@ -434,7 +434,7 @@ class DenseF32(DenseKernel):
     def initializer(self, symbol: str) -> str:
         out_features, in_features = self.weights.shape
         pointers = _pointers(symbol, self.bias)[:2]
-        return _braces([in_features, out_features, *pointers, _float(self.min), _float(self.max)])
+        return _braces([in_features, out_features, *pointers, c_float(self.min), c_float(self.max)])
 
 
 @dataclass
@@ -451,7 +451,7 @@ class PoolF32(WindowKernel):
         return "eenn_avg_pool_f32" if self.average else "eenn_max_pool_f32"
 
     def initializer(self, symbol: str) -> str:
-        return _braces([self.window.c(), int(self.count_padding), _float(self.min), _float(self.max)])
+        return _braces([self.window.c(), int(self.count_padding), c_float(self.min), c_float(self.max)])
 
 
 @dataclass
@@ -464,7 +464,7 @@ class AddF32(ElementwiseKernel):
     inputs: ClassVar[int] = 2
 
     def initializer(self, symbol: str) -> str:
-        return _braces([self.size, _float(self.min), _float(self.max)])
+        return _braces([self.size, c_float(self.min), c_float(self.max)])
 
 
 def _clamp_text(kernel: Kernel) -> str:
@@ -502,12 +502,13 @@ def c_array(values: np.ndarray) -> CArray:
     """A flat C array of int8, int32 or float32 values."""
     values = np.asarray(values).ravel()
     if values.dtype == np.float32:
-        return CArray("float", [_float(v) for v in values])
+        return CArray("float", [c_float(v) for v in values])
     ctype = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}[values.dtype]
     return CArray(ctype, [str(int(v)) for v in values])
 
 
-def _float(v: float) -> str:
+def c_float(v: float) -> str:
+    """A float32 as a C literal that reads back as the same value."""
     if math.isinf(v):
         return "INFINITY" if v > 0 else "-INFINITY"
     text = f"{float(np.float32(v)):.9g}"
