@@ -22,6 +22,7 @@ from eenn_tvm.targets.mcu.manifest import (
     ExitCost,
     FirmwareManifest,
     HandOver,
+    Int8Input,
     Int8Reference,
     MemoryFigures,
     Sizes,
@@ -107,6 +108,13 @@ def _hand_over(program: Program) -> HandOver:
     return HandOver(tensor=live.name, shape=list(live.shape), dtype=live.dtype, bytes=live.nbytes, layout=layout)
 
 
+def _int8_input(program: Program) -> Int8Input | None:
+    entry = driver.int8_entry(program)
+    if entry is None:
+        return None
+    return Int8Input(scale=entry.scale, zero_point=entry.zero_point, elf=f"{project.BINARIES}/{project.INT8_ELF}")
+
+
 def _check_budget(core: Core, sizes: Sizes, budget: Budget) -> None:
     over = [
         f"{what} {need:,} bytes > {have:,}"
@@ -168,6 +176,7 @@ def _manifest(
         kind=network.kind,
         dtype=network.dtype,
         int8=int8,
+        int8_input=_int8_input(program),
         model=network.name,
         core=core.name,
         machine=core.board.machine,

@@ -43,6 +43,15 @@ class Int8Reference(Document):
     decision: str | None  # the confidence rule; None without exits
 
 
+class Int8Input(Document):
+    """eenn_infer_int8 (eenn_model.h): the input's quantisation, x_q = clamp(round_half_to_even(x / scale) +
+    zero_point, -128, 127), and the verify program that feeds it int8 inputs."""
+
+    scale: Annotated[float, Field(gt=0)]
+    zero_point: Annotated[int, Field(ge=-128, le=127)]
+    elf: RelativePath
+
+
 class MemoryFigures(Document):
     arena_bytes: Count
     lower_bound_bytes: Count  # the most bytes alive at once
@@ -88,6 +97,7 @@ class FirmwareManifest(FolderDocument):
     machine: str  # the QEMU board that runs it
     dtype: Literal["float32", "int8"] = "float32"
     int8: Int8Reference | None = None  # int8: onnxruntime's reference (`reference` is the int8 host module)
+    int8_input: Int8Input | None = None  # int8 with an int8 entry point (not with TVM's kernels only)
     kernels: Literal["library", "llvm", "c"]  # the kernel library (TVM's kernels for the rest), or TVM's only
     codegen: Literal["llvm", "c"] = "llvm"  # how TVM's kernels are compiled: Thumb objects, or C through gcc
     input_name: str
@@ -124,6 +134,8 @@ class FirmwareManifest(FolderDocument):
             raise ValueError("hand_over: given exactly when the device runs only the first segments")
         if (self.int8 is None) != (self.dtype == "float32"):
             raise ValueError("int8: given exactly when dtype is int8")
+        if self.int8_input is not None and self.dtype != "int8":
+            raise ValueError("int8_input: only an int8 firmware has an int8 entry point")
         if self.int8 is not None and len(self.int8.thresholds) != len(self.exits):
             raise ValueError(f"int8: thresholds: one per exit ({len(self.exits)})")
         if self.int8 is not None and not self.int8.onnx.endswith(".onnx"):
@@ -136,7 +148,8 @@ class FirmwareManifest(FolderDocument):
 
     def named_files(self) -> list[str]:
         int8_onnx = self.int8.onnx if self.int8 else None
-        return [self.elf] + [name for name in (self.reference, self.stream_elf, int8_onnx) if name]
+        int8_elf = self.int8_input.elf if self.int8_input else None
+        return [self.elf] + [name for name in (self.reference, self.stream_elf, int8_onnx, int8_elf) if name]
 
     def artifact(self, folder: str | Path, name: str) -> Path:
         """The file the manifest names as `name` ("elf", "reference"), checked (see `named_file`)."""

@@ -19,6 +19,7 @@ HERE = Path(__file__).parent
 BINARIES = "bin"  # the built firmware and library, kept; the CMake build trees are not (they hold absolute paths)
 ELF = "eenn_verify.elf"
 STREAM_ELF = "eenn_stream.elf"
+INT8_ELF = "eenn_verify_int8.elf"  # verify_main.c on int8 inputs, where the model has eenn_infer_int8
 LIBRARY = "libeenn_model.a"
 
 
@@ -67,6 +68,7 @@ def write_project(
         KERNELS=f"{codegen} ({kernel_source})",
         KERNEL_SOURCE=kernel_source,
         LIBRARY_SOURCES=" ".join(f"runtime/{path.name}" for path in library),
+        INT8_INPUT="ON" if driver.int8_entry(program) else "OFF",
     )
 
 
@@ -89,8 +91,9 @@ def compile_project(folder: Path, build: Path, cross: bool = True, sanitize: boo
 
 def keep_binaries(build: Path, folder: Path) -> None:
     (folder / BINARIES).mkdir()
-    for name in (ELF, STREAM_ELF, LIBRARY, "eenn_verify.map"):
-        shutil.copyfile(build / name, folder / BINARIES / name)
+    for name in (ELF, STREAM_ELF, LIBRARY, "eenn_verify.map", INT8_ELF):
+        if name != INT8_ELF or (build / name).is_file():
+            shutil.copyfile(build / name, folder / BINARIES / name)
 
 
 def measure_sizes(build: Path, memory: MemoryPlan, workspace: int, stack_bytes: int) -> Sizes:

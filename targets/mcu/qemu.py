@@ -98,7 +98,10 @@ def run_on_host(executable: Path, inputs: np.ndarray, classes: int) -> Run:
 
 def _run(command: list[str], inputs: np.ndarray, classes: int, timeout: float) -> Run:
     with tempfile.TemporaryDirectory(prefix="eenn-verify-") as work:
-        np.ascontiguousarray(inputs, dtype="<f4").tofile(Path(work) / "inputs.bin")
+        # float32, or int8 for the verify program of eenn_infer_int8
+        np.ascontiguousarray(inputs, dtype=np.int8 if inputs.dtype == np.int8 else "<f4").tofile(
+            Path(work) / "inputs.bin"
+        )
         try:
             done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -2,6 +2,8 @@
 
 The reference is onnxruntime on the ONNX model (a plain model) or the early-exit network's TVM host module
 (an `augment` output): the firmware must pick the same class at the same exit, with outputs within 1e-4.
+With `int8_input`, the firmware's int8 entry point (eenn_infer_int8) runs on the inputs quantised here with the
+constants of its header instead, and must give the same results.
 An int8 firmware is compared with its integer host module (QDQToInteger on the host): the same exit and
 equal outputs (the dequantised logits bit for bit, a float softmax after them to 1e-6); and with onnxruntime on
 the QDQ model (which computes in float between quantize and dequantize, so it may differ by a rounding step):
@@ -19,7 +21,9 @@ import numpy as np
 
 from eenn_tvm import onnx_runtime
 from eenn_tvm.data import Dataset, load_npz
+from eenn_tvm.errors import EennError
 from eenn_tvm.plan import macs_by_exit
+from eenn_tvm.quantized.reference import quantize
 from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 from eenn_tvm.targets.mcu.project import compile_project
 from eenn_tvm.targets.mcu.qemu import Run, run_in_qemu, run_on_host
@@ -51,6 +55,7 @@ class Verification:
     plan_vs_measured: dict | None  # early-exit networks: the cost relative to a full pass, predicted and measured
     target: str  # the core
     machine: str  # the QEMU board, or "host" for the sanitizer build on this computer
+    entry: str  # the entry point run: eenn_infer (float input), or eenn_infer_int8 (input quantised here)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,18 +73,24 @@ def verify(
     n: int = 100,
     on: str = "qemu",
     log: Callable[[str], None] = lambda _: None,
+    int8_input: bool = False,
 ) -> Verification:
     """`on="host"` compiles the same C for this computer, with AddressSanitizer and UndefinedBehaviorSanitizer
     (nothing is counted there: instruction figures are 0)."""
     folder = Path(folder)
     manifest = FirmwareManifest.load(folder)
+    if int8_input and manifest.int8_input is None:
+        raise EennError(
+            f"{folder}: has no int8 entry point (eenn_infer_int8): only an int8 build with the kernel library has one "
+            "(`eenn-tvm build ... --dtype int8`, not --kernels llvm or c)"
+        )
     reference = manifest.artifact(folder, "reference")
-    elf = manifest.artifact(folder, "elf")
+    elf = manifest.named_file(folder, manifest.int8_input.elf) if int8_input else manifest.artifact(folder, "elf")
     qdq_model = manifest.named_file(folder, manifest.int8.onnx) if manifest.int8 else None
     data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
     data = Dataset(data.x[:n], data.y[:n])
     log(f"running {len(data)} samples on {manifest.machine if on == 'qemu' else 'this host'}")
-    device = _run(folder, elf, manifest, data, on)
+    device = _run(folder, elf, manifest, data, on, int8_input)
     exits, scores = _reference(reference, manifest, data)
     final = len(manifest.exits)
     same_exit = device.exit_index == exits
@@ -106,15 +117,19 @@ def verify(
         plan_vs_measured=_plan_vs_measured(device, manifest, final),
         target=manifest.core,
         machine=manifest.machine if on == "qemu" else "host",
+        entry="eenn_infer_int8" if int8_input else "eenn_infer",
     )
 
 
-def _run(folder: Path, elf: Path, manifest: FirmwareManifest, data: Dataset, on: str) -> Run:
+def _run(folder: Path, elf: Path, manifest: FirmwareManifest, data: Dataset, on: str, int8_input: bool) -> Run:
+    inputs = data.x
+    if int8_input:  # as a user's int8 pipeline would, from the header's EENN_INPUT_SCALE and EENN_INPUT_ZERO_POINT
+        inputs = quantize(data.x, manifest.int8_input.scale, manifest.int8_input.zero_point)
     if on == "qemu":
-        return run_in_qemu(elf, manifest.machine, data.x, manifest.classes)
+        return run_in_qemu(elf, manifest.machine, inputs, manifest.classes)
     with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
         compile_project(folder, Path(build), cross=False, sanitize=True)
-        return run_on_host(Path(build) / "eenn_verify", data.x, manifest.classes)
+        return run_on_host(Path(build) / Path(elf.name).stem, inputs, manifest.classes)
 
 
 def _reference(path: Path, manifest: FirmwareManifest, data: Dataset) -> tuple[np.ndarray, np.ndarray]:

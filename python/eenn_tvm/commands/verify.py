@@ -23,19 +23,25 @@ from eenn_tvm.textui import format_table
     type=click.Choice(RUNNERS),
     help="qemu: the Cortex-M firmware, emulated; host: the same C built for this computer with ASan and UBSan.",
 )
+@click.option(
+    "--int8-input",
+    is_flag=True,
+    help="int8 firmware: run eenn_infer_int8 on the inputs quantised here with EENN_INPUT_SCALE and "
+    "EENN_INPUT_ZERO_POINT (firmware.json's int8_input), instead of eenn_infer on float inputs.",
+)
 @json_option
-def command(firmware, data_path, count, runner, as_json):
+def command(firmware, data_path, count, runner, int8_input, as_json):
     """Run FIRMWARE (from `eenn-tvm build`) in qemu-system-arm and compare every sample with the host.
 
     The host is onnxruntime for a plain model and the TVM host module for an early-exit network. Exits
     with status 1 when a class, an exit or an output (beyond 1e-4) differs. An int8 firmware must equal its
     integer host module (its logits bit for bit, a float softmax after them to 1e-6) and take onnxruntime's
     class and exit (QDQ model) on >= 99.5% of the samples. Instruction counts come from QEMU's -icount mode and
-    are deterministic.
+    are deterministic. With --int8-input the same checks apply to the int8 entry point.
     """
     from eenn_tvm.targets.mcu.verify import verify
 
-    result = verify(firmware, data_path, count, runner, log=lambda m: click.echo(m, err=True))
+    result = verify(firmware, data_path, count, runner, log=lambda m: click.echo(m, err=True), int8_input=int8_input)
     if as_json:
         echo_json(result.to_json())
     else:
@@ -48,7 +54,7 @@ def _print(r) -> None:
     verdict = "match" if r.matches else "MISMATCH"
     where = "this host (ASan, UBSan)" if r.machine == "host" else f"QEMU {r.machine}"
     click.echo(
-        f"{r.target} on {where}, {r.samples} samples: {verdict} "
+        f"{r.target} on {where}, {r.entry}, {r.samples} samples: {verdict} "
         f"(class mismatches {r.class_mismatches}, exit mismatches {r.exit_mismatches}, "
         f"max abs error {r.max_abs_error:.2e}, tolerance {r.tolerance:g}); accuracy {100 * r.accuracy:.2f}%"
     )

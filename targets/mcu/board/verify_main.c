@@ -1,13 +1,26 @@
 /* verify_main.c: runs eenn_infer on every input in inputs.bin and writes one record per sample to
  * results.bin, and for a sample the device hands over (EENN_CONTINUE) its live tensor to live.bin
- * (semihosting file I/O on the target, plain files on the host). `eenn-tvm verify` and `run` drive it. */
+ * (semihosting file I/O on the target, plain files on the host). `eenn-tvm verify` and `run` drive it.
+ * With -DEENN_VERIFY_INT8_INPUT (eenn_verify_int8, `eenn-tvm verify --int8-input`) the inputs are int8, quantised
+ * by the host with EENN_INPUT_SCALE and EENN_INPUT_ZERO_POINT, and go to eenn_infer_int8; every other one starts
+ * one byte past an aligned address, so both of its ways (in place, from a copy) run. */
 #include <stdio.h>
 
 #include "board.h"
 #include "eenn_model.h"
 #include "record.h"
 
-static float input[EENN_INPUT_ELEMENTS];
+#ifdef EENN_VERIFY_INT8_INPUT
+typedef int8_t input_t;
+#define INFER eenn_infer_int8
+#define OFFSET(sample) ((sample) % 2)
+#else
+typedef float input_t;
+#define INFER eenn_infer
+#define OFFSET(sample) 0
+#endif
+
+static input_t inputs[EENN_INPUT_ELEMENTS + 1] __attribute__((aligned(16)));
 
 int main(void) {
   FILE *in = fopen("inputs.bin", "rb"), *out = fopen("results.bin", "wb"), *live = fopen("live.bin", "wb");
@@ -19,10 +32,14 @@ int main(void) {
   }
   milli_instructions_per_tick = board_counter_start();
   board_stack_paint();
-  while (fread(input, sizeof(float), EENN_INPUT_ELEMENTS, in) == EENN_INPUT_ELEMENTS) {
+  for (;;) {
+    input_t *input = inputs + OFFSET(samples);
     eenn_result_t result = {0};
-    uint64_t start = board_counter_ticks();
-    eenn_status_t status = eenn_infer(input, &result);
+    uint64_t start;
+    eenn_status_t status;
+    if (fread(input, sizeof(input_t), EENN_INPUT_ELEMENTS, in) != EENN_INPUT_ELEMENTS) break;
+    start = board_counter_ticks();
+    status = INFER(input, &result);
     record_t record = record_of(status, &result, board_counter_ticks() - start);
     fwrite(&record, sizeof(record), 1, out);
     if (record.status == EENN_CONTINUE) fwrite(result.live, 1, result.live_bytes, live);
