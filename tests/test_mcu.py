@@ -3,6 +3,7 @@ arm-none-eabi-gcc compiles, `eenn-tvm verify` runs it in qemu-system-arm (or bui
 AddressSanitizer and UndefinedBehaviorSanitizer) and compares every sample with onnxruntime or TVM."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 import zoo
 from conftest import MLPERF, REPO
 from test_cli import assert_one_line_error, run_cli
+
+from eenn_tvm.targets.mcu.qemu import run_in_qemu
 
 CIFAR_IMAGES = MLPERF / "cifar10_20_images.npz"
 
@@ -112,6 +115,44 @@ def test_an_int8_firmware_hashes_its_qdq_model_and_stream_program_and_verify_ref
     assert_one_line_error(("verify", copy, "--data", CIFAR_IMAGES), f"{copy / qdq_model}: changed since firmware.json")
 
 
+def test_eenn_infer_int8_on_inputs_quantised_with_the_header_constants_gives_eenn_infers_results_bit_for_bit(
+    firmware, resnet8_int8, tmp_path
+):
+    """A user's int8 pipeline quantises with EENN_INPUT_SCALE and EENN_INPUT_ZERO_POINT; every other input starts
+    misaligned in the verify program, so eenn_infer_int8 runs in place and from its copy."""
+    folder, manifest = firmware(resnet8_int8, "cortex-m4")
+    header, driver = (folder / "eenn_model.h").read_text(), (folder / "eenn_model.c").read_text()
+    defines = dict(re.findall(r"^#define (EENN_\w+) (\S+)", header, re.MULTILINE))
+    scale, zero_point = np.float32(defines["EENN_INPUT_SCALE"].rstrip("f")), int(defines["EENN_INPUT_ZERO_POINT"])
+    assert "eenn_status_t eenn_infer_int8(const int8_t *input, eenn_result_t *out);" in header
+    segment_0 = driver[driver.index("segment_0(void) {") :].split("\n}")[0]
+    assert "eenn_quantize_s8" not in segment_0 and driver.count("eenn_quantize_s8(&") == 1  # moved into eenn_infer
+    images = np.load(CIFAR_IMAGES)["x"][:10]
+    off_grid = images + np.random.default_rng(0).uniform(-0.5, 0.5, images.shape)  # rounding half to even at work
+    x = np.concatenate([images, off_grid]).astype(np.float32)
+    x_q = np.clip(np.rint(x / scale) + zero_point, -128, 127).astype(np.int8)
+    from_float = run_in_qemu(folder / manifest["elf"], manifest["machine"], x, manifest["classes"])
+    from_int8 = run_in_qemu(folder / manifest["int8_input"]["elf"], manifest["machine"], x_q, manifest["classes"])
+    for field in ("status", "class_index", "exit_index", "confidence", "scores"):
+        np.testing.assert_array_equal(getattr(from_int8, field), getattr(from_float, field))
+    code, result = verify(folder, CIFAR_IMAGES, "--n", "4", "--int8-input")
+    assert code == 0 and result["entry"] == "eenn_infer_int8" and result["max_abs_error"] <= 1e-6, result
+
+
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("int8", marks=pytest.mark.slow)])
+def test_firmware_without_an_int8_entry_point_says_so_to_verify_int8_input(firmware, mlperf_model, request, dtype):
+    """float32, and int8 with TVM's kernels only (TVM fuses the input's quantisation into its first kernel, so the
+    driver finds no call of its own to move into eenn_infer)."""
+    if dtype == "int8":
+        folder, manifest = firmware(request.getfixturevalue("resnet8_int8"), "cortex-m4", "--kernels", "c")
+    else:
+        folder, manifest = firmware(mlperf_model("resnet8_cifar10"), "cortex-m4")
+    header = (folder / "eenn_model.h").read_text()
+    assert "eenn_infer_int8" not in header and "EENN_INPUT_SCALE" not in header and manifest["int8_input"] is None
+    args = ("verify", folder, "--data", CIFAR_IMAGES, "--int8-input")
+    assert_one_line_error(args, f"{folder}: has no int8 entry point (eenn_infer_int8)")
+
+
 @pytest.mark.slow
 def test_the_examples_int8_early_exit_network_on_cortex_m4_is_bit_exact_and_takes_onnxruntimes_exits(
     firmware, augmented, quantized, fashion
@@ -123,6 +164,9 @@ def test_the_examples_int8_early_exit_network_on_cortex_m4_is_bit_exact_and_take
     assert result["exit_mismatches"] == 0 and result["class_mismatches"] == 0
     assert result["onnxruntime_agreement"] >= 0.995
     assert len(result["instructions_per_exit"]) >= 2  # the exits are compiled in, and taken
+    code, from_int8 = verify(folder, fashion / "test.npz", "--n", "200", "--int8-input")
+    same = ("class_mismatches", "exit_mismatches", "max_abs_error", "accuracy", "onnxruntime_agreement")
+    assert code == 0 and {k: from_int8[k] for k in same} == {k: result[k] for k in same}
     _, float32 = firmware(augmented[0], "cortex-m4")
     assert manifest["sizes"]["flash"] <= 0.3 * float32["sizes"]["flash"]
 
