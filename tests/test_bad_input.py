@@ -588,6 +588,12 @@ CASES = [
         firmware_with(("kind",), "eenn"),
     ),
     c(
+        "firmware-float-with-an-int8-entry",
+        VERIFY,
+        "int8_input: only an int8 firmware has an int8 entry point",
+        firmware_with(("int8_input",), {"scale": 0.5, "zero_point": 0, "elf": "bin/eenn_verify_int8.elf"}),
+    ),
+    c(
         "firmware-classes-beyond-reason",
         VERIFY,
         "classes: must be <= 65536, got 1000000000",

@@ -182,6 +182,8 @@ def test_int8_models_a_new_user_brings_run_bit_exact_on_cortex_m4(firmware, zoo_
     code, result = verify(folder, data, "--n", "8")
     assert code == 0 and result["max_abs_error"] == 0 and result["onnxruntime_agreement"] == 1.0, result
     assert manifest["memory"]["arena_bytes"] == manifest["memory"]["lower_bound_bytes"]
+    code, from_int8 = verify(folder, data, "--n", "8", "--int8-input")  # the int8 entry point, whatever comes first
+    assert code == 0 and from_int8["max_abs_error"] == 0 and from_int8["onnxruntime_agreement"] == 1.0, from_int8
 
 
 def test_building_a_float_model_or_a_folder_without_its_int8_network_as_int8_says_how_to_quantise(
