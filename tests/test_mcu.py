@@ -385,3 +385,22 @@ def test_a_firmware_manifest_with_a_bad_field_is_one_line_naming_it(firmware, ml
     (tmp_path / "fw" / "firmware.json").write_text(json.dumps(manifest))
     data = random_data(tmp_path / "x.npz", (1, 1, 49, 10), 12)
     assert_one_line_error(["verify", tmp_path / "fw", "--data", data], fragment, "run `eenn-tvm build` again")
+
+
+def test_a_model_whose_tensors_are_named_like_the_drivers_own_symbols_builds_and_verifies(
+    firmware, zoo_model, tmp_path
+):
+    """ONNX names are free text: an input called `arena` (the driver's own buffer) or a tensor called `static`
+    (a C keyword) is renamed in the C, not declared twice."""
+    model = onnx.load(zoo_model("mobilenet", "legacy").path)
+    renames = {model.graph.input[0].name: "arena", model.graph.node[0].output[0]: "static"}
+    for value in model.graph.input:
+        value.name = renames.get(value.name, value.name)
+    for node in model.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    onnx.save(model, tmp_path / "named.onnx")
+    folder, manifest = firmware(tmp_path / "named.onnx", "cortex-m4")
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    code, result = verify(folder, random_data(tmp_path / "x.npz", shape, manifest["classes"], n=4))
+    assert code == 0 and result["class_mismatches"] == 0 and result["max_abs_error"] <= 1e-4

@@ -165,6 +165,16 @@ def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> P
     return Program(tvm.IRModule(kernels), program)
 
 
+# A tensor's C symbol must not shadow or clash with what the generated C declares itself (an ONNX input called
+# `input` would become `input = input;` in eenn_infer) nor be a C keyword.
+RESERVED_NAMES = frozenset(
+    "input out status arena workspace quantized_input exit_taken hand_over infer_int8_input "
+    "auto break case char const continue default do double else enum extern float for goto if inline int long "
+    "register restrict return short signed sizeof static struct switch typedef union unsigned void volatile "
+    "while".split()
+)
+
+
 class _Reader:
     """Reads lowered segment functions into tensors, constants and calls; shares constants between segments."""
 
@@ -172,7 +182,7 @@ class _Reader:
         self.library = library
         self.constants: list[Constant] = []
         self._constant_of: dict[int, Constant] = {}
-        self._names: set[str] = set()
+        self._names: set[str] = set(RESERVED_NAMES)
         self._unnamed: set[str] = set()  # output buffers not yet named after a binding
 
     def segment(self, index: int, func: relax.Function, handed_over: Tensor | None) -> Segment:
@@ -237,6 +247,8 @@ class _Reader:
 
     def _unique(self, name: str) -> str:
         base = re.sub(r"\W", "_", name)
+        if base[:1].isdigit():
+            base = f"t{base}"
         candidate, n = base, 1
         while candidate in self._names:
             candidate, n = f"{base}_{n}", n + 1
