@@ -62,8 +62,10 @@ class ChannelLastAcrossCalls:
                 _without_boundary_transposes(func, *drop[gv.name_hint]) if gv.name_hint in drop else func, gv.name_hint
             )
         new = bb.get()
+        # Every Relax function is visited, the changed ones too: each refers to the old GlobalVars (of the
+        # segments it calls, and of the TIR functions the front end emitted, e.g. ONNX Clip's `maximum`).
         for gv, func in list(new.functions.items()):
-            if isinstance(func, relax.Function) and gv.name_hint not in private:
+            if isinstance(func, relax.Function):
                 new[gv] = _TransposesAtCalls(new, private).visit_expr(func)
         return tvm.IRModule(new.functions, attrs=mod.attrs)
 
