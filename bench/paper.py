@@ -385,7 +385,7 @@ def markdown(doc: dict) -> str:
         "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.",
         "",
     ]
-    return "\n".join(lines + _guarantee_section() + _scaling_section() + _tiers_section())
+    return "\n".join(lines + _guarantee_section() + _scaling_section() + _host_section() + _tiers_section())
 
 
 def _recorded(name: str) -> dict | None:
@@ -423,6 +423,16 @@ def _guarantee_section() -> list[str]:
         "```",
         "",
     ]
+
+
+def _host_section() -> list[str]:
+    """The host benchmark's last run (bench/host.py writes bench/host.json)."""
+    path = HERE / "host.json"
+    if not path.exists():
+        return ["## Host: TVM against onnxruntime", "", "Not run yet: `python bench/host.py`.", ""]
+    from host import markdown_section
+
+    return markdown_section(json.loads(path.read_text()))
 
 
 def _scaling_section() -> list[str]:

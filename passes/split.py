@@ -18,9 +18,17 @@ from eenn_tvm.passes.cuts import (
 )
 from eenn_tvm.passes.rebuild import Substitute, replace_function
 
+SEGMENT_PREFIX = "segment_"
+
 
 def segment_names(count: int) -> list[str]:
-    return [f"segment_{i}" for i in range(count)]
+    return [f"{SEGMENT_PREFIX}{i}" for i in range(count)]
+
+
+def segment_index(name: str) -> int | None:
+    """i for `segment_i`, None for any other function name."""
+    suffix = name.removeprefix(SEGMENT_PREFIX)
+    return int(suffix) if suffix != name and suffix.isdigit() else None
 
 
 def segments_only(mod: tvm.IRModule, names: Sequence[str]) -> tvm.IRModule:
@@ -62,13 +70,12 @@ class SplitAtExits:
         return mod
 
     def _segment(self, func, bindings, fields, owner, cuts, index) -> relax.Function:
+        # Fresh parameters: a Var may be bound in one function only (segment_0 takes what `main` takes).
+        inputs = list(func.params) if index == 0 else [next(b.var for b in bindings if b.var.name == cuts[index - 1])]
+        params = [relax.Var(v.name, v.ty) for v in inputs]
         subst = Substitute()
-        if index == 0:
-            params = list(func.params)
-        else:
-            cut = next(b.var for b in bindings if b.var.name == cuts[index - 1])
-            params = [relax.Var(cut.name, cut.ty)]
-            subst.map(cut, params[0])
+        for old, new in zip(inputs, params):
+            subst.map(old, new)
         last = index == len(cuts)
         results = (
             fields[: num_outputs_of(func)] if last else [next(b.var for b in bindings if b.var.name == cuts[index])]

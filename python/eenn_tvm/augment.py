@@ -31,6 +31,7 @@ from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.guarantee import Certified, learn_then_test
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import Output, atomic_folder
+from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, PlannedExit, PredictedFigures, SearchRecord
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Option, Result, SearchProblem, outcome_of, search, single_threshold
@@ -54,6 +55,7 @@ class Settings:
     int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
     batch: int = feature_cache.BATCH  # samples per backbone call in the feature pass, where the model allows it
     cluster: str | None = None  # run the feature pass on this Ray cluster ("ray" or "ray://HOST:PORT")
+    database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
 
 
 @dataclass
@@ -156,7 +158,7 @@ def augment(
         def int8(folder: Path) -> None:
             add_int8(folder, plan, data, train_idx, val_idx, log=log)
 
-    _write(out, plan, model, analysis, trained, result, baseline, log, stage, int8)
+    _write(out, plan, model, analysis, trained, result, baseline, log, stage, int8, settings.database)
     return plan
 
 
@@ -358,6 +360,7 @@ def _write(
     log,
     stage: _Stopwatch,
     int8: Callable[[Path], None] | None = None,
+    database: Path | None = None,
 ) -> None:
     with atomic_folder(out, log) as tmp:
         (tmp / "heads").mkdir()
@@ -374,7 +377,7 @@ def _write(
         log("building the host module (TVM, llvm)")
         exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
         mod = early_exit_module(model.mod, exits, plan.decision)
-        HostModule(build(mod)).export(tmp / HOST_MODULE)
+        HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         stage.done("write")
         if int8:
             # add_int8 opens eenn.onnx through the plan's checks, which hash every file the plan names, the report

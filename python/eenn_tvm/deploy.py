@@ -26,7 +26,7 @@ from eenn_tvm.data import Dataset
 from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
 from eenn_tvm.outputs import Output, atomic_folder
-from eenn_tvm.passes import AnnotatePartition, functions_on, segments_only
+from eenn_tvm.passes import AnnotatePartition, ChainExits, functions_on, segments_only
 from eenn_tvm.placement.segments import place
 from eenn_tvm.plan import DeployedTier, Deployment, Plan, Transfer
 from eenn_tvm.platform import HostTarget, Link, McuTarget, Platform
@@ -71,7 +71,7 @@ def compile_model(
             segments = functions_on(mod, target.name)
             if segments:
                 log(f"building {', '.join(segments)} for {target.name}")
-                tiers.append(_build_tier(tmp, network, mod, target, segments, platform))
+                tiers.append(_build_tier(tmp, network, mod, target, segments, platform, settings.database))
         shutil.copyfile(platform_file(platform_name), tmp / PLATFORM)  # the deployment is read back with it
         plan.deployment = Deployment(platform=platform.name, platform_file=PLATFORM, tiers=tiers)
         plan.record_hashes(tmp)
@@ -86,6 +86,7 @@ def _build_tier(
     target: McuTarget | HostTarget,
     segments: list[str],
     platform: Platform,
+    database: Path | None,
 ) -> DeployedTier:
     first = network.segments.index(segments[0])
     receives = mod[segments[0]].params[0].ty
@@ -105,7 +106,7 @@ def _build_tier(
         artifact = FIRMWARE
     else:
         artifact = f"{target.name}.so"
-        HostModule(build(segments_only(mod, segments))).export(folder / artifact)
+        HostModule(build(host_tier_module(mod, segments), database=database)).export(folder / artifact)
     return DeployedTier(
         target=target.name,
         kind=target.kind,
@@ -119,6 +120,11 @@ def _build_tier(
         if ends_network
         else Transfer(shape=[int(d) for d in last_out.shape], bits=platform.transfer_bits(last_out.shape)),
     )
+
+
+def host_tier_module(mod: tvm.IRModule, segments: list[str]) -> tvm.IRModule:
+    """What a host tier's module is built from: its segments, chained into one call (`ChainExits`)."""
+    return ChainExits()(segments_only(mod, segments))
 
 
 @dataclass
@@ -218,9 +224,7 @@ def _run_mcu(folder: Path, tier: DeployedTier, target: McuTarget, plan: Plan, ca
 
 
 def _run_host(folder: Path, tier: DeployedTier, target: HostTarget, plan: Plan, carry: dict, alive: list[int]):
-    first = int(tier.segments[0].removeprefix("segment_"))
-    module = HostModule.load(plan.named_file(folder, tier.file))
-    runner = EarlyExitRunner(module, tier.segments, first, end=len(plan.exits))
+    runner = EarlyExitRunner(HostModule.load(plan.named_file(folder, tier.file)))
     seconds, results, handed = [], {}, {}
     for i in alive:
         started = time.perf_counter()

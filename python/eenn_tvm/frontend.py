@@ -172,13 +172,27 @@ def to_relax(model: onnx.ModelProto, input_shapes: dict[str, Shape]) -> tvm.IRMo
     return mod
 
 
-def import_onnx(path: str | Path, input_shapes: dict[str, Shape] | None = None) -> ImportedModel:
-    """The whole front end: load, check, fix shapes, fold constants, import into Relax."""
+def import_onnx(path: str | Path, input_shapes: dict[str, Shape] | None = None, batch: int = 1) -> ImportedModel:
+    """The whole front end: load, check, fix shapes, fold constants, import into Relax. `batch` > 1 replaces the
+    first dimension of every input (one the model fixes to 1 as well), for batched host builds."""
     model = load_onnx(path)
+    if batch != 1:
+        model = _with_batch(model, batch, resolve_input_shapes(model, input_shapes))
+        input_shapes = None
     shapes = resolve_input_shapes(model, input_shapes)
     simple = simplify(model, shapes)
     mod = to_relax(simple, shapes)
     return ImportedModel(name=Path(path).stem, onnx=simple, input_shapes=shapes, mod=mod)
+
+
+def _with_batch(model: onnx.ModelProto, batch: int, shapes: dict[str, Shape]) -> onnx.ModelProto:
+    batched = onnx.ModelProto()
+    batched.CopyFrom(model)
+    for inp in graph_inputs(batched):
+        for dim, size in zip(inp.type.tensor_type.shape.dim, (batch, *shapes[inp.name][1:])):
+            dim.Clear()
+            dim.dim_value = size
+    return batched
 
 
 class _NamingImporter(onnx_frontend.ONNXGraphImporter):

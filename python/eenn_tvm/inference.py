@@ -38,20 +38,35 @@ class RunResult:
     sdn_baseline: dict | None  # the Shallow-Deep-Networks style baseline on the same data (None: infeasible)
     seconds: float
     int8: dict | None = None  # with dtype int8: the int8 network in onnxruntime and TVM, and how often they agree
+    batch: int = 1  # samples per call of the engine
+    inference_seconds: float = 0.0  # the engine's inference over all samples (no build, no reference runs)
+    samples_per_second: float = 0.0
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtype: str = "float32") -> RunResult:
+def run(
+    folder: str | Path,
+    plan: Plan,
+    data: Dataset,
+    engine: str = "tvm",
+    dtype: str = "float32",
+    batch: int = 1,
+    database: str | Path | None = None,
+) -> RunResult:
+    """`batch` > 1 (tvm only) builds the network for batches of that many samples and compacts them as samples
+    leave; `database` (tvm only) rebuilds it with the kernels of a tuning database instead of the saved module."""
     folder = Path(folder)
     start = time.perf_counter()
     if dtype == "int8" and plan.int8 is None:
         raise EennError(f"{folder} has no int8 network: run `eenn-tvm quantize {folder} --data DATA.npz` first")
+    started = time.perf_counter()
     eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), data)
+    inference_seconds = time.perf_counter() - started
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
-        exit_index, pred = _run_tvm(plan.artifact(folder, "host_module"), data)
+        exit_index, pred, inference_seconds = _run_tvm(_tvm_module(folder, plan, batch, database), data, batch)
     elif engine == "onnxruntime":
         exit_index, pred = apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
@@ -73,6 +88,9 @@ def run(folder: str | Path, plan: Plan, data: Dataset, engine: str = "tvm", dtyp
         sdn_baseline=sdn,
         int8=_run_int8(folder, plan, data) if dtype == "int8" else None,
         seconds=time.perf_counter() - start,
+        batch=batch,
+        inference_seconds=inference_seconds,
+        samples_per_second=len(data) / inference_seconds,
     )
 
 
@@ -82,7 +100,9 @@ def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
     model_pred = np.array([o[0].argmax() for o in outputs])
     ort_exit, ort_pred = apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
-    tvm_exit, tvm_pred = _run_tvm(plan.artifact(folder, "int8_host_module"), data)
+    from eenn_tvm.targets.host import HostModule
+
+    tvm_exit, tvm_pred, _ = _run_tvm(HostModule.load(plan.artifact(folder, "int8_host_module")), data)
     return {
         "model_accuracy": float((model_pred == data.y).mean()),
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
@@ -102,15 +122,34 @@ def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np
     }
 
 
-def _run_tvm(module_path: Path, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    from eenn_tvm.targets.host import EarlyExitRunner, HostModule
+def _tvm_module(folder: Path, plan: Plan, batch: int, database: str | Path | None):
+    """The saved host module, or one built here for `batch` samples per call or with `database`."""
+    from eenn_tvm.network import Network
+    from eenn_tvm.passes import ChainExits
+    from eenn_tvm.targets.host import HostModule, build
 
-    runner = EarlyExitRunner(HostModule.load(module_path))
+    if batch == 1 and database is None:
+        return HostModule.load(plan.artifact(folder, "host_module"))
+    network = Network.from_augment(folder, plan, batch)
+    mod = network.mod if batch > 1 else ChainExits()(network.mod)
+    return HostModule(build(mod, database=database, opaque_activations=batch > 1))
+
+
+def _run_tvm(module, data: Dataset, batch: int = 1) -> tuple[np.ndarray, np.ndarray, float]:
+    """(exit index, class) per sample and the seconds of inference: one sample per call of the module's
+    `early_exit`, or (batch > 1) compacted batches of the segments."""
+    from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner
+
+    started = time.perf_counter()
+    if batch > 1:
+        exits, logits = BatchRunner(module, batch).run(data.x)
+        return exits, logits.reshape(len(data), -1).argmax(1), time.perf_counter() - started
+    runner = EarlyExitRunner(module)
     exits, preds = np.zeros(len(data), np.int64), np.zeros(len(data), np.int64)
     for i in progress(range(len(data)), "early-exit inference (TVM)"):
         exits[i], logits = runner.infer(data.x[i : i + 1])
         preds[i] = logits.argmax()
-    return exits, preds
+    return exits, preds, time.perf_counter() - started
 
 
 def _thresholds(exits: list[PlannedExit]) -> list[float]:

@@ -83,12 +83,14 @@ class Network:
         )
 
     @classmethod
-    def from_augment(cls, folder: str | Path, plan: Plan | None = None) -> Network:
+    def from_augment(cls, folder: str | Path, plan: Plan | None = None, batch: int = 1) -> Network:
         """The early-exit network `plan` describes (by default the plan saved in `folder`; another one may choose
-        other exits, e.g. the SDN baseline's) over the backbone saved in `folder`."""
+        other exits, e.g. the SDN baseline's) over the backbone saved in `folder`; `batch` samples per call."""
         folder = Path(folder)
         plan = plan or Plan.load(folder)
-        model = import_onnx(plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)})
+        model = import_onnx(
+            plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)}, batch=batch
+        )
         classes = plan.model.classes
         heads = [Head.load(plan.named_file(folder, e.weights), e.head, e.shape, classes) for e in plan.exits]
         exits = [(e.point, head, e.threshold) for e, head in zip(plan.exits, heads)]
@@ -98,7 +100,7 @@ class Network:
             mod=early_exit_module(model.mod, exits, plan.decision),
             segments=segment_names(len(plan.exits) + 1),
             input_name=plan.model.input_name,
-            input_shape=list(plan.model.input_shape),
+            input_shape=[batch, *plan.model.input_shape[1:]],
             classes=plan.model.classes,
             output_is_probability=ends_in_softmax(model.onnx),
             exits=list(plan.exits),

@@ -84,6 +84,7 @@ def atomic_folder(output: Output, log: Log = lambda _: None) -> Iterator[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = _fresh_dir(target, "tmp")
             yield tmp
+            _raise_if_stopped()
             (tmp / MARKER).write_text(json.dumps({"format": MARKER_FORMAT, "kind": output.kind}) + "\n")
             _swap_in(tmp, target)
         created = []
@@ -137,18 +138,38 @@ def stop_signals_raise() -> Iterator[None]:
         yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _raise_stop)
     if previous[signal.SIGINT] is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _raise_stop)
     try:
         yield
+        _raise_if_stopped()
+    except (Terminated, KeyboardInterrupt):
+        _received.clear()  # on its way out: a later block starts afresh
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def _raise_terminated(_signum, _frame):
-    raise Terminated()
+# Signals the handler saw. Native code may swallow what the handler raises (TVM's LLVM code generation runs it
+# from C++ and drops the exception), so a block that ends normally raises it again (`_raise_if_stopped`).
+_received: list[int] = []
+
+
+def _raise_stop(signum, _frame):
+    _received.append(signum)
+    _raise_for(signum)
+
+
+def _raise_for(signum: int):
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _raise_if_stopped() -> None:
+    """Raise what a SIGTERM or SIGINT received inside `stop_signals_raise` raised, had nothing swallowed it."""
+    if _received:
+        _raise_for(_received[0])
 
 
 def _refuse_protected(target: Path, shown: str, inputs: tuple[Path, ...]) -> None:

@@ -13,7 +13,6 @@ validation split, so that the accuracy tolerance holds for the network that ship
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
@@ -33,11 +32,13 @@ from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx, resolve_input_shapes, simplify, to_relax
 from eenn_tvm.guarantee import learn_then_test
 from eenn_tvm.outputs import Output, atomic_folder, write_file_atomically
+from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Evaluation, Int8Network, Plan, macs_by_exit
 from eenn_tvm.quantized.network import int8_early_exit_module, op_counts
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Exit, Option, SearchProblem, outcome_of, search
 from eenn_tvm.targets.host import HostModule, build
+from eenn_tvm.textui import logger_at
 
 INT8_ONNX = "eenn_int8.onnx"
 INT8_HOST_MODULE = "eenn_int8_host.so"
@@ -64,7 +65,8 @@ def quantize_onnx(model: onnx.ModelProto, calibration: np.ndarray) -> onnx.Model
             i = next(self._next, None)
             return None if i is None else {input_name: calibration[i : i + 1]}
 
-    with tempfile.TemporaryDirectory() as tmp, _quiet_onnxruntime():
+    # quantize_static logs a pre-processing hint on every call; the model is already simplified
+    with tempfile.TemporaryDirectory() as tmp, logger_at("", logging.ERROR):
         source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(source))
         quantize_static(
@@ -185,7 +187,7 @@ def add_int8(
     model = imported(int8, plan.model.name)
     section = int8_thresholds(plan, outputs, data.y[val_idx], groups, len(chosen), op_counts(model))
     mod = int8_early_exit_module(model, section.thresholds, plan.decision)
-    HostModule(build(mod)).export(folder / INT8_HOST_MODULE)
+    HostModule(build(ChainExits()(mod))).export(folder / INT8_HOST_MODULE)
     plan.artifacts.eenn_int8_onnx, plan.artifacts.int8_host_module = INT8_ONNX, INT8_HOST_MODULE
     plan.int8 = section
     if not section.meets_tolerance:
@@ -274,15 +276,3 @@ def _classes(model: onnx.ModelProto) -> int:
     if len(dims) != 2 or dims[1] < 2:
         raise EennError(f"the model's output is {dims}: quantize needs a classifier with output (1, classes)")
     return dims[1]
-
-
-@contextlib.contextmanager
-def _quiet_onnxruntime():
-    """quantize_static logs a pre-processing hint on every call; the model is already simplified."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
     """Left-aligned text columns, right-aligned numeric ones."""
@@ -53,3 +56,16 @@ def progress(iterable, label: str, unit_scale: int = 1, total: int | None = None
             step = min(unit_scale, length - done)
             done += step
             bar.update(step)
+
+
+@contextlib.contextmanager
+def logger_at(name: str, level: int):
+    """The logger `name` (the root logger for "") at `level` while the block runs: libraries that log every call
+    or round to the console (onnxruntime's quantisation, MetaSchedule) are quieted this way."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

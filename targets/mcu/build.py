@@ -135,9 +135,11 @@ def _write_reference(network: Network, folder: Path) -> str | None:
         return None
     folder.mkdir()
     if network.dtype == "int8" and isinstance(network.reference, onnx.ModelProto):
+        from eenn_tvm.passes import ChainExits
         from eenn_tvm.targets.host import HostModule, build
 
-        HostModule(build(network.mod)).export(folder / INT8_HOST_MODULE)
+        # chained like every host reference: verify runs its `early_exit` (one segment here, no exit)
+        HostModule(build(ChainExits()(network.mod))).export(folder / INT8_HOST_MODULE)
         return f"{REFERENCE}/{INT8_HOST_MODULE}"
     if isinstance(network.reference, onnx.ModelProto):
         onnx.save(network.reference, str(folder / "model.onnx"))

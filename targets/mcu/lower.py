@@ -19,6 +19,7 @@ from tvm import relax, tirx
 
 from eenn_tvm.errors import EennError
 from eenn_tvm.passes import segments_only
+from eenn_tvm.targets.fusion import fusion_passes
 from eenn_tvm.targets.mcu import nn_library as nn
 from eenn_tvm.targets.mcu.library import LibraryCalls, is_generic_name
 from eenn_tvm.targets.mcu.patterns import float32_patterns
@@ -125,12 +126,7 @@ def lowering_pipeline() -> tvm.transform.Pass:
         [
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.DecomposeOpsForInference(),
-            relax.transform.LegalizeOps(),
-            relax.transform.AnnotateTIROpPattern(),
-            relax.transform.FoldConstant(),
-            relax.transform.FuseOps(),
-            relax.transform.FuseTIR(),
-            relax.transform.DeadCodeElimination(),
+            *fusion_passes(),
             relax.transform.ToNonDataflow(),
             relax.transform.RemovePurityChecking(),
             relax.transform.CallTIRRewrite(),

@@ -12,6 +12,7 @@ from eenn_tvm.commands import (
     quantize,
     run,
     serve,
+    tune,
     verify,
 )
 
@@ -25,6 +26,7 @@ COMMANDS = [
     profile.command,
     map.command,
     compile.command,
+    tune.command,
     broker.command,
     serve.command,
     device.command,

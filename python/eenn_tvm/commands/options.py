@@ -26,6 +26,23 @@ input_shape_option = click.option(
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 
+database_option = click.option(
+    "--database",
+    type=click.Path(file_okay=False),
+    help="A tuning database from `eenn-tvm tune`: the host kernels it holds are built with its schedules.",
+)
+
+
+def checked_database(path: str | None) -> Path | None:
+    """The database folder, checked before any work: it must be one tuned for this machine's CPU."""
+    if path is None:
+        return None
+    from eenn_tvm.targets.host.target import host_target
+    from eenn_tvm.targets.host.tune import open_database
+
+    open_database(path, host_target())
+    return Path(path)
+
 
 def data_option(help: str):
     """`--data D.npz`, required: labelled samples (x and y)."""
@@ -178,11 +195,22 @@ augment_options = _stack(
         "platform file (or in the cache), else one trained on its measurements, else the analytic model "
         "(MACs / throughput).",
     ),
+    database_option,
 )
 
 
 def settings_from(
-    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, batch, cluster
+    max_accuracy_drop,
+    confidence,
+    decision,
+    val_fraction,
+    calibration_path,
+    seed,
+    cache_dir,
+    no_cache,
+    batch,
+    cluster,
+    database,
 ):
     """The augment settings of the shared options, checked."""
     from eenn_tvm.augment import Settings, check_settings
@@ -197,6 +225,7 @@ def settings_from(
         confidence,
         batch=batch,
         cluster=cluster,
+        database=checked_database(database),
     )
     check_settings(settings)
     return settings

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from eenn_tvm.catalog import DTYPES, ENGINES
-from eenn_tvm.commands.options import data_option, echo_json, json_option, savings_table
+from eenn_tvm.commands.options import (
+    checked_database,
+    data_option,
+    database_option,
+    echo_json,
+    json_option,
+    savings_table,
+)
+from eenn_tvm.errors import EennError
 from eenn_tvm.textui import format_table
 
 
@@ -35,14 +43,29 @@ from eenn_tvm.textui import format_table
     help="int8: also the int8 network (from `eenn-tvm quantize`), in onnxruntime and as TVM's integer host module.",
 )
 @click.option("--n", "count", type=click.IntRange(min=1), help="Run only the first N samples.")
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples per call (tvm): the network is built for batches of B; samples that leave at an exit are "
+    "dropped and the rest go on, as on a server. Reports the throughput.",
+)
+@database_option
 @json_option
-def command(out, data_path, engine, tiers, dtype, count, as_json):
-    """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time."""
+def command(out, data_path, engine, tiers, dtype, count, batch, database, as_json):
+    """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time
+    (or in batches: --batch)."""
     from eenn_tvm.data import Dataset, load_npz
     from eenn_tvm.inference import run
     from eenn_tvm.plan import Plan
 
     plan = Plan.load(out)
+    if (batch > 1 or database) and engine != "tvm":
+        raise EennError("--batch and --database apply to --engine tvm")
+    if (batch > 1 or database) and plan.deployment and tiers:
+        raise EennError("--batch and --database run the host module: add --no-tiers for a compile output")
+    database = checked_database(database)
     plan.check_named_files(out)  # every file, before the first progress line
     data = load_npz(data_path, tuple(plan.model.input_shape[1:]), plan.model.classes)
     if count:
@@ -50,7 +73,7 @@ def command(out, data_path, engine, tiers, dtype, count, as_json):
     if plan.deployment and tiers:
         _run_tiers(out, plan, data, as_json)
         return
-    result = run(out, plan, data, engine, dtype)
+    result = run(out, plan, data, engine, dtype, batch, database)
     if as_json:
         echo_json(result.to_json())
         return
@@ -77,6 +100,10 @@ def command(out, data_path, engine, tiers, dtype, count, as_json):
             f"the int8 TVM module and onnxruntime agree on class and exit for "
             f"{100 * result.int8['agreement']:.2f}% of the samples"
         )
+    click.echo(
+        f"inference ({engine}, batch {batch}): {result.samples_per_second:,.0f} samples/s, "
+        f"{1e3 * result.inference_seconds / result.samples:.3f} ms per sample"
+    )
 
 
 def _run_tiers(out, plan, data, as_json) -> None:

@@ -1,5 +1,5 @@
-"""A host tier's segments with their exits compiled in: the one place the tiers call the host backend, so that
-the backend's one-call early-exit function can replace `EarlyExitRunner` here alone."""
+"""A host tier's segments with their exits compiled in: the one place the tiers call the host backend (its
+one-call `early_exit` function, through `EarlyExitRunner`)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class TierModule:
     def __init__(self, deployment: LiveDeployment, tier: LiveTier):
         plan = deployment.plan
         module = HostModule.load(plan.named_file(deployment.folder, tier.deployed.file))
-        self._runner = EarlyExitRunner(module, tier.deployed.segments, tier.first_segment, end=deployment.end)
+        self._runner = EarlyExitRunner(module)
         self._end = deployment.end
         self._rule = plan.decision
         # The end of the network answers with its own output's confidence: the max softmax probability, as the
