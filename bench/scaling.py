@@ -29,6 +29,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from eenn_tvm.textui import format_table  # noqa: E402
 
 FIT_SAMPLES = 1000
 STAGES = ("import", "features", "heads", "search", "write")
+LOAD_SECONDS = 10
 
 
 def images(count: int, skip: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +93,19 @@ def make_model(depth: int, path: Path) -> None:
     export(model, (1, 3, 32, 32), "image", path)
 
 
-def run_augment(model: Path, data: Path, out: Path) -> dict:
-    """augment in a child process: its stage times from the plan and its own peak resident memory."""
+def run_augment(model: Path, data: Path, out: Path, workers: int | None = None) -> dict:
+    """augment in a child process: its stage times from the plan, its own peak resident memory, and the machine's
+    load average meanwhile (sampled every LOAD_SECONDS: the cores are shared, a busy machine slows every stage)."""
     start = time.perf_counter()
+    loads, running = [], threading.Event()
+    running.set()
+
+    def sample_load():
+        while running.is_set():
+            loads.append(os.getloadavg()[0])
+            time.sleep(LOAD_SECONDS)
+
+    threading.Thread(target=sample_load, daemon=True).start()
     child = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "eenn-tvm"),
@@ -105,12 +117,14 @@ def run_augment(model: Path, data: Path, out: Path) -> dict:
             "-o",
             str(out),
             "--json",
+            *([] if workers is None else ["--workers", str(workers)]),
         ],
         stdout=subprocess.PIPE,
     )
     stdout = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
+    running.clear()
     if status:
         raise SystemExit(f"augment failed on {model} (exit status {status >> 8})")
     plan = json.loads(stdout)
@@ -120,6 +134,7 @@ def run_augment(model: Path, data: Path, out: Path) -> dict:
         "seconds": plan["search"]["seconds"],
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "load_average": {"mean": round(float(np.mean(loads)), 2), "max": round(max(loads), 2)},
         "candidate_points": plan["search"]["candidate_points"],
         "heads_trained": plan["search"]["heads_trained"],
         "total_macs": plan["model"]["total_macs"],
@@ -227,6 +242,7 @@ def main() -> None:
     parser.add_argument("--feature-depth", type=int, default=20)
     parser.add_argument("--feature-samples", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--head-workers", type=int, help="augment --workers (default: augment's, one per core)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.feature_pass:
@@ -239,25 +255,21 @@ def main() -> None:
         print(f"wrote {args.json}")
         return
     data = _data(args.work, args.samples)
-    results = []
+    command = " ".join(["python bench/scaling.py", *sys.argv[1:]])
+    document = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+    runs = {r["depth"]: r for r in document.get("results", []) if r.get("samples", args.samples) == args.samples}
     for depth in args.depths:
         model = _model(args.work, depth)
         print(f"augment {model.name} on {args.samples} samples", flush=True)
-        results.append({"depth": depth, **run_augment(model, data, args.work / f"eenn{depth}")})
-        print(json.dumps(results[-1]), flush=True)
+        result = run_augment(model, data, args.work / f"eenn{depth}", args.head_workers)
+        runs[depth] = {"depth": depth, "samples": args.samples, "command": command, **result}
+        print(json.dumps(runs[depth]), flush=True)
+    results = [runs[d] for d in sorted(runs)]  # a depth not run again keeps its last measurement and its command
     print(scaling_table(results))
-    Path(args.json).write_text(
-        json.dumps(
-            {
-                "command": " ".join(["python bench/scaling.py", *sys.argv[1:]]),
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "samples": args.samples,
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    document.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", results=results)
+    document.pop("command", None)
+    document.pop("samples", None)
+    Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

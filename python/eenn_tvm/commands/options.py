@@ -153,8 +153,15 @@ augment_options = _stack(
     click.option(
         "--cluster",
         metavar="ray|ray://HOST:PORT",
-        help="Run the feature pass sharded on a Ray cluster: `ray` joins the one RAY_ADDRESS or this machine runs "
-        "(else starts one here), ray://HOST:PORT a remote one (Ray Client). Needs pip install 'eenn-tvm[cluster]'.",
+        help="Run the feature pass sharded, and the exit heads' training, on a Ray cluster: `ray` joins the one "
+        "RAY_ADDRESS or this machine runs (else starts one here), ray://HOST:PORT a remote one (Ray Client). Needs "
+        "pip install 'eenn-tvm[cluster]'.",
+    ),
+    click.option(
+        "--workers",
+        type=int,
+        help="Local processes training the exit heads (default: one per core; 1: in this process). The heads are "
+        "the same whatever the number. With --cluster they run on the cluster instead.",
     ),
     output_options("Folder to write."),
     click.option(
@@ -182,7 +189,17 @@ augment_options = _stack(
 
 
 def settings_from(
-    max_accuracy_drop, confidence, decision, val_fraction, calibration_path, seed, cache_dir, no_cache, batch, cluster
+    max_accuracy_drop,
+    confidence,
+    decision,
+    val_fraction,
+    calibration_path,
+    seed,
+    cache_dir,
+    no_cache,
+    batch,
+    cluster,
+    workers,
 ):
     """The augment settings of the shared options, checked."""
     from eenn_tvm.augment import Settings, check_settings
@@ -197,6 +214,7 @@ def settings_from(
         confidence,
         batch=batch,
         cluster=cluster,
+        workers=workers,
     )
     check_settings(settings)
     return settings
