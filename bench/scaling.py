@@ -1,6 +1,6 @@
 """Benchmark: how the augment search grows with depth, up to a ResNet-152 (the paper: under 9 h on a laptop CPU).
 
-    python bench/scaling.py [--depths 20 56 110 152] [--samples 10000] [--json bench/scaling.json]
+    python bench/scaling.py [--depths 20 56 110 152] [--samples 10000] [--head-workers N] [--json bench/scaling.json]
 
 CIFAR-style ResNets (`examples/resnets.py`) at 3x32x32: ResNet-20/56/110 (basic blocks) and ResNet-152 (bottleneck
 blocks 3-8-36-3, widths 64-512, 58 M parameters). Nobody can train a ResNet-152 on this machine's two cores, so the
@@ -11,7 +11,8 @@ Random deep features are poor, so the real search ends fast; beside it, the sear
 the same size (points, heads per point rounded up, calibration samples) whose exits get better with depth, as trained
 ones do.
 `eenn-tvm augment` then runs on 10,000 further images (no feature cache): wall time per stage (import, features,
-heads, search, write: the TVM build and the outputs) and the peak resident memory of the process.
+heads, search, write: the TVM build and the outputs), the peak resident memory of the process, and the machine's
+load average meanwhile (the cores are shared: with other work running, every stage is slower).
 Needs the dev extra (torch) to make the models; they are kept in out/scaling/.
 
     python bench/scaling.py --feature-pass [--feature-depth 20] [--feature-samples 2000] [--workers 1 2]
@@ -21,6 +22,14 @@ of 1, 2, ... one-CPU nodes (`eenn_tvm.local_ray`) at batch 32, each checked equa
 Past two workers it is a model, not a measurement: T(w) = c + n * t / w, with t the time of one sample in a shard run
 on one core (a shard timed here), n the samples, and c the fixed cost (joining the cluster, starting workers, loading
 the model) taken from the one-worker run. It is written under "feature_pass" in the JSON.
+
+    python bench/scaling.py --head-pass [--feature-depth 20] [--feature-samples 2000] [--workers 1 2]
+
+times the exit heads' training alone on the same network's features: every head screened, then every head trained
+fully (augment fully trains only those it keeps), in this process and by 2, ... local worker processes
+(`augment --workers`), each checked equal to the in-process heads bit for bit. The same model past two workers, with
+t the mean time of one head in this process, n the heads, and c fitted on the two-worker run (starting the
+processes, sharing the features, heads of unequal length ending unevenly). Written under "head_pass".
 """
 
 import argparse
@@ -180,19 +189,78 @@ def feature_pass(model_path: Path, data: Path, workers: list[int]) -> dict:
     shard = x[: min(len(x), 8 * BATCH)]
     session = backbone.session(1)
     per_sample = _timed(backbone.features, session, shard)[0] / len(shard)
-    first = runs[2]  # the smallest cluster measured fixes c
-    fixed = first["seconds"] - len(x) * per_sample / first["workers"]
-    predicted = {w: round(fixed + len(x) * per_sample / w, 1) for w in (1, 2, 4, 8, 16, 32)}
     return {
         "model": model_path.name,
         "samples": len(x),
         "runs": runs,
-        "model_of_workers": {
-            "formula": "T(w) = c + n * t / w",
-            "t_s_per_sample_one_core": round(per_sample, 5),
-            "c_s": round(fixed, 1),
-            "predicted_s": predicted,
-        },
+        "model_of_workers": _model_of_workers(runs[2], len(x), per_sample, "sample"),  # runs[2]: the smallest cluster
+    }
+
+
+def head_pass(model_path: Path, data: Path, workers: list[int]) -> dict:
+    """Every exit head screened, then all trained fully (augment fully trains only the ones it keeps), in this
+    process and by `workers` local processes, each checked equal to the in-process heads bit for bit; and the model
+    of more workers fitted on those runs (see the module's docstring)."""
+    from eenn_tvm.analysis import analyze
+    from eenn_tvm.augment import Settings, train_and_score
+    from eenn_tvm.costs import MacCost
+    from eenn_tvm.data import split
+    from eenn_tvm.features import extract
+    from eenn_tvm.frontend import import_onnx
+    from eenn_tvm.heads import MAX_ITER
+    from eenn_tvm.parallel import head_pool
+
+    model = import_onnx(model_path)
+    analysis, arrays, settings = analyze(model), np.load(data), Settings()
+    x, y = arrays["x"], arrays["y"]
+    train_idx, val_idx = split(y, settings.val_fraction, settings.seed)
+    features = extract(model, analysis.exit_points, x, cache_dir=None)
+
+    def train_all(count: int) -> list:
+        with head_pool(count, None, None) as pool:
+            trained = train_and_score(
+                analysis,
+                features,
+                y,
+                None,
+                train_idx,
+                val_idx,
+                features.final.shape[1],
+                settings,
+                MacCost(analysis),
+                pool,
+            )
+            jobs = [(o.point, o.kind) for o in trained.problem.options]
+            return [head.layers for head, _ in trained.train_options(jobs, MAX_ITER)]
+
+    in_process_s, reference = _timed(train_all, 1)
+    runs = [{"where": "this process", "workers": 1, "seconds": in_process_s}]
+    for count in [w for w in workers if w > 1]:
+        seconds, layers = _timed(train_all, count)
+        same = all(
+            np.array_equal(a, b) for h, r in zip(layers, reference) for la, lr in zip(h, r) for a, b in zip(la, lr)
+        )
+        runs.append({"where": "local processes", "workers": count, "seconds": seconds, "same_as_here": same})
+        print(json.dumps(runs[-1]), flush=True)
+    heads = 2 * len(reference)  # each screened, then trained fully
+    return {
+        "model": model_path.name,
+        "samples": len(x),
+        "heads": heads,
+        "runs": runs,
+        "model_of_workers": _model_of_workers(runs[1], heads, in_process_s / heads, "head"),
+    }
+
+
+def _model_of_workers(first: dict, n: int, t: float, unit: str) -> dict:
+    """T(w) = c + n * t / w: n units of work of t seconds each on one core, c the fixed cost fitted on `first`, the
+    smallest parallel run measured."""
+    fixed = first["seconds"] - n * t / first["workers"]
+    return {
+        "formula": "T(w) = c + n * t / w",
+        f"t_s_per_{unit}_one_core": round(t, 5),
+        "c_s": round(fixed, 1),
+        "predicted_s": {w: round(fixed + n * t / w, 1) for w in (1, 2, 4, 8, 16, 32)},
     }
 
 
@@ -210,6 +278,14 @@ def feature_pass_table(result: dict) -> str:
     rows += [["model", "32", str(w), f"{s:.1f}", "-"] for w, s in model["predicted_s"].items()]
     table = format_table(["feature pass", "batch", "workers", "s", "same as here"], rows)
     return f"{table}\nmodel: T(w) = {model['c_s']} s + {result['samples']} x {model['t_s_per_sample_one_core']} s / w"
+
+
+def head_pass_table(result: dict) -> str:
+    rows = [[r["where"], str(r["workers"]), f"{r['seconds']:.1f}", _same(r)] for r in result["runs"]]
+    model = result["model_of_workers"]
+    rows += [["model", str(w), f"{s:.1f}", "-"] for w, s in model["predicted_s"].items()]
+    table = format_table(["head training", "workers", "s", "same as here"], rows)
+    return f"{table}\nmodel: T(w) = {model['c_s']} s + {result['heads']} x {model['t_s_per_head_one_core']} s / w"
 
 
 def _same(run: dict) -> str:
@@ -239,38 +315,46 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "out" / "scaling")
     parser.add_argument("--json", default=str(HERE / "scaling.json"))
     parser.add_argument("--feature-pass", action="store_true", help="time the feature pass alone (needs Ray)")
+    parser.add_argument("--head-pass", action="store_true", help="time the head training alone")
     parser.add_argument("--feature-depth", type=int, default=20)
     parser.add_argument("--feature-samples", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--head-workers", type=int, help="augment --workers (default: augment's, one per core)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.feature_pass:
+    command = " ".join(["python bench/scaling.py", *sys.argv[1:]])
+    if args.feature_pass or args.head_pass:
         model, data = _model(args.work, args.feature_depth), _data(args.work, args.feature_samples)
-        result = feature_pass(model, data, args.workers)
-        print(feature_pass_table(result))
-        document = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-        document["feature_pass"] = {"command": " ".join(["python bench/scaling.py", *sys.argv[1:]]), **result}
-        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        result = (feature_pass if args.feature_pass else head_pass)(model, data, args.workers)
+        print((feature_pass_table if args.feature_pass else head_pass_table)(result))
+        _record(args.json, "feature_pass" if args.feature_pass else "head_pass", {"command": command, **result})
         return
     data = _data(args.work, args.samples)
-    command = " ".join(["python bench/scaling.py", *sys.argv[1:]])
-    document = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-    runs = {r["depth"]: r for r in document.get("results", []) if r.get("samples", args.samples) == args.samples}
+    runs = {}
     for depth in args.depths:
         model = _model(args.work, depth)
         print(f"augment {model.name} on {args.samples} samples", flush=True)
         result = run_augment(model, data, args.work / f"eenn{depth}", args.head_workers)
         runs[depth] = {"depth": depth, "samples": args.samples, "command": command, **result}
         print(json.dumps(runs[depth]), flush=True)
+    earlier = _recorded(args.json).get("results", [])
+    runs = {r["depth"]: r for r in earlier if r["samples"] == args.samples and r["depth"] not in runs} | runs
     results = [runs[d] for d in sorted(runs)]  # a depth not run again keeps its last measurement and its command
     print(scaling_table(results))
-    document.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", results=results)
-    document.pop("command", None)
-    document.pop("samples", None)
-    Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    _record(args.json, "machine", f"{platform.machine()}, {os.cpu_count()} cores")
+    _record(args.json, "results", results)
+
+
+def _recorded(path: str) -> dict:
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
+def _record(path: str, key: str, value) -> None:
+    """One section of the JSON replaced, the others kept (read again now: other runs may have written them)."""
+    document = _recorded(path)
+    document[key] = value
+    Path(path).write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {key} in {path}")
 
 
 def scaling_table(results: list[dict]) -> str:
