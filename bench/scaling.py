@@ -359,7 +359,17 @@ def _record(path: str, key: str, value) -> None:
 
 def scaling_table(results: list[dict]) -> str:
     return format_table(
-        ["network", "MACs", "points", "heads", *[f"{s} s" for s in STAGES], "wall s", "peak MB", "synthetic search s"],
+        [
+            "network",
+            "MACs",
+            "points",
+            "heads",
+            *[f"{s} s" for s in STAGES],
+            "wall s",
+            "peak MB",
+            "load",
+            "synthetic search s",
+        ],
         [
             [
                 f"ResNet-{r['depth']}",
@@ -369,6 +379,7 @@ def scaling_table(results: list[dict]) -> str:
                 *[f"{r['seconds'].get(s, 0):.1f}" for s in STAGES],
                 f"{r['wall_s']:.0f}",
                 f"{r['peak_rss_mb']:,}",
+                f"{r['load_average']['mean']:.1f}" if "load_average" in r else "-",
                 f"{r['synthetic_search_s']:.1f}",
             ]
             for r in results
