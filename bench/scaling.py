@@ -11,8 +11,9 @@ Random deep features are poor, so the real search ends fast; beside it, the sear
 the same size (points, heads per point rounded up, calibration samples) whose exits get better with depth, as trained
 ones do.
 `eenn-tvm augment` then runs on 10,000 further images (no feature cache): wall time per stage (import, features,
-heads, search, write: the TVM build and the outputs), the peak resident memory of the process, and the machine's
-load average meanwhile (the cores are shared: with other work running, every stage is slower).
+heads, search, write: the TVM build and the outputs), the peak resident memory of the process, its CPU time (with
+its worker processes'), and the machine's load average meanwhile (the cores are shared: with other work running,
+every stage is slower).
 Needs the dev extra (torch) to make the models; they are kept in out/scaling/.
 
     python bench/scaling.py --feature-pass [--feature-depth 20] [--feature-samples 2000] [--workers 1 2]
@@ -143,6 +144,9 @@ def run_augment(model: Path, data: Path, out: Path, workers: int | None = None) 
         "seconds": plan["search"]["seconds"],
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "cpu_s": round(
+            usage.ru_utime + usage.ru_stime
+        ),  # of augment and its worker processes: the work, whatever the load
         "load_average": {"mean": round(float(np.mean(loads)), 2), "max": round(max(loads), 2)},
         "candidate_points": plan["search"]["candidate_points"],
         "heads_trained": plan["search"]["heads_trained"],
