@@ -34,6 +34,7 @@ processes, sharing the features, heads of unequal length ending unevenly). Writt
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -103,19 +105,35 @@ def make_model(depth: int, path: Path) -> None:
     export(model, (1, 3, 32, 32), "image", path)
 
 
-def run_augment(model: Path, data: Path, out: Path, workers: int | None = None) -> dict:
-    """augment in a child process: its stage times from the plan, its own peak resident memory, and the machine's
-    load average meanwhile (sampled every LOAD_SECONDS: the cores are shared, a busy machine slows every stage)."""
-    start = time.perf_counter()
-    loads, running = [], threading.Event()
+@contextlib.contextmanager
+def load_sampled() -> Iterator[dict]:
+    """The machine's load average while the block runs, sampled every LOAD_SECONDS (the cores are shared: a busy
+    machine slows every stage), filled in as {"mean": ..., "max": ...} when the block ends."""
+    loads, summary, running = [os.getloadavg()[0]], {}, threading.Event()
     running.set()
 
-    def sample_load():
+    def sample():
         while running.is_set():
-            loads.append(os.getloadavg()[0])
             time.sleep(LOAD_SECONDS)
+            loads.append(os.getloadavg()[0])
 
-    threading.Thread(target=sample_load, daemon=True).start()
+    threading.Thread(target=sample, daemon=True).start()
+    try:
+        yield summary
+    finally:
+        running.clear()
+        summary.update(mean=round(float(np.mean(loads)), 2), max=round(max(loads), 2))
+
+
+def run_augment(model: Path, data: Path, out: Path, workers: int | None = None) -> dict:
+    """augment in a child process: its stage times from the plan, its own peak resident memory and CPU time (with
+    its worker processes': the work, whatever the load), and the machine's load average meanwhile."""
+    with load_sampled() as load:
+        return {**_augment(model, data, out, workers), "load_average": load}
+
+
+def _augment(model: Path, data: Path, out: Path, workers: int | None) -> dict:
+    start = time.perf_counter()
     child = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "eenn-tvm"),
@@ -134,7 +152,6 @@ def run_augment(model: Path, data: Path, out: Path, workers: int | None = None) 
     stdout = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    running.clear()
     if status:
         raise SystemExit(f"augment failed on {model} (exit status {status >> 8})")
     plan = json.loads(stdout)
@@ -144,10 +161,7 @@ def run_augment(model: Path, data: Path, out: Path, workers: int | None = None) 
         "seconds": plan["search"]["seconds"],
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
-        "cpu_s": round(
-            usage.ru_utime + usage.ru_stime
-        ),  # of augment and its worker processes: the work, whatever the load
-        "load_average": {"mean": round(float(np.mean(loads)), 2), "max": round(max(loads), 2)},
+        "cpu_s": round(usage.ru_utime + usage.ru_stime),
         "candidate_points": plan["search"]["candidate_points"],
         "heads_trained": plan["search"]["heads_trained"],
         "total_macs": plan["model"]["total_macs"],
@@ -237,14 +251,24 @@ def head_pass(model_path: Path, data: Path, workers: list[int]) -> dict:
             jobs = [(o.point, o.kind) for o in trained.problem.options]
             return [head.layers for head, _ in trained.train_options(jobs, MAX_ITER)]
 
-    in_process_s, reference = _timed(train_all, 1)
-    runs = [{"where": "this process", "workers": 1, "seconds": in_process_s}]
+    with load_sampled() as load:
+        in_process_s, reference = _timed(train_all, 1)
+    runs = [{"where": "this process", "workers": 1, "seconds": in_process_s, "load_average": load}]
     for count in [w for w in workers if w > 1]:
-        seconds, layers = _timed(train_all, count)
+        with load_sampled() as load:
+            seconds, layers = _timed(train_all, count)
         same = all(
             np.array_equal(a, b) for h, r in zip(layers, reference) for la, lr in zip(h, r) for a, b in zip(la, lr)
         )
-        runs.append({"where": "local processes", "workers": count, "seconds": seconds, "same_as_here": same})
+        runs.append(
+            {
+                "where": "local processes",
+                "workers": count,
+                "seconds": seconds,
+                "same_as_here": same,
+                "load_average": load,
+            }
+        )
         print(json.dumps(runs[-1]), flush=True)
     heads = 2 * len(reference)  # each screened, then trained fully
     return {
@@ -285,10 +309,13 @@ def feature_pass_table(result: dict) -> str:
 
 
 def head_pass_table(result: dict) -> str:
-    rows = [[r["where"], str(r["workers"]), f"{r['seconds']:.1f}", _same(r)] for r in result["runs"]]
+    rows = [
+        [r["where"], str(r["workers"]), f"{r['seconds']:.1f}", _same(r), f"{r['load_average']['mean']:.1f}"]
+        for r in result["runs"]
+    ]
     model = result["model_of_workers"]
-    rows += [["model", str(w), f"{s:.1f}", "-"] for w, s in model["predicted_s"].items()]
-    table = format_table(["head training", "workers", "s", "same as here"], rows)
+    rows += [["model", str(w), f"{s:.1f}", "-", "-"] for w, s in model["predicted_s"].items()]
+    table = format_table(["head training", "workers", "s", "same as here", "load"], rows)
     return f"{table}\nmodel: T(w) = {model['c_s']} s + {result['heads']} x {model['t_s_per_head_one_core']} s / w"
 
 
