@@ -28,9 +28,12 @@ the model) taken from the one-worker run. It is written under "feature_pass" in 
 
 times the exit heads' training alone on the same network's features: every head screened, then every head trained
 fully (augment fully trains only those it keeps), in this process and by 2, ... local worker processes
-(`augment --workers`), each checked equal to the in-process heads bit for bit. The same model past two workers, with
-t the mean time of one head in this process, n the heads, and c fitted on the two-worker run (starting the
-processes, sharing the features, heads of unequal length ending unevenly). Written under "head_pass".
+(`augment --workers`), each checked equal to the in-process heads bit for bit; wall and CPU seconds (with the
+workers') and the load average of each run. The same model past two workers, fitted on CPU seconds, since on a
+shared machine the wall times show the contention more than the workers: t the CPU time of one head in this process,
+n the heads, and c the extra CPU time of the two-worker run (starting the processes, importing, sharing the
+features) over 2, as the workers pay it side by side. It models an idle machine and ignores heads of unequal length
+ending unevenly. Written under "head_pass".
 """
 
 import argparse
@@ -38,6 +41,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -207,11 +211,13 @@ def feature_pass(model_path: Path, data: Path, workers: list[int]) -> dict:
     shard = x[: min(len(x), 8 * BATCH)]
     session = backbone.session(1)
     per_sample = _timed(backbone.features, session, shard)[0] / len(shard)
+    first = runs[2]  # the smallest cluster measured fixes c
+    fixed = first["seconds"] - len(x) * per_sample / first["workers"]
     return {
         "model": model_path.name,
         "samples": len(x),
         "runs": runs,
-        "model_of_workers": _model_of_workers(runs[2], len(x), per_sample, "sample"),  # runs[2]: the smallest cluster
+        "model_of_workers": _model_of_workers(fixed, len(x), per_sample, "sample"),
     }
 
 
@@ -251,39 +257,41 @@ def head_pass(model_path: Path, data: Path, workers: list[int]) -> dict:
             jobs = [(o.point, o.kind) for o in trained.problem.options]
             return [head.layers for head, _ in trained.train_options(jobs, MAX_ITER)]
 
-    with load_sampled() as load:
-        in_process_s, reference = _timed(train_all, 1)
-    runs = [{"where": "this process", "workers": 1, "seconds": in_process_s, "load_average": load}]
+    run, reference = _with_cpu_and_load(train_all, 1)
+    runs = [{"where": "this process", "workers": 1, **run}]
     for count in [w for w in workers if w > 1]:
-        with load_sampled() as load:
-            seconds, layers = _timed(train_all, count)
+        run, layers = _with_cpu_and_load(train_all, count)
         same = all(
             np.array_equal(a, b) for h, r in zip(layers, reference) for la, lr in zip(h, r) for a, b in zip(la, lr)
         )
-        runs.append(
-            {
-                "where": "local processes",
-                "workers": count,
-                "seconds": seconds,
-                "same_as_here": same,
-                "load_average": load,
-            }
-        )
+        runs.append({"where": "local processes", "workers": count, **run, "same_as_here": same})
         print(json.dumps(runs[-1]), flush=True)
     heads = 2 * len(reference)  # each screened, then trained fully
+    # CPU seconds, not wall: on a shared machine the wall times show the contention more than the workers
+    first = runs[1]
+    fixed = (first["cpu_s"] - runs[0]["cpu_s"]) / first["workers"]  # starting the workers, sharing the features
     return {
         "model": model_path.name,
         "samples": len(x),
         "heads": heads,
         "runs": runs,
-        "model_of_workers": _model_of_workers(runs[1], heads, in_process_s / heads, "head"),
+        "model_of_workers": _model_of_workers(fixed, heads, runs[0]["cpu_s"] / heads, "head"),
     }
 
 
-def _model_of_workers(first: dict, n: int, t: float, unit: str) -> dict:
-    """T(w) = c + n * t / w: n units of work of t seconds each on one core, c the fixed cost fitted on `first`, the
-    smallest parallel run measured."""
-    fixed = first["seconds"] - n * t / first["workers"]
+def _with_cpu_and_load(run, *args) -> tuple[dict, object]:
+    """Wall and CPU seconds of `run` (this process's and its ended child processes'), and the load meanwhile."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() + children.ru_utime + children.ru_stime
+    with load_sampled() as load:
+        seconds, result = _timed(run, *args)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() + children.ru_utime + children.ru_stime - cpu
+    return {"seconds": seconds, "cpu_s": round(cpu, 1), "load_average": load}, result
+
+
+def _model_of_workers(fixed: float, n: int, t: float, unit: str) -> dict:
+    """T(w) = c + n * t / w: n units of work of t seconds each on one core, c = `fixed` seconds."""
     return {
         "formula": "T(w) = c + n * t / w",
         f"t_s_per_{unit}_one_core": round(t, 5),
@@ -310,12 +318,19 @@ def feature_pass_table(result: dict) -> str:
 
 def head_pass_table(result: dict) -> str:
     rows = [
-        [r["where"], str(r["workers"]), f"{r['seconds']:.1f}", _same(r), f"{r['load_average']['mean']:.1f}"]
+        [
+            r["where"],
+            str(r["workers"]),
+            f"{r['seconds']:.1f}",
+            f"{r['cpu_s']:.1f}",
+            _same(r),
+            f"{r['load_average']['mean']:.1f}",
+        ]
         for r in result["runs"]
     ]
     model = result["model_of_workers"]
-    rows += [["model", str(w), f"{s:.1f}", "-", "-"] for w, s in model["predicted_s"].items()]
-    table = format_table(["head training", "workers", "s", "same as here", "load"], rows)
+    rows += [["model", str(w), f"{s:.1f}", "-", "-", "-"] for w, s in model["predicted_s"].items()]
+    table = format_table(["head training", "workers", "s", "CPU s", "same as here", "load"], rows)
     return f"{table}\nmodel: T(w) = {model['c_s']} s + {result['heads']} x {model['t_s_per_head_one_core']} s / w"
 
 
