@@ -231,13 +231,15 @@ def train_and_score(
     def pooled_of(i: int, kind: str) -> np.ndarray:
         return features.pooled[analysis.exit_points[i].name][exit_heads.HEAD_KINDS[kind][0]]
 
+    def shared_features(i: int, kind: str):
+        key = i, exit_heads.HEAD_KINDS[kind][0]
+        if key not in shared:
+            shared[key] = pool.share(pooled_of(i, kind))
+        return shared[key]
+
     def train_options(chosen: list[tuple[int, str]], iterations: int) -> list[tuple[exit_heads.Head, Option]]:
-        for i, kind in chosen:
-            key = i, exit_heads.HEAD_KINDS[kind][0]
-            if key not in shared:
-                shared[key] = pool.share(pooled_of(i, kind))
         calls = [
-            (shared[i, exit_heads.HEAD_KINDS[kind][0]], train_idx, y_train, kind, classes, settings.seed, iterations)
+            (shared_features(i, kind), train_idx, y_train, kind, classes, settings.seed, iterations)
             for i, kind in chosen
         ]
         label = "exit heads" if iterations == exit_heads.MAX_ITER else "exit heads (screening)"
