@@ -436,27 +436,50 @@ def _host_section() -> list[str]:
 
 
 def _scaling_section() -> list[str]:
-    """The search-time benchmark's last run (bench/scaling.py writes it; it takes most of an hour)."""
+    """The search-time benchmark's last runs (bench/scaling.py writes them; a ResNet-152 takes a quarter of an hour
+    or more), and its feature pass and head training against workers."""
     doc = _recorded("scaling")
     if doc is None:
         return _not_run("## Search time against depth", "scaling")
-    from scaling import scaling_table
+    from scaling import feature_pass_table, head_pass_table, scaling_table
 
-    return [
+    made = " and ".join(f"`{c}`" for c in sorted({r["command"] for r in doc["results"]}))
+    samples = ", ".join(f"{n:,}" for n in sorted({r["samples"] for r in doc["results"]}))
+    lines = [
         "## Search time against depth",
         "",
-        f"Made by `{doc['command']}` ({doc['machine']}); {doc['samples']:,} samples, no feature cache. "
+        f"Made by {made} ({doc['machine']}); {samples} samples, no feature cache. "
         "Networks with random convolutions and fitted batch norm and classifier (see the script: time and memory "
         "only). Stages: import (ONNX import, analysis, data), features (one onnxruntime run over all samples), heads, "
         "search, write (TVM build of the host module and the outputs); peak = the augment process's maximum resident "
-        "memory; synthetic search = the search on a problem of the same size whose exits improve with depth. "
-        + doc.get("note", ""),
+        "memory; load = the machine's mean load average during the run (above 2, other work waited for the 2 cores; "
+        "- where not recorded); synthetic search = the search on a problem of the same size whose exits improve with "
+        "depth. " + doc.get("note", ""),
         "",
         "```",
         scaling_table(doc["results"]),
         "```",
         "",
     ]
+    for key, what, table in (
+        (
+            "feature_pass",
+            "The feature pass against batch size and Ray workers (one-CPU nodes on this machine)",
+            feature_pass_table,
+        ),
+        ("head_pass", "Head training against local worker processes (`augment --workers`)", head_pass_table),
+    ):
+        if key in doc:
+            lines += [
+                f"{what}: `{doc[key]['command']}`, {doc[key]['model']} on {doc[key]['samples']:,} samples; past 2 "
+                "workers a model fitted on the measured runs, not a measurement.",
+                "",
+                "```",
+                table(doc[key]),
+                "```",
+                "",
+            ]
+    return lines
 
 
 def _tiers_section() -> list[str]:

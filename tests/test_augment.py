@@ -9,6 +9,8 @@ import zoo
 from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 
+from eenn_tvm import augment
+
 
 @pytest.mark.slow
 def test_augment_writes_the_plan_and_all_artifacts(augmented):
@@ -55,11 +57,28 @@ def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
         "augment", MODEL, "--data", fashion / "train.npz", "--cache-dir", cache, "-o", tmp_path / "again", "--json"
     )
     assert code == 0
-    again = json.loads(stdout)
-    for doc in (plan, again):
-        doc["search"].pop("seconds")
-        doc["hashes"].pop("report.md")  # it holds the timings
-    assert again == plan
+    assert without_timings(json.loads(stdout)) == without_timings(plan)
+
+
+def without_timings(plan: dict) -> dict:
+    """The plan as JSON without what changes from run to run (its heads' weights stay in, by their hashes)."""
+    plan["search"].pop("seconds")
+    plan["hashes"].pop("report.md")  # it holds the timings
+    return plan
+
+
+def test_the_plan_is_the_same_bit_for_bit_whatever_the_number_of_workers(mlp_assets, tmp_path, monkeypatch):
+    # every head screened first, so both the screening and the full training of the chosen heads run in the workers
+    monkeypatch.setattr(augment, "SCREEN_ABOVE", 0)
+    data = ["--data", mlp_assets / "data.npz", "--no-cache", "--max-accuracy-drop", "0.1", "--json"]
+    plans = []
+    for workers in (1, 2):
+        code, stdout, stderr = run_cli(
+            "augment", mlp_assets / "model.onnx", *data, "--workers", workers, "-o", tmp_path / f"w{workers}"
+        )
+        assert code == 0, stderr
+        plans.append(without_timings(json.loads(stdout)))
+    assert plans[0]["exits"] and plans[0] == plans[1]
 
 
 def bad_npz(path, **arrays):

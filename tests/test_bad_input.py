@@ -414,6 +414,7 @@ CASES = [
     c("val-fraction-one", [*AUGMENT, "--val-fraction", "1", *OUT], "--val-fraction 1: must be > 0 and < 1"),
     c("val-fraction-too-small-a-share", [*AUGMENT, "--val-fraction", "0.001", *OUT], "--val-fraction 0.001: leaves 1"),
     c("seed-negative", [*AUGMENT, "--seed", "-1", *OUT], "--seed -1: must be 0 or more"),
+    c("workers-zero", [*AUGMENT, "--workers", "0", *OUT], "--workers 0: must be 1 or more"),
     c("confidence-above-one", [*AUGMENT, "--confidence", "1.5", *OUT], "--confidence 1.5: must be > 0 and < 1"),
     c("tolerance-nan", [*AUGMENT, "--max-accuracy-drop", "nan", *OUT], "--max-accuracy-drop nan"),
     c("flash-zero", ["build", "model.onnx", "--target", "cortex-m4", "--flash", "0", *OUT], "--flash 0: must be > 0"),

@@ -1,6 +1,8 @@
-"""The feature pass on a real Ray cluster: two nodes started with `ray start` on loopback (one CPU each), the same
-features as the local pass bit for bit, a worker killed mid-pass costing a retry, and bad --cluster input."""
+"""The feature pass and the exit heads on a real Ray cluster: two nodes started with `ray start` on loopback (one CPU
+each), the same features as the local pass and the same plan as one local worker bit for bit, a worker killed
+mid-pass costing a retry, and bad --cluster input."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +13,8 @@ import time
 import numpy as np
 import pytest
 from conftest import MODEL
-from test_cli import assert_one_line_error
+from test_augment import without_timings
+from test_cli import assert_one_line_error, run_cli
 
 from eenn_tvm.analysis import analyze
 from eenn_tvm.features import extract
@@ -83,6 +86,17 @@ def test_a_worker_killed_mid_pass_costs_a_retry_not_the_run(ray_cluster, backbon
     progress = lines[1:]
     assert len(progress) == shards and progress[-1].startswith(f"features: {shards}/{shards} shards")
     _assert_same(extract(model, points, x, cache_dir=None, batch=32), there)
+
+
+@pytest.mark.slow
+def test_heads_trained_on_the_cluster_give_the_plan_of_one_local_worker_bit_for_bit(ray_cluster, mlp_assets, tmp_path):
+    data = ["--data", mlp_assets / "data.npz", "--no-cache", "--max-accuracy-drop", "0.1", "--json"]
+    plans = []
+    for where in (["--workers", "1"], ["--cluster", ray_cluster.client]):
+        code, stdout, stderr = run_cli("augment", mlp_assets / "model.onnx", *data, *where, "-o", tmp_path / where[0])
+        assert code == 0, stderr
+        plans.append(without_timings(json.loads(stdout)))
+    assert plans[0]["exits"] and plans[0] == plans[1]
 
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path, fashion):

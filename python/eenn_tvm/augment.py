@@ -31,12 +31,12 @@ from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.guarantee import Certified, learn_then_test
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import Output, atomic_folder
+from eenn_tvm.parallel import InProcess, head_pool
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, PlannedExit, PredictedFigures, SearchRecord
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Option, Result, SearchProblem, outcome_of, search, single_threshold
 from eenn_tvm.targets.host import HostModule, build
-from eenn_tvm.textui import progress
 
 SDN_FRACTIONS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 HOST_MODULE = "eenn_host.so"
@@ -54,7 +54,8 @@ class Settings:
     confidence: float = 0.9  # that the expected drop on new data stays within the tolerance (eenn_tvm.guarantee)
     int8: bool = False  # also the int8 network (eenn_tvm.quantize), its thresholds searched on its own confidences
     batch: int = feature_cache.BATCH  # samples per backbone call in the feature pass, where the model allows it
-    cluster: str | None = None  # run the feature pass on this Ray cluster ("ray" or "ray://HOST:PORT")
+    cluster: str | None = None  # the feature pass and the heads on this Ray cluster ("ray" or "ray://HOST:PORT")
+    workers: int | None = None  # local processes training the heads (None: one per core; 1: this process)
     database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
 
 
@@ -68,12 +69,15 @@ class _Trained:
     heads: dict[tuple[int, str], exit_heads.Head]
     problem: SearchProblem
     val_samples: int
-    train_option: Callable[[int, str, int], tuple[exit_heads.Head, Option]]  # (point, kind, iterations)
+    train_options: Callable[[list[tuple[int, str]], int], list[tuple[exit_heads.Head, Option]]]  # (jobs, iterations)
     screened: set[int]  # options whose head is not fully trained yet
 
     def heads_of(self, result: Result) -> list[exit_heads.Head]:
         """The trained head behind each exit the search chose."""
         return [self.heads[e.point, self.problem.options[e.option].kind] for e in result.exits]
+
+    def train_option(self, point: int, kind: str, iterations: int) -> tuple[exit_heads.Head, Option]:
+        return self.train_options([(point, kind)], iterations)[0]
 
     def settle(self, solve: Callable[[SearchProblem], Result], confidence: float) -> Certified:
         while True:
@@ -81,11 +85,9 @@ class _Trained:
             brief = [e.option for e in certified.result.exits if e.option in self.screened]
             if not brief:
                 return certified
-            for index in brief:
-                option = self.problem.options[index]
-                self.heads[option.point, option.kind], self.problem.options[index] = self.train_option(
-                    option.point, option.kind, exit_heads.MAX_ITER
-                )
+            jobs = [(self.problem.options[index].point, self.problem.options[index].kind) for index in brief]
+            for index, job, (head, option) in zip(brief, jobs, self.train_options(jobs, exit_heads.MAX_ITER)):
+                self.heads[job], self.problem.options[index] = head, option
                 self.screened.discard(index)
 
 
@@ -125,15 +127,18 @@ def augment(
     )
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
-    trained = train_and_score(analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs)
-    stage.done("heads")
+    with head_pool(settings.workers, settings.cluster, settings.cache_dir) as pool:
+        trained = train_and_score(
+            analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs, pool
+        )
+        stage.done("heads")
 
-    certified = trained.settle(search, settings.confidence)
-    baseline_points = sdn_points(analysis, costs)
-    baseline_options = [
-        i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points
-    ]
-    baseline_certified = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
+        certified = trained.settle(search, settings.confidence)
+        baseline_points = sdn_points(analysis, costs)
+        baseline_options = [
+            i for i, o in enumerate(trained.problem.options) if o.kind == "gap_linear" and o.point in baseline_points
+        ]
+        baseline_certified = trained.settle(lambda p: single_threshold(p, baseline_options), settings.confidence)
     result, baseline = certified.result, baseline_certified.result
     # A baseline whose every single threshold fails the test saves nothing: reported as infeasible, like one
     # whose floor no threshold meets, rather than as a baseline that exits nowhere.
@@ -195,6 +200,8 @@ def check_settings(settings: Settings) -> None:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
     if settings.batch < 1:
         raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
+    if settings.workers is not None and settings.workers < 1:
+        raise EennError(f"--workers {settings.workers}: must be 1 or more (1 trains the heads in this process)")
     if settings.cluster is not None:
         from eenn_tvm import cluster  # Ray itself is imported only when the pass runs
 
@@ -213,26 +220,47 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
     return next(iter(model.input_shapes.values())), dims[1]
 
 
-def train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
-    """A head per (point, kind) trained on `train_idx`, and the search problem on `val_idx` (bench/guarantee.py
-    re-splits it)."""
+def train_and_score(
+    analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs, pool=None
+) -> _Trained:
+    """A head per (point, kind) trained on `train_idx` by `pool` (eenn_tvm.parallel; None: in this process), and
+    the search problem on `val_idx` (bench/guarantee.py re-splits it)."""
+    pool = pool or InProcess()
     jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
-    y_val = labels[val_idx]
+    y_train, y_val = labels[train_idx], labels[val_idx]
+    shared = {}  # (point, pooling) -> its pooled features as the pool shares them: each array is sent once
 
-    def train_option(i: int, kind: str, iterations: int) -> tuple[exit_heads.Head, Option]:
-        point = analysis.exit_points[i]
-        pooled = features.pooled[point.name][exit_heads.HEAD_KINDS[kind][0]]
-        head = exit_heads.train(kind, pooled[train_idx], labels[train_idx], classes, settings.seed, iterations)
-        logits = head.logits(pooled[val_idx])
-        return head, Option(
-            i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val, costs.head(head, point)
+    def pooled_of(i: int, kind: str) -> np.ndarray:
+        return features.pooled[analysis.exit_points[i].name][exit_heads.HEAD_KINDS[kind][0]]
+
+    def shared_features(i: int, kind: str):
+        key = i, exit_heads.HEAD_KINDS[kind][0]
+        if key not in shared:
+            shared[key] = pool.share(pooled_of(i, kind))
+        return shared[key]
+
+    def train_options(chosen: list[tuple[int, str]], iterations: int) -> list[tuple[exit_heads.Head, Option]]:
+        calls = [
+            (shared_features(i, kind), train_idx, y_train, kind, classes, settings.seed, iterations)
+            for i, kind in chosen
+        ]
+        label = "exit heads" if iterations == exit_heads.MAX_ITER else "exit heads (screening)"
+        return [(head, option_of(i, kind, head)) for (i, kind), head in zip(chosen, pool.map(calls, label))]
+
+    def option_of(i: int, kind: str, head: exit_heads.Head) -> Option:
+        logits = head.logits(pooled_of(i, kind)[val_idx])
+        return Option(
+            i,
+            kind,
+            confidence(logits, settings.decision),
+            logits.argmax(1) == y_val,
+            costs.head(head, analysis.exit_points[i]),
         )
 
     iterations = SCREEN_ITERATIONS if len(jobs) > SCREEN_ABOVE else exit_heads.MAX_ITER
-    heads, options = {}, []
-    for i, kind in progress(jobs, "exit heads" if iterations == exit_heads.MAX_ITER else "exit heads (screening)"):
-        heads[i, kind], option = train_option(i, kind, iterations)
-        options.append(option)
+    trained = train_options(jobs, iterations)
+    heads = {job: head for job, (head, _) in zip(jobs, trained)}
+    options = [option for _, option in trained]
     final_correct = features.final[val_idx].argmax(1) == y_val
     problem = SearchProblem(
         options=options,
@@ -243,7 +271,7 @@ def train_and_score(analysis, features, labels, groups, train_idx, val_idx, clas
         groups=groups,
     )
     screened = set(range(len(options))) if iterations < exit_heads.MAX_ITER else set()
-    return _Trained(heads, problem, len(val_idx), train_option, screened)
+    return _Trained(heads, problem, len(val_idx), train_options, screened)
 
 
 def _evaluation(

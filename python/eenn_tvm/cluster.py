@@ -39,7 +39,7 @@ def run_on_cluster(
 ) -> Features:
     """The features of all samples `x`, computed on the Ray cluster at `address` ("ray" or "ray://HOST:PORT")."""
     check(address)
-    ray = _connect(address)
+    ray = connect(address)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         shard = _shard_size(backbone, len(x), cpus)
@@ -69,7 +69,7 @@ def _gather(ray, shard_of: dict, starts: list[int], backbone: TappedBackbone, sa
         try:
             part = ray.get(ready[0])
         except ray.exceptions.RayError as err:
-            raise EennError(f"shard {index} of the feature pass failed on the cluster: {_first_line(err)}") from None
+            raise EennError(f"shard {index} of the feature pass failed on the cluster: {first_line(err)}") from None
         features.fill(starts[index], part)
         done += len(part.final)
         rate = done / (time.perf_counter() - began)
@@ -111,7 +111,7 @@ def check(address: str) -> None:
             raise EennError(f"--cluster {address}: cannot reach the Ray cluster at {head}: {err}") from None
 
 
-def _connect(address: str):
+def connect(address: str):
     """Ray, joined to the cluster; its own log lines quiet, its errors one line."""
     import ray
 
@@ -126,9 +126,9 @@ def _connect(address: str):
             )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         ray.shutdown()  # a half-made connection would fail the next ray.init of this process
-        raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {_first_line(err)}") from None
+        raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {first_line(err)}") from None
     return ray
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -170,8 +170,15 @@ augment_options = _stack(
     click.option(
         "--cluster",
         metavar="ray|ray://HOST:PORT",
-        help="Run the feature pass sharded on a Ray cluster: `ray` joins the one RAY_ADDRESS or this machine runs "
-        "(else starts one here), ray://HOST:PORT a remote one (Ray Client). Needs pip install 'eenn-tvm[cluster]'.",
+        help="Run the feature pass sharded, and the exit heads' training, on a Ray cluster: `ray` joins the one "
+        "RAY_ADDRESS or this machine runs (else starts one here), ray://HOST:PORT a remote one (Ray Client). Needs "
+        "pip install 'eenn-tvm[cluster]'.",
+    ),
+    click.option(
+        "--workers",
+        type=int,
+        help="Local processes training the exit heads (default: one per core; 1: in this process). The heads are "
+        "the same whatever the number. With --cluster they run on the cluster instead.",
     ),
     output_options("Folder to write."),
     click.option(
@@ -210,6 +217,7 @@ def settings_from(
     no_cache,
     batch,
     cluster,
+    workers,
     database,
 ):
     """The augment settings of the shared options, checked."""
@@ -225,6 +233,7 @@ def settings_from(
         confidence,
         batch=batch,
         cluster=cluster,
+        workers=workers,
         database=checked_database(database),
     )
     check_settings(settings)
