@@ -19,6 +19,7 @@ import onnx
 from eenn_tvm import data as datasets
 from eenn_tvm import features as feature_cache
 from eenn_tvm import heads as exit_heads
+from eenn_tvm import stream_stage
 from eenn_tvm.analysis import Analysis, analyze
 from eenn_tvm.cache import CACHE
 from eenn_tvm.catalog import RULES
@@ -56,6 +57,7 @@ class Settings:
     batch: int = feature_cache.BATCH  # samples per backbone call in the feature pass, where the model allows it
     cluster: str | None = None  # run the feature pass on this Ray cluster ("ray" or "ray://HOST:PORT")
     database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
+    stream: bool = False  # also decisions that use the stream's past (eenn_tvm.stream), on stream data
 
 
 @dataclass
@@ -113,6 +115,8 @@ def augment(
     data, train_idx, val_idx = datasets.load_split(
         data_path, input_shape[1:], classes, settings.val_fraction, settings.seed, settings.calibration_path
     )
+    if settings.stream:
+        stream_stage.require_streams(data, str(data_path))
     costs = cost(model, analysis) if cost else MacCost(analysis)
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
@@ -151,6 +155,10 @@ def augment(
         data_path,
         {"eenn": certified, "baseline": baseline_certified},
     )
+    if settings.stream:
+        heads = trained.heads_of(result)
+        plan.stream = stream_stage.certify(plan, analysis, features, heads, data, val_idx, settings.confidence)
+        stage.done("stream")
     int8 = None
     if settings.int8:
         from eenn_tvm.quantize import add_int8  # heavy (onnxruntime's quantisation tooling); only with int8
