@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import subprocess
@@ -385,7 +386,8 @@ def markdown(doc: dict) -> str:
         "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.",
         "",
     ]
-    return "\n".join(lines + _guarantee_section() + _scaling_section() + _host_section() + _tiers_section())
+    sections = _guarantee_section() + _stream_section() + _scaling_section() + _host_section() + _tiers_section()
+    return "\n".join(lines + sections)
 
 
 def _recorded(name: str) -> dict | None:
@@ -425,6 +427,31 @@ def _guarantee_section() -> list[str]:
     ]
 
 
+def _stream_section() -> list[str]:
+    """Stream decisions beside per-sample ones on the test streams (bench/stream.py writes them)."""
+    return _table_section(
+        "## Streams: decisions that use the past",
+        "stream",
+        lambda doc: (
+            f"Made by `{doc['command']}` on {doc['date']}: `augment --stream` on stream_train.npz (whole streams "
+            f"hold out for the thresholds and the stream rule), {100 * doc['tolerance']:.0f}-point tolerance at "
+            f"confidence {doc['confidence']}; figures on the test streams (stream_test.npz, windows in order), per "
+            "sample and with the stream decisions (docs/streams.md); a reused window costs the backbone up to the "
+            f"tap and the distance. Target (issue 17): {100 * doc['target_mac_reduction']:.0f} % fewer MACs at "
+            "<= 1 point. Rows measured by the streams branch (issue 17 items 3-4)."
+        ),
+        lambda doc: importlib.import_module("stream").table(doc["results"]),
+    )
+
+
+def _table_section(title: str, name: str, describe, table_of) -> list[str]:
+    """A recorded benchmark (bench/NAME.json) as a section: what made it, then its table."""
+    doc = _recorded(name)
+    if doc is None:
+        return _not_run(title, name)
+    return [title, "", describe(doc), "", "```", table_of(doc), "```", ""]
+
+
 def _host_section() -> list[str]:
     """The host benchmark's last run (bench/host.py writes bench/host.json)."""
     path = HERE / "host.json"
@@ -437,26 +464,19 @@ def _host_section() -> list[str]:
 
 def _scaling_section() -> list[str]:
     """The search-time benchmark's last run (bench/scaling.py writes it; it takes most of an hour)."""
-    doc = _recorded("scaling")
-    if doc is None:
-        return _not_run("## Search time against depth", "scaling")
-    from scaling import scaling_table
-
-    return [
+    return _table_section(
         "## Search time against depth",
-        "",
-        f"Made by `{doc['command']}` ({doc['machine']}); {doc['samples']:,} samples, no feature cache. "
-        "Networks with random convolutions and fitted batch norm and classifier (see the script: time and memory "
-        "only). Stages: import (ONNX import, analysis, data), features (one onnxruntime run over all samples), heads, "
-        "search, write (TVM build of the host module and the outputs); peak = the augment process's maximum resident "
-        "memory; synthetic search = the search on a problem of the same size whose exits improve with depth. "
-        + doc.get("note", ""),
-        "",
-        "```",
-        scaling_table(doc["results"]),
-        "```",
-        "",
-    ]
+        "scaling",
+        lambda doc: (
+            f"Made by `{doc['command']}` ({doc['machine']}); {doc['samples']:,} samples, no feature cache. "
+            "Networks with random convolutions and fitted batch norm and classifier (see the script: time and "
+            "memory only). Stages: import (ONNX import, analysis, data), features (one onnxruntime run over all "
+            "samples), heads, search, write (TVM build of the host module and the outputs); peak = the augment "
+            "process's maximum resident memory; synthetic search = the search on a problem of the same size whose "
+            "exits improve with depth. " + doc.get("note", "")
+        ),
+        lambda doc: importlib.import_module("scaling").scaling_table(doc["results"]),
+    )
 
 
 def _tiers_section() -> list[str]:
