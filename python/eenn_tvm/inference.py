@@ -92,7 +92,7 @@ def run(
         batch=batch,
         inference_seconds=inference_seconds,
         samples_per_second=len(data) / inference_seconds,
-        stream=stream_stage.run(folder, plan, data) if plan.stream and data.order is not None else None,
+        stream=stream_stage.run(folder, plan, data, eenn_outputs) if plan.stream and data.order is not None else None,
     )
 
 

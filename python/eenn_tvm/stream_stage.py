@@ -106,11 +106,10 @@ def evaluation(windows: Windows, rule: Rule, plan: Plan) -> StreamEvaluation:
     )
 
 
-def run(folder: Path, plan: Plan, data: Dataset) -> dict:
-    """The plan's stream decisions over `data`'s streams in order: figures as in the plan's stream section, and the
-    per-window decisions (class; exit, the end, or -1: reused)."""
+def run(folder: Path, plan: Plan, data: Dataset, eenn: list[list[np.ndarray]]) -> dict:
+    """The plan's stream decisions over `data`'s streams in order, given eenn.onnx's outputs on each window: figures
+    as in the plan's stream section, and the per-window decisions (class; exit, the end, or -1: reused)."""
     stream = plan.stream
-    eenn = onnx_runtime.run_each(onnx_runtime.session(plan.artifact(folder, "eenn_onnx")), data.x)
     scores = [np.concatenate([o[1 + j] for o in eenn]) for j in range(len(plan.exits))]
     final = np.array([o[0].argmax() for o in eenn])
     model = onnx.load(str(plan.artifact(folder, "model_onnx")))
