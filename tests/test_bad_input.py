@@ -842,6 +842,11 @@ CASES = [
         streams(order=lambda n: np.arange(n) - 1),
     ),
     c(
+        "augment-stream-with-calibration-data",
+        [*AUGMENT, "--stream", "--calibration-data", "data.npz", *OUT],
+        "--stream sets its rule on whole streams held out of --data: drop --calibration-data",
+    ),
+    c(
         "augment-stream-on-data-without-streams",
         [*AUGMENT, "--stream", *OUT],
         "data.npz: --stream needs stream data: arrays stream (N,) and order (N,)",

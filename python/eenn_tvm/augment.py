@@ -201,6 +201,8 @@ def check_settings(settings: Settings) -> None:
         raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
     if settings.seed < 0:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
+    if settings.stream and settings.calibration_path is not None:
+        raise EennError("--stream sets its rule on whole streams held out of --data: drop --calibration-data")
     if settings.batch < 1:
         raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
     if settings.cluster is not None:
