@@ -10,10 +10,10 @@ The state of a stream: the reference features, the last answers; a new stream st
 
 Calibration (`calibrate`) is Learn-then-Test as for the per-sample thresholds (eenn_tvm.guarantee), with the stream
 as the exchangeable unit: the validation streams are cut in two; on the first part every rule of a grid (how far the
-cascade's thresholds go, tap, reuse_below, patience, patient_scale) is simulated and the rules are ordered from the
-safest (least drop there) to the riskiest; on the second part they are tested in that order against H0 "the drop
-against the original model exceeds the tolerance" with the streams as groups, stopping at the first that is not
-rejected; the cheapest rejected rule on all validation streams is chosen.
+cascade's thresholds go, tap, reuse_below, patience, patient_scale) is simulated, and the rules on its cost/drop
+Pareto front are ordered from the costliest (the safest) to the cheapest; on the second part they are tested in that
+order against H0 "the drop against the original model exceeds the tolerance" with the streams as groups, stopping at
+the first that is not rejected; the cheapest rejected rule on all validation streams is chosen.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from eenn_tvm.guarantee import SELECTION_SHARE, SPLIT_SEED, drop_p_value
 
-SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # of the samples each per-sample exit lets out, from its certified threshold
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # of the samples each exit lets out at its certified threshold
 REUSE_LEVELS = 12  # distance thresholds per tap: quantiles of the distances between consecutive windows
 PATIENCE = (1, 2, 3)
 PATIENT_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
@@ -153,9 +153,20 @@ def _cascade(windows: Windows, certified: list[float], share: float) -> tuple[fl
     thresholds = []
     for j, threshold in enumerate(certified):
         ranked = np.sort(windows.confidence[j])[::-1]
-        leaving = int(np.floor(share * np.count_nonzero(ranked >= np.float32(threshold)) + 1e-9))
+        leaving = min(int(np.floor(share * np.count_nonzero(ranked >= np.float32(threshold)) + 1e-9)), len(ranked))
         thresholds.append(math.inf if leaving == 0 else float(ranked[leaving - 1]))
     return tuple(thresholds)
+
+
+def _front(cost: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """The rules no cheaper rule matches in drop (the cost/drop Pareto front), costliest (safest) first: along it
+    the drop grows as the cost falls, so the fixed-sequence test meets the risky ones last."""
+    front, least = [], np.inf
+    for i in np.lexsort((drop, cost)):  # cheapest first
+        if drop[i] < least:
+            front.append(i)
+            least = drop[i]
+    return np.array(front[::-1], dtype=np.int64)
 
 
 @dataclass
@@ -177,7 +188,7 @@ def calibrate(windows: Windows, certified: list[float], tolerance: float, confid
     reference = selection.final == selection.label
     drop = reference.mean() - (on_selection.answer == selection.label).mean(1)
     cost = on_selection.macs.mean(1)
-    order = np.lexsort((-cost, np.maximum(drop, 0.0)))  # safest first; among equally safe, the costliest first
+    order = _front(cost, drop)
     on_testing = decide_all(testing, [rules[i] for i in order])
     on_all = decide_all(windows, [rules[i] for i in order]).macs.mean(1)
     testing_reference = testing.final == testing.label
