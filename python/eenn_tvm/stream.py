@@ -142,7 +142,7 @@ def grid(windows: Windows, certified: list[float]) -> list[Rule]:
     rules = []
     for tap, features in enumerate(windows.taps):
         distance = np.abs(np.diff(features, axis=0)).mean(-1)[~first[1:]]
-        levels = [0.0, *np.unique(np.quantile(distance, np.linspace(0.02, 0.6, REUSE_LEVELS))).tolist()]
+        levels = [0.0, *np.unique(np.quantile(distance, np.linspace(0.05, 0.95, REUSE_LEVELS))).tolist()]
         for thresholds, below, k, scale in itertools.product(cascades, levels, PATIENCE, PATIENT_SCALES):
             rules.append(Rule(thresholds, tap, float(below), k, scale))
     return rules
