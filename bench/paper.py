@@ -438,7 +438,7 @@ def _stream_section() -> list[str]:
             f"confidence {doc['confidence']}; figures on the test streams (stream_test.npz, windows in order), per "
             "sample and with the stream decisions (docs/streams.md); a reused window costs the backbone up to the "
             f"tap and the distance. Target (issue 17): {100 * doc['target_mac_reduction']:.0f} % fewer MACs at "
-            "<= 1 point. Rows measured by the streams branch (issue 17 items 3-4)."
+            "<= 1 point. " + doc.get("note", "")
         ),
         lambda doc: importlib.import_module("stream").table(doc["results"]),
     )
