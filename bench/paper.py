@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import subprocess
@@ -385,7 +386,8 @@ def markdown(doc: dict) -> str:
         "are synthesised speech, synthesised ECG and Fashion-MNIST, so the tasks are alike, not the same.",
         "",
     ]
-    return "\n".join(lines + _guarantee_section() + _scaling_section() + _host_section() + _tiers_section())
+    sections = _guarantee_section() + _stream_section() + _scaling_section() + _host_section() + _tiers_section()
+    return "\n".join(lines + sections)
 
 
 def _recorded(name: str) -> dict | None:
@@ -423,6 +425,31 @@ def _guarantee_section() -> list[str]:
         "```",
         "",
     ]
+
+
+def _stream_section() -> list[str]:
+    """Stream decisions beside per-sample ones on the test streams (bench/stream.py writes them)."""
+    return _table_section(
+        "## Streams: decisions that use the past",
+        "stream",
+        lambda doc: (
+            f"Made by `{doc['command']}` on {doc['date']}: `augment --stream` on stream_train.npz (whole streams "
+            f"hold out for the thresholds and the stream rule), {100 * doc['tolerance']:.0f}-point tolerance at "
+            f"confidence {doc['confidence']}; figures on the test streams (stream_test.npz, windows in order), per "
+            "sample and with the stream decisions (docs/streams.md); a reused window costs the backbone up to the "
+            f"tap and the distance. Target (issue 17): {100 * doc['target_mac_reduction']:.0f} % fewer MACs at "
+            "<= 1 point. " + doc.get("note", "")
+        ),
+        lambda doc: importlib.import_module("stream").table(doc["results"]),
+    )
+
+
+def _table_section(title: str, name: str, describe, table_of) -> list[str]:
+    """A recorded benchmark (bench/NAME.json) as a section: what made it, then its table."""
+    doc = _recorded(name)
+    if doc is None:
+        return _not_run(title, name)
+    return [title, "", describe(doc), "", "```", table_of(doc), "```", ""]
 
 
 def _host_section() -> list[str]:

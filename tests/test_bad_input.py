@@ -94,6 +94,18 @@ def data_with(name, edit):
     return setup
 
 
+def streams(**arrays):
+    """data.npz as windows of 10 streams (stream, order), then with `arrays` set (None: dropped)."""
+
+    def edit(d):
+        n = len(d["y"])
+        d["stream"], d["order"] = np.arange(n) // (n // 10), np.arange(n) % (n // 10)
+        for name, value in arrays.items():
+            d.pop(name) if value is None else d.__setitem__(name, value(n))
+
+    return data_with("s.npz", edit)
+
+
 def plan_edited(edit):
     def setup(work, mlp_assets):
         eenn(work, mlp_assets)
@@ -808,6 +820,44 @@ CASES = [
         plan_with(("artifacts", "eenn_int8_onnx"), "../model.onnx"),
     ),
     c("run-int8-without-an-int8-network", [*RUN, "--dtype", "int8"], "run `eenn-tvm quantize eenn", eenn),
+    c(
+        "stream-without-order",
+        ["run", "eenn", "--data", "s.npz"],
+        "s.npz: stream data need both stream and order (N,): order is missing",
+        eenn,
+        streams(order=None),
+    ),
+    c(
+        "stream-order-repeated",
+        ["run", "eenn", "--data", "s.npz"],
+        "s.npz: stream 0 has two windows at order 0: each position once per stream",
+        eenn,
+        streams(order=lambda n: np.arange(n) % 50 // 2),
+    ),
+    c(
+        "stream-ids-not-integers",
+        ["run", "eenn", "--data", "s.npz"],
+        "s.npz: stream is float64 (1000,): it must be integers, one per sample (1000)",
+        eenn,
+        streams(stream=lambda n: np.zeros(n)),
+    ),
+    c(
+        "stream-order-negative",
+        ["run", "eenn", "--data", "s.npz"],
+        "s.npz: order holds negative positions (-1)",
+        eenn,
+        streams(order=lambda n: np.arange(n) - 1),
+    ),
+    c(
+        "augment-stream-with-calibration-data",
+        [*AUGMENT, "--stream", "--calibration-data", "data.npz", *OUT],
+        "--stream sets its rule on whole streams held out of --data: drop --calibration-data",
+    ),
+    c(
+        "augment-stream-on-data-without-streams",
+        [*AUGMENT, "--stream", *OUT],
+        "data.npz: --stream needs stream data: arrays stream (N,) and order (N,)",
+    ),
 ]
 
 

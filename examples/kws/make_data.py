@@ -1,6 +1,7 @@
 """Keyword-spotting data made offline: the Speech Commands keywords spoken by Debian's espeak-ng and flite.
 
     python examples/kws/make_data.py [--per-class 800] [--seed 0]
+    python examples/kws/make_data.py --stream [--streams 120] [--seed 0]
 
 Twelve classes as in the MLPerf Tiny benchmark (ten keywords, "silence", "unknown": other words), many voices,
 variants, speeds and pitches, placed at a random offset in 1 s at 16 kHz with background noise at 0-25 dB SNR,
@@ -8,6 +9,12 @@ then MFCC (49x10, `mfcc.py`). Speakers (engine, voice, variant) are split betwee
 the thresholds are set on voices the network never heard, and the test split holds voices neither the network nor
 the thresholds heard. Writes train.npz, calibration.npz and test.npz beside this file (x: (N, 1, 49, 10) float32,
 y: (N,) int64, groups: (N,) the speaker's index, which augment's accuracy margin uses; not committed).
+
+With --stream: running streams of STREAM_SECONDS, one speaker each, words (keywords mostly, other words too) at
+random gaps inside one steady background noise, cut into 1 s windows every HOP_SECONDS (`augment --stream`,
+docs/streams.md). A window is labelled with the word it holds at least half of, else "silence". Streams of test
+speakers go to stream_test.npz, the others to stream_train.npz, with stream (N,) the stream's index and order (N,)
+the window's position in it.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ ESPEAK_VOICES = [
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
 SPLITS = {"test": 0.2, "calibration": 0.2, "train": 0.6}  # shares of the speakers
+STREAM_SECONDS, HOP_SECONDS, GAP_SECONDS, KEYWORD_SHARE = 30, 0.25, (0.3, 3.0), 0.7
 
 
 def speakers() -> list[tuple[str, str, str]]:
@@ -153,6 +161,61 @@ def sample(label: int, speaker, seed: int, scratch: Path) -> np.ndarray:
     return mfcc(one_second(synthesise(word, speaker, rng, scratch), rng))
 
 
+def voiced(speech: np.ndarray) -> np.ndarray:
+    """The utterance from its first to its last sample above the silence level, at most 1 s."""
+    loud = np.flatnonzero(np.abs(speech) > 0.01)
+    return speech[loud.min() : loud.max() + 1][:RATE] if len(loud) else speech[:RATE]
+
+
+def stream(speaker, seed: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One speaker's running stream cut into windows: (MFCC windows (W, 49, 10), labels (W,))."""
+    rng = np.random.default_rng(seed)
+    length = STREAM_SECONDS * RATE
+    audio, words = np.zeros(length, np.float32), []  # words: (start, end, label)
+    at = int(rng.uniform(*GAP_SECONDS) * RATE)
+    while True:
+        keyword = rng.random() < KEYWORD_SHARE
+        label = int(rng.integers(len(KEYWORDS))) if keyword else CLASSES.index("unknown")
+        word = KEYWORDS[label] if keyword else UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))]
+        speech = voiced(synthesise(word, speaker, rng, scratch)) * rng.uniform(0.3, 1.0)
+        if at + len(speech) > length:
+            break
+        audio[at : at + len(speech)] = speech
+        words.append((at, at + len(speech), label))
+        at += len(speech) + int(rng.uniform(*GAP_SECONDS) * RATE)
+    noise = rng.standard_normal(length).astype(np.float32)
+    if rng.random() < 0.5:
+        noise = np.cumsum(noise)
+        noise -= np.convolve(noise, np.ones(400) / 400, mode="same")  # brown noise, its drift removed
+    speech_level = np.sqrt(np.mean([np.mean(audio[a:b] ** 2) for a, b, _ in words])) if words else 0.02
+    audio = np.clip(audio + noise / (noise.std() + 1e-9) * speech_level / 10 ** (rng.uniform(5, 25) / 20), -1, 1)
+    starts = np.arange(0, length - RATE + 1, int(HOP_SECONDS * RATE))
+    labels = np.full(len(starts), CLASSES.index("silence"))
+    for i, start in enumerate(starts):
+        inside = [(min(b, start + RATE) - max(a, start)) / (b - a) for a, b, _ in words]
+        if inside and max(inside) >= 0.5:
+            labels[i] = words[int(np.argmax(inside))][2]
+    return np.stack([mfcc(audio[s : s + RATE]) for s in starts]), labels
+
+
+def make_streams(count: int, seed: int, out: Path) -> None:
+    everyone = speakers()
+    rng = np.random.default_rng([seed, 1])
+    jobs = [(everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62))) for _ in range(count)]
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
+        cut = list(pool.map(lambda job: stream(*job, Path(scratch)), jobs))
+    test = np.array([split_of(speaker) == "test" for speaker, _ in jobs])
+    for name, rows in (("stream_train", np.flatnonzero(~test)), ("stream_test", np.flatnonzero(test))):
+        np.savez(
+            out / f"{name}.npz",
+            x=np.concatenate([cut[i][0] for i in rows])[:, None],
+            y=np.concatenate([cut[i][1] for i in rows]).astype(np.int64),
+            stream=np.concatenate([np.full(len(cut[i][1]), i, np.int64) for i in rows]),
+            order=np.concatenate([np.arange(len(cut[i][1]), dtype=np.int64) for i in rows]),
+        )
+        print(f"{name}: {len(rows)} streams, {sum(len(cut[i][1]) for i in rows)} windows")
+
+
 def plan_samples(per_class: int, seed: int) -> list[tuple[int, tuple[str, str, str], int]]:
     """(label, speaker, seed) of every sample: the whole data set follows from these."""
     everyone = speakers()
@@ -167,9 +230,15 @@ def plan_samples(per_class: int, seed: int) -> list[tuple[int, tuple[str, str, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=800)
+    parser.add_argument("--stream", action="store_true", help="running streams cut into windows instead")
+    parser.add_argument("--streams", type=int, default=120, help="with --stream: how many (a fifth are test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.stream:
+        make_streams(args.streams, args.seed, args.out)
+        return
     jobs = plan_samples(args.per_class, args.seed)
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
         features = list(pool.map(lambda job: sample(*job, Path(scratch)), jobs))

@@ -19,6 +19,7 @@ import onnx
 from eenn_tvm import data as datasets
 from eenn_tvm import features as feature_cache
 from eenn_tvm import heads as exit_heads
+from eenn_tvm import stream_stage
 from eenn_tvm.analysis import Analysis, analyze
 from eenn_tvm.cache import CACHE
 from eenn_tvm.catalog import RULES
@@ -57,6 +58,7 @@ class Settings:
     cluster: str | None = None  # the feature pass and the heads on this Ray cluster ("ray" or "ray://HOST:PORT")
     workers: int | None = None  # local processes training the heads (None: one per core; 1: this process)
     database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
+    stream: bool = False  # also decisions that use the stream's past (eenn_tvm.stream), on stream data
 
 
 @dataclass
@@ -115,6 +117,8 @@ def augment(
     data, train_idx, val_idx = datasets.load_split(
         data_path, input_shape[1:], classes, settings.val_fraction, settings.seed, settings.calibration_path
     )
+    if settings.stream:
+        stream_stage.require_streams(data, str(data_path))
     costs = cost(model, analysis) if cost else MacCost(analysis)
     log(
         f"{model.name}: {len(analysis.exit_points)} candidate points; {len(train_idx)} samples train the heads, "
@@ -156,6 +160,10 @@ def augment(
         data_path,
         {"eenn": certified, "baseline": baseline_certified},
     )
+    if settings.stream:
+        heads = trained.heads_of(result)
+        plan.stream = stream_stage.certify(plan, analysis, features, heads, data, val_idx, settings.confidence)
+        stage.done("stream")
     int8 = None
     if settings.int8:
         from eenn_tvm.quantize import add_int8  # heavy (onnxruntime's quantisation tooling); only with int8
@@ -198,6 +206,8 @@ def check_settings(settings: Settings) -> None:
         raise EennError(f"--val-fraction {settings.val_fraction:g}: must be > 0 and < 1, e.g. 0.2")
     if settings.seed < 0:
         raise EennError(f"--seed {settings.seed}: must be 0 or more")
+    if settings.stream and settings.calibration_path is not None:
+        raise EennError("--stream sets its rule on whole streams held out of --data: drop --calibration-data")
     if settings.batch < 1:
         raise EennError(f"--batch {settings.batch}: must be 1 or more, e.g. {feature_cache.BATCH}")
     if settings.workers is not None and settings.workers < 1:

@@ -1,6 +1,8 @@
 """Labelled data: `.npz` files with `x` (N, ...) float32 and `y` (N,) integer labels, checked against the model;
 optionally `groups` (N,) integers naming who or what each sample comes from (speaker, patient, recording), which
-makes the accuracy margin account for samples of one group being alike.
+makes the accuracy margin account for samples of one group being alike. Stream data (`augment --stream`) also
+carry `stream` (N,) integers naming the recording each window comes from and `order` (N,) the window's position in
+it (distinct within a stream); the stream is then the group, and the samples are put in stream order.
 
 A file (data, or any other `.npz` eenn-tvm reads: `read_arrays`) is checked before anything in it is inflated: it
 must be a zip of `.npy` arrays (what `numpy.savez` writes), and the shape and dtype in each array's header must hold
@@ -25,7 +27,7 @@ MIN_PER_CLASS = 10  # samples of each class a data file needs to train exits and
 MIN_SPLIT_PER_CLASS = 2  # of each class on each side of the split: heads to train, thresholds to set
 LIMIT_VARIABLE = "EENN_MAX_DATA_GB"
 DEFAULT_LIMIT_GB = 2.0
-ARRAYS = ("x", "y", "groups")  # what is read; other arrays in the file are left alone
+ARRAYS = ("x", "y", "groups", "stream", "order")  # what is read; other arrays in the file are left alone
 
 
 @dataclass
@@ -33,9 +35,20 @@ class Dataset:
     x: np.ndarray  # (N, *sample_shape) float32
     y: np.ndarray  # (N,) int64
     groups: np.ndarray | None = None  # (N,) int64: samples of a group are not independent
+    order: np.ndarray | None = None  # (N,) int64, stream data only: position in its stream (groups: the stream)
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def head(self, count: int) -> Dataset:
+        """The first `count` samples (of stream data: the first windows in stream order)."""
+        cut = slice(0, count)
+        return Dataset(
+            self.x[cut],
+            self.y[cut],
+            None if self.groups is None else self.groups[cut],
+            None if self.order is None else self.order[cut],
+        )
 
 
 def load_npz(path: str | Path, sample_shape: tuple[int, ...], classes: int) -> Dataset:
@@ -48,7 +61,34 @@ def load_npz(path: str | Path, sample_shape: tuple[int, ...], classes: int) -> D
     missing = {"x", "y"} - arrays.keys()
     if missing:
         raise EennError(f"{path}: has no array {' or '.join(sorted(missing))}: it needs x (N, ...) and y (N,)")
-    return check(Dataset(arrays["x"], arrays["y"], arrays.get("groups")), sample_shape, classes, str(path))
+    data = check(Dataset(arrays["x"], arrays["y"], arrays.get("groups")), sample_shape, classes, str(path))
+    if "stream" in arrays or "order" in arrays:
+        return as_streams(data, arrays, str(path))
+    return data
+
+
+def as_streams(data: Dataset, arrays: dict[str, np.ndarray], where: str) -> Dataset:
+    """Windows of recordings, checked and put in stream order (by stream, then order); the stream is the group."""
+    n = len(data)
+    for name in ("stream", "order"):
+        a = arrays.get(name)
+        if a is None:
+            raise EennError(f"{where}: stream data need both stream and order (N,): {name} is missing")
+        if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+            raise EennError(f"{where}: {name} is {a.dtype} {a.shape}: it must be integers, one per sample ({n})")
+    stream, order = arrays["stream"].astype(np.int64), arrays["order"].astype(np.int64)
+    if n and order.min() < 0:
+        raise EennError(f"{where}: order holds negative positions ({order.min()}): give 0, 1, 2, ... per stream")
+    rank = np.lexsort((order, stream))
+    repeated = np.flatnonzero((np.diff(stream[rank]) == 0) & (np.diff(order[rank]) == 0))
+    if len(repeated):
+        first = rank[repeated[0]]
+        raise EennError(
+            f"{where}: stream {stream[first]} has two windows at order {order[first]}: each position once per stream"
+        )
+    if data.groups is not None:
+        raise EennError(f"{where}: has both groups and stream: the stream is the group of stream data, drop groups")
+    return Dataset(data.x[rank], data.y[rank], stream[rank], order[rank])
 
 
 def read_arrays(path: Path, names: tuple[str, ...] | None, advice: str) -> dict[str, np.ndarray]:
@@ -98,6 +138,7 @@ def check(data: Dataset, sample_shape: tuple[int, ...], classes: int, where: str
         np.ascontiguousarray(x, dtype=np.float32),
         y.astype(np.int64),
         None if groups is None else groups.astype(np.int64),
+        data.order,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eenn_tvm import onnx_runtime
+from eenn_tvm import onnx_runtime, stream_stage
 from eenn_tvm.data import Dataset
 from eenn_tvm.decision import confidence
 from eenn_tvm.errors import EennError
@@ -41,6 +41,7 @@ class RunResult:
     batch: int = 1  # samples per call of the engine
     inference_seconds: float = 0.0  # the engine's inference over all samples (no build, no reference runs)
     samples_per_second: float = 0.0
+    stream: dict | None = None  # stream data and a plan with stream decisions: the windows run in order with them
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -91,6 +92,7 @@ def run(
         batch=batch,
         inference_seconds=inference_seconds,
         samples_per_second=len(data) / inference_seconds,
+        stream=stream_stage.run(folder, plan, data, eenn_outputs) if plan.stream and data.order is not None else None,
     )
 
 

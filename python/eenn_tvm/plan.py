@@ -212,6 +212,35 @@ class Int8Network(Document):
     ops: dict[Literal["integer", "float"], dict[str, Count]]  # op kind -> count in the network after QDQToInteger
 
 
+class StreamEvaluation(Document):
+    """The stream decisions on stream data, windows in order: MACs count a reused window as the tap and distance."""
+
+    samples: Size
+    streams: Size
+    baseline_accuracy: Fraction  # the original model
+    accuracy: Fraction
+    mean_macs: NonNegative
+    mac_fraction: NonNegative
+    reused: Count  # windows that took the previous answer
+    exit_histogram: list[Count]  # of the others: leaving at each exit, then at the end
+
+
+class StreamDecision(Document):
+    """`augment --stream`: decisions that use the stream's past (eenn_tvm.stream), certified like the thresholds."""
+
+    version: Literal[1] = 1
+    tap: str  # ONNX tensor whose global-average-pooled features the distance compares
+    tap_shape: list[Size] = Field(min_length=2)
+    tap_macs: Count  # backbone MACs up to the tap
+    overhead_ops: Count  # pooling the tap and the distance, per window
+    reuse_below: NonNegative  # mean absolute difference under which the last computed answer is reused; 0: never
+    patience: Annotated[int, Field(ge=1)]
+    patient_scale: Fraction  # an exit agreeing with the last `patience` answers leaves at this share of its threshold
+    thresholds: list[Threshold]  # per exit of the plan, in stream mode
+    p_value: Fraction  # of the drop test that certified the rule (1: none passed; then no reuse and no patience)
+    validation: StreamEvaluation
+
+
 class Plan(FolderDocument):
     format: Literal["eenn-tvm plan"] = FORMAT
     model: ModelInfo
@@ -225,6 +254,7 @@ class Plan(FolderDocument):
     placement: PlacementRecord | None = None
     deployment: Deployment | None = None
     int8: Int8Network | None = None
+    stream: StreamDecision | None = None
     hashes: dict[RelativePath, Sha256] = Field(default_factory=dict)  # of every file named above
     version: Literal[2] = VERSION
 
@@ -265,6 +295,14 @@ class Plan(FolderDocument):
         if segments != [f"segment_{i}" for i in range(len(self.exits) + 1)]:
             raise ValueError(f"deployment.tiers: run segments {segments}, not every segment once and in order")
         return self
+
+    @field_validator("stream")
+    @classmethod
+    def _thresholds_per_exit(cls, stream: StreamDecision | None, info: ValidationInfo) -> StreamDecision | None:
+        exits = info.data.get("exits")
+        if stream is not None and exits is not None and len(stream.thresholds) != len(exits):
+            raise ValueError(f"thresholds: one per exit ({len(exits)}), got {len(stream.thresholds)}")
+        return stream
 
     @field_validator("int8")
     @classmethod

@@ -14,6 +14,7 @@ import onnx
 from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
 from eenn_tvm.outputs import Output, atomic_folder
+from eenn_tvm.plan import Plan
 from eenn_tvm.targets.mcu import driver, kernels, project
 from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, LIBRARY, Core, core_named
 from eenn_tvm.targets.mcu.lower import Program, lower
@@ -44,7 +45,13 @@ def build_firmware(
 ) -> FirmwareManifest:
     """Write the firmware project for a model file or an augment folder to `out`; returns its manifest.
     `dtype` as `Network.open` takes it; `options` are those of `write_firmware`."""
-    out.check(options.get("log", lambda _: None))
+    log = options.get("log", lambda _: None)
+    out.check(log)
+    if (Path(source) / "plan.json").is_file() and Plan.load(source).stream is not None:
+        log(
+            "note: the plan's stream decisions (augment --stream) run in `eenn-tvm run` only: "
+            "this firmware decides per sample"
+        )
     return write_firmware(Network.open(source, input_shapes, dtype), core_named(core_name), out, **options)
 
 

@@ -30,10 +30,28 @@ from eenn_tvm.textui import format_table
     help="Also quantise the early-exit network to int8 and search its thresholds again on its own confidences "
     "(as `eenn-tvm quantize OUT` does).",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="DATA are windows of recordings (arrays stream and order): also decisions that use the stream's past, "
+    "reusing the last answer when the input barely changed and letting an exit that agrees with the last answers "
+    "leave sooner, certified on whole streams (docs/streams.md).",
+)
 @input_shape_option
 @json_option
 def command(
-    model, data_path, out, force, platform_name, objective, cost_model_path, int8, input_shapes, as_json, **search
+    model,
+    data_path,
+    out,
+    force,
+    platform_name,
+    objective,
+    cost_model_path,
+    int8,
+    stream,
+    input_shapes,
+    as_json,
+    **search,
 ):
     """Turn MODEL (a trained ONNX classifier) into an early-exit network within an accuracy tolerance.
 
@@ -43,7 +61,7 @@ def command(
     """
     from eenn_tvm.augment import augment
 
-    settings = replace(settings_from(**search), int8=int8)
+    settings = replace(settings_from(**search), int8=int8, stream=stream)
     output = Output.of(
         out, "augment", augment_inputs(model, data_path, settings, platform_name, cost_model_path), force
     )
@@ -82,10 +100,23 @@ def command(
             ],
         )
     )
+    if plan.stream:
+        show_stream(plan)
     if plan.int8:
         show_int8(plan, out)
         return
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
+
+
+def show_stream(plan) -> None:
+    s, v = plan.stream, plan.stream.validation
+    click.echo(
+        f"\nstream decisions on {v.samples} validation windows of {v.streams} streams (p = {s.p_value:.3g}): "
+        f"accuracy {100 * v.accuracy:.2f}% (original {100 * v.baseline_accuracy:.2f}%), "
+        f"{100 * (1 - v.mac_fraction):.1f}% fewer MACs; {v.reused} windows reused the last answer "
+        f"(mean |difference| of {s.tap} below {s.reuse_below:.4g}), patience {s.patience} at "
+        f"{s.patient_scale:g} x the thresholds"
+    )
 
 
 def _predicted_cost(platform_name, objective, cost_model_path, decision):

@@ -56,7 +56,7 @@ from eenn_tvm.textui import format_table
 def command(out, data_path, engine, tiers, dtype, count, batch, database, as_json):
     """Run the early-exit network in OUT (from `eenn-tvm augment` or `compile`) on DATA, one sample at a time
     (or in batches: --batch)."""
-    from eenn_tvm.data import Dataset, load_npz
+    from eenn_tvm.data import load_npz
     from eenn_tvm.inference import run
     from eenn_tvm.plan import Plan
 
@@ -69,7 +69,7 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
     plan.check_named_files(out)  # every file, before the first progress line
     data = load_npz(data_path, tuple(plan.model.input_shape[1:]), plan.model.classes)
     if count:
-        data = Dataset(data.x[:count], data.y[:count])
+        data = data.head(count)
     if plan.deployment and tiers:
         _run_tiers(out, plan, data, as_json)
         return
@@ -87,12 +87,20 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
             ("int8 early-exit network (onnxruntime)", q["onnxruntime"]),
         ]
     rows.append(("SDN baseline", result.sdn_baseline))
+    if result.stream:
+        rows.append((f"stream decisions ({result.stream['streams']} streams in order)", result.stream))
     click.echo(savings_table(result.baseline_accuracy, result.total_macs, rows))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo(
         "exits: "
         + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram))
     )
+    if result.stream:
+        click.echo(
+            f"stream decisions: {result.stream['reused']} windows reused the last answer; the others left at "
+            + ", ".join(f"{label} {n}" for label, n in zip(labels, result.stream["exit_histogram"]))
+            + f"; accuracy drop {100 * result.stream['accuracy_drop']:.2f} points"
+        )
     if result.int8:
         histogram = result.int8["tvm"]["exit_histogram"]
         click.echo("int8 exits (TVM): " + ", ".join(f"{label} {n}" for label, n in zip(labels, histogram)))

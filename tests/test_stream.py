@@ -1,0 +1,110 @@
+"""Stream decisions (`augment --stream`, eenn_tvm.stream): the rule as the docs state it, window by window, and
+the stage that certifies it and runs stream data in order."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_cli import run_cli
+
+from eenn_tvm.stream import Rule, Windows, decide_all
+
+
+def reference(windows: Windows, rule: Rule) -> tuple[list[int], list[int], list[float]]:
+    """The rule of docs/streams.md, one window at a time: (class, slot (-1: reused), MACs) per window."""
+    answers, slots, macs = [], [], []
+    exits = len(rule.thresholds)
+    overhead = windows.tap_overhead[rule.tap] if rule.reuse_below > 0 else 0.0
+    for i in range(len(windows.stream)):
+        if i == 0 or windows.stream[i] != windows.stream[i - 1]:
+            reference_features, past = None, []  # a new stream: the state is reset
+        features = windows.taps[rule.tap][i]
+        if reference_features is not None and np.abs(features - reference_features).mean() < rule.reuse_below:
+            answers.append(past[0])
+            slots.append(-1)
+            macs.append(windows.tap_reach[rule.tap] + overhead)
+            past.insert(0, past[0])
+            continue
+        answer, slot = windows.final[i], exits
+        for j, threshold in enumerate(rule.thresholds):
+            predicted = windows.prediction[j, i]
+            patient = len(past) >= rule.patience and all(a == predicted for a in past[: rule.patience])
+            level = threshold * rule.patient_scale if patient else threshold
+            if windows.confidence[j, i] >= np.float32(level):
+                answer, slot = predicted, j
+                break
+        reference_features = features
+        answers.append(int(answer))
+        slots.append(slot)
+        macs.append(windows.exit_macs[slot] + overhead)
+        past.insert(0, int(answer))
+    return answers, slots, macs
+
+
+def random_windows(seed: int) -> Windows:
+    rng = np.random.default_rng(seed)
+    lengths = [7, 12, 3, 9]
+    n = sum(lengths)
+    classes = 3
+    slow = np.cumsum(rng.normal(0, 0.2, (n, 4)), axis=0)  # features that drift, so some windows are close
+    return Windows(
+        stream=np.repeat(np.arange(len(lengths)), lengths),
+        label=rng.integers(classes, size=n),
+        final=rng.integers(classes, size=n),
+        confidence=rng.uniform(0.3, 1.0, (2, n)).astype(np.float32),
+        prediction=rng.integers(classes, size=(2, n)),
+        exit_macs=[10.0, 30.0, 100.0],
+        taps=[slow.astype(np.float32), rng.normal(size=(n, 6)).astype(np.float32)],
+        tap_reach=[5.0, 8.0],
+        tap_overhead=[0.5, 0.7],
+    )
+
+
+def test_stream_decisions_equal_the_rule_applied_window_by_window():
+    windows = random_windows(0)
+    rules = [
+        Rule((0.9, 0.8), 0, 0.0, 1, 1.0),
+        Rule((0.9, 0.8), 0, 0.15, 2, 0.6),
+        Rule((np.inf, 0.7), 1, 0.9, 3, 0.5),
+        Rule((0.95, np.inf), 0, 0.3, 1, 0.8),
+        Rule((0.6, 0.6), 1, 0.0, 2, 0.4),
+    ]
+    got = decide_all(windows, rules)
+    assert (got.slot == -1).any() and (got.slot >= 0).any(), "the rules must both reuse and compute"
+    for row, rule in enumerate(rules):
+        answers, slots, macs = reference(windows, rule)
+        assert got.answer[row].tolist() == answers, rule
+        assert got.slot[row].tolist() == slots, rule
+        assert np.allclose(got.macs[row], macs), rule
+
+
+@pytest.fixture(scope="module")
+def mlp_streams(mlp_assets, tmp_path_factory):
+    """The dense zoo model's data as 20 streams of 50 windows, each stream a slow walk so that windows repeat."""
+    folder = tmp_path_factory.mktemp("streams")
+    d = dict(np.load(mlp_assets / "data.npz"))
+    n = len(d["y"])
+    d["stream"], d["order"] = np.arange(n) // 50, np.arange(n) % 50
+    np.savez(folder / "streams.npz", **d)
+    return folder / "streams.npz"
+
+
+@pytest.mark.slow
+def test_augment_stream_is_deterministic_and_run_replays_its_decisions(mlp_assets, mlp_streams, tmp_path):
+    args = ["--data", mlp_streams, "--no-cache", "--max-accuracy-drop", "0.1", "--stream", "--json"]
+    plans = []
+    for out in ("a", "b"):
+        code, stdout, stderr = run_cli("augment", mlp_assets / "model.onnx", *args, "-o", tmp_path / out)
+        assert code == 0, stderr
+        plans.append(json.loads(stdout)["stream"])
+    assert plans[0] == plans[1]
+    stream = plans[0]
+    assert stream["version"] == 1 and len(stream["thresholds"]) == len(json.loads(stdout)["exits"])
+    code, stdout, stderr = run_cli("run", tmp_path / "a", "--data", mlp_streams, "--json")
+    assert code == 0, stderr
+    ran = json.loads(stdout)["stream"]
+    assert ran["streams"] == 20 and ran["samples"] == 1000
+    assert len(ran["answers"]) == 1000 and ran["reused"] == ran["slots"].count(-1)
+    assert ran["accuracy_drop"] == pytest.approx(ran["baseline_accuracy"] - ran["accuracy"])
