@@ -144,8 +144,11 @@ def stop_signals_raise() -> Iterator[None]:
     try:
         yield
         _raise_if_stopped()
-    except (Terminated, KeyboardInterrupt):
+    except BaseException as error:
+        stopped = _received[:1]
         _received.clear()  # on its way out: a later block starts afresh
+        if stopped and not isinstance(error, Terminated | KeyboardInterrupt):
+            _raise_for(stopped[0])  # native code turned the handler's exception into an error of its own
         raise
     finally:
         for s, handler in previous.items():
@@ -153,7 +156,8 @@ def stop_signals_raise() -> Iterator[None]:
 
 
 # Signals the handler saw. Native code may swallow what the handler raises (TVM's LLVM code generation runs it
-# from C++ and drops the exception), so a block that ends normally raises it again (`_raise_if_stopped`).
+# from C++ and drops the exception) or wrap it in an error of its own (a RuntimeError from TVM's FFI), so a block
+# that ends, normally or by another error, raises it again (`_raise_if_stopped`).
 _received: list[int] = []
 
 
