@@ -442,7 +442,7 @@ def markdown_section(doc: dict) -> list[str]:
             "```",
             "",
         ]
-    return lines + doc.get("notes", [])
+    return lines + [line for note in doc.get("notes", []) for line in (note, "")]
 
 
 def _load(values) -> str:
