@@ -903,6 +903,9 @@ def start_augment(work: Path, out: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and eenn-tvm (rightly) keeps an
+        # ignored SIGINT ignored: the child gets the default disposition, however the tests were started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
