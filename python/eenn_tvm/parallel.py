@@ -48,6 +48,9 @@ class InProcess:
     def map(self, calls: list[HeadCall], label: str) -> list[exit_heads.Head]:
         return [train_head(*call) for call in progress(calls, label)]
 
+    def close(self) -> None:
+        pass
+
 
 class LocalProcesses:
     """Worker processes on this machine (spawned: the parent's TVM and onnxruntime threads must not be forked);
@@ -116,5 +119,4 @@ def head_pool(workers: int | None, cluster: str | None, folder: Path | None) -> 
     try:
         yield pool
     finally:
-        if not isinstance(pool, InProcess):
-            pool.close()
+        pool.close()
