@@ -144,3 +144,19 @@ def test_tune_on_bad_input_is_one_line(tmp_path, augmented):
     (damaged / "database_tuning_record.json").write_text('{"not": "a record"}\n')  # crashes TVM's own reader
     assert_one_line_error(["run", augmented[0], "--data", MODEL, "--database", damaged], "records cannot be read")
     assert not (tmp_path / "db").exists()
+
+
+def test_a_decision_over_a_few_logits_runs_without_the_thread_pool():
+    """A 12-class softmax is a handful of loop iterations: a thread-pool launch would cost 20x the loops."""
+    bb = relax.BlockBuilder()
+    logits = relax.Var("logits", relax.TensorType([1, 12], "float32"))
+    with bb.function("main", [logits]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.max(relax.op.nn.softmax(logits), axis=[1]))
+        bb.emit_func_output(out)
+    module = HostModule(build(bb.get()))
+    llvm_ir = module.executable.mod.imports[0].inspect_source("ll")
+    assert "TVMBackendParallelLaunch" not in llvm_ir
+    x = np.random.default_rng(0).normal(size=(1, 12)).astype("float32")
+    expected = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+    np.testing.assert_allclose(module("main", x)[0], expected.max(axis=1), rtol=1e-6)

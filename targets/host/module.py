@@ -38,8 +38,8 @@ class HostModule:
         self.executable = executable
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self._functions: dict[str, tvm.runtime.PackedFunc] = {}
-        # Inputs are copied into tensors kept per argument position and shape: kernels may assume 64-byte aligned
-        # arguments, which numpy does not promise, and allocating per call costs more than small kernels take.
+        # Inputs are copied into tensors kept per argument position and shape (`on_device`): allocating per call
+        # costs more than small kernels take.
         self._inputs: dict[tuple, tuple[tvm.runtime.Tensor, np.ndarray]] = {}
 
     @classmethod
@@ -61,19 +61,20 @@ class HostModule:
         tensors = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args]
         return lambda: function(*tensors)
 
+    def function(self, name: str) -> tvm.runtime.PackedFunc:
+        """The VM's function `name`: it takes `on_device` tensors and returns TVM objects (the lean path of callers
+        that know what it returns; `__call__` converts any result)."""
+        return self._functions.get(name) or self._functions.setdefault(name, self._vm[name])
+
     def __call__(self, name: str, *args: np.ndarray) -> list:
         """The outputs of `name` flattened: numpy arrays (views of the VM's result tensors) and ints."""
-        function = self._functions.get(name) or self._functions.setdefault(name, self._vm[name])
-        inputs = [self._on_device(i, a) for i, a in enumerate(args)]
-        outputs = _flatten(function(*(tensor for tensor, _ in inputs)))
-        # A result that is a view of an input (a function returning its argument reshaped) would change on the
-        # next call, which reuses the input tensors: such results are copied.
-        return [
-            o.copy() if isinstance(o, np.ndarray) and any(np.may_share_memory(o, view) for _, view in inputs) else o
-            for o in outputs
-        ]
+        inputs = [self.on_device(i, a) for i, a in enumerate(args)]
+        outputs = _flatten(self.function(name)(*(tensor for tensor, _ in inputs)))
+        return [unaliased(o, [view for _, view in inputs]) for o in outputs]
 
-    def _on_device(self, position: int, array: np.ndarray) -> tuple[tvm.runtime.Tensor, np.ndarray]:
+    def on_device(self, position: int, array: np.ndarray) -> tuple[tvm.runtime.Tensor, np.ndarray]:
+        """`array` copied into the tensor kept for argument `position` of its shape and dtype: (tensor, its numpy
+        view). Kernels may assume 64-byte aligned arguments, which numpy does not promise."""
         key = (position, array.shape, array.dtype.str)
         if key not in self._inputs:
             tensor = tvm.runtime.empty(array.shape, str(array.dtype), tvm.cpu())
@@ -81,6 +82,14 @@ class HostModule:
         tensor, view = self._inputs[key]
         np.copyto(view, array)
         return tensor, view
+
+
+def unaliased(output, views: list[np.ndarray]) -> object:
+    """`output`, copied if it is a view of one of the input `views`: a function returning its argument reshaped
+    would see it change on the next call, which reuses the input tensors."""
+    if isinstance(output, np.ndarray) and any(np.may_share_memory(output, view) for view in views):
+        return output.copy()
+    return output
 
 
 def _flatten(value) -> list:
