@@ -9,8 +9,9 @@ the MLPerf Tiny ResNet-8 (no early-exit network), in one run, engines interleave
 - onnxruntime on the original model;
 - TVM on the original model: the plain Relax pipeline (as eenn-tvm built before it scheduled anything), the
   default schedules, and tuned (a database `eenn-tvm tune` made in this run, timed);
-- the early-exit network: TVM one call per sample (`ChainExits`), with the default schedules and tuned, and in
-  batches with compaction (tuned);
+- the early-exit network: TVM one call per sample (`ChainExits`, in the Relax VM), with the default schedules and
+  tuned; the static C driver over the same kernels (`eenn_host_static.so`, what `run` uses at batch 1), default
+  schedules and tuned; and in batches with compaction (tuned);
 - onnxruntime on eenn.onnx (every exit computed, the thresholds applied in numpy), batch 1 only: its exit heads
   reshape to batch 1.
 
@@ -49,6 +50,7 @@ from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, buil
 from eenn_tvm.targets.host.measure import build_kernel, time_kernel
 from eenn_tvm.targets.host.pipeline import fused_kernels
 from eenn_tvm.targets.host.schedule import default_schedule
+from eenn_tvm.targets.host.static import StaticEarlyExit, build_static
 from eenn_tvm.targets.host.target import host_target, native_cpu
 from eenn_tvm.targets.host.tune import tune
 from eenn_tvm.textui import format_table
@@ -159,15 +161,26 @@ def engines(case: Case, x: np.ndarray, threads: int, database: Path) -> dict[str
         chained = ChainExits()(Network.from_augment(case.eenn, plan).mod)
         untuned = EarlyExitRunner(HostModule(build(chained)))
         tuned = EarlyExitRunner(HostModule(build(chained, database=database)))
+        static_untuned, static_tuned = (static_module(case, db) for db in (None, database))
         eenn = ort_session(plan.artifact(case.eenn, "eenn_onnx"), threads)
         decide = eenn_thresholds(plan)
         found["early-exit network, TVM default schedules, one call"] = (per_sample(untuned.infer, x), len(x))
         found["early-exit network, TVM tuned, one call"] = (per_sample(tuned.infer, x), len(x))
+        found["early-exit network, static C driver, default schedules"] = (per_sample(static_untuned.infer, x), len(x))
+        found["early-exit network, static C driver, tuned"] = (per_sample(static_tuned.infer, x), len(x))
         found["onnxruntime, eenn.onnx + thresholds"] = (
             per_sample(lambda s: decide(eenn.run(None, {name: s})), x),
             len(x),
         )
     return found
+
+
+def static_module(case: Case, database: Path | None) -> StaticEarlyExit:
+    """The early-exit network as `augment` saves it for batch 1: one C function over TVM's kernels."""
+    plan = Plan.load(case.eenn)
+    path = Path(tempfile.mkdtemp(prefix="eenn-bench-")) / "eenn_host_static.so"
+    build_static(Network.from_augment(case.eenn, plan), path, database=database)
+    return StaticEarlyExit(path, plan.model.classes)
 
 
 def batch_engines(case: Case, x: np.ndarray, threads: int, database: Path) -> dict[str, tuple]:

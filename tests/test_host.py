@@ -15,6 +15,7 @@ from eenn_tvm.network import Network
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Plan
 from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, SegmentRunner, build
+from eenn_tvm.targets.host.static import StaticEarlyExit
 from eenn_tvm.targets.host.target import host_target, target_cpu
 
 SAMPLES = 200
@@ -57,6 +58,18 @@ def test_one_call_takes_the_same_exits_as_the_segments_one_by_one(network, test_
         np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
         exits.append(exit_index)
     assert len(set(exits)) > 1  # the images leave at different exits, so every branch was taken
+
+
+def test_the_static_module_takes_the_exits_and_logits_of_the_one_call_module(augmented, test_images):
+    folder = augmented[0]
+    plan = Plan.load(folder)
+    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"), plan.model.classes)
+    chained = EarlyExitRunner(HostModule.load(plan.artifact(folder, "host_module")))
+    for x in test_images:
+        index, logits = static.infer(x[None])
+        expected_index, expected = chained.infer(x[None])
+        assert index == expected_index
+        np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_tier_hands_on_its_activation_when_none_of_its_exits_fires(network, test_images):

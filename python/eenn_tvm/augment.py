@@ -30,6 +30,7 @@ from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import ImportedModel, import_onnx
 from eenn_tvm.guarantee import Certified, learn_then_test
+from eenn_tvm.network import Network
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import Output, atomic_folder
 from eenn_tvm.parallel import InProcess, head_pool
@@ -38,9 +39,11 @@ from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, Plan
 from eenn_tvm.report import write_report
 from eenn_tvm.search import Option, Result, SearchProblem, outcome_of, search, single_threshold
 from eenn_tvm.targets.host import HostModule, build
+from eenn_tvm.targets.host.static import build_static
 
 SDN_FRACTIONS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 HOST_MODULE = "eenn_host.so"
+STATIC_HOST_MODULE = "eenn_host_static.so"
 MODEL_ONNX = "model.onnx"  # the backbone as imported (shapes fixed, constants folded): later stages rebuild from it
 
 
@@ -380,6 +383,7 @@ def _make_plan(model, analysis, trained, result, baseline, costs, settings, data
         artifacts=Artifacts(
             model_onnx=MODEL_ONNX,
             host_module=HOST_MODULE,
+            static_host_module=STATIC_HOST_MODULE,
             eenn_onnx="eenn.onnx",
             baseline_onnx="baseline.onnx" if baseline.feasible else None,
             report="report.md",
@@ -416,6 +420,8 @@ def _write(
         exits = [(e.point, h, e.threshold) for e, h in zip(plan.exits, trained.heads_of(result))]
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
+        log("building the static host module (TVM's kernels, one C call per sample)")
+        build_static(Network.of_early_exits(mod, plan, model.onnx), tmp / STATIC_HOST_MODULE, database=database)
         stage.done("write")
         if int8:
             # add_int8 opens eenn.onnx through the plan's checks, which hash every file the plan names, the report

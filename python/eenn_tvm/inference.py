@@ -67,7 +67,7 @@ def run(
     inference_seconds = time.perf_counter() - started
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
     if engine == "tvm":
-        exit_index, pred, inference_seconds = _run_tvm(_tvm_module(folder, plan, batch, database), data, batch)
+        exit_index, pred, inference_seconds = _run_tvm(_tvm_runner(folder, plan, batch, database), data)
     elif engine == "onnxruntime":
         exit_index, pred = apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
@@ -102,9 +102,10 @@ def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
     model_pred = np.array([o[0].argmax() for o in outputs])
     ort_exit, ort_pred = apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
-    from eenn_tvm.targets.host import HostModule
+    from eenn_tvm.targets.host import EarlyExitRunner, HostModule
 
-    tvm_exit, tvm_pred, _ = _run_tvm(HostModule.load(plan.artifact(folder, "int8_host_module")), data)
+    module = HostModule.load(plan.artifact(folder, "int8_host_module"))
+    tvm_exit, tvm_pred, _ = _run_tvm(EarlyExitRunner(module), data)
     return {
         "model_accuracy": float((model_pred == data.y).mean()),
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
@@ -124,29 +125,33 @@ def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np
     }
 
 
-def _tvm_module(folder: Path, plan: Plan, batch: int, database: str | Path | None):
-    """The saved host module, or one built here for `batch` samples per call or with `database`."""
+def _tvm_runner(folder: Path, plan: Plan, batch: int, database: str | Path | None):
+    """What runs the network on TVM: the saved static host module (one C call per sample) or, from an older
+    eenn-tvm, the saved VM module; or a module built here for `batch` samples per call or with `database`."""
     from eenn_tvm.network import Network
     from eenn_tvm.passes import ChainExits
-    from eenn_tvm.targets.host import HostModule, build
+    from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, build
+    from eenn_tvm.targets.host.static import StaticEarlyExit
 
     if batch == 1 and database is None:
-        return HostModule.load(plan.artifact(folder, "host_module"))
+        if plan.artifacts.static_host_module is not None:
+            return StaticEarlyExit(plan.artifact(folder, "static_host_module"), plan.model.classes)
+        return EarlyExitRunner(HostModule.load(plan.artifact(folder, "host_module")))
     network = Network.from_augment(folder, plan, batch)
-    mod = network.mod if batch > 1 else ChainExits()(network.mod)
-    return HostModule(build(mod, database=database, opaque_activations=batch > 1))
+    if batch > 1:
+        return BatchRunner(HostModule(build(network.mod, database=database, opaque_activations=True)), batch)
+    return EarlyExitRunner(HostModule(build(ChainExits()(network.mod), database=database)))
 
 
-def _run_tvm(module, data: Dataset, batch: int = 1) -> tuple[np.ndarray, np.ndarray, float]:
-    """(exit index, class) per sample and the seconds of inference: one sample per call of the module's
-    `early_exit`, or (batch > 1) compacted batches of the segments."""
-    from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner
+def _run_tvm(runner, data: Dataset) -> tuple[np.ndarray, np.ndarray, float]:
+    """(exit index, class) per sample and the seconds of inference: compacted batches (a `BatchRunner`), or one
+    sample per call of `runner.infer`."""
+    from eenn_tvm.targets.host import BatchRunner
 
     started = time.perf_counter()
-    if batch > 1:
-        exits, logits = BatchRunner(module, batch).run(data.x)
+    if isinstance(runner, BatchRunner):
+        exits, logits = runner.run(data.x)
         return exits, logits.reshape(len(data), -1).argmax(1), time.perf_counter() - started
-    runner = EarlyExitRunner(module)
     exits, preds = np.zeros(len(data), np.int64), np.zeros(len(data), np.int64)
     for i in progress(range(len(data)), "early-exit inference (TVM)"):
         exits[i], logits = runner.infer(data.x[i : i + 1])

@@ -94,19 +94,25 @@ class Network:
         classes = plan.model.classes
         heads = [Head.load(plan.named_file(folder, e.weights), e.head, e.shape, classes) for e in plan.exits]
         exits = [(e.point, head, e.threshold) for e, head in zip(plan.exits, heads)]
+        network = cls.of_early_exits(early_exit_module(model.mod, exits, plan.decision), plan, model.onnx, batch)
+        network.reference = plan.artifact(folder, "host_module")
+        network.backbone = model.mod["main"]
+        return network
+
+    @classmethod
+    def of_early_exits(cls, mod: tvm.IRModule, plan: Plan, model: onnx.ModelProto, batch: int = 1) -> Network:
+        """The early-exit network `early_exit_module` made of `plan`'s exits over the backbone `model`."""
         return cls(
             name=plan.model.name,
             kind="eenn",
-            mod=early_exit_module(model.mod, exits, plan.decision),
+            mod=mod,
             segments=segment_names(len(plan.exits) + 1),
             input_name=plan.model.input_name,
             input_shape=[batch, *plan.model.input_shape[1:]],
             classes=plan.model.classes,
-            output_is_probability=ends_in_softmax(model.onnx),
+            output_is_probability=ends_in_softmax(model),
             exits=list(plan.exits),
             total_macs=plan.model.total_macs,
-            reference=plan.artifact(folder, "host_module"),
-            backbone=model.mod["main"],
         )
 
     @classmethod

@@ -142,6 +142,8 @@ class Artifacts(Document):
     model_onnx: RelativePath  # the backbone as imported: later stages rebuild the network from it
     host_module: RelativePath
     eenn_onnx: RelativePath
+    # the same network as one C function over the same kernels (targets/host/static.py); None: an older eenn-tvm
+    static_host_module: RelativePath | None = None
     baseline_onnx: RelativePath | None  # None: the baseline is infeasible
     report: RelativePath
     eenn_int8_onnx: RelativePath | None = None  # `eenn-tvm quantize` or `augment --int8`: the int8 network (QDQ)

@@ -33,17 +33,24 @@ def fused_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
         return tvm.transform.Sequential(kernel_passes(target))(mod)
 
 
+def scheduled_kernel_passes(
+    target: tvm.target.Target, database: str | Path | None = None, opaque_activations: bool = False
+) -> list[tvm.transform.Pass]:
+    """`kernel_passes`, then every kernel scheduled: from `database` (a MetaSchedule folder) where it has it, the
+    default schedules for the rest. Run them under `target`."""
+    tuned = [relax.transform.MetaScheduleApplyDatabase(str(database))] if database else []
+    return kernel_passes(target, opaque_activations) + tuned + [DefaultSchedules()]
+
+
 def host_pipeline(
     target: tvm.target.Target, database: str | Path | None = None, opaque_activations: bool = False
 ) -> tvm.transform.Pass:
-    """From a Relax module to VM code: kernels from `database` (a MetaSchedule folder) where it has them, the
-    default schedules for the rest. `opaque_activations`: see `build`."""
+    """From a Relax module to VM code, with `scheduled_kernel_passes`. `opaque_activations`: see `build`."""
 
     @tvm.transform.module_pass(opt_level=0, name="eenn.HostPipeline")
     def pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with target:
-            tuned = [relax.transform.MetaScheduleApplyDatabase(str(database))] if database else []
-            passes = kernel_passes(target, opaque_activations) + tuned + [DefaultSchedules()]
+            passes = scheduled_kernel_passes(target, database, opaque_activations)
             return tvm.transform.Sequential(passes + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))(
                 mod
             )

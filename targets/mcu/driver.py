@@ -38,6 +38,7 @@ class DriverSpec:
     total_segments: int
     output_is_probability: bool  # the model ends in a softmax: its output already is the confidence
     workspace_bytes: int
+    alignment: int = ALIGNMENT  # of the arena, its tensors and the weights: what the kernels' vector loads need
 
     @property
     def hands_over(self) -> bool:
@@ -101,14 +102,14 @@ def header(program: Program, spec: DriverSpec, memory: MemoryPlan) -> str:
         workspace=spec.workspace_bytes,
         lower_bound=memory.lower_bound_bytes,
         live_bytes=program.segments[spec.device_segments - 1].outputs[0].nbytes if spec.hands_over else 0,
-        int8_input=_int8_input(entry) if entry else "",
+        int8_input=_int8_input(entry, spec) if entry else "",
         int8_infer=_INT8_INFER if entry else "",
     )
 
 
-def _int8_input(entry: Int8Entry) -> str:
+def _int8_input(entry: Int8Entry, spec: DriverSpec) -> str:
     how = (
-        f"A buffer aligned to {ALIGNMENT} bytes is read in place, any other one copied."
+        f"A buffer aligned to {spec.alignment} bytes is read in place, any other one copied."
         if entry.read_only
         else "It is copied into the arena first."
     )
@@ -129,8 +130,9 @@ def source(program: Program, spec: DriverSpec, memory: MemoryPlan) -> str:
         f" arena {memory.arena_bytes} bytes (the most alive at once: {memory.lower_bound_bytes}). */",
         ("#include <string.h> /* memcpy */\n\n" if entry else "") + _INCLUDES,
         "/* Every activation lives in this arena at an offset planned across all segments. */",
-        f"static uint8_t arena[EENN_ARENA_BYTES] EENN_ALIGNED({ALIGNMENT});",
-        f"static uint8_t workspace[EENN_WORKSPACE_BYTES > 0 ? EENN_WORKSPACE_BYTES : 1] EENN_ALIGNED({ALIGNMENT});\n",
+        f"static uint8_t arena[EENN_ARENA_BYTES] EENN_ALIGNED({spec.alignment});",
+        "static uint8_t workspace[EENN_WORKSPACE_BYTES > 0 ? EENN_WORKSPACE_BYTES : 1]"
+        f" EENN_ALIGNED({spec.alignment});\n",
     ]
     if entry:
         parts += [
@@ -162,7 +164,7 @@ def source(program: Program, spec: DriverSpec, memory: MemoryPlan) -> str:
             "/* The network from its int8 input on, for both entry points. */",
             _infer(segments, spec, _INT8_NETWORK),
         ]
-        parts += [_int8_entry_points(entry)]
+        parts += [_int8_entry_points(entry, spec)]
     else:
         parts += [_infer(segments, spec, _FLOAT_ENTRY)]
     return "\n".join(parts) + "\n"
@@ -195,7 +197,7 @@ def weights_source(program: Program, spec: DriverSpec) -> str:
     for c in _constants(segments):
         ctype = _C_TYPES[c.dtype][0]
         parts.append(f"/* {c.name}: {c.dtype} [{', '.join(map(str, c.value.shape))}] */")
-        parts.append(f"const {ctype} {_weight_symbol(c)}[{max(c.value.size, 1)}] EENN_ALIGNED({ALIGNMENT}) = {{")
+        parts.append(f"const {ctype} {_weight_symbol(c)}[{max(c.value.size, 1)}] EENN_ALIGNED({spec.alignment}) = {{")
         parts.append(_values(c.value))
         parts.append("};\n")
     for call in _library_calls(segments):
@@ -347,14 +349,14 @@ def _infer(segments: list[Segment], spec: DriverSpec, signature: str) -> str:
     return "\n".join(lines + ["}"])
 
 
-def _int8_entry_points(entry: Int8Entry) -> str:
+def _int8_entry_points(entry: Int8Entry, spec: DriverSpec) -> str:
     """`eenn_infer` quantises, as the model's first call did, then both run the network from its int8 input."""
     quantize = entry.quantize
     copy = f"memcpy({_QUANTIZED_INPUT}, input, EENN_INPUT_ELEMENTS)"
     if entry.read_only:
         # TVM's kernels take tensors as aligned as the arena's (LLVM may load several elements at once)
         why = "The network only reads it: an aligned buffer is read in place, another\n * one from a copy."
-        take = f"if ((uintptr_t)input % {ALIGNMENT}u != 0u) input = {copy};"
+        take = f"if ((uintptr_t)input % {spec.alignment}u != 0u) input = {copy};"
     else:
         why = "The network writes into its input tensor: it works on a copy."
         take = f"input = {copy};"

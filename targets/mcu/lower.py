@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,12 +122,12 @@ class _Joined:
         return mod
 
 
-def lowering_pipeline() -> tvm.transform.Pass:
+def lowering_pipeline(kernel_passes: list[tvm.transform.Pass]) -> tvm.transform.Pass:
     return tvm.transform.Sequential(
         [
             relax.transform.FoldBatchnormToConv2D(),
             relax.transform.DecomposeOpsForInference(),
-            *fusion_passes(),
+            *kernel_passes,
             relax.transform.ToNonDataflow(),
             relax.transform.RemovePurityChecking(),
             relax.transform.CallTIRRewrite(),
@@ -134,9 +135,17 @@ def lowering_pipeline() -> tvm.transform.Pass:
     )
 
 
-def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> Program:
+def lower(
+    mod: tvm.IRModule,
+    segments: list[str],
+    use_library: bool = True,
+    kernel_passes: list[tvm.transform.Pass] | None = None,
+    schedule: Callable[[tirx.PrimFunc], tirx.PrimFunc] = schedule_for_mcu,
+) -> Program:
     """Lower the named segment functions of `mod` (chained: each takes the first output of the one before); with
-    `use_library`, what the kernel library runs becomes its calls, the rest TVM's kernels."""
+    `use_library`, what the kernel library runs becomes its calls, the rest TVM's kernels. `kernel_passes` fuse
+    the graph into TVM's kernels (default: the microcontroller's fusion), `schedule` schedules each one (a host
+    build schedules them in its kernel passes and passes the identity)."""
     only_segments = segments_only(mod, segments)
     integer_ops = {gv: f for gv, f in mod.functions.items() if _is_composite(f)}
     library = LibraryCalls(chain=segments)
@@ -147,14 +156,14 @@ def lower(mod: tvm.IRModule, segments: list[str], use_library: bool = True) -> P
             only_segments = _Joined(integer_ops)(only_segments)
         # integer ops the library does not run are TVM kernels: their Relax bodies go where they are called
         only_segments = relax.transform.InlinePrivateFunctions()(only_segments)
-        lowered = lowering_pipeline()(only_segments)
+        lowered = lowering_pipeline(fusion_passes() if kernel_passes is None else kernel_passes)(only_segments)
     reader = _Reader(library.kernels)
     program = []
     for index, name in enumerate(segments):
         handed_over = program[-1].outputs[0] if program else None
         program.append(reader.segment(index, lowered[name], handed_over))
     kernels = {
-        gv.name_hint: schedule_for_mcu(f).with_attr("global_symbol", gv.name_hint)
+        gv.name_hint: schedule(f).with_attr("global_symbol", gv.name_hint)
         for gv, f in lowered.functions.items()
         if isinstance(f, tirx.PrimFunc)
     }

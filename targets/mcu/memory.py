@@ -22,18 +22,20 @@ class MemoryPlan:
     lower_bound_bytes: int  # the most bytes alive at one moment: no plan can use less
 
 
-def plan_memory(program: Program, live_until_end: list[Tensor]) -> MemoryPlan:
-    """`live_until_end`: tensors the caller reads after inference (the result, the hand-over activation)."""
+def plan_memory(program: Program, live_until_end: list[Tensor], alignment: int = ALIGNMENT) -> MemoryPlan:
+    """`live_until_end`: tensors the caller reads after inference (the result, the hand-over activation);
+    every tensor starts at a multiple of `alignment` bytes."""
     lifetimes = _lifetimes(program, live_until_end)
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     offsets = {}
-    for tensor, (first, last) in sorted(lifetimes.items(), key=lambda kv: (-_aligned(kv[0].nbytes), kv[1][0])):
-        size = _aligned(tensor.nbytes)
-        offset = _lowest_fit(size, first, last, placed)
+    largest_first = sorted(lifetimes.items(), key=lambda kv: (-_aligned(kv[0].nbytes, alignment), kv[1][0]))
+    for tensor, (first, last) in largest_first:
+        size = _aligned(tensor.nbytes, alignment)
+        offset = _lowest_fit(size, first, last, placed, alignment)
         placed.append((offset, size, first, last))
         offsets[tensor.name] = offset
     arena = max((o + s for o, s, _, _ in placed), default=0)
-    return MemoryPlan(offsets, arena, _peak(lifetimes))
+    return MemoryPlan(offsets, arena, _peak(lifetimes, alignment))
 
 
 def _lifetimes(program: Program, live_until_end: list[Tensor]) -> dict[Tensor, tuple[int, int]]:
@@ -58,24 +60,24 @@ def _lifetimes(program: Program, live_until_end: list[Tensor]) -> dict[Tensor, t
     return {t: (first[t], last[t]) for t in first}
 
 
-def _lowest_fit(size: int, first: int, last: int, placed) -> int:
+def _lowest_fit(size: int, first: int, last: int, placed, alignment: int) -> int:
     clashes = sorted((o, s) for o, s, start, end in placed if start <= last and first <= end)
     offset = 0
     for o, s in clashes:
         if offset + size <= o:
             break
-        offset = max(offset, _aligned(o + s))
+        offset = max(offset, _aligned(o + s, alignment))
     return offset
 
 
-def _peak(lifetimes: dict[Tensor, tuple[int, int]]) -> int:
+def _peak(lifetimes: dict[Tensor, tuple[int, int]], alignment: int) -> int:
     steps = max((last for _, last in lifetimes.values()), default=-1) + 1
     live = [0] * steps
     for tensor, (first, last) in lifetimes.items():
         for s in range(first, last + 1):
-            live[s] += _aligned(tensor.nbytes)
+            live[s] += _aligned(tensor.nbytes, alignment)
     return max(live, default=0)
 
 
-def _aligned(n: int) -> int:
-    return -(-n // ALIGNMENT) * ALIGNMENT
+def _aligned(n: int, alignment: int) -> int:
+    return -(-n // alignment) * alignment

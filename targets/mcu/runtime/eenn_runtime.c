@@ -25,7 +25,10 @@ int32_t eenn_call(eenn_kernel_t kernel, DLTensor *const *tensors, int32_t count)
 static uint8_t *workspace_base;
 static size_t workspace_size, workspace_used, workspace_peak;
 
-#define WORKSPACE_ALIGNMENT 16u
+/* Enough for a Cortex-M; a host build's vector loads need more (-DEENN_WORKSPACE_ALIGNMENT=64u). */
+#ifndef EENN_WORKSPACE_ALIGNMENT
+#define EENN_WORKSPACE_ALIGNMENT 16u
+#endif
 
 void eenn_workspace_reset(uint8_t *buffer, size_t bytes) {
   workspace_base = buffer;
@@ -38,7 +41,7 @@ size_t eenn_workspace_high_water(void) { return workspace_peak; }
 
 void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code_hint,
                                int dtype_bits_hint) {
-  size_t size = (size_t)((nbytes + WORKSPACE_ALIGNMENT - 1) / WORKSPACE_ALIGNMENT * WORKSPACE_ALIGNMENT);
+  size_t size = (size_t)((nbytes + EENN_WORKSPACE_ALIGNMENT - 1) / EENN_WORKSPACE_ALIGNMENT * EENN_WORKSPACE_ALIGNMENT);
   void *block;
   (void)device_type;
   (void)device_id;

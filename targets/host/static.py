@@ -1,0 +1,163 @@
+"""The early-exit network as one C function over TVM's host kernels: the firmware's static driver
+(targets/mcu/driver.py) built for this CPU into a shared library, so a sample costs one C call.
+
+The Relax VM interprets every kernel call, allocation and branch of `early_exit`, at about 0.1 us each: on the
+keyword DS-CNN a sample leaving at the first exit spent 11 us in the VM and 2 us in its kernels. The static driver
+runs the same kernels (TVM's, scheduled or tuned for this CPU as the VM build's are) from a static arena, and its
+exits test the same `take` the kernels compute, so it takes the VM's exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tvm
+
+from eenn_tvm.errors import EennError
+from eenn_tvm.network import Network
+from eenn_tvm.targets.host.pipeline import scheduled_kernel_passes
+from eenn_tvm.targets.host.target import host_target
+from eenn_tvm.targets.host.tune import open_database
+from eenn_tvm.targets.mcu import driver, kernels
+from eenn_tvm.targets.mcu.lower import lower
+from eenn_tvm.targets.mcu.memory import plan_memory
+from eenn_tvm.targets.native import native_stderr_silenced
+
+RUNTIME = Path(__file__).parents[1] / "mcu" / "runtime"
+# AVX-512 loads: TVM's kernels assume their buffers 64-byte aligned.
+ALIGNMENT = 64
+# TVM's kernels start their parallel loops through this runtime hook; the static driver runs them on the calling
+# thread, as a batch-1 latency engine should (a thread-pool launch costs more than a small kernel takes).
+_SERIAL_PARALLEL_LAUNCH = """/* host_runtime.c: TVM's parallel-loop hook, run on the calling thread. */
+#include <stdint.h>
+
+typedef struct { void *sync_handle; int32_t num_task; } TVMParallelGroupEnv;
+typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv *penv, void *cdata);
+
+int TVMBackendParallelLaunch(FTVMParallelLambda flambda, void *cdata, int num_task) {
+  TVMParallelGroupEnv env = {0, 1};
+  (void)num_task;
+  return flambda(0, &env, cdata);
+}
+
+int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv *penv) {
+  (void)task_id;
+  (void)penv;
+  return 0;
+}
+
+int (*__TVMBackendParallelLaunch)(FTVMParallelLambda, void *, int) = TVMBackendParallelLaunch;
+int (*__TVMBackendParallelBarrier)(int, TVMParallelGroupEnv *) = TVMBackendParallelBarrier;
+"""
+
+
+def build_static(
+    network: Network, path: str | Path, target: tvm.target.Target | None = None, database: str | Path | None = None
+) -> None:
+    """Write the shared library of `network` (float32, all its segments: `eenn_infer` decides every sample) for
+    `target` (default: this CPU), with the kernels of `database` where it has them."""
+    target = target or host_target()
+    if database is not None:
+        open_database(database, target)
+    if shutil.which("gcc") is None:
+        raise EennError("the static host module needs a C compiler: install gcc (apt install gcc)")
+    with target:
+        passes = scheduled_kernel_passes(target, database, opaque_activations=True)
+        program = lower(network.mod, network.segments, use_library=False, kernel_passes=passes, schedule=lambda f: f)
+    with tempfile.TemporaryDirectory(prefix="eenn-static-") as work:
+        folder = Path(work)
+        with tvm.transform.PassContext(opt_level=3), native_stderr_silenced():
+            compiled = tvm.compile(program.kernels, target=target).mod
+        compiled.write_to_file(str(folder / "kernels.o"))
+        spec = driver.DriverSpec(
+            network.name,
+            f"this host ({target.attrs.get('mcpu', 'llvm')})",
+            network.classes,
+            len(network.segments),
+            len(network.segments),
+            network.output_is_probability,
+            workspace_bytes=_workspace_bytes(compiled.inspect_source("ll")),
+            alignment=ALIGNMENT,
+        )
+        memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1], alignment=ALIGNMENT)
+        sources = {
+            "eenn_model.h": driver.header(program, spec, memory),
+            "eenn_model.c": driver.source(program, spec, memory),
+            "eenn_weights.h": driver.weights_header(program, spec),
+            "eenn_weights.c": driver.weights_source(program, spec),
+            "eenn_kernels.h": driver.kernels_header(program),
+            "host_runtime.c": _SERIAL_PARALLEL_LAUNCH,
+        }
+        for name, text in sources.items():
+            (folder / name).write_text(text)
+        kernels.copy_headers(folder / "include")
+        built = folder / "eenn_static.so"
+        _compile(folder, built)
+        shutil.copyfile(built, path)
+
+
+def _workspace_bytes(llvm_ir: str) -> int:
+    """The most workspace one kernel holds at a time, read from the kernels' LLVM IR (kernels run one at a time;
+    the workspace is LIFO)."""
+    most = 0
+    for body in llvm_ir.split("\ndefine ")[1:]:
+        # the kernels call through the `__TVMBackendAllocWorkspace` pointer: (device, id, bytes, ...)
+        sizes = [int(n) for n in re.findall(r"= tail call ptr %\w+\(i32 1, i32 %\w+, i64 (\d+),", body)]
+        most = max(most, sum(-(-n // ALIGNMENT) * ALIGNMENT for n in sizes))
+    return most
+
+
+def _compile(folder: Path, library: Path) -> None:
+    command = [
+        "gcc", "-O2", "-shared", "-fPIC", "-std=c99", "-w", f"-DEENN_WORKSPACE_ALIGNMENT={ALIGNMENT}u",
+        f"-I{folder}", f"-I{RUNTIME}", f"-I{folder / 'include'}",
+        *(str(folder / n) for n in ("eenn_model.c", "eenn_weights.c", "host_runtime.c")),
+        str(RUNTIME / "eenn_runtime.c"), str(folder / "kernels.o"),
+        # the kernels call this library's workspace and parallel hooks, not those of a TVM runtime loaded beside it
+        "-Wl,-Bsymbolic", "-Wl,--no-undefined", "-lm", "-o", str(library),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise EennError(f"gcc could not build the static host module: {done.stderr.strip().splitlines()[-1]}")
+
+
+class _Result(ctypes.Structure):
+    """eenn_result_t of eenn_model.h."""
+
+    _fields_ = [
+        ("class_index", ctypes.c_int32),
+        ("exit_index", ctypes.c_int32),
+        ("confidence", ctypes.c_float),
+        ("scores", ctypes.POINTER(ctypes.c_float)),
+        ("live", ctypes.c_void_p),
+        ("live_bytes", ctypes.c_size_t),
+        ("live_ndim", ctypes.c_int32),
+        ("live_shape", ctypes.POINTER(ctypes.c_int64)),
+    ]
+
+
+class StaticEarlyExit:
+    """A static host module: `infer` as `EarlyExitRunner.infer` (exit index, logits there), one C call per sample.
+    Not reentrant (one static arena): one inference at a time per process."""
+
+    def __init__(self, path: str | Path, classes: int):
+        self._library = ctypes.CDLL(str(Path(path).resolve()))
+        self._infer = self._library.eenn_infer
+        self._infer.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Result)]
+        self._infer.restype = ctypes.c_int
+        self._result = _Result()
+        self._result_ref = ctypes.byref(self._result)
+        self._classes = classes
+
+    def infer(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._infer(x.ctypes.data, self._result_ref) != 0:
+            raise EennError("the static host module failed on a kernel (a bad argument or too little workspace)")
+        result = self._result
+        return result.exit_index, np.ctypeslib.as_array(result.scores, (1, self._classes)).copy()
