@@ -15,7 +15,7 @@ from eenn_tvm.network import Network
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Plan
 from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, SegmentRunner, build
-from eenn_tvm.targets.host.static import StaticEarlyExit
+from eenn_tvm.targets.host.static import StaticEarlyExit, build_static
 from eenn_tvm.targets.host.target import host_target, target_cpu
 
 SAMPLES = 200
@@ -173,3 +173,16 @@ def test_a_decision_over_a_few_logits_runs_without_the_thread_pool():
     x = np.random.default_rng(0).normal(size=(1, 12)).astype("float32")
     expected = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
     np.testing.assert_allclose(module("main", x)[0], expected.max(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["resnet8_cifar10", "kws_dscnn"])
+def test_the_static_module_of_a_reference_model_computes_what_the_vm_module_does(mlperf_model, name, tmp_path):
+    """Models nobody here trained: the kernels of MLPerf Tiny's ResNet-8 allocate workspace inside their parallel
+    loops' bodies, which the static module must provide for."""
+    network = Network.open(mlperf_model(name))
+    build_static(network, tmp_path / "static.so")
+    static = StaticEarlyExit(tmp_path / "static.so", network.classes)
+    chained = EarlyExitRunner(HostModule(build(ChainExits()(network.mod))))
+    for seed in range(3):
+        x = np.random.default_rng(seed).normal(size=network.input_shape).astype("float32")
+        np.testing.assert_allclose(static.infer(x)[1], chained.infer(x)[1], rtol=1e-5, atol=1e-5)

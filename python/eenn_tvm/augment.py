@@ -421,7 +421,11 @@ def _write(
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         log("building the static host module (TVM's kernels, one C call per sample)")
-        build_static(Network.of_early_exits(mod, plan, model.onnx), tmp / STATIC_HOST_MODULE, database=database)
+        try:
+            build_static(Network.of_early_exits(mod, plan, model.onnx), tmp / STATIC_HOST_MODULE, database=database)
+        except EennError as error:
+            log(f"note: no static host module, `run` uses {HOST_MODULE}: {error}")
+            plan.artifacts.static_host_module = None
         stage.done("write")
         if int8:
             # add_int8 opens eenn.onnx through the plan's checks, which hash every file the plan names, the report

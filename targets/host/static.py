@@ -10,6 +10,7 @@ exits test the same `take` the kernels compute, so it takes the VM's exits.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import shutil
 import subprocess
@@ -61,7 +62,8 @@ def build_static(
     network: Network, path: str | Path, target: tvm.target.Target | None = None, database: str | Path | None = None
 ) -> None:
     """Write the shared library of `network` (float32, all its segments: `eenn_infer` decides every sample) for
-    `target` (default: this CPU), with the kernels of `database` where it has them."""
+    `target` (default: this CPU), with the kernels of `database` where it has them, once it ran a sample. Raises
+    EennError when the network cannot be lowered or built so, or its kernels fail."""
     target = target or host_target()
     if database is not None:
         open_database(database, target)
@@ -99,18 +101,20 @@ def build_static(
         kernels.copy_headers(folder / "include")
         built = folder / "eenn_static.so"
         _compile(folder, built)
-        shutil.copyfile(built, path)
+        StaticEarlyExit(built, network.classes).infer(np.zeros(network.input_shape, np.float32))
+        # A new file, not new bytes in the old one: a process that loaded the old library keeps a valid mapping.
+        staged = Path(path).with_name(f".{Path(path).name}.partial")
+        shutil.copyfile(built, staged)
+        os.replace(staged, path)
 
 
 def _workspace_bytes(llvm_ir: str) -> int:
-    """The most workspace one kernel holds at a time, read from the kernels' LLVM IR (kernels run one at a time;
-    the workspace is LIFO)."""
-    most = 0
-    for body in llvm_ir.split("\ndefine ")[1:]:
-        # the kernels call through the `__TVMBackendAllocWorkspace` pointer: (device, id, bytes, ...)
-        sizes = [int(n) for n in re.findall(r"= tail call ptr %\w+\(i32 1, i32 %\w+, i64 (\d+),", body)]
-        most = max(most, sum(-(-n // ALIGNMENT) * ALIGNMENT for n in sizes))
-    return most
+    """Every workspace allocation in the kernels' LLVM IR, added up: a bound on what one kernel holds at a time
+    (kernels run one at a time, but a parallel loop's body allocates in a function of its own, which the IR does
+    not tie to its kernel). A few hundred kilobytes at most, static, on a host."""
+    # the kernels call through the `__TVMBackendAllocWorkspace` pointer: (device, id, bytes, ...)
+    sizes = re.findall(r"call ptr %\w+\(i32 1, i32 %?\w+, i64 (\d+),", llvm_ir)
+    return sum(-(-int(n) // ALIGNMENT) * ALIGNMENT for n in sizes)
 
 
 def _compile(folder: Path, library: Path) -> None:
