@@ -180,7 +180,7 @@ def static_module(case: Case, database: Path | None) -> StaticEarlyExit:
     plan = Plan.load(case.eenn)
     path = Path(tempfile.mkdtemp(prefix="eenn-bench-")) / "eenn_host_static.so"
     build_static(Network.from_augment(case.eenn, plan), path, database=database)
-    return StaticEarlyExit(path, plan.model.classes)
+    return StaticEarlyExit(path)
 
 
 def batch_engines(case: Case, x: np.ndarray, threads: int, database: Path) -> dict[str, tuple]:

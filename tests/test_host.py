@@ -11,6 +11,7 @@ from conftest import MODEL
 from test_cli import assert_one_line_error, run_cli
 from tvm import relax
 
+from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Plan
@@ -63,13 +64,15 @@ def test_one_call_takes_the_same_exits_as_the_segments_one_by_one(network, test_
 def test_the_static_module_takes_the_exits_and_logits_of_the_one_call_module(augmented, test_images):
     folder = augmented[0]
     plan = Plan.load(folder)
-    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"), plan.model.classes)
+    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"))
     chained = EarlyExitRunner(HostModule.load(plan.artifact(folder, "host_module")))
     for x in test_images:
         index, logits = static.infer(x[None])
         expected_index, expected = chained.infer(x[None])
         assert index == expected_index
         np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(EennError, match="takes 784 values per sample, not 783"):
+        static.infer(test_images[0].reshape(-1)[:-1])
 
 
 def test_a_tier_hands_on_its_activation_when_none_of_its_exits_fires(network, test_images):
@@ -181,7 +184,7 @@ def test_the_static_module_of_a_reference_model_computes_what_the_vm_module_does
     loops' bodies, which the static module must provide for."""
     network = Network.open(mlperf_model(name))
     build_static(network, tmp_path / "static.so")
-    static = StaticEarlyExit(tmp_path / "static.so", network.classes)
+    static = StaticEarlyExit(tmp_path / "static.so")
     chained = EarlyExitRunner(HostModule(build(ChainExits()(network.mod))))
     for seed in range(3):
         x = np.random.default_rng(seed).normal(size=network.input_shape).astype("float32")

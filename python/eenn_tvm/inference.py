@@ -135,7 +135,7 @@ def _tvm_runner(folder: Path, plan: Plan, batch: int, database: str | Path | Non
 
     if batch == 1 and database is None:
         if plan.artifacts.static_host_module is not None:
-            return StaticEarlyExit(plan.artifact(folder, "static_host_module"), plan.model.classes)
+            return StaticEarlyExit(plan.artifact(folder, "static_host_module"))
         return EarlyExitRunner(HostModule.load(plan.artifact(folder, "host_module")))
     network = Network.from_augment(folder, plan, batch)
     if batch > 1:

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,13 @@ RUNTIME = Path(__file__).parents[1] / "mcu" / "runtime"
 ALIGNMENT = 64
 # TVM's kernels start their parallel loops through this runtime hook; the static driver runs them on the calling
 # thread, as a batch-1 latency engine should (a thread-pool launch costs more than a small kernel takes).
-_SERIAL_PARALLEL_LAUNCH = """/* host_runtime.c: TVM's parallel-loop hook, run on the calling thread. */
+_HOST_RUNTIME = """/* host_runtime.c: TVM's parallel-loop hook (on the calling thread); the model's sizes. */
 #include <stdint.h>
+
+#include "eenn_model.h"
+
+int32_t eenn_input_elements(void) { return EENN_INPUT_ELEMENTS; }
+int32_t eenn_classes(void) { return EENN_CLASSES; }
 
 typedef struct { void *sync_handle; int32_t num_task; } TVMParallelGroupEnv;
 typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv *penv, void *cdata);
@@ -94,14 +100,14 @@ def build_static(
             "eenn_weights.h": driver.weights_header(program, spec),
             "eenn_weights.c": driver.weights_source(program, spec),
             "eenn_kernels.h": driver.kernels_header(program),
-            "host_runtime.c": _SERIAL_PARALLEL_LAUNCH,
+            "host_runtime.c": _HOST_RUNTIME,
         }
         for name, text in sources.items():
             (folder / name).write_text(text)
         kernels.copy_headers(folder / "include")
         built = folder / "eenn_static.so"
         _compile(folder, built)
-        StaticEarlyExit(built, network.classes).infer(np.zeros(network.input_shape, np.float32))
+        StaticEarlyExit(built).infer(np.zeros(network.input_shape, np.float32))
         # A new file, not new bytes in the old one: a process that loaded the old library keeps a valid mapping.
         staged = Path(path).with_name(f".{Path(path).name}.partial")
         shutil.copyfile(built, staged)
@@ -148,20 +154,29 @@ class _Result(ctypes.Structure):
 
 class StaticEarlyExit:
     """A static host module: `infer` as `EarlyExitRunner.infer` (exit index, logits there), one C call per sample.
-    Not reentrant (one static arena): one inference at a time per process."""
+    The library holds one static arena: calls into one library file take turns (a lock per file)."""
 
-    def __init__(self, path: str | Path, classes: int):
-        self._library = ctypes.CDLL(str(Path(path).resolve()))
+    def __init__(self, path: str | Path):
+        path = str(Path(path).resolve())
+        self._library = ctypes.CDLL(path)
         self._infer = self._library.eenn_infer
         self._infer.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Result)]
         self._infer.restype = ctypes.c_int
+        self._elements = self._library.eenn_input_elements()
+        self._classes = self._library.eenn_classes()
         self._result = _Result()
         self._result_ref = ctypes.byref(self._result)
-        self._classes = classes
+        self._lock = _LOCKS.setdefault(path, threading.Lock())
 
     def infer(self, x: np.ndarray) -> tuple[int, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if self._infer(x.ctypes.data, self._result_ref) != 0:
-            raise EennError("the static host module failed on a kernel (a bad argument or too little workspace)")
-        result = self._result
-        return result.exit_index, np.ctypeslib.as_array(result.scores, (1, self._classes)).copy()
+        if x.size != self._elements:  # the C function reads that many floats, whatever it is given
+            raise EennError(f"the static host module takes {self._elements} values per sample, not {x.size}")
+        with self._lock:
+            if self._infer(x.ctypes.data, self._result_ref) != 0:
+                raise EennError("the static host module failed on a kernel (a bad argument or too little workspace)")
+            scores = np.ctypeslib.as_array(self._result.scores, (1, self._classes)).copy()
+            return self._result.exit_index, scores
+
+
+_LOCKS: dict[str, threading.Lock] = {}
