@@ -211,7 +211,7 @@ class _Reader:
             elif isinstance(value, relax.TupleGetItem):
                 values[binding.var] = values[value.tuple_value][value.index]
             else:
-                raise EennError(f"the microcontroller backend cannot lower `{value}` in segment {index}")
+                raise EennError(f"the static C driver cannot lower `{value}` in segment {index}")
         outputs = values[func.body.body] if isinstance(func.body.body, relax.Var) else None
         if not isinstance(outputs, list):
             raise EennError(f"segment {index} does not return a tuple of tensors")
@@ -228,7 +228,7 @@ class _Reader:
             return values[arg]
         if isinstance(arg, tvm.ir.expr.Constant):
             return self._constant(arg)
-        raise EennError(f"the microcontroller backend cannot pass `{arg}` to a kernel")
+        raise EennError(f"the static C driver cannot pass `{arg}` to a kernel")
 
     def _constant(self, const: tvm.ir.expr.Constant) -> Constant:
         key = const.__hash__()
