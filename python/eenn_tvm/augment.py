@@ -213,35 +213,64 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
 
 def train_and_score(analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs) -> _Trained:
     """A head per (point, kind) trained on `train_idx`, and the search problem on `val_idx` (bench/guarantee.py
-    re-splits it)."""
+    re-splits it). Two rounds: the heads after the first point are trained again with each sample weighted by how
+    likely it is to reach them (`reach_weights` of the first round's heads)."""
     jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
     y_val = labels[val_idx]
+    weights: dict[int, np.ndarray] = {}  # point -> a weight per training sample, from the first round on
 
     def train_option(i: int, kind: str, iterations: int) -> tuple[exit_heads.Head, Option]:
         point = analysis.exit_points[i]
-        pooled = features.pooled[point.name][exit_heads.HEAD_KINDS[kind][0]]
-        head = exit_heads.train(kind, pooled[train_idx], labels[train_idx], classes, settings.seed, iterations)
+        pooled = features.pooled[point.name][exit_heads.HEAD_KINDS[kind].pooling]
+        head = exit_heads.train(
+            kind, pooled[train_idx], labels[train_idx], classes, settings.seed, iterations, weights.get(i)
+        )
         logits = head.logits(pooled[val_idx])
         return head, Option(
             i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val, costs.head(head, point)
         )
 
     iterations = SCREEN_ITERATIONS if len(jobs) > SCREEN_ABOVE else exit_heads.MAX_ITER
-    heads, options = {}, []
-    for i, kind in progress(jobs, "exit heads" if iterations == exit_heads.MAX_ITER else "exit heads (screening)"):
-        heads[i, kind], option = train_option(i, kind, iterations)
-        options.append(option)
+    screening = "" if iterations == exit_heads.MAX_ITER else " (screening)"
+    heads, options = {}, {}
+
+    def train_round(round_jobs: list[tuple[int, str]], title: str) -> None:
+        for i, kind in progress(round_jobs, title + screening):
+            heads[i, kind], options[i, kind] = train_option(i, kind, iterations)
+
+    train_round(jobs, "exit heads")
+    weights.update(reach_weights(heads, features, analysis.exit_points, train_idx, settings.decision))
+    train_round([job for job in jobs if job[0] in weights], "exit heads weighted to the samples reaching them")
     final_correct = features.final[val_idx].argmax(1) == y_val
     problem = SearchProblem(
-        options=options,
+        options=[options[job] for job in jobs],
         reach_cost=[costs.reach(p) for p in analysis.exit_points],
         final_cost=costs.total(),
         final_correct=final_correct,
         min_accuracy=float(final_correct.mean()) - settings.max_accuracy_drop,
         groups=groups,
     )
-    screened = set(range(len(options))) if iterations < exit_heads.MAX_ITER else set()
+    screened = set(range(len(jobs))) if iterations < exit_heads.MAX_ITER else set()
     return _Trained(heads, problem, len(val_idx), train_option, screened)
+
+
+REACH_MIX = 0.25  # share of uniform weight in `reach_weights`: a later head still sees every class
+
+
+def reach_weights(heads, features, points, train_idx, rule: str) -> dict[int, np.ndarray]:
+    """For each point after the first, a weight per training sample (mean 1): the chance that no earlier exit takes
+    it, reading the confidence of the most confident head at each earlier point as its chance of taking the sample
+    (the thresholds are not known yet), mixed with uniform weights. The earlier exits take the easy samples; a
+    later head should be good at the rest."""
+    reach, weights = np.ones(len(train_idx)), {}
+    for i, point in enumerate(points[:-1]):
+        at_point = [head for (j, _), head in heads.items() if j == i]
+        taken = np.max(
+            [confidence(h.logits(features.pooled[point.name][h.pooling][train_idx]), rule) for h in at_point], axis=0
+        )
+        reach = reach * (1 - taken)
+        weights[i + 1] = REACH_MIX + (1 - REACH_MIX) * reach / max(reach.mean(), 1e-12)
+    return weights
 
 
 def _evaluation(
