@@ -158,3 +158,24 @@ def test_onnx_export_computes_the_heads(zoo_model):
     for i, (name, _, head) in enumerate(chosen):
         features = pooled_view(inner[name], head.pooling)
         np.testing.assert_allclose(outputs[f"exit_{i}"], head.logits(features), atol=1e-4)
+
+
+def test_later_heads_weigh_most_the_samples_earlier_heads_are_unsure_of():
+    from types import SimpleNamespace
+
+    from eenn_tvm.augment import REACH_MIX, reach_weights
+    from eenn_tvm.features import Features
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 600)
+    centres = np.array([[3.0] * 12, [-3.0] * 12, [-3.0] * 12])  # classes 1 and 2 look alike at the first point
+    x = (centres[y] + rng.standard_normal((600, 12))).astype(np.float32)
+    first = heads.train("gap_linear", x, y, 3, seed=0)
+    points = [SimpleNamespace(name="first"), SimpleNamespace(name="second")]
+    features = Features({"first": {"gap": x}, "second": {"gap": x}}, np.zeros((len(x), 3), np.float32))
+    train_idx = np.arange(len(x))
+    weights = reach_weights({(0, "gap_linear"): first}, features, points, train_idx, "maxprob")
+    assert list(weights) == [1]  # the first point's heads see every sample alike
+    w = weights[1]
+    assert w.mean() == pytest.approx(1.0) and w.min() >= REACH_MIX
+    assert w[y == 0].mean() < 0.5 * w[y != 0].mean()
