@@ -59,7 +59,9 @@ def test_convolutional_heads_take_the_hosts_exits_on_cortex_m4(conv_augmented, f
     source = conv_augmented
     if dtype == "int8":
         source = tmp_path / "int8"
-        code, _, stderr = run_cli("quantize", conv_augmented, "--data", fashion / "train.npz", "-o", source)
+        code, _, stderr = run_cli(
+            "quantize", conv_augmented, "--data", conv_augmented.parent / "train.npz", "-o", source
+        )
         assert code == 0, stderr
     folder = tmp_path / "fw"
     code, _, stderr = run_cli(
