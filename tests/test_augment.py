@@ -81,6 +81,49 @@ def test_the_plan_is_the_same_bit_for_bit_whatever_the_number_of_workers(mlp_ass
     assert plans[0]["exits"] and plans[0] == plans[1]
 
 
+def test_convolutional_and_reach_weighted_heads_train_in_the_workers_as_in_this_process(zoo_model):
+    """Both rounds of head training go through the pool: a worker's convolutional head after the first point is the
+    one trained here on the reach weights of the first point's heads, and every head equals the in-process one."""
+    from threadpoolctl import threadpool_limits
+
+    from eenn_tvm.analysis import analyze
+    from eenn_tvm.costs import MacCost
+    from eenn_tvm.data import split
+    from eenn_tvm.features import extract
+    from eenn_tvm.frontend import import_onnx
+    from eenn_tvm.heads import MAX_ITER, train
+    from eenn_tvm.parallel import head_pool
+
+    z = zoo_model("ecg", "legacy")
+    model = import_onnx(z.path)
+    analysis, settings = analyze(model), augment.Settings()
+    x, y = zoo.self_labelled(z.path, z.input_shape, 500)
+    train_idx, val_idx = split(y, settings.val_fraction, settings.seed)
+    features = extract(model, analysis.exit_points, x, cache_dir=None)
+    classes = features.final.shape[1]
+
+    def heads_by(workers: int) -> dict:
+        with head_pool(workers, None, None) as pool:
+            args = analysis, features, y, None, train_idx, val_idx, classes, settings, MacCost(analysis), pool
+            return augment.train_and_score(*args).heads
+
+    here, workers = heads_by(1), heads_by(2)
+    assert here.keys() == workers.keys() and (1, "grid_conv") in here
+    for job, head in here.items():
+        assert same_weights(head, workers[job]), job
+    first = {job: head for job, head in here.items() if job[0] == 0}
+    points = analysis.exit_points[:2]
+    weights = augment.reach_weights(first, features, points, train_idx, settings.decision)[1]
+    grid = features.pooled[points[1].name]["grid"][train_idx]
+    with threadpool_limits(1):
+        expected = train("grid_conv", grid, y[train_idx], classes, settings.seed, MAX_ITER, weights)
+    assert same_weights(expected, workers[1, "grid_conv"])
+
+
+def same_weights(head, other) -> bool:
+    return all(np.array_equal(a, b) for h, o in zip(head.layers, other.layers) for a, b in zip(h, o))
+
+
 def bad_npz(path, **arrays):
     np.savez(path, **arrays)
     return path

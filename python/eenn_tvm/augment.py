@@ -33,7 +33,7 @@ from eenn_tvm.guarantee import Certified, learn_then_test
 from eenn_tvm.network import Network
 from eenn_tvm.onnx_export import with_exit_heads
 from eenn_tvm.outputs import Output, atomic_folder
-from eenn_tvm.parallel import InProcess, head_pool
+from eenn_tvm.parallel import HeadCall, InProcess, head_pool
 from eenn_tvm.passes import ChainExits
 from eenn_tvm.plan import Artifacts, Baseline, Evaluation, ModelInfo, Plan, PlannedExit, PredictedFigures, SearchRecord
 from eenn_tvm.report import write_report
@@ -74,7 +74,7 @@ class _Trained:
     heads: dict[tuple[int, str], exit_heads.Head]
     problem: SearchProblem
     val_samples: int
-    train_options: Callable[[list[tuple[int, str]], int], list[tuple[exit_heads.Head, Option]]]  # (jobs, iterations)
+    train_options: Callable[..., list[tuple[exit_heads.Head, Option]]]  # (jobs, iterations[, progress title])
     screened: set[int]  # options whose head is not fully trained yet
 
     def heads_of(self, result: Result) -> list[exit_heads.Head]:
@@ -237,54 +237,84 @@ def train_and_score(
     analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs, pool=None
 ) -> _Trained:
     """A head per (point, kind) trained on `train_idx` by `pool` (eenn_tvm.parallel; None: in this process), and
-    the search problem on `val_idx` (bench/guarantee.py re-splits it)."""
+    the search problem on `val_idx` (bench/guarantee.py re-splits it). Two rounds, each spread over the pool: the
+    first trains the heads before the last point on every sample alike; the second trains the heads after the first
+    point with each sample weighted by how likely it is to reach them (`reach_weights` of the first round's heads),
+    and so does every later training of those heads (`_Trained.settle`)."""
     pool = pool or InProcess()
-    jobs = [(i, kind) for i, p in enumerate(analysis.exit_points) for kind in exit_heads.kinds_for(p.shape)]
+    points = analysis.exit_points
+    jobs = [(i, kind) for i, p in enumerate(points) for kind in exit_heads.kinds_for(p.shape)]
     y_train, y_val = labels[train_idx], labels[val_idx]
-    shared = {}  # (point, pooling) -> its pooled features as the pool shares them: each array is sent once
+    weights: dict[int, np.ndarray] = {}  # point -> a weight per training sample, once the first round is done
+    shared = {}  # (point, pooling or "weights") -> the array as the pool shares it: each is sent once
 
     def pooled_of(i: int, kind: str) -> np.ndarray:
-        return features.pooled[analysis.exit_points[i].name][exit_heads.HEAD_KINDS[kind][0]]
+        return features.pooled[points[i].name][exit_heads.HEAD_KINDS[kind].pooling]
 
-    def shared_features(i: int, kind: str):
-        key = i, exit_heads.HEAD_KINDS[kind][0]
+    def shared_once(key: tuple[int, str], array: np.ndarray):
         if key not in shared:
-            shared[key] = pool.share(pooled_of(i, kind))
+            shared[key] = pool.share(array)
         return shared[key]
 
-    def train_options(chosen: list[tuple[int, str]], iterations: int) -> list[tuple[exit_heads.Head, Option]]:
-        calls = [
-            (shared_features(i, kind), train_idx, y_train, kind, classes, settings.seed, iterations)
-            for i, kind in chosen
-        ]
-        label = "exit heads" if iterations == exit_heads.MAX_ITER else "exit heads (screening)"
-        return [(head, option_of(i, kind, head)) for (i, kind), head in zip(chosen, pool.map(calls, label))]
+    def call_of(i: int, kind: str, iterations: int) -> HeadCall:
+        pooled = shared_once((i, exit_heads.HEAD_KINDS[kind].pooling), pooled_of(i, kind))
+        weighted = shared_once((i, "weights"), weights[i]) if i in weights else None
+        return pooled, train_idx, y_train, kind, classes, settings.seed, iterations, weighted
+
+    def train_options(
+        chosen: list[tuple[int, str]], iterations: int, title: str = "exit heads"
+    ) -> list[tuple[exit_heads.Head, Option]]:
+        label = title if iterations == exit_heads.MAX_ITER else f"{title} (screening)"
+        done = pool.map([call_of(i, kind, iterations) for i, kind in chosen], label)
+        return [(head, option_of(i, kind, head)) for (i, kind), head in zip(chosen, done)]
 
     def option_of(i: int, kind: str, head: exit_heads.Head) -> Option:
         logits = head.logits(pooled_of(i, kind)[val_idx])
         return Option(
-            i,
-            kind,
-            confidence(logits, settings.decision),
-            logits.argmax(1) == y_val,
-            costs.head(head, analysis.exit_points[i]),
+            i, kind, confidence(logits, settings.decision), logits.argmax(1) == y_val, costs.head(head, points[i])
         )
 
     iterations = SCREEN_ITERATIONS if len(jobs) > SCREEN_ABOVE else exit_heads.MAX_ITER
-    trained = train_options(jobs, iterations)
-    heads = {job: head for job, (head, _) in zip(jobs, trained)}
-    options = [option for _, option in trained]
+    heads, options = {}, {}
+
+    def train_round(round_jobs: list[tuple[int, str]], title: str) -> None:
+        for job, (head, option) in zip(round_jobs, train_options(round_jobs, iterations, title)):
+            heads[job], options[job] = head, option
+
+    # The first round's heads at the last point would only be replaced: no later head needs the samples they take.
+    train_round([job for job in jobs if job[0] < max(len(points) - 1, 1)], "exit heads")
+    weights.update(reach_weights(heads, features, points, train_idx, settings.decision))
+    train_round([job for job in jobs if job[0] in weights], "exit heads weighted to the samples reaching them")
     final_correct = features.final[val_idx].argmax(1) == y_val
     problem = SearchProblem(
-        options=options,
-        reach_cost=[costs.reach(p) for p in analysis.exit_points],
+        options=[options[job] for job in jobs],
+        reach_cost=[costs.reach(p) for p in points],
         final_cost=costs.total(),
         final_correct=final_correct,
         min_accuracy=float(final_correct.mean()) - settings.max_accuracy_drop,
         groups=groups,
     )
-    screened = set(range(len(options))) if iterations < exit_heads.MAX_ITER else set()
+    screened = set(range(len(jobs))) if iterations < exit_heads.MAX_ITER else set()
     return _Trained(heads, problem, len(val_idx), train_options, screened)
+
+
+REACH_MIX = 0.25  # share of uniform weight in `reach_weights`: a later head still sees every class
+
+
+def reach_weights(heads, features, points, train_idx, rule: str) -> dict[int, np.ndarray]:
+    """For each point after the first, a weight per training sample (mean 1): the chance that no earlier exit takes
+    it, reading the confidence of the most confident head at each earlier point as its chance of taking the sample
+    (the thresholds are not known yet), mixed with uniform weights. The earlier exits take the easy samples; a
+    later head should be good at the rest."""
+    reach, weights = np.ones(len(train_idx)), {}
+    for i, point in enumerate(points[:-1]):
+        at_point = [head for (j, _), head in heads.items() if j == i]
+        taken = np.max(
+            [confidence(h.logits(features.pooled[point.name][h.pooling][train_idx]), rule) for h in at_point], axis=0
+        )
+        reach = reach * (1 - taken)
+        weights[i + 1] = REACH_MIX + (1 - REACH_MIX) * reach / max(reach.mean(), 1e-12)
+    return weights
 
 
 def _evaluation(

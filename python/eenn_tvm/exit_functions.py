@@ -11,10 +11,11 @@ import math
 import numpy as np
 from tvm import relax
 
-from eenn_tvm.heads import POOL_BINS, Head
+from eenn_tvm.heads import Head, bins_of
 from eenn_tvm.passes.rebuild import emit_inlined
 
 _POOL_OPS = {3: relax.op.nn.adaptive_avg_pool1d, 4: relax.op.nn.adaptive_avg_pool2d, 5: relax.op.nn.adaptive_avg_pool3d}
+_CONV_OPS = {3: relax.op.nn.conv1d, 4: relax.op.nn.conv2d}
 
 
 def exit_function(head: Head, tap_ty: relax.TensorType, rule: str, threshold: float) -> relax.Function:
@@ -40,19 +41,25 @@ def _decided(emit_logits, tap_ty: relax.TensorType, rule: str, threshold: float)
 
 
 def emit_head(bb: relax.BlockBuilder, head: Head, x: relax.Expr) -> relax.Var:
-    """Pooling, then the dense layers with ReLU between: the same arithmetic as `Head.logits`."""
+    """Pooling, then the dense layers with ReLU between: the same arithmetic as `Head.logits`. A convolutional
+    head's first layer is a 1x1 convolution on the pooled grid, its ReLU output averaged over the grid."""
     shape = [int(d) for d in x.ty.shape]
-    a = x
+    a, layers = x, head.layers
     if len(shape) > 2:
-        bins = POOL_BINS[head.pooling]
-        pooled = bb.emit(_POOL_OPS[len(shape)](a, output_size=[bins] * (len(shape) - 2)), name_hint="pooled")
-        a = bb.emit(
-            relax.op.reshape(pooled, [shape[0], math.prod(int(d) for d in list(pooled.ty.shape)[1:])]),
-            name_hint="features",
-        )
-    for i, (w, b) in enumerate(head.layers):
+        bins = bins_of(head.pooling, shape)
+        spatial = len(shape) - 2
+        a = bb.emit(_POOL_OPS[len(shape)](a, output_size=[bins] * spatial), name_hint="pooled")
+        if head.pointwise:
+            (w, b), layers = layers[0], layers[1:]
+            kernel = relax.const(np.ascontiguousarray(w.T).reshape(*w.T.shape, *[1] * spatial))
+            conv = relax.op.add(_CONV_OPS[len(shape)](a, kernel), relax.const(b.reshape(1, -1, *[1] * spatial)))
+            a = bb.emit(relax.op.nn.relu(bb.emit(conv, name_hint="conv")), name_hint="conv_relu")
+            a = bb.emit(relax.op.mean(a, axis=list(range(2, len(shape)))), name_hint="features")
+        else:
+            a = bb.emit(relax.op.reshape(a, [shape[0], math.prod(int(d) for d in list(a.ty.shape)[1:])]), "features")
+    for i, (w, b) in enumerate(layers):
         a = bb.emit(relax.op.add(relax.op.matmul(a, relax.const(w)), relax.const(b)), name_hint=f"dense{i}")
-        if i < len(head.layers) - 1:
+        if i < len(layers) - 1:
             a = bb.emit(relax.op.nn.relu(a), name_hint=f"relu{i}")
     return a
 

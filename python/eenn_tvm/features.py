@@ -26,7 +26,7 @@ from eenn_tvm import onnx_runtime
 from eenn_tvm.analysis import ExitPoint
 from eenn_tvm.cache import CACHE
 from eenn_tvm.frontend import ImportedModel
-from eenn_tvm.heads import POOL_BINS, pooled_width, poolings_for
+from eenn_tvm.heads import GRID_BINS, POOL_BINS, bins_of, pooled_shape, poolings_for
 from eenn_tvm.textui import progress
 
 CHUNK_BYTES = 256 << 20  # raw taps held at once before pooling (a ResNet-152 taps ~17 MB per sample)
@@ -47,11 +47,17 @@ def adaptive_avg_pool(a: np.ndarray, bins: int) -> np.ndarray:
     return a.reshape(len(a), -1)
 
 
+def pooled_view(a: np.ndarray, pooling: str) -> np.ndarray:
+    """(N, C, *spatial) -> (N, *heads.pooled_shape): the features a head of that pooling reads."""
+    pooled = adaptive_avg_pool(a, bins_of(pooling, a.shape))
+    return pooled.reshape(len(a), a.shape[1], -1) if pooling == "grid" else pooled
+
+
 @dataclass
 class Features:
     """Pooled activations at every candidate point, and the model's own output, for every sample."""
 
-    pooled: dict[str, dict[str, np.ndarray]]  # point name -> pooling -> (N, F)
+    pooled: dict[str, dict[str, np.ndarray]]  # point name -> pooling -> (N, *heads.pooled_shape)
     final: np.ndarray  # (N, classes) the model's output
 
     @classmethod
@@ -59,7 +65,7 @@ class Features:
         """Preallocated, to be filled shard by shard: gathering pieces and concatenating them would hold
         everything twice."""
         pooled = {
-            p.name: {k: np.empty((samples, pooled_width(p.shape, k)), np.float32) for k in poolings_for(p.shape)}
+            p.name: {k: np.empty((samples, *pooled_shape(p.shape, k)), np.float32) for k in poolings_for(p.shape)}
             for p in points
         }
         return cls(pooled, np.empty((samples, classes), np.float32))
@@ -103,7 +109,7 @@ class TappedBackbone:
         pooled = {}
         for j, p in enumerate(self.points, start=self.model_outputs):
             taps = np.concatenate([o[j] for o in outs])
-            pooled[p.name] = {kind: adaptive_avg_pool(taps, POOL_BINS[kind]) for kind in poolings_for(p.shape)}
+            pooled[p.name] = {kind: pooled_view(taps, kind) for kind in poolings_for(p.shape)}
         return Features(pooled, final)
 
 
@@ -194,7 +200,7 @@ def _cache_key(model: ImportedModel, points: list[ExitPoint], x: np.ndarray, bat
     h = hashlib.sha256()
     h.update(model.onnx.SerializeToString(deterministic=True))
     h.update(json.dumps([p.name for p in points]).encode())
-    h.update(json.dumps([POOL_BINS, [poolings_for(p.shape) for p in points]]).encode())
+    h.update(json.dumps([POOL_BINS, GRID_BINS, [poolings_for(p.shape) for p in points]]).encode())
     h.update(f"{x.shape} batch {batch}".encode())
     h.update(np.ascontiguousarray(x).data)
     return h.hexdigest()[:32]
@@ -223,7 +229,7 @@ def _load(where: Path, points: list[ExitPoint], samples: int, model: ImportedMod
     try:
         pooled = {
             p.name: {
-                k: _array(where / f"{i}_{k}.npy", (samples, pooled_width(p.shape, k))) for k in poolings_for(p.shape)
+                k: _array(where / f"{i}_{k}.npy", (samples, *pooled_shape(p.shape, k))) for k in poolings_for(p.shape)
             }
             for i, p in enumerate(points)
         }

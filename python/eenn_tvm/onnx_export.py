@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from eenn_tvm.heads import POOL_BINS, Head
+from eenn_tvm.heads import Head, bins_of
 
 
 def pooling_matrix(size: int, bins: int) -> np.ndarray:
@@ -51,18 +51,22 @@ def _head_nodes(name: str, point: str, shape: list[int], head: Head):
         nodes.append(helper.make_node(op, inputs, [output], name=f"{name}/{suffix}", **attrs))
         return output
 
-    a = point
+    a, layers = point, head.layers
     if len(shape) > 2:
-        bins = POOL_BINS[head.pooling]
+        bins = bins_of(head.pooling, shape)
         matrix = np.ones((1, 1), np.float32)
         for size in shape[2:]:
             matrix = np.kron(matrix, pooling_matrix(size, bins))
         spatial = math.prod(shape[2:])
         a = node("Reshape", [a, const("spatial_shape", np.array([shape[0], shape[1], spatial], np.int64))], "flat")
         a = node("MatMul", [a, const("pool_matrix", matrix)], "pool")
+        if head.pointwise:  # the grid's cells in one row: a 1x1 convolution of any map is a 1-D one on its cells
+            (w, b), layers = layers[0], layers[1:]
+            a = node("Conv", [a, const("conv_w", np.ascontiguousarray(w.T)[:, :, None]), const("conv_b", b)], "conv")
+            a = node("GlobalAveragePool", [node("Relu", [a], "conv_relu")], "cell_mean")
         a = node("Reshape", [a, const("feature_shape", np.array([shape[0], -1], np.int64))], "features")
-    for k, (w, b) in enumerate(head.layers):
-        last = k == len(head.layers) - 1
+    for k, (w, b) in enumerate(layers):
+        last = k == len(layers) - 1
         a = node("Gemm", [a, const(f"w{k}", w), const(f"b{k}", b)], f"dense{k}", output=name if last else None)
         if not last:
             a = node("Relu", [a], f"relu{k}")

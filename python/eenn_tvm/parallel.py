@@ -3,8 +3,9 @@ cluster is given.
 
 Every head is trained by `train_head`, wherever it runs, on one BLAS thread and with the seed of the settings (never
 anything about the worker), and results are gathered in job order: the heads are the same bit for bit whatever the
-number of workers. A worker receives the pooled features of its head's point only, shared once per array by the
-parent (a .npy file that local workers memory-map, an object in Ray's store) and picks the training rows itself.
+number of workers. A worker receives the pooled features of its head's point only (and, for a head trained on the
+samples likely to reach it, their weights), shared once per array by the parent (a .npy file that local workers
+memory-map, an object in Ray's store) and picks the training rows itself.
 """
 
 from __future__ import annotations
@@ -27,16 +28,25 @@ from eenn_tvm import heads as exit_heads
 from eenn_tvm.errors import EennError
 from eenn_tvm.textui import progress
 
-# One call of `train_head`: (pooled features as shared, training rows, their labels, kind, classes, seed, iterations)
+# One call of `train_head`: (pooled features as shared, training rows, their labels, kind, classes, seed, iterations,
+# a loss weight per training row as shared or None)
 HeadCall = tuple
 
 
-def train_head(pooled, rows, labels, kind: str, classes: int, seed: int, iterations: int) -> exit_heads.Head:
-    """A head of `kind` on rows `rows` of one point's pooled features (an array, or the .npy file holding it). One
-    BLAS thread: workers side by side do not oversubscribe the cores, and the sums are the same in every worker."""
-    x = np.load(pooled, mmap_mode="r") if isinstance(pooled, Path) else pooled
+def train_head(
+    pooled, rows, labels, kind: str, classes: int, seed: int, iterations: int, weights=None
+) -> exit_heads.Head:
+    """A head of `kind` on rows `rows` of one point's pooled features, each row's loss weighted by `weights` when
+    given (each an array, or the .npy file holding it). One BLAS thread: workers side by side do not oversubscribe
+    the cores, and the sums are the same in every worker."""
+    x = _opened(pooled)
     with threadpool_limits(1):
-        return exit_heads.train(kind, x[rows], labels, classes, seed, iterations)
+        return exit_heads.train(kind, x[rows], labels, classes, seed, iterations, _opened(weights))
+
+
+def _opened(shared):
+    """An array as a local worker receives it: a .npy file is memory-mapped (Ray hands over the array itself)."""
+    return np.load(shared, mmap_mode="r") if isinstance(shared, Path) else shared
 
 
 class InProcess:

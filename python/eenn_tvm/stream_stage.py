@@ -15,7 +15,7 @@ from eenn_tvm.analysis import Analysis, ExitPoint
 from eenn_tvm.data import Dataset
 from eenn_tvm.decision import confidence
 from eenn_tvm.errors import EennError
-from eenn_tvm.heads import HEAD_KINDS, Head
+from eenn_tvm.heads import Head
 from eenn_tvm.plan import Plan, StreamDecision, StreamEvaluation, macs_by_exit
 from eenn_tvm.stream import MAX_TAPS, Rule, Windows, calibrate, decide
 
@@ -32,9 +32,7 @@ def require_streams(data: Dataset, where: str) -> None:
 
 def certify(plan: Plan, analysis: Analysis, features, heads: list[Head], data: Dataset, val_idx, confidence_level):
     """The cheapest certified stream rule on the validation streams, as the plan's stream section."""
-    scores = [
-        head.logits(features.pooled[e.point][HEAD_KINDS[head.kind][0]][val_idx]) for e, head in zip(plan.exits, heads)
-    ]
+    scores = [head.logits(features.pooled[e.point][head.pooling][val_idx]) for e, head in zip(plan.exits, heads)]
     taps = _taps(analysis, plan)
     windows = _windows(
         plan,
