@@ -62,3 +62,38 @@ def TapPoints(points: Sequence[str], func_name: str = "main") -> tvm.transform.P
 
 def exit_count(func: relax.Function) -> int:
     return len(func.attrs[EXITS_ATTR]) if func.attrs and EXITS_ATTR in func.attrs else 0
+
+
+@tvm.transform.module_pass(opt_level=0, name="eenn.TapFeatures")
+class TapFeatures:
+    """`segment` (a function of `SplitAtExits`) also returns, last, the activation at `point` averaged over its
+    spatial axes: one value per channel, what a stream's reuse test compares between consecutive windows
+    (`augment --stream`). The segment must compute the point (up to its cut, included).
+
+    Parameters
+    ----------
+    point : ONNX tensor or binding name, resolved on `main`.
+    """
+
+    def __init__(self, point: str, segment: str = "segment_0"):
+        self.point = point
+        self.segment = segment
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        name = resolve_point(mod["main"], self.point)
+        func = mod[self.segment]
+        bindings, out = body_bindings(func)
+        if name not in [b.var.name for b in bindings]:
+            raise ValueError(f"{self.point} is not computed by {self.segment}")
+        bb = relax.BlockBuilder()
+        with bb.function(self.segment, list(func.params), attrs=dict(func.attrs or {}), pure=True):
+            with bb.dataflow():
+                for binding in bindings:
+                    bb.emit_normalized(binding)
+                    if binding.var.name == name:
+                        tap = binding.var
+                rank = len(tap.ty.shape)
+                features = bb.emit(relax.op.mean(tap, axis=list(range(2, rank))) if rank > 2 else tap)
+                gv = bb.emit_output(relax.Tuple(output_fields(out) + [features]))
+            bb.emit_func_output(gv)
+        return replace_function(mod, self.segment, bb.get()[self.segment])

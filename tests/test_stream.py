@@ -7,9 +7,13 @@ import json
 
 import numpy as np
 import pytest
+import zoo
 from test_cli import run_cli
 
+from eenn_tvm.data import load_npz
+from eenn_tvm.plan import Plan
 from eenn_tvm.stream import Rule, Windows, decide_all
+from eenn_tvm.targets.host.static import REUSED, StaticEarlyExit
 
 
 def reference(windows: Windows, rule: Rule) -> tuple[list[int], list[int], list[float]]:
@@ -108,3 +112,56 @@ def test_augment_stream_is_deterministic_and_run_replays_its_decisions(mlp_asset
     assert ran["streams"] == 20 and ran["samples"] == 1000
     assert len(ran["answers"]) == 1000 and ran["reused"] == ran["slots"].count(-1)
     assert ran["accuracy_drop"] == pytest.approx(ran["baseline_accuracy"] - ran["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def conv_stream_augment(zoo_model, tmp_path_factory):
+    """The 1-D convolutional zoo model on 20 streams of 50 windows (self-labelled) and its `augment --stream`
+    output: a tap whose channels the compiled rule averages."""
+    folder = tmp_path_factory.mktemp("conv-streams")
+    model = zoo_model("ecg", "legacy")
+    x, y = zoo.self_labelled(model.path, model.input_shape, 1000)
+    n = len(y)
+    np.savez(folder / "streams.npz", x=x, y=y, stream=np.arange(n) // 50, order=np.arange(n) % 50)
+    args = ["--data", folder / "streams.npz", "--no-cache", "--max-accuracy-drop", "0.1", "--stream"]
+    code, _, stderr = run_cli("augment", model.path, *args, "-o", folder / "eenn")
+    assert code == 0, stderr
+    return folder
+
+
+@pytest.mark.slow
+def test_the_compiled_stream_rule_decides_as_the_numpy_one_on_the_host_and_in_qemu(conv_stream_augment, tmp_path):
+    folder = conv_stream_augment
+    plan = Plan.load(folder / "eenn")
+    assert plan.stream.reuse_below > 0, "the fixture's rule must reuse answers, so that the test sees reuse"
+    data = load_npz(folder / "streams.npz", tuple(plan.model.input_shape[1:]), plan.model.classes)
+    code, stdout, stderr = run_cli("run", folder / "eenn", "--data", folder / "streams.npz", "--json")
+    assert code == 0, stderr
+    numpy_rule = json.loads(stdout)["stream"]  # eenn.onnx in onnxruntime, the rule in numpy
+    static = StaticEarlyExit(plan.artifact(folder / "eenn", "static_host_module"))
+    slots, answers, previous = [], [], None
+    for i in range(len(data)):
+        if data.groups[i] != previous:
+            static.reset_stream()
+            previous = data.groups[i]
+        slot, scores = static.infer_stream(data.x[i : i + 1])
+        slots.append(slot)
+        answers.append(int(scores.argmax()))
+    assert slots == numpy_rule["slots"] and answers == numpy_rule["answers"]
+    assert slots.count(REUSED) == numpy_rule["reused"] > 0
+
+    code, _, stderr = run_cli("build", folder / "eenn", "--target", "cortex-m4", "-o", tmp_path / "fw")
+    assert code == 0, stderr
+    code, stdout, stderr = run_cli(
+        "verify", tmp_path / "fw", "--data", folder / "streams.npz", "--n", "150", "--stream", "--json"
+    )
+    assert code == 0, stderr
+    checked = json.loads(stdout)
+    assert checked["samples"] == 150 and checked["streams"] == 3 and checked["decision_mismatches"] == 0
+    assert checked["reused"] == numpy_rule["slots"][:150].count(REUSED)
+
+
+def test_a_firmware_without_a_stream_rule_refuses_verify_stream(mlp_firmware, mlp_streams):
+    code, _, stderr = run_cli("verify", mlp_firmware, "--data", mlp_streams, "--stream")
+    assert code == 2
+    assert stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr

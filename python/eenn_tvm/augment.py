@@ -451,8 +451,11 @@ def _write(
         mod = early_exit_module(model.mod, exits, plan.decision)
         HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         log("building the static host module (TVM's kernels, one C call per sample)")
+        network = Network.of_early_exits(mod, plan, model.onnx)
+        if plan.stream is not None and plan.exits:
+            network = network.with_stream_tap(plan.stream)  # its eenn_infer_stream decides streams
         try:
-            build_static(Network.of_early_exits(mod, plan, model.onnx), tmp / STATIC_HOST_MODULE, database=database)
+            build_static(network, tmp / STATIC_HOST_MODULE, database=database)
         except EennError as error:
             log(f"note: no static host module, `run` uses {HOST_MODULE}: {error}")
             plan.artifacts.static_host_module = None

@@ -7,6 +7,7 @@ segment per exit, each ending in its head and decision), or from one segment fun
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,8 @@ from eenn_tvm.early_exit import early_exit_module
 from eenn_tvm.errors import EennError
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.heads import Head
-from eenn_tvm.passes import QDQToInteger, SplitAtExits, segment_names
-from eenn_tvm.plan import Plan, PlannedExit
+from eenn_tvm.passes import QDQToInteger, SplitAtExits, TapFeatures, segment_names
+from eenn_tvm.plan import Plan, PlannedExit, StreamDecision
 from eenn_tvm.quantized.network import int8_early_exit_module
 
 
@@ -41,6 +42,14 @@ class Network:
     dtype: str = "float32"  # "int8": integer ops (QDQToInteger) between a quantized input and dequantized outputs
     qdq_model: Path | onnx.ModelProto | None = None  # int8: the QDQ model, what onnxruntime runs
     decision: str | None = None  # int8 early-exit networks: the confidence rule, to apply it to onnxruntime's logits
+    stream: StreamDecision | None = None  # `with_stream_tap`: the stream rule a static driver compiles in
+
+    def with_stream_tap(self, stream: StreamDecision) -> Network:
+        """The network whose first segment also returns the channel averages at the stream rule's tap
+        (`TapFeatures`): what a static driver needs to decide streams (`eenn_infer_stream`)."""
+        if not self.exits:
+            raise EennError("the stream rule needs an early exit: this network has none")
+        return dataclasses.replace(self, mod=TapFeatures(stream.tap)(self.mod), stream=stream)
 
     @classmethod
     def open(cls, path: str | Path, input_shapes: dict | None = None, dtype: str = "auto") -> Network:

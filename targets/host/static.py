@@ -92,6 +92,7 @@ def build_static(
             network.output_is_probability,
             workspace_bytes=_workspace_bytes(compiled.inspect_source("ll")),
             alignment=ALIGNMENT,
+            stream=network.stream,
         )
         memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1], alignment=ALIGNMENT)
         sources = {
@@ -169,14 +170,35 @@ class StaticEarlyExit:
         self._lock = _LOCKS.setdefault(path, threading.Lock())
 
     def infer(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+        return self._run(self._infer, x)
+
+    def infer_stream(self, x: np.ndarray) -> tuple[int, np.ndarray]:
+        """The next window of the current stream, decided with the plan's stream rule: (exit index, logits there),
+        the exit index `REUSED` for a window that took the last answer (its logits). `reset_stream` first."""
+        return self._run(self._stream_function("eenn_infer_stream"), x)
+
+    def reset_stream(self) -> None:
+        """The next window starts a new stream."""
+        with self._lock:
+            self._stream_function("eenn_stream_reset")()
+
+    def _stream_function(self, name: str):
+        if not hasattr(self._library, name):
+            raise EennError("this static host module decides per sample only: its plan has no stream rule")
+        function = getattr(self._library, name)
+        function.argtypes = self._infer.argtypes if name == "eenn_infer_stream" else []
+        return function
+
+    def _run(self, function, x: np.ndarray) -> tuple[int, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.size != self._elements:  # the C function reads that many floats, whatever it is given
             raise EennError(f"the static host module takes {self._elements} values per sample, not {x.size}")
         with self._lock:
-            if self._infer(x.ctypes.data, self._result_ref) != 0:
+            if function(x.ctypes.data, self._result_ref) != 0:
                 raise EennError("the static host module failed on a kernel (a bad argument or too little workspace)")
             scores = np.ctypeslib.as_array(self._result.scores, (1, self._classes)).copy()
             return self._result.exit_index, scores
 
 
+REUSED = -1  # EENN_STREAM_REUSED: a stream window that took the last answer
 _LOCKS: dict[str, threading.Lock] = {}

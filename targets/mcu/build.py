@@ -33,6 +33,7 @@ from eenn_tvm.targets.mcu.memory import MemoryPlan, plan_memory
 REFERENCE = "reference"  # what verify compares against: the ONNX model, or the early-exit network's host module
 INT8_HOST_MODULE = "int8_host.so"  # a plain QDQ model's integer host module (QDQToInteger), built for this host
 QDQ_MODEL = "model_int8.onnx"
+STREAM_REFERENCE = "stream_host_static.so"  # the static host module with the plan's stream rule
 
 
 def build_firmware(
@@ -47,12 +48,16 @@ def build_firmware(
     `dtype` as `Network.open` takes it; `options` are those of `write_firmware`."""
     log = options.get("log", lambda _: None)
     out.check(log)
-    if (Path(source) / "plan.json").is_file() and Plan.load(source).stream is not None:
+    network = Network.open(source, input_shapes, dtype)
+    stream = Plan.load(source).stream if (Path(source) / "plan.json").is_file() else None
+    if stream is not None and network.dtype == "int8":
         log(
-            "note: the plan's stream decisions (augment --stream) run in `eenn-tvm run` only: "
-            "this firmware decides per sample"
+            "note: the plan's stream rule (augment --stream) is compiled into float32 firmware only: this int8 one "
+            "decides per sample"
         )
-    return write_firmware(Network.open(source, input_shapes, dtype), core_named(core_name), out, **options)
+    elif stream is not None:
+        network = network.with_stream_tap(stream)
+    return write_firmware(network, core_named(core_name), out, **options)
 
 
 def write_firmware(
@@ -73,6 +78,7 @@ def write_firmware(
     use_library = kernel_kind in ("auto", LIBRARY)
     kernel_kind, codegen = (LIBRARY, core.kernels) if use_library else (kernel_kind, kernel_kind)
     here = network.segments[: device_segments or len(network.segments)]
+    stream = network.stream if len(here) == len(network.segments) else None  # its rule runs the whole network
     log(f"lowering {len(here)} segment(s) of {network.name} for {core.name}")
     program = lower(network.mod, here, use_library)
     source_c = kernels.c_source(program.kernels)
@@ -85,6 +91,7 @@ def write_firmware(
         len(network.segments),
         network.output_is_probability,
         workspace,
+        stream=stream,
     )
     memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1])
     with atomic_folder(out, log) as tmp:
@@ -101,8 +108,12 @@ def write_firmware(
         _check_budget(core, sizes, budget)
         reference = _write_reference(network, tmp / REFERENCE)
         int8 = _write_int8_reference(network, tmp / REFERENCE)
+        stream_reference = _write_stream_reference(network, tmp / REFERENCE) if stream is not None else None
         kinds = (kernel_kind, codegen)
         manifest = _manifest(network, program, core, kinds, memory, workspace, sizes, budget, reference, int8)
+        if stream_reference is not None:
+            manifest.stream_rule_elf = f"{project.BINARIES}/{project.STREAM_RULE_ELF}"
+            manifest.stream_reference = stream_reference
         manifest.record_hashes(tmp)
         manifest.save(tmp)
     return manifest
@@ -153,6 +164,16 @@ def _write_reference(network: Network, folder: Path) -> str | None:
         return f"{REFERENCE}/model.onnx"
     shutil.copyfile(network.reference, folder / network.reference.name)
     return f"{REFERENCE}/{network.reference.name}"
+
+
+def _write_stream_reference(network: Network, folder: Path) -> str:
+    """The same stream rule in the static host module (the same C driver over the host's kernels): what `verify
+    --stream` compares the firmware's decisions with."""
+    from eenn_tvm.targets.host.static import build_static
+
+    folder.mkdir(exist_ok=True)
+    build_static(network, folder / STREAM_REFERENCE)
+    return f"{REFERENCE}/{STREAM_REFERENCE}"
 
 
 def _write_int8_reference(network: Network, folder: Path) -> Int8Reference | None:

@@ -113,6 +113,9 @@ class FirmwareManifest(FolderDocument):
     stream_elf: RelativePath | None = (
         None  # the same over UART0, for a live deployment (firmware built before it: None)
     )
+    # `augment --stream`: verify_main.c through eenn_infer_stream, and the static host module with the same rule
+    stream_rule_elf: RelativePath | None = None
+    stream_reference: RelativePath | None = None
     memory: MemoryFigures
     sizes: Sizes
     budget: Budget
@@ -136,6 +139,8 @@ class FirmwareManifest(FolderDocument):
             raise ValueError("int8: given exactly when dtype is int8")
         if self.int8_input is not None and self.dtype != "int8":
             raise ValueError("int8_input: only an int8 firmware has an int8 entry point")
+        if (self.stream_rule_elf is None) != (self.stream_reference is None):
+            raise ValueError("stream_rule_elf and stream_reference: both or neither")
         if self.int8 is not None and len(self.int8.thresholds) != len(self.exits):
             raise ValueError(f"int8: thresholds: one per exit ({len(self.exits)})")
         if self.int8 is not None and not self.int8.onnx.endswith(".onnx"):
@@ -149,7 +154,8 @@ class FirmwareManifest(FolderDocument):
     def named_files(self) -> list[str]:
         int8_onnx = self.int8.onnx if self.int8 else None
         int8_elf = self.int8_input.elf if self.int8_input else None
-        return [self.elf] + [name for name in (self.reference, self.stream_elf, int8_onnx, int8_elf) if name]
+        extra = (self.reference, self.stream_elf, int8_onnx, int8_elf, self.stream_rule_elf, self.stream_reference)
+        return [self.elf] + [name for name in extra if name]
 
     def artifact(self, folder: str | Path, name: str) -> Path:
         """The file the manifest names as `name` ("elf", "reference"), checked (see `named_file`)."""

@@ -20,6 +20,7 @@ BINARIES = "bin"  # the built firmware and library, kept; the CMake build trees 
 ELF = "eenn_verify.elf"
 STREAM_ELF = "eenn_stream.elf"
 INT8_ELF = "eenn_verify_int8.elf"  # verify_main.c on int8 inputs, where the model has eenn_infer_int8
+STREAM_RULE_ELF = "eenn_verify_stream_rule.elf"  # verify_main.c through eenn_infer_stream, where the model has it
 LIBRARY = "libeenn_model.a"
 
 
@@ -69,6 +70,7 @@ def write_project(
         KERNEL_SOURCE=kernel_source,
         LIBRARY_SOURCES=" ".join(f"runtime/{path.name}" for path in library),
         INT8_INPUT="ON" if driver.int8_entry(program) else "OFF",
+        STREAM_RULE="ON" if spec.stream is not None else "OFF",
     )
 
 
@@ -91,8 +93,8 @@ def compile_project(folder: Path, build: Path, cross: bool = True, sanitize: boo
 
 def keep_binaries(build: Path, folder: Path) -> None:
     (folder / BINARIES).mkdir()
-    for name in (ELF, STREAM_ELF, LIBRARY, "eenn_verify.map", INT8_ELF):
-        if name != INT8_ELF or (build / name).is_file():
+    for name in (ELF, STREAM_ELF, LIBRARY, "eenn_verify.map", INT8_ELF, STREAM_RULE_ELF):
+        if name not in (INT8_ELF, STREAM_RULE_ELF) or (build / name).is_file():
             shutil.copyfile(build / name, folder / BINARIES / name)
 
 

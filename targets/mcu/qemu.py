@@ -55,12 +55,13 @@ def qemu_binary() -> str:
     return "qemu-system-arm"
 
 
-def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int) -> Run:
+def run_in_qemu(elf: Path, machine: str, inputs: np.ndarray, classes: int, per_boot: int = QEMU_CHUNK) -> Run:
+    """`per_boot` samples per emulator boot: a firmware's static state (a stream's) lasts one boot."""
     command = qemu_command(elf, machine)
-    starts = range(0, len(inputs), QEMU_CHUNK)
+    starts = range(0, len(inputs), per_boot)
     if len(starts) > 1:
-        starts = progress(starts, machine, unit_scale=QEMU_CHUNK, total=len(inputs))
-    return _joined([_run(command, inputs[s : s + QEMU_CHUNK], classes, timeout=60 + 5 * QEMU_CHUNK) for s in starts])
+        starts = progress(starts, machine, unit_scale=per_boot, total=len(inputs))
+    return joined_runs([_run(command, inputs[s : s + per_boot], classes, timeout=60 + 5 * per_boot) for s in starts])
 
 
 def qemu_command(elf: Path, machine: str) -> list[str]:
@@ -83,7 +84,7 @@ def qemu_command(elf: Path, machine: str) -> list[str]:
     ]
 
 
-def _joined(runs: list[Run]) -> Run:
+def joined_runs(runs: list[Run]) -> Run:
     arrays = ("status", "class_index", "exit_index", "confidence", "scores", "instructions")
     return Run(
         *(np.concatenate([getattr(r, name) for r in runs]) for name in arrays),

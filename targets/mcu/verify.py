@@ -26,7 +26,7 @@ from eenn_tvm.plan import macs_by_exit
 from eenn_tvm.quantized.reference import quantize
 from eenn_tvm.targets.mcu.manifest import FirmwareManifest
 from eenn_tvm.targets.mcu.project import compile_project
-from eenn_tvm.targets.mcu.qemu import Run, run_in_qemu, run_on_host
+from eenn_tvm.targets.mcu.qemu import Run, joined_runs, run_in_qemu, run_on_host
 
 TOLERANCE = 1e-4
 # int8: the integers are equal on host and device, and so are the dequantised logits; a float op after them (a
@@ -119,6 +119,91 @@ def verify(
         machine=manifest.machine if on == "qemu" else "host",
         entry="eenn_infer_int8" if int8_input else "eenn_infer",
     )
+
+
+@dataclass
+class StreamVerification:
+    """The firmware's stream rule (eenn_infer_stream) against the static host module's, window by window."""
+
+    samples: int
+    streams: int
+    decision_mismatches: int  # windows whose exit (or reuse) or class differs from the host's
+    reused: int  # windows that took the last answer, on the device
+    max_abs_error: float  # of the scores, on windows with the host's decision
+    accuracy: float
+    instructions_mean: float
+    instructions_reused_mean: float | None  # of the reused windows: the backbone up to the tap and the test
+    target: str
+    machine: str
+    entry: str = "eenn_infer_stream"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def matches(self) -> bool:
+        return self.decision_mismatches == 0
+
+
+def verify_stream(
+    folder: str | Path,
+    data_path: str | Path,
+    n: int = 500,
+    on: str = "qemu",
+    log: Callable[[str], None] = lambda _: None,
+) -> StreamVerification:
+    """The first `n` windows of stream data (in stream order), each stream run from a reset: one emulator boot per
+    stream on the device, `reset_stream` on the host."""
+    from eenn_tvm.targets.host.static import REUSED, StaticEarlyExit
+
+    folder = Path(folder)
+    manifest = FirmwareManifest.load(folder)
+    if manifest.stream_rule_elf is None:
+        raise EennError(
+            f"{folder}: has no stream rule (eenn_infer_stream): build a float32 firmware from an "
+            "`eenn-tvm augment --stream` output"
+        )
+    data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
+    if data.order is None:
+        raise EennError(f"{data_path}: is not stream data: verify --stream needs arrays stream and order beside x, y")
+    data = data.head(n)
+    starts = np.flatnonzero(np.r_[True, data.groups[1:] != data.groups[:-1]])
+    streams = np.split(np.arange(len(data)), starts[1:])
+    elf = manifest.artifact(folder, "stream_rule_elf")
+    where = manifest.machine if on == "qemu" else "this host"
+    log(f"running {len(data)} windows of {len(streams)} stream(s) on {where}")
+    device = _run_streams(folder, elf, manifest, [data.x[s] for s in streams], on)
+    host = StaticEarlyExit(manifest.artifact(folder, "stream_reference"))
+    exits, scores = np.zeros(len(data), np.int64), np.zeros((len(data), manifest.classes), np.float32)
+    for s in streams:
+        host.reset_stream()
+        for i in s:
+            exits[i], out = host.infer_stream(data.x[i : i + 1])
+            scores[i] = out.reshape(-1)
+    same = (device.exit_index == exits) & (device.class_index == scores.argmax(1))
+    reused = device.exit_index == REUSED
+    return StreamVerification(
+        samples=len(data),
+        streams=len(streams),
+        decision_mismatches=int((~same).sum()),
+        reused=int(reused.sum()),
+        max_abs_error=float(np.abs(device.scores - scores)[same].max()) if same.any() else float("inf"),
+        accuracy=float((device.class_index == data.y).mean()),
+        instructions_mean=float(device.instructions.mean()),
+        instructions_reused_mean=float(device.instructions[reused].mean()) if reused.any() else None,
+        target=manifest.core,
+        machine=manifest.machine if on == "qemu" else "host",
+    )
+
+
+def _run_streams(folder: Path, elf: Path, manifest: FirmwareManifest, streams: list[np.ndarray], on: str) -> Run:
+    """Each stream's windows in one run of the program: its state is the firmware's static memory."""
+    if on == "qemu":
+        runs = [run_in_qemu(elf, manifest.machine, x, manifest.classes, per_boot=len(x)) for x in streams]
+        return joined_runs(runs)
+    with tempfile.TemporaryDirectory(prefix="eenn-host-build-") as build:
+        compile_project(folder, Path(build), cross=False, sanitize=True)
+        return joined_runs([run_on_host(Path(build) / Path(elf.name).stem, x, manifest.classes) for x in streams])
 
 
 def _run(folder: Path, elf: Path, manifest: FirmwareManifest, data: Dataset, on: str, int8_input: bool) -> Run:

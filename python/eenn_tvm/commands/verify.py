@@ -29,8 +29,15 @@ from eenn_tvm.textui import format_table
     help="int8 firmware: run eenn_infer_int8 on the inputs quantised here with EENN_INPUT_SCALE and "
     "EENN_INPUT_ZERO_POINT (firmware.json's int8_input), instead of eenn_infer on float inputs.",
 )
+@click.option(
+    "--stream",
+    "stream",
+    is_flag=True,
+    help="Stream data (`augment --stream`): run eenn_infer_stream over the windows of each stream in order, from a "
+    "reset, and compare every decision (exit, reuse, class) with the static host module's same rule.",
+)
 @json_option
-def command(firmware, data_path, count, runner, int8_input, as_json):
+def command(firmware, data_path, count, runner, int8_input, stream, as_json):
     """Run FIRMWARE (from `eenn-tvm build`) in qemu-system-arm and compare every sample with the host.
 
     The host is onnxruntime for a plain model and the TVM host module for an early-exit network. Exits
@@ -39,15 +46,35 @@ def command(firmware, data_path, count, runner, int8_input, as_json):
     class and exit (QDQ model) on >= 99.5% of the samples. Instruction counts come from QEMU's -icount mode and
     are deterministic. With --int8-input the same checks apply to the int8 entry point.
     """
-    from eenn_tvm.targets.mcu.verify import verify
+    from eenn_tvm.targets.mcu.verify import verify, verify_stream
 
-    result = verify(firmware, data_path, count, runner, log=lambda m: click.echo(m, err=True), int8_input=int8_input)
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    if stream and int8_input:
+        raise click.UsageError("--stream runs float32 windows: drop --int8-input")
+    if stream:
+        result = verify_stream(firmware, data_path, count, runner, log=log)
+    else:
+        result = verify(firmware, data_path, count, runner, log=log, int8_input=int8_input)
     if as_json:
         echo_json(result.to_json())
+    elif stream:
+        _print_stream(result)
     else:
         _print(result)
     if not result.matches:
         sys.exit(1)
+
+
+def _print_stream(r) -> None:
+    verdict = "match" if r.matches else "MISMATCH"
+    where = "this host (ASan, UBSan)" if r.machine == "host" else f"QEMU {r.machine}"
+    reused = "" if r.instructions_reused_mean is None else f" ({r.instructions_reused_mean:,.0f} when reused)"
+    click.echo(
+        f"{r.target} on {where}, {r.entry}, {r.samples} windows of {r.streams} stream(s): {verdict} with the static "
+        f"host module (decision mismatches {r.decision_mismatches}, max abs error {r.max_abs_error:.2e}); "
+        f"{r.reused} windows reused the last answer; accuracy {100 * r.accuracy:.2f}%; mean instructions per "
+        f"window {r.instructions_mean:,.0f}{reused}"
+    )
 
 
 def _print(r) -> None:

@@ -3,17 +3,23 @@
  * (semihosting file I/O on the target, plain files on the host). `eenn-tvm verify` and `run` drive it.
  * With -DEENN_VERIFY_INT8_INPUT (eenn_verify_int8, `eenn-tvm verify --int8-input`) the inputs are int8, quantised
  * by the host with EENN_INPUT_SCALE and EENN_INPUT_ZERO_POINT, and go to eenn_infer_int8; every other one starts
- * one byte past an aligned address, so both of its ways (in place, from a copy) run. */
+ * one byte past an aligned address, so both of its ways (in place, from a copy) run. With -DEENN_VERIFY_STREAM_RULE
+ * (eenn_verify_stream_rule, `eenn-tvm verify --stream`) the inputs are the windows of one stream, in order, and go to
+ * eenn_infer_stream. */
 #include <stdio.h>
 
 #include "board.h"
 #include "eenn_model.h"
 #include "record.h"
 
-#ifdef EENN_VERIFY_INT8_INPUT
+#if defined(EENN_VERIFY_INT8_INPUT)
 typedef int8_t input_t;
 #define INFER eenn_infer_int8
 #define OFFSET(sample) ((sample) % 2)
+#elif defined(EENN_VERIFY_STREAM_RULE)
+typedef float input_t;
+#define INFER eenn_infer_stream
+#define OFFSET(sample) 0
 #else
 typedef float input_t;
 #define INFER eenn_infer
@@ -30,6 +36,9 @@ int main(void) {
     printf("eenn: cannot open inputs.bin, results.bin or live.bin\n");
     return 1;
   }
+#ifdef EENN_VERIFY_STREAM_RULE
+  eenn_stream_reset();
+#endif
   milli_instructions_per_tick = board_counter_start();
   board_stack_paint();
   for (;;) {

@@ -87,6 +87,13 @@ int32_t eenn_argmax(const float *values, int32_t count) {
 
 float eenn_max(const float *values, int32_t count) { return values[eenn_argmax(values, count)]; }
 
+float eenn_mean_abs_difference(const float *a, const float *b, int32_t count) {
+  float sum = 0.0f;
+  int32_t i;
+  for (i = 0; i < count; ++i) sum += fabsf(a[i] - b[i]);
+  return sum / (float)count;
+}
+
 float eenn_max_probability(const float *logits, int32_t count) {
   float top = eenn_max(logits, count), sum = 0.0f;
   int32_t i;

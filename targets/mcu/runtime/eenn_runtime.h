@@ -49,5 +49,7 @@ int32_t eenn_argmax(const float *values, int32_t count);
 /* The largest softmax probability of `logits`, computed stably. */
 float eenn_max_probability(const float *logits, int32_t count);
 float eenn_max(const float *values, int32_t count);
+/* The mean of |a[i] - b[i]| (a stream's reuse test), summed in order. */
+float eenn_mean_abs_difference(const float *a, const float *b, int32_t count);
 
 #endif /* EENN_RUNTIME_H */
