@@ -138,6 +138,7 @@ def test_the_compiled_stream_rule_decides_as_the_numpy_one_on_the_host_and_in_qe
     code, stdout, stderr = run_cli("run", folder / "eenn", "--data", folder / "streams.npz", "--json")
     assert code == 0, stderr
     numpy_rule = json.loads(stdout)["stream"]  # eenn.onnx in onnxruntime, the rule in numpy
+    assert numpy_rule["static_host_agreement"] == 1.0
     static = StaticEarlyExit(plan.artifact(folder / "eenn", "static_host_module"))
     slots, answers, previous = [], [], None
     for i in range(len(data)):

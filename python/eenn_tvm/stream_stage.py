@@ -122,7 +122,29 @@ def run(folder: Path, plan: Plan, data: Dataset, eenn: list[list[np.ndarray]]) -
     figures["mac_reduction"] = 1.0 - figures["mac_fraction"]
     figures["answers"] = decisions.answer[0].tolist()
     figures["slots"] = decisions.slot[0].tolist()
+    figures["static_host_agreement"] = _compiled_agreement(folder, plan, data, decisions)
     return figures
+
+
+def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, decisions) -> float | None:
+    """The share of windows on which the static host module's compiled rule (eenn_infer_stream, each stream from
+    a reset) takes the numpy rule's decision: exit or reuse, and class. None without a static host module that has
+    the rule (an older eenn-tvm's)."""
+    if plan.artifacts.static_host_module is None:
+        return None
+    from eenn_tvm.targets.host.static import StaticEarlyExit
+
+    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"))
+    if not static.decides_streams:
+        return None
+    same, previous = 0, None
+    for i in range(len(data)):
+        if data.groups[i] != previous:
+            static.reset_stream()
+            previous = data.groups[i]
+        slot, scores = static.infer_stream(data.x[i : i + 1])
+        same += slot == decisions.slot[0, i] and scores.argmax() == decisions.answer[0, i]
+    return same / len(data)
 
 
 class _Tap:

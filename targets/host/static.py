@@ -177,13 +177,18 @@ class StaticEarlyExit:
         the exit index `REUSED` for a window that took the last answer (its logits). `reset_stream` first."""
         return self._run(self._stream_function("eenn_infer_stream"), x)
 
+    @property
+    def decides_streams(self) -> bool:
+        """Built with a stream rule (`eenn_infer_stream`)."""
+        return hasattr(self._library, "eenn_infer_stream")
+
     def reset_stream(self) -> None:
         """The next window starts a new stream."""
         with self._lock:
             self._stream_function("eenn_stream_reset")()
 
     def _stream_function(self, name: str):
-        if not hasattr(self._library, name):
+        if not self.decides_streams:
             raise EennError("this static host module decides per sample only: its plan has no stream rule")
         function = getattr(self._library, name)
         function.argtypes = self._infer.argtypes if name == "eenn_infer_stream" else []

@@ -101,6 +101,9 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
             + ", ".join(f"{label} {n}" for label, n in zip(labels, result.stream["exit_histogram"]))
             + f"; accuracy drop {100 * result.stream['accuracy_drop']:.2f} points"
         )
+        agreement = result.stream["static_host_agreement"]
+        if agreement is not None:
+            click.echo(f"the static host module's compiled rule takes the same decision on {100 * agreement:.2f}%")
     if result.int8:
         histogram = result.int8["tvm"]["exit_histogram"]
         click.echo("int8 exits (TVM): " + ", ".join(f"{label} {n}" for label, n in zip(labels, histogram)))
