@@ -42,6 +42,7 @@ class RunResult:
     inference_seconds: float = 0.0  # the engine's inference over all samples (no build, no reference runs)
     samples_per_second: float = 0.0
     stream: dict | None = None  # stream data and a plan with stream decisions: the windows run in order with them
+    runner: str = ""  # what ran the network: the static host module, the VM module, or onnxruntime
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -66,8 +67,11 @@ def run(
     eenn_outputs = _onnx_outputs(plan.artifact(folder, "eenn_onnx"), data)
     inference_seconds = time.perf_counter() - started
     baseline_pred = np.array([o[0].argmax() for o in eenn_outputs])
+    runner = f"onnxruntime ({plan.artifacts.eenn_onnx}, thresholds in numpy)"
     if engine == "tvm":
-        exit_index, pred, inference_seconds = _run_tvm(_tvm_runner(folder, plan, batch, database), data)
+        tvm_runner = _tvm_runner(folder, plan, batch, database)
+        exit_index, pred, inference_seconds = _run_tvm(tvm_runner, data)
+        runner = _runner_name(tvm_runner, plan)
     elif engine == "onnxruntime":
         exit_index, pred = apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
@@ -93,6 +97,7 @@ def run(
         inference_seconds=inference_seconds,
         samples_per_second=len(data) / inference_seconds,
         stream=stream_stage.run(folder, plan, data, eenn_outputs) if plan.stream and data.order is not None else None,
+        runner=runner,
     )
 
 
@@ -141,6 +146,16 @@ def _tvm_runner(folder: Path, plan: Plan, batch: int, database: str | Path | Non
     if batch > 1:
         return BatchRunner(HostModule(build(network.mod, database=database, opaque_activations=True)), batch)
     return EarlyExitRunner(HostModule(build(ChainExits()(network.mod), database=database)))
+
+
+def _runner_name(runner, plan: Plan) -> str:
+    from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner
+
+    if isinstance(runner, BatchRunner):
+        return f"TVM, Relax VM, segments in compacted batches of {runner.batch}"
+    if isinstance(runner, EarlyExitRunner):
+        return "TVM, Relax VM, one call per sample"
+    return f"TVM, static host module ({plan.artifacts.static_host_module}), one C call per sample"
 
 
 def _run_tvm(runner, data: Dataset) -> tuple[np.ndarray, np.ndarray, float]:

@@ -112,7 +112,7 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
             f"{100 * result.int8['agreement']:.2f}% of the samples"
         )
     click.echo(
-        f"inference ({engine}, batch {batch}): {result.samples_per_second:,.0f} samples/s, "
+        f"inference ({result.runner}): {result.samples_per_second:,.0f} samples/s, "
         f"{1e3 * result.inference_seconds / result.samples:.3f} ms per sample"
     )
 
