@@ -27,7 +27,7 @@ from eenn_tvm.targets.host.pipeline import scheduled_kernel_passes
 from eenn_tvm.targets.host.target import host_target
 from eenn_tvm.targets.host.tune import open_database
 from eenn_tvm.targets.mcu import driver, kernels
-from eenn_tvm.targets.mcu.lower import lower
+from eenn_tvm.targets.mcu.lower import Program, lower
 from eenn_tvm.targets.mcu.memory import plan_memory
 from eenn_tvm.targets.native import native_stderr_silenced
 
@@ -83,27 +83,7 @@ def build_static(
         with tvm.transform.PassContext(opt_level=3), native_stderr_silenced():
             compiled = tvm.compile(program.kernels, target=target).mod
         compiled.write_to_file(str(folder / "kernels.o"))
-        spec = driver.DriverSpec(
-            network.name,
-            f"this host ({target.attrs.get('mcpu', 'llvm')})",
-            network.classes,
-            len(network.segments),
-            len(network.segments),
-            network.output_is_probability,
-            workspace_bytes=_workspace_bytes(compiled.inspect_source("ll")),
-            alignment=ALIGNMENT,
-            stream=network.stream,
-        )
-        memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1], alignment=ALIGNMENT)
-        sources = {
-            "eenn_model.h": driver.header(program, spec, memory),
-            "eenn_model.c": driver.source(program, spec, memory),
-            "eenn_weights.h": driver.weights_header(program, spec),
-            "eenn_weights.c": driver.weights_source(program, spec),
-            "eenn_kernels.h": driver.kernels_header(program),
-            "host_runtime.c": _HOST_RUNTIME,
-        }
-        for name, text in sources.items():
+        for name, text in _driver_sources(network, program, target, compiled.inspect_source("ll")).items():
             (folder / name).write_text(text)
         kernels.copy_headers(folder / "include")
         built = folder / "eenn_static.so"
@@ -113,6 +93,30 @@ def build_static(
         staged = Path(path).with_name(f".{Path(path).name}.partial")
         shutil.copyfile(built, staged)
         os.replace(staged, path)
+
+
+def _driver_sources(network: Network, program: Program, target: tvm.target.Target, llvm_ir: str) -> dict[str, str]:
+    """The firmware driver's files for `program` on this host, and the host's runtime hooks."""
+    spec = driver.DriverSpec(
+        network.name,
+        f"this host ({target.attrs.get('mcpu', 'llvm')})",
+        network.classes,
+        len(network.segments),
+        len(network.segments),
+        network.output_is_probability,
+        workspace_bytes=_workspace_bytes(llvm_ir),
+        alignment=ALIGNMENT,
+        stream=network.stream,
+    )
+    memory = plan_memory(program, live_until_end=program.segments[-1].outputs[:1], alignment=ALIGNMENT)
+    return {
+        "eenn_model.h": driver.header(program, spec, memory),
+        "eenn_model.c": driver.source(program, spec, memory),
+        "eenn_weights.h": driver.weights_header(program, spec),
+        "eenn_weights.c": driver.weights_source(program, spec),
+        "eenn_kernels.h": driver.kernels_header(program),
+        "host_runtime.c": _HOST_RUNTIME,
+    }
 
 
 def _workspace_bytes(llvm_ir: str) -> int:
