@@ -122,7 +122,7 @@ def test_run_in_batches_reports_the_same_exits_and_its_throughput(augmented, fas
 
 
 @pytest.mark.slow
-def test_a_tuned_network_gives_the_outputs_and_exits_of_the_untuned_one(augmented, test_images, tmp_path):
+def test_a_tuned_network_gives_the_outputs_and_exits_of_the_untuned_one(augmented, test_images, fashion, tmp_path):
     database = tmp_path / "db"
     code, stdout, stderr = run_cli("tune", augmented[0], "--database", database, "--trials", 8, "--json")
     assert code == 0, stderr
@@ -141,6 +141,13 @@ def test_a_tuned_network_gives_the_outputs_and_exits_of_the_untuned_one(augmente
         (exit_tuned, logits_tuned), (exit_untuned, logits_untuned) = tuned.infer(x), untuned.infer(x)
         assert exit_tuned == exit_untuned
         np.testing.assert_allclose(logits_tuned, logits_untuned, rtol=1e-5, atol=1e-5)
+    runs = []
+    for extra in ([], ["--database", database]):  # the saved static module, then one built with the tuned kernels
+        code, stdout, stderr = run_cli("run", folder, "--data", fashion / "test.npz", "--n", 200, "--json", *extra)
+        assert code == 0, stderr
+        runs.append(json.loads(stdout))
+    assert runs[0]["exit_histogram"] == runs[1]["exit_histogram"]
+    assert all("static host module" in r["runner"] for r in runs)
 
 
 def test_tune_on_bad_input_is_one_line(tmp_path, augmented):

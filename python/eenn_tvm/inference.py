@@ -10,6 +10,7 @@ numpy, and the integer host module; and how often the two agree.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,11 +133,11 @@ def _figures(exits: list[PlannedExit], plan: Plan, data: Dataset, exit_index: np
 
 def _tvm_runner(folder: Path, plan: Plan, batch: int, database: str | Path | None):
     """What runs the network on TVM: the saved static host module (one C call per sample) or, from an older
-    eenn-tvm, the saved VM module; or a module built here for `batch` samples per call or with `database`."""
+    eenn-tvm, the saved VM module; or one built here with `database`'s kernels, or for `batch` samples per call."""
     from eenn_tvm.network import Network
     from eenn_tvm.passes import ChainExits
     from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner, HostModule, build
-    from eenn_tvm.targets.host.static import StaticEarlyExit
+    from eenn_tvm.targets.host.static import StaticEarlyExit, build_static
 
     if batch == 1 and database is None:
         if plan.artifacts.static_host_module is not None:
@@ -145,7 +146,12 @@ def _tvm_runner(folder: Path, plan: Plan, batch: int, database: str | Path | Non
     network = Network.from_augment(folder, plan, batch)
     if batch > 1:
         return BatchRunner(HostModule(build(network.mod, database=database, opaque_activations=True)), batch)
-    return EarlyExitRunner(HostModule(build(ChainExits()(network.mod), database=database)))
+    with tempfile.TemporaryDirectory(prefix="eenn-run-") as work:
+        try:
+            build_static(network, Path(work) / "eenn_host_static.so", database=database)
+            return StaticEarlyExit(Path(work) / "eenn_host_static.so")  # loaded: the file may go
+        except EennError:
+            return EarlyExitRunner(HostModule(build(ChainExits()(network.mod), database=database)))
 
 
 def _runner_name(runner, plan: Plan) -> str:
