@@ -452,7 +452,7 @@ def _write(
         HostModule(build(ChainExits()(mod), database=database)).export(tmp / HOST_MODULE)
         log("building the static host module (TVM's kernels, one C call per sample)")
         network = Network.of_early_exits(mod, plan, model.onnx)
-        if plan.stream is not None and plan.exits:
+        if plan.stream is not None:
             network = network.with_stream_tap(plan.stream)  # its eenn_infer_stream decides streams
         try:
             build_static(network, tmp / STATIC_HOST_MODULE, database=database)

@@ -72,7 +72,7 @@ def run(
     if engine == "tvm":
         tvm_runner = _tvm_runner(folder, plan, batch, database)
         exit_index, pred, inference_seconds = _run_tvm(tvm_runner, data)
-        runner = _runner_name(tvm_runner, plan)
+        runner = tvm_runner.description
     elif engine == "onnxruntime":
         exit_index, pred = apply_thresholds(_thresholds(plan.exits), plan.decision, eenn_outputs)
     else:
@@ -152,16 +152,6 @@ def _tvm_runner(folder: Path, plan: Plan, batch: int, database: str | Path | Non
             return StaticEarlyExit(Path(work) / "eenn_host_static.so")  # loaded: the file may go
         except EennError:
             return EarlyExitRunner(HostModule(build(ChainExits()(network.mod), database=database)))
-
-
-def _runner_name(runner, plan: Plan) -> str:
-    from eenn_tvm.targets.host import BatchRunner, EarlyExitRunner
-
-    if isinstance(runner, BatchRunner):
-        return f"TVM, Relax VM, segments in compacted batches of {runner.batch}"
-    if isinstance(runner, EarlyExitRunner):
-        return "TVM, Relax VM, one call per sample"
-    return f"TVM, static host module ({plan.artifacts.static_host_module}), one C call per sample"
 
 
 def _run_tvm(runner, data: Dataset) -> tuple[np.ndarray, np.ndarray, float]:

@@ -46,9 +46,10 @@ class Network:
 
     def with_stream_tap(self, stream: StreamDecision) -> Network:
         """The network whose first segment also returns the channel averages at the stream rule's tap
-        (`TapFeatures`): what a static driver needs to decide streams (`eenn_infer_stream`)."""
+        (`TapFeatures`): what a static driver needs to decide streams (`eenn_infer_stream`). A network without
+        exits is returned as it is: it decides per sample."""
         if not self.exits:
-            raise EennError("the stream rule needs an early exit: this network has none")
+            return self
         return dataclasses.replace(self, mod=TapFeatures(stream.tap)(self.mod), stream=stream)
 
     @classmethod

@@ -137,14 +137,8 @@ def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, decisions) -> f
     static = StaticEarlyExit(plan.artifact(folder, "static_host_module"))
     if not static.decides_streams:
         return None
-    same, previous = 0, None
-    for i in range(len(data)):
-        if data.groups[i] != previous:
-            static.reset_stream()
-            previous = data.groups[i]
-        slot, scores = static.infer_stream(data.x[i : i + 1])
-        same += slot == decisions.slot[0, i] and scores.argmax() == decisions.answer[0, i]
-    return same / len(data)
+    slots, scores = static.run_streams(data.x, data.groups)
+    return float(((slots == decisions.slot[0]) & (scores.argmax(1) == decisions.answer[0])).mean())
 
 
 class _Tap:

@@ -47,6 +47,7 @@ class EarlyExitRunner:
             )
         self.module = module
         self._early_exit = module.function(EARLY_EXIT)
+        self.description = "TVM, Relax VM, one call per sample"
 
     def infer(self, x: np.ndarray) -> tuple[int | None, np.ndarray]:
         """(exit index, the logits there), the end of the network counting as the exit after the last; or
@@ -71,6 +72,7 @@ class BatchRunner:
     def __init__(self, module: HostModule, batch: int):
         self.module = module
         self.batch = batch
+        self.description = f"TVM, Relax VM, segments in compacted batches of {batch}"
         self.segments = SegmentRunner(module).segments
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

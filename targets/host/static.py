@@ -163,6 +163,7 @@ class StaticEarlyExit:
 
     def __init__(self, path: str | Path):
         path = str(Path(path).resolve())
+        self.description = f"TVM, static host module ({Path(path).name}), one C call per sample"
         self._library = ctypes.CDLL(path)
         self._infer = self._library.eenn_infer
         self._infer.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Result)]
@@ -190,6 +191,18 @@ class StaticEarlyExit:
         """The next window starts a new stream."""
         with self._lock:
             self._stream_function("eenn_stream_reset")()
+
+    def run_streams(self, x: np.ndarray, streams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(exit index, logits) of every window of `x`, in order, a stream starting wherever `streams` (one id per
+        window) changes."""
+        exits, scores, previous = np.zeros(len(x), np.int64), np.zeros((len(x), self._classes), np.float32), None
+        for i in range(len(x)):
+            if streams[i] != previous:
+                self.reset_stream()
+                previous = streams[i]
+            exits[i], out = self.infer_stream(x[i : i + 1])
+            scores[i] = out.reshape(-1)
+        return exits, scores
 
     def _stream_function(self, name: str):
         if not self.decides_streams:

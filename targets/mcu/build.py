@@ -110,10 +110,8 @@ def write_firmware(
         int8 = _write_int8_reference(network, tmp / REFERENCE)
         stream_reference = _write_stream_reference(network, tmp / REFERENCE) if stream is not None else None
         kinds = (kernel_kind, codegen)
-        manifest = _manifest(network, program, core, kinds, memory, workspace, sizes, budget, reference, int8)
-        if stream_reference is not None:
-            manifest.stream_rule_elf = f"{project.BINARIES}/{project.STREAM_RULE_ELF}"
-            manifest.stream_reference = stream_reference
+        references = (reference, int8, stream_reference)
+        manifest = _manifest(network, program, core, kinds, memory, workspace, sizes, budget, *references)
         manifest.record_hashes(tmp)
         manifest.save(tmp)
     return manifest
@@ -200,6 +198,7 @@ def _manifest(
     budget: Budget,
     reference: str | None,
     int8: Int8Reference | None,
+    stream_reference: str | None,
 ) -> FirmwareManifest:
     here = len(program.segments)
     return FirmwareManifest(
@@ -223,6 +222,8 @@ def _manifest(
         reference=reference,
         elf=f"{project.BINARIES}/{project.ELF}",
         stream_elf=f"{project.BINARIES}/{project.STREAM_ELF}",
+        stream_rule_elf=f"{project.BINARIES}/{project.STREAM_RULE_ELF}" if stream_reference else None,
+        stream_reference=stream_reference,
         memory=MemoryFigures(
             arena_bytes=memory.arena_bytes,
             lower_bound_bytes=memory.lower_bound_bytes,

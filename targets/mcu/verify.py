@@ -173,13 +173,7 @@ def verify_stream(
     where = manifest.machine if on == "qemu" else "this host"
     log(f"running {len(data)} windows of {len(streams)} stream(s) on {where}")
     device = _run_streams(folder, elf, manifest, [data.x[s] for s in streams], on)
-    host = StaticEarlyExit(manifest.artifact(folder, "stream_reference"))
-    exits, scores = np.zeros(len(data), np.int64), np.zeros((len(data), manifest.classes), np.float32)
-    for s in streams:
-        host.reset_stream()
-        for i in s:
-            exits[i], out = host.infer_stream(data.x[i : i + 1])
-            scores[i] = out.reshape(-1)
+    exits, scores = StaticEarlyExit(manifest.artifact(folder, "stream_reference")).run_streams(data.x, data.groups)
     same = (device.exit_index == exits) & (device.class_index == scores.argmax(1))
     reused = device.exit_index == REUSED
     return StreamVerification(
