@@ -17,6 +17,7 @@ from test_augment import without_timings
 from test_cli import assert_one_line_error, run_cli
 
 from eenn_tvm.analysis import analyze
+from eenn_tvm.errors import EennError
 from eenn_tvm.features import extract
 from eenn_tvm.frontend import import_onnx
 from eenn_tvm.local_ray import free_port, local_cluster
@@ -113,3 +114,24 @@ def test_without_ray_installed_cluster_says_how_to_install_it(tmp_path, fashion)
     done = subprocess.run([sys.executable, "-c", code, *args, "--cluster", "ray"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == "eenn-tvm: error: --cluster needs Ray: pip install 'eenn-tvm[cluster]'"
+
+
+def test_a_head_that_fails_to_start_our_client_server_is_tried_again_then_named(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from eenn_tvm import cluster
+
+    refusal = "Initialization failure from server:\nTraceback (most recent call last):\nRuntimeError: Channel not found"
+    outcomes = [ConnectionAbortedError(refusal), None]
+
+    def init(**_):
+        if outcome := outcomes.pop(0):
+            raise outcome
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(cluster, "CONNECT_PAUSE_SECONDS", 0)
+    assert cluster.connect("ray://127.0.0.1:1") is ray  # the second start worked
+    outcomes[:] = [ConnectionAbortedError(refusal)] * cluster.CONNECT_ATTEMPTS
+    with pytest.raises(EennError, match=r"could not start a client: RuntimeError: Channel not found$"):
+        cluster.connect("ray://127.0.0.1:1")
+    assert not outcomes

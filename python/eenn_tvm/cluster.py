@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # features.extract imports this module when a cluster is give
 CPUS_PER_TASK = 1  # one onnxruntime thread per task: as many tasks in flight as the cluster has cores
 RETRIES = 3  # runs of a shard after its worker died, before the pass fails
 PROBE_SECONDS = 10  # to open a connection to the cluster's head
+CONNECT_ATTEMPTS = 3  # of Ray Client, when the head fails to start its server for us
+CONNECT_PAUSE_SECONDS = 5
 SHARDS_PER_CPU = 4  # shards are small enough to balance the load, and to show progress
 
 
@@ -112,23 +114,38 @@ def check(address: str) -> None:
 
 
 def connect(address: str):
-    """Ray, joined to the cluster; its own log lines quiet, its errors one line."""
+    """Ray, joined to the cluster; its own log lines quiet, its errors one line.
+
+    Ray Client starts a server process per client on the head; on a busy head that start can fail once and work the
+    next time, so a refused start is tried CONNECT_ATTEMPTS times before it is the user's problem."""
     import ray
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Ray Client warns of a timeout before it raises it
-            ray.init(
-                address=None if address == "ray" else address,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-                configure_logging=True,
-            )
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
-        ray.shutdown()  # a half-made connection would fail the next ray.init of this process
-        raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {first_line(err)}") from None
-    return ray
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Ray Client warns of a timeout before it raises it
+                ray.init(
+                    address=None if address == "ray" else address,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                    configure_logging=True,
+                )
+            return ray
+        except ConnectionAbortedError as err:  # the head refused to start this client's server
+            ray.shutdown()  # a half-made connection would fail the next ray.init of this process
+            refused = err
+            if attempt < CONNECT_ATTEMPTS:
+                time.sleep(attempt * CONNECT_PAUSE_SECONDS)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+            ray.shutdown()
+            raise EennError(f"--cluster {address}: cannot reach the Ray cluster: {first_line(err)}") from None
+    raise EennError(f"--cluster {address}: the Ray head could not start a client: {last_line(refused)}")
 
 
 def first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def last_line(err: Exception) -> str:
+    """The cause at the end of a traceback the server sent back."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[-1]

@@ -61,7 +61,13 @@ def _start(flags: list[str], cpus: int, log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+            # The head's client server waits this long for the server it starts per client (Ray's 30 s fail on a busy
+            # 2-core machine).
+            env={
+                **os.environ,
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": str(START_SECONDS),
+            },
         )
 
 
