@@ -83,6 +83,32 @@ def test_harms_clustered_in_groups_weigh_less_as_evidence():
     assert drop_p_value(reference, cascade, 0.02, 0.1, clustered) > independent
 
 
+def stream_draw(rng, streams=14, windows=117, run=20, harm=0.01, error=0.08):
+    """Windows of streams that come in runs of `run` alike windows: the original model's errors and the cascade's
+    harms (`harm` of the windows, the drop) both follow the runs, as they do on recordings cut into windows."""
+    runs = -(-windows // run)
+
+    def in_runs():
+        return np.repeat(rng.random((streams, runs)), run, axis=1)[:, :windows].ravel()
+
+    reference = in_runs() >= error
+    harmed = reference & (in_runs() < harm / (1 - error))
+    return reference, reference & ~harmed, np.repeat(np.arange(streams), windows)
+
+
+def test_on_streams_whose_windows_run_alike_the_p_value_stays_valid_where_the_losses_alone_cannot_show_it():
+    """Drops exactly at the tolerance, harms in runs of 20 windows over 14 streams: most draws see a harm in one run or
+    none, which the losses' own design effect reads as many independent windows. Floored by the original model's
+    errors (serial), the test rejects in at most its level of the draws; on the losses alone, far more often."""
+    rng = np.random.default_rng(4)
+    draws = [stream_draw(rng) for _ in range(300)]
+    for credit_helps in (False, True):
+        serial = [drop_p_value(r, c, 0.01, 0.1, g, credit_helps, serial=True) <= 0.1 for r, c, g in draws]
+        assert sum(serial) <= 0.1 * len(draws) + 9
+    naive = [drop_p_value(r, c, 0.01, 0.1, g, credit_helps=False) <= 0.1 for r, c, g in draws]
+    assert sum(naive) > 0.3 * len(draws)
+
+
 def test_with_groups_the_thresholds_are_set_on_groups_the_heads_never_saw(tmp_path):
     """A speaker's samples go either to the heads or to the thresholds, never both: new data comes from new speakers."""
     rng = np.random.default_rng(0)

@@ -135,8 +135,9 @@ def augment(
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
     with head_pool(settings.workers, settings.cluster, settings.cache_dir) as pool:
+        streams = data.order is not None  # windows of recordings: their groups run (eenn_tvm.guarantee)
         trained = train_and_score(
-            analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs, pool
+            analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs, pool, streams
         )
         stage.done("heads")
 
@@ -234,7 +235,7 @@ def _io_of(model: ImportedModel) -> tuple[tuple[int, ...], int]:
 
 
 def train_and_score(
-    analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs, pool=None
+    analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs, pool=None, serial=False
 ) -> _Trained:
     """A head per (point, kind) trained on `train_idx` by `pool` (eenn_tvm.parallel; None: in this process), and
     the search problem on `val_idx` (bench/guarantee.py re-splits it). Two rounds, each spread over the pool: the
@@ -293,6 +294,7 @@ def train_and_score(
         final_correct=final_correct,
         min_accuracy=float(final_correct.mean()) - settings.max_accuracy_drop,
         groups=groups,
+        serial=serial,
     )
     screened = set(range(len(jobs))) if iterations < exit_heads.MAX_ITER else set()
     return _Trained(heads, problem, len(val_idx), train_options, screened)

@@ -25,9 +25,17 @@ Unlike a bound on harms alone it credits the samples an exit gets right that the
 ln(1 / NUISANCE_SHARE / error) / tolerance, the first test cannot certify anything) or disagreements rare. Which of
 the two tests the path is tested with is decided on the first part.
 
-With groups (speakers, patients) the samples are not independent: the counts are divided by the design effect (the
-cluster-robust variance of the loss over the independent one), which makes the test an approximation there, not
-exact; exact would need many groups (tens of groups cannot certify a 1-point tolerance distribution-free).
+With groups (speakers, patients, streams) the samples are not independent: the counts are divided by the design
+effect (the cluster-robust variance of the loss over the independent one), which makes the test an approximation
+there, not exact; exact would need many groups (tens of groups cannot certify a 1-point tolerance distribution-free).
+Windows of a stream come in runs of alike windows, and the loss's own design effect cannot show that when its events
+are few: a cascade that harmed none of a stream's windows looks like a hundred independent successes where there were
+five runs. So on streams (`serial`) the design effect is at least that of the original model's own errors, which are
+many and run the way the data do. In simulated streams (14 streams of 117 windows in runs of 20) the harms-alone test
+at the boundary of the null rejected 46 % of the time on the loss's design effect, at most 10 % with the floor
+(tests/test_guarantee.py). Groups of separate recordings (speakers, patients) have no runs, and there the floor,
+driven by how unequal the groups are in the original's errors, cost 9 points of saving on keyword spotting: it is not
+applied.
 """
 
 from __future__ import annotations
@@ -79,7 +87,13 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
     for exits in path:
         tested += 1
         p = drop_p_value(
-            testing.final_correct, correct_of(testing, exits), tolerance, error, testing.groups, credit_helps
+            testing.final_correct,
+            correct_of(testing, exits),
+            tolerance,
+            error,
+            testing.groups,
+            credit_helps,
+            testing.serial,
         )
         if p > error:
             break
@@ -94,7 +108,8 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
 def _reach(part: SearchProblem, path: list[list[Exit]], tolerance: float, error: float, credit_helps: bool) -> int:
     """How many cascades of the path the test passes in a row on `part`."""
     for i, exits in enumerate(path):
-        p = drop_p_value(part.final_correct, correct_of(part, exits), tolerance, error, part.groups, credit_helps)
+        correct = correct_of(part, exits)
+        p = drop_p_value(part.final_correct, correct, tolerance, error, part.groups, credit_helps, part.serial)
         if p > error:
             return i
     return len(path)
@@ -125,17 +140,22 @@ def drop_p_value(
     error: float,
     groups: np.ndarray | None = None,
     credit_helps: bool = True,
+    serial: bool = False,
 ) -> float:
     """A valid p-value for H0 "the expected drop, reference accuracy minus this accuracy, exceeds `tolerance`" from
     paired per-sample correctness (exact for independent samples; see the module's docstring), for a test at level
     `error` (a share of which bounds the disagreement rate). Without `credit_helps`, the harms alone are tested
-    (their rate bounds the drop): stronger when the samples or the disagreements are few."""
+    (their rate bounds the drop): stronger when the samples or the disagreements are few. `serial`: the groups are
+    streams of consecutive windows (see the module's docstring)."""
     reference_correct, correct = np.asarray(reference_correct, bool), np.asarray(correct, bool)
     harmed = float(np.sum(reference_correct & ~correct))
     disagree = harmed + float(np.sum(~reference_correct & correct))
     n = float(len(correct))
     if groups is not None:
-        shrink = 1.0 / _design_effect(reference_correct.astype(float) - correct, groups)
+        effect = _design_effect(reference_correct.astype(float) - correct, groups)
+        if serial:
+            effect = max(effect, _design_effect(reference_correct.astype(float), groups))
+        shrink = 1.0 / effect
         harmed, disagree, n = harmed * shrink, disagree * shrink, n * shrink
     if not credit_helps:
         return _binomial_cdf(harmed, n, tolerance)

@@ -48,6 +48,7 @@ class SearchProblem:
     final_correct: np.ndarray  # (N,) bool: the original model's correctness
     min_accuracy: float
     groups: np.ndarray | None = None  # (N,) int: samples of one group (speaker, patient) are not independent
+    serial: bool = False  # the groups are streams of consecutive windows, alike in runs (eenn_tvm.guarantee)
 
     @property
     def samples(self) -> int:

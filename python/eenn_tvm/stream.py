@@ -195,7 +195,7 @@ def calibrate(windows: Windows, certified: list[float], tolerance: float, confid
     best, best_p = None, 1.0
     for position in range(len(order)):
         correct = on_testing.answer[position] == testing.label
-        p = drop_p_value(testing_reference, correct, tolerance, error, testing.stream)
+        p = drop_p_value(testing_reference, correct, tolerance, error, testing.stream, serial=True)
         if p > error:
             break
         if best is None or on_all[position] < on_all[best]:
