@@ -238,10 +238,11 @@ def train_and_score(
     analysis, features, labels, groups, train_idx, val_idx, classes, settings, costs, pool=None, serial=False
 ) -> _Trained:
     """A head per (point, kind) trained on `train_idx` by `pool` (eenn_tvm.parallel; None: in this process), and
-    the search problem on `val_idx` (bench/guarantee.py re-splits it). Two rounds, each spread over the pool: the
-    first trains the heads before the last point on every sample alike; the second trains the heads after the first
-    point with each sample weighted by how likely it is to reach them (`reach_weights` of the first round's heads),
-    and so does every later training of those heads (`_Trained.settle`)."""
+    the search problem on `val_idx` (bench/guarantee.py re-splits it; `serial`: its groups are streams). Two rounds,
+    each spread over the pool: the first trains the heads before the last point on every sample alike; the second
+    trains the heads after the first point with each sample weighted by how likely it is to reach them
+    (`reach_weights` of the first round's heads), and so does every later training of those heads
+    (`_Trained.settle`)."""
     pool = pool or InProcess()
     points = analysis.exit_points
     jobs = [(i, kind) for i, p in enumerate(points) for kind in exit_heads.kinds_for(p.shape)]
