@@ -69,7 +69,7 @@ class _Trained:
     """Everything the search saw: heads per (point, kind), and the problem built on the validation split.
 
     With many heads (deep networks), every head is first trained briefly (SCREEN_ITERATIONS) to screen the
-    candidates; `settle` then trains the chosen ones fully and searches again until every chosen head is."""
+    candidates; `settle` then trains the proposed ones fully and searches again until every proposed head is."""
 
     heads: dict[tuple[int, str], exit_heads.Head]
     problem: SearchProblem
@@ -85,9 +85,12 @@ class _Trained:
         return self.train_options([(point, kind)], iterations)[0]
 
     def settle(self, solve: Callable[[SearchProblem], Result], confidence: float) -> Certified:
+        """Learn-then-Test until every head of its proposal is fully trained. Which heads those are depends on the
+        proposal, made on the first part of the split: were it the certified cascade, the part that tests would
+        choose the heads of the next round's test."""
         while True:
             certified = learn_then_test(solve, self.problem, confidence)
-            brief = [e.option for e in certified.result.exits if e.option in self.screened]
+            brief = [e.option for e in certified.proposed if e.option in self.screened]
             if not brief:
                 return certified
             jobs = [(self.problem.options[index].point, self.problem.options[index].kind) for index in brief]

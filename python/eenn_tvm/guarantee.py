@@ -70,6 +70,7 @@ class Certified:
     p_value: float  # of the chosen cascade (1.0: no exit, nothing to test)
     tested: int  # cascades tested before the sequence stopped
     passed: int  # of those, rejected H0 (they keep the tolerance)
+    proposed: list[Exit]  # the first part's proposal, whose path was tested: it depends on that part alone
 
 
 def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchProblem, confidence: float) -> Certified:
@@ -102,7 +103,8 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
         if cost < best_cost:
             chosen, chosen_p, best_cost = exits, p, cost
     # The front is the proposal's, traced on the selection part: the report's picture of the trade-off.
-    return Certified(Result(chosen, outcome_of(problem, chosen), proposed.pareto), chosen_p, tested, passed)
+    result = Result(chosen, outcome_of(problem, chosen), proposed.pareto)
+    return Certified(result, chosen_p, tested, passed, proposed.exits)
 
 
 def _reach(part: SearchProblem, path: list[list[Exit]], tolerance: float, error: float, credit_helps: bool) -> int:
