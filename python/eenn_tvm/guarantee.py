@@ -87,15 +87,7 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
     best_cost = outcome_of(problem, []).mean_cost
     for exits in path:
         tested += 1
-        p = drop_p_value(
-            testing.final_correct,
-            correct_of(testing, exits),
-            tolerance,
-            error,
-            testing.groups,
-            credit_helps,
-            testing.serial,
-        )
+        p = _p_value(testing, exits, tolerance, error, credit_helps)
         if p > error:
             break
         passed += 1
@@ -110,11 +102,14 @@ def learn_then_test(solve: Callable[[SearchProblem], Result], problem: SearchPro
 def _reach(part: SearchProblem, path: list[list[Exit]], tolerance: float, error: float, credit_helps: bool) -> int:
     """How many cascades of the path the test passes in a row on `part`."""
     for i, exits in enumerate(path):
-        correct = correct_of(part, exits)
-        p = drop_p_value(part.final_correct, correct, tolerance, error, part.groups, credit_helps, part.serial)
-        if p > error:
+        if _p_value(part, exits, tolerance, error, credit_helps) > error:
             return i
     return len(path)
+
+
+def _p_value(part: SearchProblem, exits: list[Exit], tolerance: float, error: float, credit_helps: bool) -> float:
+    correct = correct_of(part, exits)
+    return drop_p_value(part.final_correct, correct, tolerance, error, part.groups, credit_helps, part.serial)
 
 
 def _path(selection: SearchProblem, proposal: list[Exit]) -> list[list[Exit]]:
@@ -189,15 +184,16 @@ def _design_effect(loss: np.ndarray, groups: np.ndarray) -> float:
     return max(1.0, clustered / independent)
 
 
-def selection_share(samples: int) -> float:
-    """The share of a calibration split of `samples` that proposes the cascade (see TEST_SHARE)."""
-    return 1.0 - max(0.5, min(TEST_SHARE, TEST_SAMPLES / max(samples, 1)))
+def in_selection(units: np.ndarray) -> np.ndarray:
+    """Per sample, whether it falls in the part that proposes (the rest tests), whole units (samples, groups or
+    streams; `units` names each sample's) to one side, the sizes as TEST_SHARE says."""
+    names = np.unique(units)
+    share = 1.0 - max(0.5, min(TEST_SHARE, TEST_SAMPLES / max(len(units), 1)))
+    chosen = np.random.default_rng(SPLIT_SEED).permutation(names)[: max(1, round(share * len(names)))]
+    return np.isin(units, chosen)
 
 
 def _split(problem: SearchProblem) -> tuple[SearchProblem, SearchProblem]:
     """(selection, testing) parts of the calibration split, whole groups to one side when there are groups."""
-    rng = np.random.default_rng(SPLIT_SEED)
-    units = np.arange(problem.samples) if problem.groups is None else np.unique(problem.groups)
-    chosen = rng.permutation(units)[: max(1, round(selection_share(problem.samples) * len(units)))]
-    in_selection = np.isin(np.arange(problem.samples) if problem.groups is None else problem.groups, chosen)
-    return problem.subset(np.flatnonzero(in_selection)), problem.subset(np.flatnonzero(~in_selection))
+    selected = in_selection(np.arange(problem.samples) if problem.groups is None else problem.groups)
+    return problem.subset(np.flatnonzero(selected)), problem.subset(np.flatnonzero(~selected))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eenn_tvm.guarantee import SPLIT_SEED, drop_p_value, selection_share
+from eenn_tvm.guarantee import drop_p_value, in_selection
 
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # of the samples each exit lets out at its certified threshold
 REUSE_LEVELS = 12  # distance thresholds per tap: quantiles of the distances between consecutive windows
@@ -178,11 +178,8 @@ class Calibrated:
 def calibrate(windows: Windows, certified: list[float], tolerance: float, confidence: float) -> Calibrated:
     """The cheapest rule of the grid whose drop on new streams stays within `tolerance` (Learn-then-Test)."""
     error = 1.0 - confidence
-    rng = np.random.default_rng(SPLIT_SEED)
-    names = np.unique(windows.stream)
-    chosen = rng.permutation(names)[: max(1, round(selection_share(len(windows.stream)) * len(names)))]
-    in_selection = np.isin(windows.stream, chosen)
-    selection, testing = windows.subset(in_selection), windows.subset(~in_selection)
+    selected = in_selection(windows.stream)
+    selection, testing = windows.subset(selected), windows.subset(~selected)
     rules = grid(selection, certified)
     on_selection = decide_all(selection, rules)
     reference = selection.final == selection.label
