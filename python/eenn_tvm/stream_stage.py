@@ -111,14 +111,20 @@ def _overhead(shape: list[int]) -> int:
     return math.prod(shape[1:]) + shape[1]  # the pooling's adds, then one difference per channel
 
 
-def _windows(plan: Plan, stream, label, final, scores, tap_features, taps) -> Windows:
+def _windows(plan: Plan, *args) -> Windows:
+    return stream_windows(plan.decision, macs_by_exit(plan.exits, plan.model.total_macs), *args)
+
+
+def stream_windows(decision: str, exit_macs, stream, label, final, scores, tap_features, taps) -> Windows:
+    """What the rule needs of each window: its stream, label, the original model's class, each exit's logits
+    (`scores`, per exit (N, classes)), each tap's features, and the points of the taps (MACs, shape)."""
     return Windows(
         stream=stream,
         label=label,
         final=final,
-        confidence=np.array([confidence(s, plan.decision) for s in scores]).reshape(len(scores), len(label)),
+        confidence=np.array([confidence(s, decision) for s in scores]).reshape(len(scores), len(label)),
         prediction=np.array([s.argmax(1) for s in scores]).reshape(len(scores), len(label)),
-        exit_macs=[float(m) for m in macs_by_exit(plan.exits, plan.model.total_macs)],
+        exit_macs=[float(m) for m in exit_macs],
         taps=[f if integer_features(f) else np.asarray(f, np.float32) for f in tap_features],
         tap_reach=[float(t.macs_before) for t in taps],
         tap_overhead=[float(_overhead(t.shape)) for t in taps],
@@ -169,8 +175,8 @@ def _with_tap(path: Path, stream: StreamDecision, data: Dataset) -> list[list[np
 def _figures(plan: Plan, stream: StreamDecision, data: Dataset, outputs: list[list[np.ndarray]], tap) -> dict:
     scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(len(plan.exits))]
     final = np.array([o[0].argmax() for o in outputs])
-    windows = _windows(plan, data.groups, data.y, final, scores, [tap], [_Tap(stream)])
-    rule = Rule(tuple(stream.thresholds), 0, stream.reuse_below, stream.patience, stream.patient_scale)
+    windows = _windows(plan, data.groups, data.y, final, scores, [tap], [Tap(stream)])
+    rule = rule_of(stream)
     figures = evaluation(windows, rule, plan).model_dump()
     decisions = decide(windows, [rule])
     figures["accuracy_drop"] = figures["baseline_accuracy"] - figures["accuracy"]
@@ -195,8 +201,13 @@ def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, figures: dict) 
     return float(((slots == figures["slots"]) & (scores.argmax(1) == figures["answers"])).mean())
 
 
-class _Tap:
-    """The plan's tap as `_windows` reads a point."""
+def rule_of(stream: StreamDecision) -> Rule:
+    """The recorded rule, on its one tap."""
+    return Rule(tuple(stream.thresholds), 0, stream.reuse_below, stream.patience, stream.patient_scale)
+
+
+class Tap:
+    """The recorded rule's tap as `stream_windows` reads a point."""
 
     def __init__(self, stream: StreamDecision):
         self.macs_before, self.shape = stream.tap_macs, stream.tap_shape

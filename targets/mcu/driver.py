@@ -8,6 +8,7 @@ kernel (eenn_nn.h) as the pointer, with its parameters in a const struct (`<outp
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -395,25 +396,34 @@ def _stream_entry(segments: list[Segment], spec: DriverSpec, entry: Int8Entry | 
             lines.append(f"    return stream_answer(out, {_exit_args(segment)});")
     lines.append(f"  return stream_answer(out, EENN_EXITS, {_final_args(segments[-1], spec)});")
     test = (
-        f"the int32 channel sums of {tap.name}'s int8 codes differ from those of the last window computed in full by "
-        f"less than {int(rule.reuse_below)} (sum of absolute differences: the zero point cancels, the scale folds "
-        "into the bound)"
+        f"the int32 channel sums of the int8 codes of its tap {tap.name} ({rule.tap}) differ from those of the last "
+        f"window computed in full by less than {int(rule.reuse_below)} (sum of absolute differences: the zero point "
+        "cancels, the scale folds into the bound)"
         if integer
-        else f"its tap features ({tap.name}, averaged per channel) differ from those of the last window computed in "
-        f"full by less than {rule.reuse_below:g} (mean absolute difference)"
+        else f"its tap features ({tap.name}, {rule.tap} averaged per channel) differ from those of the last window "
+        f"computed in full by less than {rule.reuse_below:g} (mean absolute difference)"
+    )
+    comment = (
+        f"Stream decisions (augment --stream): a window takes the last answer when {test}; an exit whose class "
+        f"equals each of the stream's last STREAM_PATIENCE answers leaves at {rule.patient_scale:g} of its "
+        "threshold. The state below is the current stream's; eenn_stream_reset() starts a new one."
     )
     state = _STREAM_STATE.format(
+        comment=_block_comment(comment),
         patience=rule.patience,
         no_answers=", ".join(["-1"] * rule.patience),
         tap=tap.nbytes // 4,
         tap_type=_C_TYPES[tap.dtype][0],
-        test=test,
-        patient_scale=rule.patient_scale,
         thresholds=_values(thresholds),
         patient=_values(patient),
     )
     quantizing = _quantizing_entry(entry, _STREAM_ENTRY, "infer_stream_int8_input") if entry else ""
     return state + "\n".join(lines + ["}"]) + quantizing
+
+
+def _block_comment(text: str) -> str:
+    lines = textwrap.wrap(text, 114)
+    return "/* " + "\n * ".join(lines) + " */"
 
 
 def _int8_entry_points(entry: Int8Entry, spec: DriverSpec) -> str:
@@ -471,9 +481,7 @@ def _values(value: np.ndarray) -> str:
 
 
 _STREAM_STATE = """
-/* Stream decisions (augment --stream): a window takes the last answer when {test}; an exit whose class equals
- * each of the stream's last STREAM_PATIENCE answers leaves at {patient_scale:g} of its threshold. The state below is
- * the current stream's; eenn_stream_reset() starts a new one. */
+{comment}
 #define STREAM_PATIENCE {patience}
 static const float stream_threshold[EENN_EXITS > 0 ? EENN_EXITS : 1] = {{
 {thresholds}
