@@ -12,7 +12,7 @@ from test_cli import run_cli
 
 from eenn_tvm.data import load_npz
 from eenn_tvm.plan import Plan
-from eenn_tvm.stream import Rule, Windows, decide_all
+from eenn_tvm.stream import Rule, Windows, decide_all, grid, tap_features
 from eenn_tvm.targets.host.static import REUSED, StaticEarlyExit
 
 
@@ -25,7 +25,7 @@ def reference(windows: Windows, rule: Rule) -> tuple[list[int], list[int], list[
         if i == 0 or windows.stream[i] != windows.stream[i - 1]:
             reference_features, past = None, []  # a new stream: the state is reset
         features = windows.taps[rule.tap][i]
-        if reference_features is not None and np.abs(features - reference_features).mean() < rule.reuse_below:
+        if reference_features is not None and apart(features, reference_features) < rule.reuse_below:
             answers.append(past[0])
             slots.append(-1)
             macs.append(windows.tap_reach[rule.tap] + overhead)
@@ -45,6 +45,14 @@ def reference(windows: Windows, rule: Rule) -> tuple[list[int], list[int], list[
         macs.append(windows.exit_macs[slot] + overhead)
         past.insert(0, int(answer))
     return answers, slots, macs
+
+
+def apart(a: np.ndarray, b: np.ndarray) -> float:
+    """docs/streams.md's distance: the mean absolute difference of channel averages, or of an int8 tap, the exact
+    sum of absolute differences of its channel sums."""
+    if a.dtype.kind == "i":
+        return int(np.abs(a - b).sum())
+    return np.abs(a - b).mean()
 
 
 def random_windows(seed: int) -> Windows:
@@ -82,6 +90,22 @@ def test_stream_decisions_equal_the_rule_applied_window_by_window():
         assert got.answer[row].tolist() == answers, rule
         assert got.slot[row].tolist() == slots, rule
         assert np.allclose(got.macs[row], macs), rule
+
+
+def test_int8_taps_compare_the_exact_sums_of_their_codes():
+    windows = random_windows(1)
+    codes = np.random.default_rng(1).integers(-128, 128, (len(windows.stream), 4, 6), dtype=np.int64).astype(np.int8)
+    codes[1:] = codes[:1]  # most windows equal the first, so the smallest bound reuses them
+    windows.taps = [tap_features(codes)]
+    assert windows.taps[0].dtype == np.int64 and (windows.taps[0] == codes.astype(int).sum(-1)).all()
+    levels = sorted({r.reuse_below for r in grid(windows, [0.9, 0.8])})
+    assert all(float(level).is_integer() for level in levels)
+    rules = [Rule((0.9, 0.8), 0, below, 1, 1.0) for below in (0.0, 1.0, 400.0)]
+    got = decide_all(windows, rules)
+    assert (got.slot[1] == -1).any(), "equal codes are 0 apart: a bound of 1 reuses them"
+    for row, rule in enumerate(rules):
+        answers, slots, _ = reference(windows, rule)
+        assert got.answer[row].tolist() == answers and got.slot[row].tolist() == slots, rule
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +190,28 @@ def test_a_firmware_without_a_stream_rule_refuses_verify_stream(mlp_firmware, ml
     code, _, stderr = run_cli("verify", mlp_firmware, "--data", mlp_streams, "--stream")
     assert code == 2
     assert stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr
+
+
+@pytest.mark.slow
+def test_int8_firmware_decides_streams_with_the_int8_rule_as_the_integer_host_module(conv_stream_augment, tmp_path):
+    folder, data = conv_stream_augment, conv_stream_augment / "streams.npz"
+    code, stdout, stderr = run_cli("quantize", folder / "eenn", "--data", data, "-o", tmp_path / "int8", "--json")
+    assert code == 0, stderr
+    rule = json.loads(stdout)["stream"]
+    assert rule["tap_dtype"] == "int8" and rule["tap"].endswith("_QuantizeLinear_Output")
+    assert rule["reuse_below"] > 0 and float(rule["reuse_below"]).is_integer()
+    code, stdout, stderr = run_cli("run", tmp_path / "int8", "--data", data, "--dtype", "int8", "--json")
+    assert code == 0, stderr
+    ran = json.loads(stdout)["int8"]["stream"]
+    assert ran["samples"] == 1000 and ran["reused"] == ran["slots"].count(REUSED) > 0
+
+    code, _, stderr = run_cli(
+        "build", tmp_path / "int8", "--dtype", "int8", "--target", "cortex-m4", "-o", tmp_path / "fw"
+    )
+    assert code == 0, stderr
+    assert "decides per sample" not in stderr
+    code, stdout, stderr = run_cli("verify", tmp_path / "fw", "--data", data, "--n", "150", "--stream", "--json")
+    assert code == 0, stderr
+    checked = json.loads(stdout)
+    assert checked["samples"] == 150 and checked["decision_mismatches"] == 0 and checked["max_abs_error"] == 0
+    assert checked["reused"] > 0, "the fixture's rule must reuse answers in the firmware too"
