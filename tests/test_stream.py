@@ -4,6 +4,7 @@ the stage that certifies it and runs stream data in order."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -192,22 +193,30 @@ def test_a_firmware_without_a_stream_rule_refuses_verify_stream(mlp_firmware, ml
     assert stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr
 
 
-@pytest.mark.slow
-def test_int8_firmware_decides_streams_with_the_int8_rule_as_the_integer_host_module(conv_stream_augment, tmp_path):
-    folder, data = conv_stream_augment, conv_stream_augment / "streams.npz"
-    code, stdout, stderr = run_cli("quantize", folder / "eenn", "--data", data, "-o", tmp_path / "int8", "--json")
+@pytest.fixture(scope="module")
+def int8_stream_output(conv_stream_augment, tmp_path_factory):
+    """`quantize` of the convolutional stream plan, with its stream data: (the output, its int8 stream rule)."""
+    out = tmp_path_factory.mktemp("int8-stream") / "int8"
+    data = conv_stream_augment / "streams.npz"
+    code, stdout, stderr = run_cli("quantize", conv_stream_augment / "eenn", "--data", data, "-o", out, "--json")
     assert code == 0, stderr
-    rule = json.loads(stdout)["stream"]
+    return out, json.loads(stdout)["stream"]
+
+
+@pytest.mark.slow
+def test_int8_firmware_decides_streams_with_the_int8_rule_as_the_integer_host_module(
+    conv_stream_augment, int8_stream_output, tmp_path
+):
+    data = conv_stream_augment / "streams.npz"
+    out, rule = int8_stream_output
     assert rule["tap_dtype"] == "int8" and rule["tap"].endswith("_QuantizeLinear_Output")
     assert rule["reuse_below"] > 0 and float(rule["reuse_below"]).is_integer()
-    code, stdout, stderr = run_cli("run", tmp_path / "int8", "--data", data, "--dtype", "int8", "--json")
+    code, stdout, stderr = run_cli("run", out, "--data", data, "--dtype", "int8", "--json")
     assert code == 0, stderr
     ran = json.loads(stdout)["int8"]["stream"]
     assert ran["samples"] == 1000 and ran["reused"] == ran["slots"].count(REUSED) > 0
 
-    code, _, stderr = run_cli(
-        "build", tmp_path / "int8", "--dtype", "int8", "--target", "cortex-m4", "-o", tmp_path / "fw"
-    )
+    code, _, stderr = run_cli("build", out, "--dtype", "int8", "--target", "cortex-m4", "-o", tmp_path / "fw")
     assert code == 0, stderr
     assert "decides per sample" not in stderr
     code, stdout, stderr = run_cli("verify", tmp_path / "fw", "--data", data, "--n", "150", "--stream", "--json")
@@ -215,3 +224,20 @@ def test_int8_firmware_decides_streams_with_the_int8_rule_as_the_integer_host_mo
     checked = json.loads(stdout)
     assert checked["samples"] == 150 and checked["decision_mismatches"] == 0 and checked["max_abs_error"] == 0
     assert checked["reused"] > 0, "the fixture's rule must reuse answers in the firmware too"
+
+
+@pytest.mark.slow
+def test_an_int8_network_without_its_own_stream_rule_builds_per_sample_firmware_and_says_so(
+    conv_stream_augment, int8_stream_output, tmp_path
+):
+    out, _ = int8_stream_output
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    plan = json.loads((older / "plan.json").read_text())
+    del plan["int8"]["stream"]  # as quantize wrote it before the int8 stream rule
+    (older / "plan.json").write_text(json.dumps(plan))
+    code, _, stderr = run_cli("build", older, "--dtype", "int8", "--target", "cortex-m4", "-o", tmp_path / "fw")
+    assert code == 0, stderr
+    assert "this int8 firmware decides per sample; run `eenn-tvm quantize` again" in stderr
+    code, _, stderr = run_cli("verify", tmp_path / "fw", "--data", conv_stream_augment / "streams.npz", "--stream")
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr

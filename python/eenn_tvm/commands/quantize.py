@@ -54,8 +54,9 @@ def command(source, data_path, samples, out, force, input_shapes, as_json):
     """Quantise SOURCE to int8 with onnxruntime (QDQ: int8 weights per output channel, int8 activations).
 
     SOURCE is an `eenn-tvm augment` output (its early-exit network with the heads; the exit thresholds are searched
-    again on the int8 network's confidences; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built
-    through QDQToInteger) or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
+    again on the int8 network's confidences, and a stream plan's rule (`augment --stream`) on its scores and its
+    tap's int8 codes; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built through QDQToInteger)
+    or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
     """
     from eenn_tvm.quantize import quantize_model, quantize_output
     from eenn_tvm.quantized.network import describe_ops
