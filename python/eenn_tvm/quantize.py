@@ -265,7 +265,7 @@ def int8_thresholds(
     problem = SearchProblem(
         options=options,
         reach_cost=[e.macs_to_reach + h for e, h in zip(plan.exits, heads_before)],
-        final_cost=plan.model.total_macs + float(heads_before[-1]),
+        final_cost=plan.model.total_macs + float(sum(e.head_macs for e in plan.exits)),  # a plan may have no exit
         final_correct=final == labels,
         min_accuracy=floor,
         groups=groups,
