@@ -1,5 +1,6 @@
 """The stream decisions in the stages: `augment --stream` certifies a rule on the validation streams and records it
-in the plan; `run` on stream data runs the windows in order with it (eenn.onnx and the tap in onnxruntime, the
+in the plan, and `quantize` certifies one again for the int8 network (its scores, its taps' int8 codes); `run` on
+stream data runs the windows in order with them (eenn.onnx or eenn_int8.onnx and the tap in onnxruntime, the
 decisions in numpy: `eenn_tvm.stream`)."""
 
 from __future__ import annotations
