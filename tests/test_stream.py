@@ -241,3 +241,14 @@ def test_an_int8_network_without_its_own_stream_rule_builds_per_sample_firmware_
     assert "this int8 firmware decides per sample; run `eenn-tvm quantize` again" in stderr
     code, _, stderr = run_cli("verify", tmp_path / "fw", "--data", conv_stream_augment / "streams.npz", "--stream")
     assert code == 2 and stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr
+
+
+@pytest.mark.slow
+def test_quantize_of_a_stream_plan_refuses_the_windows_without_their_streams(conv_stream_augment, tmp_path):
+    windows = dict(np.load(conv_stream_augment / "streams.npz"))
+    np.savez(tmp_path / "windows.npz", x=windows["x"], y=windows["y"])  # the same windows, not stream data
+    code, _, stderr = run_cli("quantize", conv_stream_augment / "eenn", "--data", tmp_path / "windows.npz")
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("eenn-tvm: error:") and "not the data augment was given" in last
+    assert not (conv_stream_augment / "eenn" / "eenn_int8.onnx").exists()
