@@ -68,7 +68,9 @@ def exit_count(func: relax.Function) -> int:
 class TapFeatures:
     """`segment` (a function of `SplitAtExits`) also returns, last, the activation at `point` averaged over its
     spatial axes: one value per channel, what a stream's reuse test compares between consecutive windows
-    (`augment --stream`). The segment must compute the point (up to its cut, included).
+    (`augment --stream`). An int8 activation gives the int32 sums of its codes instead (the zero point cancels in
+    the test's differences, the scale and the count fold into its threshold; `eenn_tvm.stream.tap_features`).
+    The segment must compute the point (up to its cut, included).
 
     Parameters
     ----------
@@ -92,8 +94,15 @@ class TapFeatures:
                     bb.emit_normalized(binding)
                     if binding.var.name == name:
                         tap = binding.var
-                rank = len(tap.ty.shape)
-                features = bb.emit(relax.op.mean(tap, axis=list(range(2, rank))) if rank > 2 else tap)
+                features = bb.emit(_channel_features(tap))
                 gv = bb.emit_output(relax.Tuple(output_fields(out) + [features]))
             bb.emit_func_output(gv)
         return replace_function(mod, self.segment, bb.get()[self.segment])
+
+
+def _channel_features(tap: relax.Var) -> relax.Expr:
+    spatial = list(range(2, len(tap.ty.shape)))
+    if tap.ty.dtype == "int8":
+        codes = relax.op.astype(tap, "int32")
+        return relax.op.sum(codes, axis=spatial) if spatial else codes
+    return relax.op.mean(tap, axis=spatial) if spatial else tap

@@ -4,6 +4,7 @@ the stage that certifies it and runs stream data in order."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from test_cli import run_cli
 
 from eenn_tvm.data import load_npz
 from eenn_tvm.plan import Plan
-from eenn_tvm.stream import Rule, Windows, decide_all
+from eenn_tvm.stream import Rule, Windows, decide_all, grid, tap_features
 from eenn_tvm.targets.host.static import REUSED, StaticEarlyExit
 
 
@@ -25,7 +26,7 @@ def reference(windows: Windows, rule: Rule) -> tuple[list[int], list[int], list[
         if i == 0 or windows.stream[i] != windows.stream[i - 1]:
             reference_features, past = None, []  # a new stream: the state is reset
         features = windows.taps[rule.tap][i]
-        if reference_features is not None and np.abs(features - reference_features).mean() < rule.reuse_below:
+        if reference_features is not None and apart(features, reference_features) < rule.reuse_below:
             answers.append(past[0])
             slots.append(-1)
             macs.append(windows.tap_reach[rule.tap] + overhead)
@@ -45,6 +46,14 @@ def reference(windows: Windows, rule: Rule) -> tuple[list[int], list[int], list[
         macs.append(windows.exit_macs[slot] + overhead)
         past.insert(0, int(answer))
     return answers, slots, macs
+
+
+def apart(a: np.ndarray, b: np.ndarray) -> float:
+    """docs/streams.md's distance: the mean absolute difference of channel averages, or of an int8 tap, the exact
+    sum of absolute differences of its channel sums."""
+    if a.dtype.kind == "i":
+        return int(np.abs(a - b).sum())
+    return np.abs(a - b).mean()
 
 
 def random_windows(seed: int) -> Windows:
@@ -82,6 +91,22 @@ def test_stream_decisions_equal_the_rule_applied_window_by_window():
         assert got.answer[row].tolist() == answers, rule
         assert got.slot[row].tolist() == slots, rule
         assert np.allclose(got.macs[row], macs), rule
+
+
+def test_int8_taps_compare_the_exact_sums_of_their_codes():
+    windows = random_windows(1)
+    codes = np.random.default_rng(1).integers(-128, 128, (len(windows.stream), 4, 6), dtype=np.int64).astype(np.int8)
+    codes[1:] = codes[:1]  # most windows equal the first, so the smallest bound reuses them
+    windows.taps = [tap_features(codes)]
+    assert windows.taps[0].dtype == np.int64 and (windows.taps[0] == codes.astype(int).sum(-1)).all()
+    levels = sorted({r.reuse_below for r in grid(windows, [0.9, 0.8])})
+    assert all(float(level).is_integer() for level in levels)
+    rules = [Rule((0.9, 0.8), 0, below, 1, 1.0) for below in (0.0, 1.0, 400.0)]
+    got = decide_all(windows, rules)
+    assert (got.slot[1] == -1).any(), "equal codes are 0 apart: a bound of 1 reuses them"
+    for row, rule in enumerate(rules):
+        answers, slots, _ = reference(windows, rule)
+        assert got.answer[row].tolist() == answers and got.slot[row].tolist() == slots, rule
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +191,64 @@ def test_a_firmware_without_a_stream_rule_refuses_verify_stream(mlp_firmware, ml
     code, _, stderr = run_cli("verify", mlp_firmware, "--data", mlp_streams, "--stream")
     assert code == 2
     assert stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr
+
+
+@pytest.fixture(scope="module")
+def int8_stream_output(conv_stream_augment, tmp_path_factory):
+    """`quantize` of the convolutional stream plan, with its stream data: (the output, its int8 stream rule)."""
+    out = tmp_path_factory.mktemp("int8-stream") / "int8"
+    data = conv_stream_augment / "streams.npz"
+    code, stdout, stderr = run_cli("quantize", conv_stream_augment / "eenn", "--data", data, "-o", out, "--json")
+    assert code == 0, stderr
+    return out, json.loads(stdout)["stream"]
+
+
+@pytest.mark.slow
+def test_int8_firmware_decides_streams_with_the_int8_rule_as_the_integer_host_module(
+    conv_stream_augment, int8_stream_output, tmp_path
+):
+    data = conv_stream_augment / "streams.npz"
+    out, rule = int8_stream_output
+    assert rule["tap_dtype"] == "int8" and rule["tap"].endswith("_QuantizeLinear_Output")
+    assert rule["reuse_below"] > 0 and float(rule["reuse_below"]).is_integer()
+    code, stdout, stderr = run_cli("run", out, "--data", data, "--dtype", "int8", "--json")
+    assert code == 0, stderr
+    ran = json.loads(stdout)["int8"]["stream"]
+    assert ran["samples"] == 1000 and ran["reused"] == ran["slots"].count(REUSED) > 0
+
+    code, _, stderr = run_cli("build", out, "--dtype", "int8", "--target", "cortex-m4", "-o", tmp_path / "fw")
+    assert code == 0, stderr
+    assert "decides per sample" not in stderr
+    code, stdout, stderr = run_cli("verify", tmp_path / "fw", "--data", data, "--n", "150", "--stream", "--json")
+    assert code == 0, stderr
+    checked = json.loads(stdout)
+    assert checked["samples"] == 150 and checked["decision_mismatches"] == 0 and checked["max_abs_error"] == 0
+    assert checked["reused"] > 0, "the fixture's rule must reuse answers in the firmware too"
+
+
+@pytest.mark.slow
+def test_an_int8_network_without_its_own_stream_rule_builds_per_sample_firmware_and_says_so(
+    conv_stream_augment, int8_stream_output, tmp_path
+):
+    out, _ = int8_stream_output
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    plan = json.loads((older / "plan.json").read_text())
+    del plan["int8"]["stream"]  # as quantize wrote it before the int8 stream rule
+    (older / "plan.json").write_text(json.dumps(plan))
+    code, _, stderr = run_cli("build", older, "--dtype", "int8", "--target", "cortex-m4", "-o", tmp_path / "fw")
+    assert code == 0, stderr
+    assert "this int8 firmware decides per sample; run `eenn-tvm quantize` again" in stderr
+    code, _, stderr = run_cli("verify", tmp_path / "fw", "--data", conv_stream_augment / "streams.npz", "--stream")
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith("eenn-tvm: error:") and "no stream rule" in stderr
+
+
+@pytest.mark.slow
+def test_quantize_of_a_stream_plan_refuses_the_windows_without_their_streams(conv_stream_augment, tmp_path):
+    windows = dict(np.load(conv_stream_augment / "streams.npz"))
+    np.savez(tmp_path / "windows.npz", x=windows["x"], y=windows["y"])  # the same windows, not stream data
+    code, _, stderr = run_cli("quantize", conv_stream_augment / "eenn", "--data", tmp_path / "windows.npz")
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("eenn-tvm: error:") and "not the data augment was given" in last
+    assert not (conv_stream_augment / "eenn" / "eenn_int8.onnx").exists()

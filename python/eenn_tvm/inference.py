@@ -104,7 +104,8 @@ def run(
 
 def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     """The int8 network in onnxruntime (eenn_int8.onnx, thresholds applied in numpy) and in TVM (the integer host
-    module), and the share of samples on which both give the same class at the same exit."""
+    module), and the share of samples on which both give the same class at the same exit; on stream data, its
+    stream rule's figures (onnxruntime, the rule in numpy)."""
     outputs = _onnx_outputs(plan.artifact(folder, "eenn_int8_onnx"), data)
     model_pred = np.array([o[0].argmax() for o in outputs])
     ort_exit, ort_pred = apply_thresholds(plan.int8.thresholds, plan.decision, outputs)
@@ -117,6 +118,7 @@ def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
         "tvm": _figures(plan.exits, plan, data, tvm_exit, tvm_pred),
         "agreement": float(((ort_exit == tvm_exit) & (ort_pred == tvm_pred)).mean()),
+        "stream": stream_stage.run_int8(folder, plan, data) if plan.int8.stream and data.order is not None else None,
     }
 
 

@@ -45,9 +45,9 @@ class Network:
     stream: StreamDecision | None = None  # `with_stream_tap`: the stream rule a static driver compiles in
 
     def with_stream_tap(self, stream: StreamDecision) -> Network:
-        """The network whose first segment also returns the channel averages at the stream rule's tap
-        (`TapFeatures`): what a static driver needs to decide streams (`eenn_infer_stream`). A network without
-        exits is returned as it is: it decides per sample."""
+        """The network whose first segment also returns the channel averages at the stream rule's tap (an int8
+        network: the channel sums of its codes; `TapFeatures`): what a static driver needs to decide streams
+        (`eenn_infer_stream`). A network without exits is returned as it is: it decides per sample."""
         if not self.exits:
             return self
         return dataclasses.replace(self, mod=TapFeatures(stream.tap)(self.mod), stream=stream)

@@ -200,20 +200,6 @@ class Deployment(Document):
     tiers: list[DeployedTier]
 
 
-class Int8Network(Document):
-    """`eenn-tvm quantize` or `augment --int8`: the int8 form of the early-exit network (artifacts eenn_int8_onnx,
-    int8_host_module), its thresholds searched again on its own confidences; figures on the plan's validation split."""
-
-    calibration_samples: Size  # from the heads' training split, stratified
-    thresholds: list[Threshold]  # one per exit of the plan; infinity: the exit never fires in the int8 network
-    model_accuracy: Fraction  # the int8 model alone (no exits)
-    validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
-    float_thresholds_accuracy: Fraction  # the int8 network with the float plan's thresholds, for comparison
-    accuracy_margin: float  # validation accuracy kept above the floor
-    meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
-    ops: dict[Literal["integer", "float"], dict[str, Count]]  # op kind -> count in the network after QDQToInteger
-
-
 class StreamEvaluation(Document):
     """The stream decisions on stream data, windows in order: MACs count a reused window as the tap and distance."""
 
@@ -232,6 +218,9 @@ class StreamDecision(Document):
 
     version: Literal[1] = 1
     tap: str  # ONNX tensor whose global-average-pooled features the distance compares
+    # int8: the tap is the int8 network's (its codes); features are int32 channel sums, the distance their sum of
+    # absolute differences, reuse_below a whole number (eenn_tvm.stream.distance)
+    tap_dtype: Literal["float32", "int8"] = "float32"
     tap_shape: list[Size] = Field(min_length=2)
     tap_macs: Count  # backbone MACs up to the tap
     overhead_ops: Count  # pooling the tap and the distance, per window
@@ -241,6 +230,21 @@ class StreamDecision(Document):
     thresholds: list[Threshold]  # per exit of the plan, in stream mode
     p_value: Fraction  # of the drop test that certified the rule (1: none passed; then no reuse and no patience)
     validation: StreamEvaluation
+
+
+class Int8Network(Document):
+    """`eenn-tvm quantize` or `augment --int8`: the int8 form of the early-exit network (artifacts eenn_int8_onnx,
+    int8_host_module), its thresholds searched again on its own confidences; figures on the plan's validation split."""
+
+    calibration_samples: Size  # from the heads' training split, stratified
+    thresholds: list[Threshold]  # one per exit of the plan; infinity: the exit never fires in the int8 network
+    model_accuracy: Fraction  # the int8 model alone (no exits)
+    validation: Evaluation  # the int8 early-exit network; its baseline_accuracy is the float original's
+    float_thresholds_accuracy: Fraction  # the int8 network with the float plan's thresholds, for comparison
+    accuracy_margin: float  # validation accuracy kept above the floor
+    meets_tolerance: bool  # False when the int8 model alone loses more than the tolerance
+    ops: dict[Literal["integer", "float"], dict[str, Count]]  # op kind -> count in the network after QDQToInteger
+    stream: StreamDecision | None = None  # a stream plan's rule certified again on the int8 network's scores and tap
 
 
 class Plan(FolderDocument):

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from eenn_tvm import data as datasets
-from eenn_tvm import onnx_runtime
+from eenn_tvm import onnx_runtime, stream_stage
 from eenn_tvm.catalog import CALIBRATION_SAMPLES
 from eenn_tvm.decision import confidence
 from eenn_tvm.documents import sha256_of
@@ -180,12 +180,19 @@ def add_int8(
     log(f"quantising the early-exit network to int8 (calibration: {len(chosen)} training samples)")
     int8 = quantize_onnx(onnx.load(str(plan.artifact(folder, "eenn_onnx"))), data.x[chosen])
     onnx.save(int8, str(folder / INT8_ONNX))
+    taps = _stream_taps(folder, plan, int8, data, log)
     log(f"int8 thresholds on {len(val_idx)} validation samples (onnxruntime)")
-    outputs = onnx_runtime.run_each(onnx_runtime.session(int8), data.x[val_idx])
+    outputs = onnx_runtime.run_each(onnx_runtime.session(_with_outputs(int8, [n for _, n in taps])), data.x[val_idx])
     groups = None if data.groups is None else data.groups[val_idx]
     log("building the int8 host module (QDQToInteger, TVM, llvm)")
     model = imported(int8, plan.model.name)
     section = int8_thresholds(plan, outputs, data.y[val_idx], groups, len(chosen), op_counts(model))
+    if taps:
+        log(f"int8 stream rule on the {len(val_idx)} validation windows (onnxruntime, the taps' int8 codes)")
+        tolerance = int8_tolerance(plan, section.model_accuracy)
+        section.stream = stream_stage.certify_int8(
+            plan, taps, outputs, data.y[val_idx], groups, section.thresholds, tolerance, plan.search.confidence
+        )
     mod = int8_early_exit_module(model, section.thresholds, plan.decision)
     HostModule(build(ChainExits()(mod))).export(folder / INT8_HOST_MODULE)
     plan.artifacts.eenn_int8_onnx, plan.artifacts.int8_host_module = INT8_ONNX, INT8_HOST_MODULE
@@ -197,6 +204,41 @@ def add_int8(
             "keep the tolerance against the int8 model instead"
         )
     return section
+
+
+def _stream_taps(folder: Path, plan: Plan, int8: onnx.ModelProto, data: datasets.Dataset, log) -> list:
+    """The taps a stream plan's int8 rule may use (`stream_stage.int8_taps`); none for a plan without a stream
+    rule, or, said in one line, when the data are not stream data."""
+    if plan.stream is None:
+        return []
+    if data.order is None:
+        log(
+            "note: the data are not stream data (no stream and order arrays): the int8 network gets no stream rule "
+            "and its firmware decides per sample; give the stream data augment --stream was given"
+        )
+        return []
+    from eenn_tvm.analysis import analyze
+
+    model = import_onnx(plan.artifact(folder, "model_onnx"), {plan.model.input_name: tuple(plan.model.input_shape)})
+    return stream_stage.int8_taps(analyze(model), plan, int8)
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of the QDQ `model` that also returns the int8 tensors `names`."""
+    if not names:
+        return model
+    extended = onnx.ModelProto()
+    extended.CopyFrom(model)
+    extended.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT8, None) for n in names)
+    return extended
+
+
+def int8_tolerance(plan: Plan, model_accuracy: float) -> float:
+    """The drop an int8 cascade may show against the int8 model on validation: the plan's tolerance narrowed by the
+    float-to-int8 gap, or all of it when the int8 model alone is already below the float floor."""
+    tolerance = plan.search.max_accuracy_drop
+    float_floor = plan.validation.baseline_accuracy - tolerance
+    return model_accuracy - float_floor if model_accuracy >= float_floor else tolerance
 
 
 def int8_thresholds(
@@ -217,15 +259,13 @@ def int8_thresholds(
     for i, e in enumerate(plan.exits):
         logits = np.concatenate([o[1 + i] for o in outputs])
         options.append(Option(i, e.head, confidence(logits, plan.decision), logits.argmax(1) == labels, 0.0))
-    tolerance = plan.search.max_accuracy_drop
-    float_floor = plan.validation.baseline_accuracy - tolerance
+    float_floor = plan.validation.baseline_accuracy - plan.search.max_accuracy_drop
     model_accuracy = float((final == labels).mean())
-    # When the int8 model alone is already below the float floor, the exits may lose the tolerance against it.
-    floor = float_floor if model_accuracy >= float_floor else model_accuracy - tolerance
+    floor = model_accuracy - int8_tolerance(plan, model_accuracy)
     problem = SearchProblem(
         options=options,
         reach_cost=[e.macs_to_reach + h for e, h in zip(plan.exits, heads_before)],
-        final_cost=plan.model.total_macs + float(heads_before[-1]),
+        final_cost=plan.model.total_macs + float(sum(e.head_macs for e in plan.exits)),  # a plan may have no exit
         final_correct=final == labels,
         min_accuracy=floor,
         groups=groups,

@@ -8,6 +8,11 @@ Two decisions on top of the per-sample cascade (its exits, with thresholds of th
   reaches `patient_scale` times its threshold (the answers of reused windows count).
 The state of a stream: the reference features, the last answers; a new stream starts empty (a reset).
 
+The tap's features are float32 channel averages (a float network), or int32 channel sums of the tap's int8 codes
+(an int8 network: the zero point cancels in a difference and the scale and the count only scale the distance, so
+they fold into `reuse_below`). `distance` is the one definition of the test, which the C driver computes alike:
+float32 mean absolute difference, or the exact int32 sum of absolute differences.
+
 Calibration (`calibrate`) is Learn-then-Test as for the per-sample thresholds (eenn_tvm.guarantee), with the stream
 as the exchangeable unit: the validation streams are cut in two; on the first part every rule of a grid (how far the
 cascade's thresholds go, tap, reuse_below, patience, patient_scale) is simulated, and the rules on its cost/drop
@@ -52,7 +57,7 @@ class Windows:
     confidence: np.ndarray  # (exits, N)
     prediction: np.ndarray  # (exits, N)
     exit_macs: list[float]  # per exit then the end: MACs of leaving there (macs_by_exit)
-    taps: list[np.ndarray]  # per tap: (N, channels) global-average-pooled features
+    taps: list[np.ndarray]  # per tap: (N, channels) float32 averages, or int64 sums of int8 codes (`distance`)
     tap_reach: list[float]  # per tap: MACs of the backbone up to it
     tap_overhead: list[float]  # per tap: operations of pooling it and of the distance, paid whenever reuse is on
 
@@ -70,6 +75,34 @@ class Windows:
         )
 
 
+def tap_features(tap: np.ndarray) -> np.ndarray:
+    """(N, channels) features of a batch of tap tensors (N, C, ...): float32 channel averages, or for int8 codes
+    their int64 channel sums (what `TapFeatures` makes the first segment return)."""
+    flat = tap.reshape(len(tap), tap.shape[1], -1)
+    if tap.dtype == np.int8:
+        return flat.astype(np.int64).sum(-1)
+    return flat.mean(-1, dtype=np.float32)
+
+
+def integer_features(features: np.ndarray) -> bool:
+    return np.issubdtype(features.dtype, np.integer)
+
+
+def distance(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The reuse test's distance over the last axis: float32 mean absolute difference, or for integer features
+    the exact sum of absolute differences (an int32 in the firmware: eenn_sum_abs_difference_s32)."""
+    if integer_features(features):
+        return np.abs(features - reference).sum(-1)
+    return np.abs(features - reference).mean(-1)
+
+
+def _reuse_levels(distances: np.ndarray, integer: bool) -> list[float]:
+    """0 (never reuse), then distance thresholds at quantiles of the distances between consecutive windows (whole
+    numbers for integer features, so that `distance < level` is the firmware's integer comparison)."""
+    levels = np.quantile(distances, np.linspace(0.05, 0.95, REUSE_LEVELS))
+    return [0.0, *np.unique(np.ceil(levels) if integer else levels).tolist()]
+
+
 @dataclass
 class Decisions:
     """Per rule (rows) and window (columns)."""
@@ -85,7 +118,8 @@ def decide(windows: Windows, rules: list[Rule]) -> Decisions:
     tap = rules[0].tap
     features = windows.taps[tap]
     thresholds = np.array([r.thresholds for r in rules], np.float32).reshape(len(rules), -1)
-    reuse_below = np.array([r.reuse_below for r in rules], np.float32)[:, None]
+    integer = integer_features(features)
+    reuse_below = np.array([r.reuse_below for r in rules], np.int64 if integer else np.float32)[:, None]
     patience = np.array([r.patience for r in rules])
     scale = np.array([r.patient_scale for r in rules], np.float32)
     patient_thresholds = np.where(np.isinf(thresholds), thresholds, thresholds * scale[:, None])
@@ -96,14 +130,14 @@ def decide(windows: Windows, rules: list[Rule]) -> Decisions:
 
     names, starts, lengths = np.unique(windows.stream, return_index=True, return_counts=True)
     rules_n, streams_n = len(rules), len(names)
-    reference = np.zeros((rules_n, streams_n, features.shape[1]), np.float32)
+    reference = np.zeros((rules_n, streams_n, features.shape[1]), features.dtype)
     history = np.full((rules_n, streams_n, max(PATIENCE)), -1)
     out = Decisions(*(np.zeros((rules_n, len(windows.stream)), dtype) for dtype in (np.int64, np.int64, np.float64)))
     for t in range(int(lengths.max())):
         live = np.flatnonzero(lengths > t)
         at = starts[live] + t
-        distance = np.abs(features[at][None] - reference[:, live]).mean(-1)  # (rules, live)
-        reused = (distance < reuse_below) if t > 0 else np.zeros_like(distance, bool)
+        apart = distance(features[at][None], reference[:, live])  # (rules, live)
+        reused = (apart < reuse_below) if t > 0 else np.zeros_like(apart, bool)
         answer = np.broadcast_to(windows.final[at], reused.shape).copy()
         slot = np.full(reused.shape, exits)
         undecided = ~reused
@@ -141,8 +175,8 @@ def grid(windows: Windows, certified: list[float]) -> list[Rule]:
     first = np.r_[True, windows.stream[1:] != windows.stream[:-1]]
     rules = []
     for tap, features in enumerate(windows.taps):
-        distance = np.abs(np.diff(features, axis=0)).mean(-1)[~first[1:]]
-        levels = [0.0, *np.unique(np.quantile(distance, np.linspace(0.05, 0.95, REUSE_LEVELS))).tolist()]
+        apart = distance(features[1:], features[:-1])[~first[1:]]
+        levels = _reuse_levels(apart, integer_features(features))
         for thresholds, below, k, scale in itertools.product(cascades, levels, PATIENCE, PATIENT_SCALES):
             rules.append(Rule(thresholds, tap, float(below), k, scale))
     return rules

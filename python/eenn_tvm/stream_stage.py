@@ -1,5 +1,6 @@
 """The stream decisions in the stages: `augment --stream` certifies a rule on the validation streams and records it
-in the plan; `run` on stream data runs the windows in order with it (eenn.onnx and the tap in onnxruntime, the
+in the plan, and `quantize` certifies one again for the int8 network (its scores, its taps' int8 codes); `run` on
+stream data runs the windows in order with them (eenn.onnx or eenn_int8.onnx and the tap in onnxruntime, the
 decisions in numpy: `eenn_tvm.stream`)."""
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from eenn_tvm.decision import confidence
 from eenn_tvm.errors import EennError
 from eenn_tvm.heads import Head
 from eenn_tvm.plan import Plan, StreamDecision, StreamEvaluation, macs_by_exit
-from eenn_tvm.stream import MAX_TAPS, Rule, Windows, calibrate, decide
+from eenn_tvm.stream import MAX_TAPS, Rule, Windows, calibrate, decide, integer_features, tap_features
 
 TAP_POOLING = "gap"
+INT8_CODES = "_QuantizeLinear_Output"  # onnxruntime's name for a tensor's int8 codes in a QDQ model
 
 
 def require_streams(data: Dataset, where: str) -> None:
@@ -43,13 +45,49 @@ def certify(plan: Plan, analysis: Analysis, features, heads: list[Head], data: D
         [features.pooled[t.name][TAP_POOLING][val_idx] for t in taps],
         taps,
     )
-    tolerance = plan.search.max_accuracy_drop
     certified = [e.threshold for e in plan.exits]
+    return _decision(
+        plan, windows, taps, [t.name for t in taps], certified, plan.search.max_accuracy_drop, confidence_level
+    )
+
+
+def int8_taps(analysis: Analysis, plan: Plan, int8: onnx.ModelProto) -> list[tuple[ExitPoint, str]]:
+    """The candidate taps of `certify` that the int8 network holds as int8 codes, with the name of that tensor."""
+    quantized = {o for node in int8.graph.node if node.op_type == "QuantizeLinear" for o in node.output}
+    named = [(t, f"{t.name}{INT8_CODES}") for t in _taps(analysis, plan)]
+    return [(t, name) for t, name in named if name in quantized]
+
+
+def certify_int8(
+    plan: Plan,
+    taps: list[tuple[ExitPoint, str]],
+    outputs: list[list[np.ndarray]],
+    labels: np.ndarray,
+    streams: np.ndarray,
+    thresholds: list[float],
+    tolerance: float,
+    confidence_level: float,
+) -> StreamDecision:
+    """The stream rule certified again for the int8 network, on its outputs per validation window (eenn_int8.onnx
+    with the taps' int8 codes appended: [final, exit_0, ..., tap_0, ...]) and from its own per-sample `thresholds`;
+    the drop is against the int8 model, within `tolerance` (the plan's, narrowed by the float-to-int8 gap)."""
+    exits = len(plan.exits)
+    scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(exits)]
+    final = np.array([o[0].argmax() for o in outputs])
+    codes = [tap_features(np.concatenate([o[1 + exits + k] for o in outputs])) for k in range(len(taps))]
+    points = [t for t, _ in taps]
+    windows = _windows(plan, streams, labels, final, scores, codes, points)
+    names = [name for _, name in taps]
+    decision = _decision(plan, windows, points, names, thresholds, tolerance, confidence_level)
+    return decision.model_copy(update={"tap_dtype": "int8"})
+
+
+def _decision(plan: Plan, windows: Windows, taps: list, names: list[str], certified, tolerance, confidence_level):
     calibrated = calibrate(windows, certified, tolerance, confidence_level)
     rule = calibrated.rule or Rule(tuple(certified), 0, 0.0, 1, 1.0)
     tap = taps[rule.tap]
     return StreamDecision(
-        tap=tap.name,
+        tap=names[rule.tap],
         tap_shape=tap.shape,
         tap_macs=tap.macs_before,
         overhead_ops=_overhead(tap.shape),
@@ -74,15 +112,21 @@ def _overhead(shape: list[int]) -> int:
     return math.prod(shape[1:]) + shape[1]  # the pooling's adds, then one difference per channel
 
 
-def _windows(plan: Plan, stream, label, final, scores, tap_features, taps) -> Windows:
+def _windows(plan: Plan, *args) -> Windows:
+    return stream_windows(plan.decision, macs_by_exit(plan.exits, plan.model.total_macs), *args)
+
+
+def stream_windows(decision: str, exit_macs, stream, label, final, scores, tap_features, taps) -> Windows:
+    """What the rule needs of each window: its stream, label, the original model's class, each exit's logits
+    (`scores`, per exit (N, classes)), each tap's features, and the points of the taps (MACs, shape)."""
     return Windows(
         stream=stream,
         label=label,
         final=final,
-        confidence=np.array([confidence(s, plan.decision) for s in scores]).reshape(len(scores), len(label)),
+        confidence=np.array([confidence(s, decision) for s in scores]).reshape(len(scores), len(label)),
         prediction=np.array([s.argmax(1) for s in scores]).reshape(len(scores), len(label)),
-        exit_macs=[float(m) for m in macs_by_exit(plan.exits, plan.model.total_macs)],
-        taps=[np.asarray(f, np.float32) for f in tap_features],
+        exit_macs=[float(m) for m in exit_macs],
+        taps=[f if integer_features(f) else np.asarray(f, np.float32) for f in tap_features],
         tap_reach=[float(t.macs_before) for t in taps],
         tap_overhead=[float(_overhead(t.shape)) for t in taps],
     )
@@ -107,26 +151,43 @@ def evaluation(windows: Windows, rule: Rule, plan: Plan) -> StreamEvaluation:
 def run(folder: Path, plan: Plan, data: Dataset, eenn: list[list[np.ndarray]]) -> dict:
     """The plan's stream decisions over `data`'s streams in order, given eenn.onnx's outputs on each window: figures
     as in the plan's stream section, and the per-window decisions (class; exit, the end, or -1: reused)."""
-    stream = plan.stream
-    scores = [np.concatenate([o[1 + j] for o in eenn]) for j in range(len(plan.exits))]
-    final = np.array([o[0].argmax() for o in eenn])
-    model = onnx.load(str(plan.artifact(folder, "model_onnx")))
-    model.graph.output.append(onnx.helper.make_tensor_value_info(stream.tap, onnx.TensorProto.FLOAT, None))
-    taps = onnx_runtime.run_each(onnx_runtime.session(model), data.x)
-    tap = np.concatenate([t[-1].reshape(1, stream.tap_shape[1], -1).mean(-1) for t in taps])
-    windows = _windows(plan, data.groups, data.y, final, scores, [tap], [_Tap(stream)])
-    rule = Rule(tuple(stream.thresholds), 0, stream.reuse_below, stream.patience, stream.patient_scale)
+    taps = _with_tap(plan.artifact(folder, "model_onnx"), plan.stream, data)
+    figures = _figures(plan, plan.stream, data, eenn, tap_features(np.concatenate([t[-1] for t in taps])))
+    figures["static_host_agreement"] = _compiled_agreement(folder, plan, data, figures)
+    return figures
+
+
+def run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
+    """The int8 network's stream decisions (the plan's `int8.stream`) as `run` gives the float one's: eenn_int8.onnx
+    in onnxruntime with the tap's int8 codes appended, the rule in numpy."""
+    outputs = _with_tap(plan.artifact(folder, "eenn_int8_onnx"), plan.int8.stream, data)
+    tap = tap_features(np.concatenate([o[-1] for o in outputs]))
+    return _figures(plan, plan.int8.stream, data, [o[:-1] for o in outputs], tap)
+
+
+def _with_tap(path: Path, stream: StreamDecision, data: Dataset) -> list[list[np.ndarray]]:
+    """The outputs of the model at `path` on every window, the stream rule's tap appended."""
+    model = onnx.load(str(path))
+    element = onnx.TensorProto.INT8 if stream.tap_dtype == "int8" else onnx.TensorProto.FLOAT
+    model.graph.output.append(onnx.helper.make_tensor_value_info(stream.tap, element, None))
+    return onnx_runtime.run_each(onnx_runtime.session(model), data.x)
+
+
+def _figures(plan: Plan, stream: StreamDecision, data: Dataset, outputs: list[list[np.ndarray]], tap) -> dict:
+    scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(len(plan.exits))]
+    final = np.array([o[0].argmax() for o in outputs])
+    windows = _windows(plan, data.groups, data.y, final, scores, [tap], [Tap(stream)])
+    rule = rule_of(stream)
     figures = evaluation(windows, rule, plan).model_dump()
     decisions = decide(windows, [rule])
     figures["accuracy_drop"] = figures["baseline_accuracy"] - figures["accuracy"]
     figures["mac_reduction"] = 1.0 - figures["mac_fraction"]
     figures["answers"] = decisions.answer[0].tolist()
     figures["slots"] = decisions.slot[0].tolist()
-    figures["static_host_agreement"] = _compiled_agreement(folder, plan, data, decisions)
     return figures
 
 
-def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, decisions) -> float | None:
+def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, figures: dict) -> float | None:
     """The share of windows on which the static host module's compiled rule (eenn_infer_stream, each stream from
     a reset) takes the numpy rule's decision: exit or reuse, and class. None without a static host module that has
     the rule (an older eenn-tvm's)."""
@@ -138,11 +199,16 @@ def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, decisions) -> f
     if not static.decides_streams:
         return None
     slots, scores = static.run_streams(data.x, data.groups)
-    return float(((slots == decisions.slot[0]) & (scores.argmax(1) == decisions.answer[0])).mean())
+    return float(((slots == figures["slots"]) & (scores.argmax(1) == figures["answers"])).mean())
 
 
-class _Tap:
-    """The plan's tap as `_windows` reads a point."""
+def rule_of(stream: StreamDecision) -> Rule:
+    """The recorded rule, on its one tap."""
+    return Rule(tuple(stream.thresholds), 0, stream.reuse_below, stream.patience, stream.patient_scale)
+
+
+class Tap:
+    """The recorded rule's tap as `stream_windows` reads a point."""
 
     def __init__(self, stream: StreamDecision):
         self.macs_before, self.shape = stream.tap_macs, stream.tap_shape

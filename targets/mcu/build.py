@@ -14,7 +14,7 @@ import onnx
 from eenn_tvm.errors import EennError
 from eenn_tvm.network import Network
 from eenn_tvm.outputs import Output, atomic_folder
-from eenn_tvm.plan import Plan
+from eenn_tvm.plan import Plan, StreamDecision
 from eenn_tvm.targets.mcu import driver, kernels, project
 from eenn_tvm.targets.mcu.cores import DEFAULT_STACK_BYTES, KERNEL_KINDS, LIBRARY, Core, core_named
 from eenn_tvm.targets.mcu.lower import Program, lower
@@ -34,6 +34,7 @@ REFERENCE = "reference"  # what verify compares against: the ONNX model, or the 
 INT8_HOST_MODULE = "int8_host.so"  # a plain QDQ model's integer host module (QDQToInteger), built for this host
 QDQ_MODEL = "model_int8.onnx"
 STREAM_REFERENCE = "stream_host_static.so"  # the static host module with the plan's stream rule
+INT8_STREAM_REFERENCE = "stream_int8_host.so"  # the integer host module, its first segment returning the tap's sums
 
 
 def build_firmware(
@@ -49,15 +50,22 @@ def build_firmware(
     log = options.get("log", lambda _: None)
     out.check(log)
     network = Network.open(source, input_shapes, dtype)
-    stream = Plan.load(source).stream if (Path(source) / "plan.json").is_file() else None
-    if stream is not None and network.dtype == "int8":
-        log(
-            "note: the plan's stream rule (augment --stream) is compiled into float32 firmware only: this int8 one "
-            "decides per sample"
-        )
-    elif stream is not None:
+    stream = _stream_rule(Plan.load(source), network.dtype, log) if (Path(source) / "plan.json").is_file() else None
+    if stream is not None:
         network = network.with_stream_tap(stream)
     return write_firmware(network, core_named(core_name), out, **options)
+
+
+def _stream_rule(plan: Plan, dtype: str, log: Callable[[str], None]) -> StreamDecision | None:
+    """The stream rule of the network built: the plan's, or the one `quantize` certified for its int8 network."""
+    if dtype != "int8":
+        return plan.stream
+    if plan.stream is not None and plan.int8.stream is None:
+        log(
+            "note: the plan's stream rule (augment --stream) has no int8 form (quantised by an older eenn-tvm): "
+            "this int8 firmware decides per sample; run `eenn-tvm quantize` again with the stream data"
+        )
+    return plan.int8.stream
 
 
 def write_firmware(
@@ -165,11 +173,17 @@ def _write_reference(network: Network, folder: Path) -> str | None:
 
 
 def _write_stream_reference(network: Network, folder: Path) -> str:
-    """The same stream rule in the static host module (the same C driver over the host's kernels): what `verify
-    --stream` compares the firmware's decisions with."""
+    """What `verify --stream` compares the firmware's decisions with: the same stream rule in the static host module
+    (the same C driver over the host's kernels); for int8, the integer host module of the same segments (the tap's
+    channel sums from the first), whose outputs the rule decides in numpy (`eenn_tvm.stream`)."""
+    folder.mkdir(exist_ok=True)
+    if network.dtype == "int8":
+        from eenn_tvm.targets.host import HostModule, build
+
+        HostModule(build(network.mod)).export(folder / INT8_STREAM_REFERENCE)
+        return f"{REFERENCE}/{INT8_STREAM_REFERENCE}"
     from eenn_tvm.targets.host.static import build_static
 
-    folder.mkdir(exist_ok=True)
     build_static(network, folder / STREAM_REFERENCE)
     return f"{REFERENCE}/{STREAM_REFERENCE}"
 
@@ -224,6 +238,7 @@ def _manifest(
         stream_elf=f"{project.BINARIES}/{project.STREAM_ELF}",
         stream_rule_elf=f"{project.BINARIES}/{project.STREAM_RULE_ELF}" if stream_reference else None,
         stream_reference=stream_reference,
+        stream=network.stream if stream_reference else None,
         memory=MemoryFigures(
             arena_bytes=memory.arena_bytes,
             lower_bound_bytes=memory.lower_bound_bytes,

@@ -8,6 +8,7 @@ kernel (eenn_nn.h) as the pointer, with its parameters in a const struct (`<outp
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,7 +171,7 @@ def source(program: Program, spec: DriverSpec, memory: MemoryPlan) -> str:
     else:
         parts += [_infer(segments, spec, _FLOAT_ENTRY)]
     if spec.stream is not None:
-        parts += [_stream_entry(segments, spec)]
+        parts += [_stream_entry(segments, spec, entry)]
     return "\n".join(parts) + "\n"
 
 
@@ -323,6 +324,8 @@ _INCLUDES = (
 )
 _FLOAT_ENTRY = "eenn_status_t eenn_infer(const float *input, eenn_result_t *out)"
 _INT8_NETWORK = "static eenn_status_t infer_int8_input(const int8_t *input, eenn_result_t *out)"
+_STREAM_ENTRY = "eenn_status_t eenn_infer_stream(const float *input, eenn_result_t *out)"
+_STREAM_INT8_NETWORK = "static eenn_status_t infer_stream_int8_input(const int8_t *input, eenn_result_t *out)"
 _QUANTIZED_INPUT = "quantized_input"  # where eenn_infer quantises, and eenn_infer_int8 copies an unaligned input
 
 
@@ -364,17 +367,23 @@ def _final_args(last: Segment, spec: DriverSpec) -> str:
     return f"{scores}, {confidence}({scores}, EENN_CLASSES)"
 
 
-def _stream_entry(segments: list[Segment], spec: DriverSpec) -> str:
-    """eenn_infer_stream and its state: the rule of `eenn_tvm.stream.decide`, one window at a time."""
+def _stream_entry(segments: list[Segment], spec: DriverSpec, entry: Int8Entry | None) -> str:
+    """eenn_infer_stream and its state: the rule of `eenn_tvm.stream.decide`, one window at a time; an int8 network
+    quantises the window first, as eenn_infer does, and compares the int32 channel sums of its tap's codes."""
     rule = spec.stream
     tap = segments[0].outputs[4]
+    integer = tap.dtype == "int32"
     thresholds = np.array(rule.thresholds, np.float32)
     patient = np.where(np.isinf(thresholds), thresholds, thresholds * np.float32(rule.patient_scale))
-    lines = _prologue(segments, spec, "eenn_status_t eenn_infer_stream(const float *input, eenn_result_t *out)")
+    lines = _prologue(segments, spec, _STREAM_INT8_NETWORK if entry else _STREAM_ENTRY)
+    distance, below = (
+        ("eenn_sum_abs_difference_s32", str(int(rule.reuse_below)))
+        if integer
+        else ("eenn_mean_abs_difference", nn.c_float(rule.reuse_below))
+    )
     lines += [
         "  if ((status = segment_0()) != EENN_OK) return status;",
-        f"  if (stream_started && eenn_mean_abs_difference({tap.name}, stream_reference, {tap.nbytes // 4}) <"
-        f" {nn.c_float(rule.reuse_below)})",
+        f"  if (stream_started && {distance}({tap.name}, stream_reference, {tap.nbytes // 4}) < {below})",
         "    return stream_answer(out, EENN_STREAM_REUSED, stream_scores, 0.0f);",
         f"  memcpy(stream_reference, {tap.name}, sizeof stream_reference);",
         "  stream_started = 1;",
@@ -386,22 +395,39 @@ def _stream_entry(segments: list[Segment], spec: DriverSpec) -> str:
             lines.append(f"  if (stream_leaves({_exit_args(segment)}))")
             lines.append(f"    return stream_answer(out, {_exit_args(segment)});")
     lines.append(f"  return stream_answer(out, EENN_EXITS, {_final_args(segments[-1], spec)});")
+    test = (
+        f"the int32 channel sums of the int8 codes of its tap {tap.name} ({rule.tap}) differ from those of the last "
+        f"window computed in full by less than {int(rule.reuse_below)} (sum of absolute differences: the zero point "
+        "cancels, the scale folds into the bound)"
+        if integer
+        else f"its tap features ({tap.name}, {rule.tap} averaged per channel) differ from those of the last window "
+        f"computed in full by less than {rule.reuse_below:g} (mean absolute difference)"
+    )
+    comment = (
+        f"Stream decisions (augment --stream): a window takes the last answer when {test}; an exit whose class "
+        f"equals each of the stream's last STREAM_PATIENCE answers leaves at {rule.patient_scale:g} of its "
+        "threshold. The state below is the current stream's; eenn_stream_reset() starts a new one."
+    )
     state = _STREAM_STATE.format(
+        comment=_block_comment(comment),
         patience=rule.patience,
         no_answers=", ".join(["-1"] * rule.patience),
         tap=tap.nbytes // 4,
-        tap_name=tap.name,
-        reuse_below=rule.reuse_below,
-        patient_scale=rule.patient_scale,
+        tap_type=_C_TYPES[tap.dtype][0],
         thresholds=_values(thresholds),
         patient=_values(patient),
     )
-    return state + "\n".join(lines + ["}"])
+    quantizing = _quantizing_entry(entry, _STREAM_ENTRY, "infer_stream_int8_input") if entry else ""
+    return state + "\n".join(lines + ["}"]) + quantizing
+
+
+def _block_comment(text: str) -> str:
+    lines = textwrap.wrap(text, 114)
+    return "/* " + "\n * ".join(lines) + " */"
 
 
 def _int8_entry_points(entry: Int8Entry, spec: DriverSpec) -> str:
     """`eenn_infer` quantises, as the model's first call did, then both run the network from its int8 input."""
-    quantize = entry.quantize
     copy = f"memcpy({_QUANTIZED_INPUT}, input, EENN_INPUT_ELEMENTS)"
     if entry.read_only:
         # TVM's kernels take tensors as aligned as the arena's (LLVM may load several elements at once)
@@ -410,18 +436,25 @@ def _int8_entry_points(entry: Int8Entry, spec: DriverSpec) -> str:
     else:
         why = "The network writes into its input tensor: it works on a copy."
         take = f"input = {copy};"
-    return f"""
-/* Float input, quantised into the arena as the model does (EENN_INPUT_SCALE, EENN_INPUT_ZERO_POINT). */
-eenn_status_t eenn_infer(const float *input, eenn_result_t *out) {{
-  /* {quantize.kernel.summary()} */
-  {quantize.kernel.call(_params_symbol(quantize), ["input"], _QUANTIZED_INPUT)}
-  return infer_int8_input({_QUANTIZED_INPUT}, out);
-}}
+    return f"""{_quantizing_entry(entry, _FLOAT_ENTRY, "infer_int8_input")}
 
 /* Input the caller quantised. {why} */
 eenn_status_t eenn_infer_int8(const int8_t *input, eenn_result_t *out) {{
   {take}
   return infer_int8_input(input, out);
+}}"""
+
+
+def _quantizing_entry(entry: Int8Entry, signature: str, network: str) -> str:
+    """A float entry point that quantises its input into the arena, as the model's first call did, and runs
+    `network` from there."""
+    quantize = entry.quantize
+    return f"""
+/* Float input, quantised into the arena as the model does (EENN_INPUT_SCALE, EENN_INPUT_ZERO_POINT). */
+{signature} {{
+  /* {quantize.kernel.summary()} */
+  {quantize.kernel.call(_params_symbol(quantize), ["input"], _QUANTIZED_INPUT)}
+  return {network}({_QUANTIZED_INPUT}, out);
 }}"""
 
 
@@ -448,10 +481,7 @@ def _values(value: np.ndarray) -> str:
 
 
 _STREAM_STATE = """
-/* Stream decisions (augment --stream): a window whose tap features ({tap_name}, averaged per channel) differ from
- * those of the last window computed in full by less than {reuse_below:g} (mean absolute difference) takes the last
- * answer; an exit whose class equals each of the stream's last STREAM_PATIENCE answers leaves at {patient_scale:g} of
- * its threshold. The state below is the current stream's; eenn_stream_reset() starts a new one. */
+{comment}
 #define STREAM_PATIENCE {patience}
 static const float stream_threshold[EENN_EXITS > 0 ? EENN_EXITS : 1] = {{
 {thresholds}
@@ -459,7 +489,7 @@ static const float stream_threshold[EENN_EXITS > 0 ? EENN_EXITS : 1] = {{
 static const float stream_patient_threshold[EENN_EXITS > 0 ? EENN_EXITS : 1] = {{
 {patient}
 }};
-static float stream_reference[{tap}];
+static {tap_type} stream_reference[{tap}];
 static float stream_scores[EENN_CLASSES];
 static int32_t stream_history[STREAM_PATIENCE] = {{{no_answers}}}; /* -1: no answer yet */
 static int32_t stream_started;

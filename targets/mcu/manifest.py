@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, computed_field, model_validator
 
 from eenn_tvm.documents import Count, Document, FolderDocument, RelativePath, Sha256, Size
 from eenn_tvm.errors import EennError
-from eenn_tvm.plan import Threshold
+from eenn_tvm.plan import StreamDecision, Threshold
 from eenn_tvm.targets.mcu import MANIFEST_FILE
 from eenn_tvm.targets.mcu.cores import CORES
 
@@ -113,9 +113,11 @@ class FirmwareManifest(FolderDocument):
     stream_elf: RelativePath | None = (
         None  # the same over UART0, for a live deployment (firmware built before it: None)
     )
-    # `augment --stream`: verify_main.c through eenn_infer_stream, and the static host module with the same rule
+    # `augment --stream`: verify_main.c through eenn_infer_stream, and the host's side of the same rule: the static
+    # host module (float32), or the integer host module with the tap, whose outputs `stream` decides in numpy (int8)
     stream_rule_elf: RelativePath | None = None
     stream_reference: RelativePath | None = None
+    stream: StreamDecision | None = None  # the rule eenn_infer_stream applies (firmware built before it: None)
     memory: MemoryFigures
     sizes: Sizes
     budget: Budget
@@ -141,6 +143,8 @@ class FirmwareManifest(FolderDocument):
             raise ValueError("int8_input: only an int8 firmware has an int8 entry point")
         if (self.stream_rule_elf is None) != (self.stream_reference is None):
             raise ValueError("stream_rule_elf and stream_reference: both or neither")
+        if self.dtype == "int8" and (self.stream_rule_elf is None) != (self.stream is None):
+            raise ValueError("stream: an int8 firmware's stream rule goes with its stream_rule_elf")
         if self.int8 is not None and len(self.int8.thresholds) != len(self.exits):
             raise ValueError(f"int8: thresholds: one per exit ({len(self.exits)})")
         if self.int8 is not None and not self.int8.onnx.endswith(".onnx"):

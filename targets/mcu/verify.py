@@ -123,7 +123,8 @@ def verify(
 
 @dataclass
 class StreamVerification:
-    """The firmware's stream rule (eenn_infer_stream) against the static host module's, window by window."""
+    """The firmware's stream rule (eenn_infer_stream) against the host's, window by window: the static host
+    module's (float32), or the rule in numpy on the integer host module's outputs (int8)."""
 
     samples: int
     streams: int
@@ -135,6 +136,7 @@ class StreamVerification:
     instructions_reused_mean: float | None  # of the reused windows: the backbone up to the tap and the test
     target: str
     machine: str
+    reference: str  # the host's side
     entry: str = "eenn_infer_stream"
 
     def to_json(self) -> dict:
@@ -153,15 +155,15 @@ def verify_stream(
     log: Callable[[str], None] = lambda _: None,
 ) -> StreamVerification:
     """The first `n` windows of stream data (in stream order), each stream run from a reset: one emulator boot per
-    stream on the device, `reset_stream` on the host."""
+    stream on the device; on the host, `reset_stream` (float32) or a new state of the numpy rule (int8)."""
     from eenn_tvm.targets.host.static import REUSED, StaticEarlyExit
 
     folder = Path(folder)
     manifest = FirmwareManifest.load(folder)
     if manifest.stream_rule_elf is None:
         raise EennError(
-            f"{folder}: has no stream rule (eenn_infer_stream): build a float32 firmware from an "
-            "`eenn-tvm augment --stream` output"
+            f"{folder}: has no stream rule (eenn_infer_stream): build the firmware from an `eenn-tvm augment "
+            "--stream` output (for --dtype int8, quantised with its stream data)"
         )
     data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
     if data.order is None:
@@ -173,7 +175,11 @@ def verify_stream(
     where = manifest.machine if on == "qemu" else "this host"
     log(f"running {len(data)} windows of {len(streams)} stream(s) on {where}")
     device = _run_streams(folder, elf, manifest, [data.x[s] for s in streams], on)
-    exits, scores = StaticEarlyExit(manifest.artifact(folder, "stream_reference")).run_streams(data.x, data.groups)
+    reference = manifest.artifact(folder, "stream_reference")
+    if manifest.dtype == "int8":
+        exits, scores = _int8_stream_reference(reference, manifest, data)
+    else:
+        exits, scores = StaticEarlyExit(reference).run_streams(data.x, data.groups)
     same = (device.exit_index == exits) & (device.class_index == scores.argmax(1))
     reused = device.exit_index == REUSED
     return StreamVerification(
@@ -187,7 +193,40 @@ def verify_stream(
         instructions_reused_mean=float(device.instructions[reused].mean()) if reused.any() else None,
         target=manifest.core,
         machine=manifest.machine if on == "qemu" else "host",
+        reference="the integer host module, the rule in numpy"
+        if manifest.dtype == "int8"
+        else "the static host module",
     )
+
+
+def _int8_stream_reference(path: Path, manifest: FirmwareManifest, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(exit index or REUSED, scores) per window: every segment of the integer host module on every window, its tap's
+    channel sums from the first, and the firmware's rule applied to them in numpy (`eenn_tvm.stream.decide`)."""
+    from eenn_tvm.stream import decide
+    from eenn_tvm.stream_stage import Tap, rule_of, stream_windows
+    from eenn_tvm.targets.host import HostModule, SegmentRunner
+
+    runner = SegmentRunner(HostModule.load(path))
+    runs = [runner.run(data.x[i : i + 1]) for i in range(len(data))]
+    exits = len(manifest.exits)
+    scores = [np.concatenate([r[j][1] for r in runs]).reshape(len(data), -1) for j in range(exits)]
+    ends = np.concatenate([r[-1][0] for r in runs]).reshape(len(data), -1)
+    tap = np.concatenate([r[0][4] for r in runs]).astype(np.int64)
+    windows = stream_windows(
+        manifest.int8.decision,
+        _macs_through(manifest),
+        data.groups,
+        data.y,
+        ends.argmax(1),
+        scores,
+        [tap],
+        [Tap(manifest.stream)],
+    )
+    slots = decide(windows, [rule_of(manifest.stream)]).slot[0]
+    answered = np.stack([*scores, ends])[np.maximum(slots, 0), np.arange(len(data))]
+    for i in np.flatnonzero(slots < 0):  # a reused window gives the scores of the last answer, its stream's
+        answered[i] = answered[i - 1]
+    return slots, answered
 
 
 def _run_streams(folder: Path, elf: Path, manifest: FirmwareManifest, streams: list[np.ndarray], on: str) -> Run:

@@ -16,7 +16,7 @@ from eenn_tvm.commands.options import (
     savings_table,
     settings_from,
 )
-from eenn_tvm.commands.quantize import show_int8
+from eenn_tvm.commands.quantize import show_int8, show_stream
 from eenn_tvm.outputs import Output
 from eenn_tvm.textui import format_table
 
@@ -101,22 +101,11 @@ def command(
         )
     )
     if plan.stream:
-        show_stream(plan)
+        show_stream(plan.stream)
     if plan.int8:
         show_int8(plan, out)
         return
     click.echo(f"\nwrote {out}/ (plan.json, eenn.onnx, report.md); next: eenn-tvm run {out} --data TEST.npz")
-
-
-def show_stream(plan) -> None:
-    s, v = plan.stream, plan.stream.validation
-    click.echo(
-        f"\nstream decisions on {v.samples} validation windows of {v.streams} streams (p = {s.p_value:.3g}): "
-        f"accuracy {100 * v.accuracy:.2f}% (original {100 * v.baseline_accuracy:.2f}%), "
-        f"{100 * (1 - v.mac_fraction):.1f}% fewer MACs; {v.reused} windows reused the last answer "
-        f"(mean |difference| of {s.tap} below {s.reuse_below:.4g}), patience {s.patience} at "
-        f"{s.patient_scale:g} x the thresholds"
-    )
 
 
 def _predicted_cost(platform_name, objective, cost_model_path, decision):

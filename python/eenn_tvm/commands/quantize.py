@@ -14,7 +14,7 @@ from eenn_tvm.outputs import Output, check_output_file, marked_kind
 from eenn_tvm.textui import threshold_text
 
 if TYPE_CHECKING:
-    from eenn_tvm.plan import Plan
+    from eenn_tvm.plan import Plan, StreamDecision
 
 
 @click.command("quantize")
@@ -54,8 +54,9 @@ def command(source, data_path, samples, out, force, input_shapes, as_json):
     """Quantise SOURCE to int8 with onnxruntime (QDQ: int8 weights per output channel, int8 activations).
 
     SOURCE is an `eenn-tvm augment` output (its early-exit network with the heads; the exit thresholds are searched
-    again on the int8 network's confidences; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built
-    through QDQToInteger) or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
+    again on the int8 network's confidences, and a stream plan's rule (`augment --stream`) on its scores and its
+    tap's int8 codes; adds eenn_int8.onnx and the int8 host module eenn_int8_host.so, built through QDQToInteger)
+    or an ONNX model (writes its QDQ form to -o). Shows which ops TVM computes in integers.
     """
     from eenn_tvm.quantize import quantize_model, quantize_output
     from eenn_tvm.quantized.network import describe_ops
@@ -120,8 +121,25 @@ def show_int8(plan: Plan, folder: str) -> None:
     if not q.meets_tolerance:
         click.echo("the int8 model alone is below the tolerance: its thresholds keep it against the int8 model")
     click.echo(describe_ops(q.ops))
+    if q.stream:
+        show_stream(q.stream, "int8 ", "int8 model")
     files = f"{plan.artifacts.eenn_int8_onnx}, {plan.artifacts.int8_host_module}"
     click.echo(f"wrote {folder}/ ({files}); next: eenn-tvm run {folder} --data TEST.npz --dtype int8")
+
+
+def show_stream(s: StreamDecision, network: str = "", baseline: str = "original") -> None:
+    v = s.validation
+    test = (
+        f"|difference| of the channel sums of {s.tap} below {s.reuse_below:.0f}"
+        if s.tap_dtype == "int8"
+        else f"mean |difference| of {s.tap} below {s.reuse_below:.4g}"
+    )
+    click.echo(
+        f"\n{network}stream decisions on {v.samples} validation windows of {v.streams} streams (p = {s.p_value:.3g}): "
+        f"accuracy {100 * v.accuracy:.2f}% ({baseline} {100 * v.baseline_accuracy:.2f}%), "
+        f"{100 * (1 - v.mac_fraction):.1f}% fewer MACs; {v.reused} windows reused the last answer ({test}), "
+        f"patience {s.patience} at {s.patient_scale:g} x the thresholds"
+    )
 
 
 def _log(message: str) -> None:

@@ -87,8 +87,11 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
             ("int8 early-exit network (onnxruntime)", q["onnxruntime"]),
         ]
     rows.append(("SDN baseline", result.sdn_baseline))
+    int8_stream = result.int8["stream"] if result.int8 else None
     if result.stream:
         rows.append((f"stream decisions ({result.stream['streams']} streams in order)", result.stream))
+    if int8_stream:
+        rows.append((f"int8 stream decisions ({int8_stream['streams']} streams, onnxruntime)", int8_stream))
     click.echo(savings_table(result.baseline_accuracy, result.total_macs, rows))
     labels = [f"exit {e.index}" for e in plan.exits] + ["end"]
     click.echo(
@@ -96,14 +99,12 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
         + ", ".join(f"{label} {n} ({100 * n / result.samples:.1f}%)" for label, n in zip(labels, result.exit_histogram))
     )
     if result.stream:
-        click.echo(
-            f"stream decisions: {result.stream['reused']} windows reused the last answer; the others left at "
-            + ", ".join(f"{label} {n}" for label, n in zip(labels, result.stream["exit_histogram"]))
-            + f"; accuracy drop {100 * result.stream['accuracy_drop']:.2f} points"
-        )
+        _show_stream("stream decisions", result.stream, labels, "the original model")
         agreement = result.stream["static_host_agreement"]
         if agreement is not None:
             click.echo(f"the static host module's compiled rule takes the same decision on {100 * agreement:.2f}%")
+    if int8_stream:
+        _show_stream("int8 stream decisions", int8_stream, labels, "the int8 model")
     if result.int8:
         histogram = result.int8["tvm"]["exit_histogram"]
         click.echo("int8 exits (TVM): " + ", ".join(f"{label} {n}" for label, n in zip(labels, histogram)))
@@ -114,6 +115,14 @@ def command(out, data_path, engine, tiers, dtype, count, batch, database, as_jso
     click.echo(
         f"inference ({result.runner}): {result.samples_per_second:,.0f} samples/s, "
         f"{1e3 * result.inference_seconds / result.samples:.3f} ms per sample"
+    )
+
+
+def _show_stream(title: str, stream: dict, labels: list[str], baseline: str) -> None:
+    click.echo(
+        f"{title}: {stream['reused']} windows reused the last answer; the others left at "
+        + ", ".join(f"{label} {n}" for label, n in zip(labels, stream["exit_histogram"]))
+        + f"; accuracy drop {100 * stream['accuracy_drop']:.2f} points against {baseline}"
     )
 
 

@@ -34,7 +34,8 @@ from eenn_tvm.textui import format_table
     "stream",
     is_flag=True,
     help="Stream data (`augment --stream`): run eenn_infer_stream over the windows of each stream in order, from a "
-    "reset, and compare every decision (exit, reuse, class) with the static host module's same rule.",
+    "reset, and compare every decision (exit, reuse, class) with the host's same rule (the static host module; for "
+    "int8 firmware the integer host module's outputs, the rule in numpy).",
 )
 @json_option
 def command(firmware, data_path, count, runner, int8_input, stream, as_json):
@@ -70,8 +71,8 @@ def _print_stream(r) -> None:
     where = "this host (ASan, UBSan)" if r.machine == "host" else f"QEMU {r.machine}"
     reused = "" if r.instructions_reused_mean is None else f" ({r.instructions_reused_mean:,.0f} when reused)"
     click.echo(
-        f"{r.target} on {where}, {r.entry}, {r.samples} windows of {r.streams} stream(s): {verdict} with the static "
-        f"host module (decision mismatches {r.decision_mismatches}, max abs error {r.max_abs_error:.2e}); "
+        f"{r.target} on {where}, {r.entry}, {r.samples} windows of {r.streams} stream(s): {verdict} with "
+        f"{r.reference} (decision mismatches {r.decision_mismatches}, max abs error {r.max_abs_error:.2e}); "
         f"{r.reused} windows reused the last answer; accuracy {100 * r.accuracy:.2f}%; mean instructions per "
         f"window {r.instructions_mean:,.0f}{reused}"
     )

@@ -94,6 +94,14 @@ float eenn_mean_abs_difference(const float *a, const float *b, int32_t count) {
   return sum / (float)count;
 }
 
+/* int8 stream taps: their int32 channel sums, compared exactly. |a - b| summed stays below 2^31 for taps of
+ * fewer than 2^23 elements. */
+int32_t eenn_sum_abs_difference_s32(const int32_t *a, const int32_t *b, int32_t count) {
+  int32_t sum = 0, i;
+  for (i = 0; i < count; ++i) sum += a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+  return sum;
+}
+
 float eenn_max_probability(const float *logits, int32_t count) {
   float top = eenn_max(logits, count), sum = 0.0f;
   int32_t i;

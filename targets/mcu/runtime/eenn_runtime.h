@@ -51,5 +51,6 @@ float eenn_max_probability(const float *logits, int32_t count);
 float eenn_max(const float *values, int32_t count);
 /* The mean of |a[i] - b[i]| (a stream's reuse test), summed in order. */
 float eenn_mean_abs_difference(const float *a, const float *b, int32_t count);
+int32_t eenn_sum_abs_difference_s32(const int32_t *a, const int32_t *b, int32_t count);
 
 #endif /* EENN_RUNTIME_H */
