@@ -121,16 +121,20 @@ def mlp_streams(mlp_assets, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_augment_stream_is_deterministic_and_run_replays_its_decisions(mlp_assets, mlp_streams, tmp_path):
+def test_augment_stream_is_deterministic_holds_out_half_the_streams_and_run_replays_its_decisions(
+    mlp_assets, mlp_streams, tmp_path
+):
     args = ["--data", mlp_streams, "--no-cache", "--max-accuracy-drop", "0.1", "--stream", "--json"]
     plans = []
     for out in ("a", "b"):
         code, stdout, stderr = run_cli("augment", mlp_assets / "model.onnx", *args, "-o", tmp_path / out)
         assert code == 0, stderr
-        plans.append(json.loads(stdout)["stream"])
-    assert plans[0] == plans[1]
-    stream = plans[0]
-    assert stream["version"] == 1 and len(stream["thresholds"]) == len(json.loads(stdout)["exits"])
+        plans.append(json.loads(stdout))
+    a, b = plans
+    assert (a["stream"], a["exits"]) == (b["stream"], b["exits"])
+    stream = a["stream"]
+    assert stream["version"] == 1 and len(stream["thresholds"]) == len(a["exits"])
+    assert a["search"]["val_fraction"] == 0.5, "streams set the thresholds on half the streams by default"
     code, stdout, stderr = run_cli("run", tmp_path / "a", "--data", mlp_streams, "--json")
     assert code == 0, stderr
     ran = json.loads(stdout)["stream"]

@@ -75,7 +75,7 @@ ESPEAK_VOICES = [
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
 SPLITS = {"test": 0.2, "calibration": 0.2, "train": 0.6}  # shares of the speakers
-STREAM_SECONDS, HOP_SECONDS, GAP_SECONDS, KEYWORD_SHARE = 30, 0.25, (0.3, 3.0), 0.7
+HOP_SECONDS, GAP_SECONDS, KEYWORD_SHARE = 0.25, (0.3, 3.0), 0.7
 
 
 def speakers() -> list[tuple[str, str, str]]:
@@ -167,10 +167,10 @@ def voiced(speech: np.ndarray) -> np.ndarray:
     return speech[loud.min() : loud.max() + 1][:RATE] if len(loud) else speech[:RATE]
 
 
-def stream(speaker, seed: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One speaker's running stream cut into windows: (MFCC windows (W, 49, 10), labels (W,))."""
+def stream(speaker, seed: int, seconds: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One speaker's running stream of `seconds` cut into windows: (MFCC windows (W, 49, 10), labels (W,))."""
     rng = np.random.default_rng(seed)
-    length = STREAM_SECONDS * RATE
+    length = seconds * RATE
     audio, words = np.zeros(length, np.float32), []  # words: (start, end, label)
     at = int(rng.uniform(*GAP_SECONDS) * RATE)
     while True:
@@ -198,12 +198,12 @@ def stream(speaker, seed: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([mfcc(audio[s : s + RATE]) for s in starts]), labels
 
 
-def make_streams(count: int, seed: int, out: Path) -> None:
+def make_streams(count: int, seconds: int, seed: int, out: Path) -> None:
     everyone = speakers()
     rng = np.random.default_rng([seed, 1])
     jobs = [(everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62))) for _ in range(count)]
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
-        cut = list(pool.map(lambda job: stream(*job, Path(scratch)), jobs))
+        cut = list(pool.map(lambda job: stream(*job, seconds, Path(scratch)), jobs))
     test = np.array([split_of(speaker) == "test" for speaker, _ in jobs])
     for name, rows in (("stream_train", np.flatnonzero(~test)), ("stream_test", np.flatnonzero(test))):
         np.savez(
@@ -232,12 +232,13 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--stream", action="store_true", help="running streams cut into windows instead")
     parser.add_argument("--streams", type=int, default=120, help="with --stream: how many (a fifth are test)")
+    parser.add_argument("--seconds", type=int, default=30, help="with --stream: the length of a stream")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stream:
-        make_streams(args.streams, args.seed, args.out)
+        make_streams(args.streams, args.seconds, args.seed, args.out)
         return
     jobs = plan_samples(args.per_class, args.seed)
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
