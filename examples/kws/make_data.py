@@ -10,11 +10,11 @@ the thresholds are set on voices the network never heard, and the test split hol
 the thresholds heard. Writes train.npz, calibration.npz and test.npz beside this file (x: (N, 1, 49, 10) float32,
 y: (N,) int64, groups: (N,) the speaker's index, which augment's accuracy margin uses; not committed).
 
-With --stream: running streams of STREAM_SECONDS, one speaker each, words (keywords mostly, other words too) at
-random gaps inside one steady background noise, cut into 1 s windows every HOP_SECONDS (`augment --stream`,
-docs/streams.md). A window is labelled with the word it holds at least half of, else "silence". Streams of test
-speakers go to stream_test.npz, the others to stream_train.npz, with stream (N,) the stream's index and order (N,)
-the window's position in it.
+With --stream: running streams of --seconds, one speaker each (drawn from STREAM_VARIANTS: most of them unheard by
+the network), words (keywords mostly, other words too) at random gaps inside one steady background noise, cut into
+1 s windows every HOP_SECONDS (`augment --stream`, docs/streams.md). A window is labelled with the word it holds at
+least half of, else "silence". Streams of test speakers go to stream_test.npz, the others to stream_train.npz, with
+stream (N,) the stream's index, order (N,) the window's position in it and groups (N,) its speaker.
 """
 
 from __future__ import annotations
@@ -74,14 +74,21 @@ ESPEAK_VOICES = [
 ]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
+# Streams come from many more speakers than the network heard: a speaker's streams are alike, so a certificate on
+# streams counts speakers and needs hundreds of them; espeak-ng's other human-sounding variants give them.
+STREAM_VARIANTS = ESPEAK_VARIANTS + [
+    *("m8", "klatt3", "klatt4", "klatt5", "klatt6", "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio"),
+    *("aunty", "belinda", "benjamin", "boris", "caleb", "david", "Denis", "Diogo", "ed", "edward", "Gene", "gustave"),
+    *("Henrique", "Hugo", "iven", "Jacky", "john", "Lee", "linda", "marcelo", "Marco", "Mario", "max", "Michael"),
+    *("michel", "miguel", "Mike", "Nguyen", "pablo", "paul", "pedro", "quincy", "rob", "robert", "steph", "zac"),
+    *("anika", "grandpa", "grandma", "norbert", "sandro", "shelby", "travis", "victor"),
+]
 SPLITS = {"test": 0.2, "calibration": 0.2, "train": 0.6}  # shares of the speakers
 HOP_SECONDS, GAP_SECONDS, KEYWORD_SHARE = 0.25, (0.3, 3.0), 0.7
 
 
-def speakers() -> list[tuple[str, str, str]]:
-    return [("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS] + [
-        ("flite", v, "") for v in FLITE_VOICES
-    ]
+def speakers(variants: list[str] = ESPEAK_VARIANTS) -> list[tuple[str, str, str]]:
+    return [("espeak", v, var) for v in ESPEAK_VOICES for var in variants] + [("flite", v, "") for v in FLITE_VOICES]
 
 
 def split_of(speaker: tuple[str, str, str]) -> str:
@@ -199,9 +206,10 @@ def stream(speaker, seed: int, seconds: int, scratch: Path) -> tuple[np.ndarray,
 
 
 def make_streams(count: int, seconds: int, seed: int, out: Path) -> None:
-    everyone = speakers()
+    everyone = speakers(STREAM_VARIANTS)
     rng = np.random.default_rng([seed, 1])
-    jobs = [(everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62))) for _ in range(count)]
+    who = rng.integers(len(everyone), size=count)
+    jobs = [(everyone[i], int(rng.integers(1 << 62))) for i in who]
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
         cut = list(pool.map(lambda job: stream(*job, seconds, Path(scratch)), jobs))
     test = np.array([split_of(speaker) == "test" for speaker, _ in jobs])
@@ -211,6 +219,7 @@ def make_streams(count: int, seconds: int, seed: int, out: Path) -> None:
             x=np.concatenate([cut[i][0] for i in rows])[:, None],
             y=np.concatenate([cut[i][1] for i in rows]).astype(np.int64),
             stream=np.concatenate([np.full(len(cut[i][1]), i, np.int64) for i in rows]),
+            groups=np.concatenate([np.full(len(cut[i][1]), who[i], np.int64) for i in rows]),
             order=np.concatenate([np.arange(len(cut[i][1]), dtype=np.int64) for i in rows]),
         )
         print(f"{name}: {len(rows)} streams, {sum(len(cut[i][1]) for i in rows)} windows")

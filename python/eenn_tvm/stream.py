@@ -60,6 +60,12 @@ class Windows:
     taps: list[np.ndarray]  # per tap: (N, channels) float32 averages, or int64 sums of int8 codes (`distance`)
     tap_reach: list[float]  # per tap: MACs of the backbone up to it
     tap_overhead: list[float]  # per tap: operations of pooling it and of the distance, paid whenever reuse is on
+    groups: np.ndarray | None = None  # (N,) int: the independent units (speakers, patients); None: the streams
+
+    @property
+    def units(self) -> np.ndarray:
+        """What the certificate counts as exchangeable: the groups, else the streams."""
+        return self.stream if self.groups is None else self.groups
 
     def subset(self, keep: np.ndarray) -> Windows:
         return Windows(
@@ -72,6 +78,7 @@ class Windows:
             [t[keep] for t in self.taps],
             self.tap_reach,
             self.tap_overhead,
+            None if self.groups is None else self.groups[keep],
         )
 
 
@@ -212,7 +219,7 @@ class Calibrated:
 def calibrate(windows: Windows, certified: list[float], tolerance: float, confidence: float) -> Calibrated:
     """The cheapest rule of the grid whose drop on new streams stays within `tolerance` (Learn-then-Test)."""
     error = 1.0 - confidence
-    selected = in_selection(windows.stream)
+    selected = in_selection(windows.units)
     selection, testing = windows.subset(selected), windows.subset(~selected)
     rules = grid(selection, certified)
     on_selection = decide_all(selection, rules)
@@ -226,7 +233,7 @@ def calibrate(windows: Windows, certified: list[float], tolerance: float, confid
     best, best_p = None, 1.0
     for position in range(len(order)):
         correct = on_testing.answer[position] == testing.label
-        p = drop_p_value(testing_reference, correct, tolerance, error, testing.stream, serial=True)
+        p = drop_p_value(testing_reference, correct, tolerance, error, testing.units, serial=True)
         if p > error:
             break
         if best is None or on_all[position] < on_all[best]:
