@@ -1,7 +1,7 @@
 """Keyword-spotting data made offline: the Speech Commands keywords spoken by Debian's espeak-ng and flite.
 
     python examples/kws/make_data.py [--per-class 800] [--seed 0]
-    python examples/kws/make_data.py --stream [--streams 120] [--seed 0]
+    python examples/kws/make_data.py --stream [--streams 2400] [--seconds 15] [--seed 0]
 
 Twelve classes as in the MLPerf Tiny benchmark (ten keywords, "silence", "unknown": other words), many voices,
 variants, speeds and pitches, placed at a random offset in 1 s at 16 kHz with background noise at 0-25 dB SNR,
@@ -240,8 +240,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--stream", action="store_true", help="running streams cut into windows instead")
-    parser.add_argument("--streams", type=int, default=120, help="with --stream: how many (a fifth are test)")
-    parser.add_argument("--seconds", type=int, default=30, help="with --stream: the length of a stream")
+    parser.add_argument("--streams", type=int, default=2400, help="with --stream: how many (a fifth are test)")
+    parser.add_argument("--seconds", type=int, default=15, help="with --stream: the length of a stream")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
