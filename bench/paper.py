@@ -477,8 +477,9 @@ def _stream_section() -> list[str]:
         "stream",
         lambda doc: (
             f"Made by `{doc['command']}` on {doc['date']}: `augment --stream` on stream_train.npz (half the "
-            f"streams, whole groups, hold out for the thresholds and the stream rule), {100 * doc['tolerance']:.0f}-point tolerance at "
-            f"confidence {doc['confidence']}, then `quantize` on the same file; figures on the test streams "
+            "streams, whole groups, hold out for the thresholds and the stream rule), "
+            f"{100 * doc['tolerance']:.0f}-point tolerance at confidence {doc['confidence']}, then `quantize` on the "
+            "same file; figures on the test streams "
             "(stream_test.npz, windows in order), per sample and with the stream decisions (docs/streams.md), "
             "float32 and int8 (drops against the float original); a reused window costs the backbone up to the tap "
             f"and the distance. Firmware: {doc['core']} in QEMU on the first test windows, instructions per window "
