@@ -156,9 +156,7 @@ def run(folder: Path, plan: Plan, data: Dataset, eenn: list[list[np.ndarray]]) -
     """The plan's stream decisions over `data`'s streams in order, given eenn.onnx's outputs on each window: figures
     as in the plan's stream section, and the per-window decisions (class; exit, the end, or -1: reused)."""
     taps = _with_tap(plan.artifact(folder, "model_onnx"), plan.stream, data)
-    figures = _figures(plan, plan.stream, data, eenn, tap_features(np.concatenate([t[-1] for t in taps])))
-    figures["static_host_agreement"] = _compiled_agreement(folder, plan, data, figures)
-    return figures
+    return _figures(plan, plan.stream, data, eenn, tap_features(np.concatenate([t[-1] for t in taps])))
 
 
 def run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
@@ -189,21 +187,6 @@ def _figures(plan: Plan, stream: StreamDecision, data: Dataset, outputs: list[li
     figures["answers"] = decisions.answer[0].tolist()
     figures["slots"] = decisions.slot[0].tolist()
     return figures
-
-
-def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, figures: dict) -> float | None:
-    """The share of windows on which the static host module's compiled rule (eenn_infer_stream, each stream from
-    a reset) takes the numpy rule's decision: exit or reuse, and class. None without a static host module that has
-    the rule (an older eenn-tvm's)."""
-    if plan.artifacts.static_host_module is None:
-        return None
-    from eenn_tvm.targets.host.static import StaticEarlyExit
-
-    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"))
-    if not static.decides_streams:
-        return None
-    slots, scores = static.run_streams(data.x, data.stream)
-    return float(((slots == figures["slots"]) & (scores.argmax(1) == figures["answers"])).mean())
 
 
 def rule_of(stream: StreamDecision) -> Rule:
