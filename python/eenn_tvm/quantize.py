@@ -261,9 +261,8 @@ def int8_thresholds(
 ) -> Int8Network:
     """The plan's exits (points and heads fixed) with thresholds searched on the int8 network's outputs
     [final, exit_0, ...] per validation sample, with the plan's tolerance and confidence (`serial`: the samples
-    are windows of streams, SearchProblem.serial). Head MACs are folded into
-    the cost of reaching each exit, as the int8 network runs every head it passes, so an exit the search drops only
-    stops firing (threshold infinity)."""
+    are windows of streams, SearchProblem.serial). Head MACs are folded into the cost of reaching each exit, as the
+    int8 network runs every head it passes, so an exit the search drops only stops firing (threshold infinity)."""
     final = np.concatenate([o[0] for o in outputs]).argmax(1)
     heads_before = np.cumsum([e.head_macs for e in plan.exits])
     options = []

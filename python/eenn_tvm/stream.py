@@ -14,11 +14,12 @@ they fold into `reuse_below`). `distance` is the one definition of the test, whi
 float32 mean absolute difference, or the exact int32 sum of absolute differences.
 
 Calibration (`calibrate`) is Learn-then-Test as for the per-sample thresholds (eenn_tvm.guarantee), with the stream
-as the exchangeable unit: the validation streams are cut in two; on the first part every rule of a grid (how far the
-cascade's thresholds go, tap, reuse_below, patience, patient_scale) is simulated, and the rules on its cost/drop
-Pareto front are ordered from the costliest (the safest) to the cheapest; on the second part they are tested in that
-order against H0 "the drop against the original model exceeds the tolerance" with the streams as groups, stopping at
-the first that is not rejected; the cheapest rejected rule on all validation streams is chosen.
+(or the group of streams the data name: a speaker's) as the exchangeable unit: the validation units are cut in two;
+on the first part every rule of a grid (how far the cascade's thresholds go, tap, reuse_below, patience,
+patient_scale) is simulated, and the rules on its cost/drop Pareto front are ordered from the costliest (the safest)
+to the cheapest; on the second part they are tested in that order against H0 "the drop against the original model
+exceeds the tolerance" with the units as groups, stopping at the first that is not rejected; the cheapest rejected
+rule on all validation streams is chosen.
 """
 
 from __future__ import annotations
