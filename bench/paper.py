@@ -476,12 +476,16 @@ def _stream_section() -> list[str]:
         "## Streams: decisions that use the past",
         "stream",
         lambda doc: (
-            f"Made by `{doc['command']}` on {doc['date']}: `augment --stream` on stream_train.npz (whole streams "
-            f"hold out for the thresholds and the stream rule), {100 * doc['tolerance']:.0f}-point tolerance at "
-            f"confidence {doc['confidence']}; figures on the test streams (stream_test.npz, windows in order), per "
-            "sample and with the stream decisions (docs/streams.md); a reused window costs the backbone up to the "
-            f"tap and the distance. Target (issue 17): {100 * doc['target_mac_reduction']:.0f} % fewer MACs at "
-            "<= 1 point. " + doc.get("note", "")
+            f"Made by `{doc['command']}` on {doc['date']}: `augment --stream` on stream_train.npz (half the "
+            "streams, whole groups, hold out for the thresholds and the stream rule), "
+            f"{100 * doc['tolerance']:.0f}-point tolerance at confidence {doc['confidence']}, then `quantize` on the "
+            "same file; figures on the test streams "
+            "(stream_test.npz, windows in order), per sample and with the stream decisions (docs/streams.md), "
+            "float32 and int8 (drops against the float original); a reused window costs the backbone up to the tap "
+            f"and the distance. Firmware: {doc['core']} in QEMU on the first test windows, instructions per window "
+            "from -icount, every decision against the host's. "
+            f"Target (issue 17): {100 * doc['target_mac_reduction']:.0f} % fewer MACs at <= 1 point. "
+            + doc.get("note", "")
         ),
         lambda doc: importlib.import_module("stream").table(doc["results"]),
     )

@@ -849,6 +849,13 @@ CASES = [
         streams(order=lambda n: np.arange(n) - 1),
     ),
     c(
+        "stream-spanning-two-groups",
+        ["run", "eenn", "--data", "s.npz"],
+        "s.npz: stream 0 holds windows of two groups: a stream is the recording of one group",
+        eenn,
+        streams(groups=lambda n: np.arange(n) % 2),
+    ),
+    c(
         "augment-stream-with-calibration-data",
         [*AUGMENT, "--stream", "--calibration-data", "data.npz", *OUT],
         "--stream sets its rule on whole streams held out of --data: drop --calibration-data",

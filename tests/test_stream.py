@@ -11,7 +11,7 @@ import pytest
 import zoo
 from test_cli import run_cli
 
-from eenn_tvm.data import load_npz
+from eenn_tvm.data import load_npz, load_split
 from eenn_tvm.plan import Plan
 from eenn_tvm.stream import Rule, Windows, decide_all, grid, tap_features
 from eenn_tvm.targets.host.static import REUSED, StaticEarlyExit
@@ -109,6 +109,21 @@ def test_int8_taps_compare_the_exact_sums_of_their_codes():
         assert got.answer[row].tolist() == answers and got.slot[row].tolist() == slots, rule
 
 
+def test_stream_data_with_groups_hold_out_whole_groups_and_keep_each_window_in_its_stream(tmp_path):
+    rng = np.random.default_rng(0)
+    n, length = 400, 20
+    stream = rng.permutation(n // length).repeat(length)  # 20 streams, stored out of order
+    order = np.tile(np.arange(length), n // length)
+    speaker = stream // 2  # two streams per speaker
+    x = (stream * 100 + order).astype(np.float32)[:, None]  # each window says where it comes from
+    np.savez(tmp_path / "s.npz", x=x, y=rng.integers(2, size=n), stream=stream, order=order, groups=speaker)
+    data, train, held = load_split(tmp_path / "s.npz", (1,), 2, 0.5, 0, None)
+    assert set(data.groups[train]).isdisjoint(data.groups[held]), "a speaker's streams are held out together"
+    assert (data.x[:, 0] == data.stream * 100 + data.order).all() and (data.groups == data.stream // 2).all()
+    same_stream = np.diff(data.stream) == 0
+    assert np.count_nonzero(~same_stream) == n // length - 1 and (np.diff(data.order)[same_stream] == 1).all()
+
+
 @pytest.fixture(scope="module")
 def mlp_streams(mlp_assets, tmp_path_factory):
     """The dense zoo model's data as 20 streams of 50 windows, each stream a slow walk so that windows repeat."""
@@ -121,16 +136,20 @@ def mlp_streams(mlp_assets, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_augment_stream_is_deterministic_and_run_replays_its_decisions(mlp_assets, mlp_streams, tmp_path):
+def test_augment_stream_is_deterministic_holds_out_half_the_streams_and_run_replays_its_decisions(
+    mlp_assets, mlp_streams, tmp_path
+):
     args = ["--data", mlp_streams, "--no-cache", "--max-accuracy-drop", "0.1", "--stream", "--json"]
     plans = []
     for out in ("a", "b"):
         code, stdout, stderr = run_cli("augment", mlp_assets / "model.onnx", *args, "-o", tmp_path / out)
         assert code == 0, stderr
-        plans.append(json.loads(stdout)["stream"])
-    assert plans[0] == plans[1]
-    stream = plans[0]
-    assert stream["version"] == 1 and len(stream["thresholds"]) == len(json.loads(stdout)["exits"])
+        plans.append(json.loads(stdout))
+    a, b = plans
+    assert (a["stream"], a["exits"]) == (b["stream"], b["exits"])
+    stream = a["stream"]
+    assert stream["version"] == 1 and len(stream["thresholds"]) == len(a["exits"])
+    assert a["search"]["val_fraction"] == 0.5, "streams set the thresholds on half the streams by default"
     code, stdout, stderr = run_cli("run", tmp_path / "a", "--data", mlp_streams, "--json")
     assert code == 0, stderr
     ran = json.loads(stdout)["stream"]

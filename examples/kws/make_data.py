@@ -1,7 +1,7 @@
 """Keyword-spotting data made offline: the Speech Commands keywords spoken by Debian's espeak-ng and flite.
 
     python examples/kws/make_data.py [--per-class 800] [--seed 0]
-    python examples/kws/make_data.py --stream [--streams 120] [--seed 0]
+    python examples/kws/make_data.py --stream [--streams 2400] [--seconds 15] [--seed 0]
 
 Twelve classes as in the MLPerf Tiny benchmark (ten keywords, "silence", "unknown": other words), many voices,
 variants, speeds and pitches, placed at a random offset in 1 s at 16 kHz with background noise at 0-25 dB SNR,
@@ -10,11 +10,11 @@ the thresholds are set on voices the network never heard, and the test split hol
 the thresholds heard. Writes train.npz, calibration.npz and test.npz beside this file (x: (N, 1, 49, 10) float32,
 y: (N,) int64, groups: (N,) the speaker's index, which augment's accuracy margin uses; not committed).
 
-With --stream: running streams of STREAM_SECONDS, one speaker each, words (keywords mostly, other words too) at
-random gaps inside one steady background noise, cut into 1 s windows every HOP_SECONDS (`augment --stream`,
-docs/streams.md). A window is labelled with the word it holds at least half of, else "silence". Streams of test
-speakers go to stream_test.npz, the others to stream_train.npz, with stream (N,) the stream's index and order (N,)
-the window's position in it.
+With --stream: running streams of --seconds, one speaker each (drawn from STREAM_VARIANTS: most of them unheard by
+the network), words (keywords mostly, other words too) at random gaps inside one steady background noise, cut into
+1 s windows every HOP_SECONDS (`augment --stream`, docs/streams.md). A window is labelled with the word it holds at
+least half of, else "silence". Streams of test speakers go to stream_test.npz, the others to stream_train.npz, with
+stream (N,) the stream's index, order (N,) the window's position in it and groups (N,) its speaker.
 """
 
 from __future__ import annotations
@@ -74,14 +74,21 @@ ESPEAK_VOICES = [
 ]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
 FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]
+# Streams come from many more speakers than the network heard: a speaker's streams are alike, so a certificate on
+# streams counts speakers and needs hundreds of them; espeak-ng's other human-sounding variants give them.
+STREAM_VARIANTS = ESPEAK_VARIANTS + [
+    *("m8", "klatt3", "klatt4", "klatt5", "klatt6", "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio"),
+    *("aunty", "belinda", "benjamin", "boris", "caleb", "david", "Denis", "Diogo", "ed", "edward", "Gene", "gustave"),
+    *("Henrique", "Hugo", "iven", "Jacky", "john", "Lee", "linda", "marcelo", "Marco", "Mario", "max", "Michael"),
+    *("michel", "miguel", "Mike", "Nguyen", "pablo", "paul", "pedro", "quincy", "rob", "robert", "steph", "zac"),
+    *("anika", "grandpa", "grandma", "norbert", "sandro", "shelby", "travis", "victor"),
+]
 SPLITS = {"test": 0.2, "calibration": 0.2, "train": 0.6}  # shares of the speakers
-STREAM_SECONDS, HOP_SECONDS, GAP_SECONDS, KEYWORD_SHARE = 30, 0.25, (0.3, 3.0), 0.7
+HOP_SECONDS, GAP_SECONDS, KEYWORD_SHARE = 0.25, (0.3, 3.0), 0.7
 
 
-def speakers() -> list[tuple[str, str, str]]:
-    return [("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS] + [
-        ("flite", v, "") for v in FLITE_VOICES
-    ]
+def speakers(variants: list[str] = ESPEAK_VARIANTS) -> list[tuple[str, str, str]]:
+    return [("espeak", v, var) for v in ESPEAK_VOICES for var in variants] + [("flite", v, "") for v in FLITE_VOICES]
 
 
 def split_of(speaker: tuple[str, str, str]) -> str:
@@ -167,10 +174,10 @@ def voiced(speech: np.ndarray) -> np.ndarray:
     return speech[loud.min() : loud.max() + 1][:RATE] if len(loud) else speech[:RATE]
 
 
-def stream(speaker, seed: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One speaker's running stream cut into windows: (MFCC windows (W, 49, 10), labels (W,))."""
+def stream(speaker, seed: int, seconds: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One speaker's running stream of `seconds` cut into windows: (MFCC windows (W, 49, 10), labels (W,))."""
     rng = np.random.default_rng(seed)
-    length = STREAM_SECONDS * RATE
+    length = seconds * RATE
     audio, words = np.zeros(length, np.float32), []  # words: (start, end, label)
     at = int(rng.uniform(*GAP_SECONDS) * RATE)
     while True:
@@ -198,12 +205,13 @@ def stream(speaker, seed: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([mfcc(audio[s : s + RATE]) for s in starts]), labels
 
 
-def make_streams(count: int, seed: int, out: Path) -> None:
-    everyone = speakers()
+def make_streams(count: int, seconds: int, seed: int, out: Path) -> None:
+    everyone = speakers(STREAM_VARIANTS)
     rng = np.random.default_rng([seed, 1])
-    jobs = [(everyone[rng.integers(len(everyone))], int(rng.integers(1 << 62))) for _ in range(count)]
+    who = rng.integers(len(everyone), size=count)
+    jobs = [(everyone[i], int(rng.integers(1 << 62))) for i in who]
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:
-        cut = list(pool.map(lambda job: stream(*job, Path(scratch)), jobs))
+        cut = list(pool.map(lambda job: stream(*job, seconds, Path(scratch)), jobs))
     test = np.array([split_of(speaker) == "test" for speaker, _ in jobs])
     for name, rows in (("stream_train", np.flatnonzero(~test)), ("stream_test", np.flatnonzero(test))):
         np.savez(
@@ -211,6 +219,7 @@ def make_streams(count: int, seed: int, out: Path) -> None:
             x=np.concatenate([cut[i][0] for i in rows])[:, None],
             y=np.concatenate([cut[i][1] for i in rows]).astype(np.int64),
             stream=np.concatenate([np.full(len(cut[i][1]), i, np.int64) for i in rows]),
+            groups=np.concatenate([np.full(len(cut[i][1]), who[i], np.int64) for i in rows]),
             order=np.concatenate([np.arange(len(cut[i][1]), dtype=np.int64) for i in rows]),
         )
         print(f"{name}: {len(rows)} streams, {sum(len(cut[i][1]) for i in rows)} windows")
@@ -231,13 +240,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--stream", action="store_true", help="running streams cut into windows instead")
-    parser.add_argument("--streams", type=int, default=120, help="with --stream: how many (a fifth are test)")
+    parser.add_argument("--streams", type=int, default=2400, help="with --stream: how many (a fifth are test)")
+    parser.add_argument("--seconds", type=int, default=15, help="with --stream: the length of a stream")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stream:
-        make_streams(args.streams, args.seed, args.out)
+        make_streams(args.streams, args.seconds, args.seed, args.out)
         return
     jobs = plan_samples(args.per_class, args.seed)
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(4) as pool:

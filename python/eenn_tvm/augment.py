@@ -44,6 +44,10 @@ from eenn_tvm.targets.host.static import build_static
 SDN_FRACTIONS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 HOST_MODULE = "eenn_host.so"
 STATIC_HOST_MODULE = "eenn_host_static.so"
+VAL_FRACTION = 0.2
+# A stream's windows err alike, so a certificate on streams counts streams: it needs many more of them than the
+# heads do (they learn as much from half the streams).
+STREAM_VAL_FRACTION = 0.5
 MODEL_ONNX = "model.onnx"  # the backbone as imported (shapes fixed, constants folded): later stages rebuild from it
 
 
@@ -51,7 +55,7 @@ MODEL_ONNX = "model.onnx"  # the backbone as imported (shapes fixed, constants f
 class Settings:
     max_accuracy_drop: float = 0.01
     decision: str = "maxprob"
-    val_fraction: float = 0.2
+    val_fraction: float | None = None  # None: VAL_FRACTION, STREAM_VAL_FRACTION with `stream`
     seed: int = 0
     cache_dir: Path | None = CACHE
     calibration_path: Path | None = None  # thresholds set on this file; all of --data trains the heads
@@ -62,6 +66,10 @@ class Settings:
     workers: int | None = None  # local processes training the heads (None: one per core; 1: this process)
     database: Path | None = None  # a tuning database (`eenn-tvm tune`) the host modules are built with
     stream: bool = False  # also decisions that use the stream's past (eenn_tvm.stream), on stream data
+
+    def __post_init__(self):
+        if self.val_fraction is None:
+            self.val_fraction = STREAM_VAL_FRACTION if self.stream else VAL_FRACTION
 
 
 @dataclass

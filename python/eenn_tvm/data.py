@@ -2,7 +2,8 @@
 optionally `groups` (N,) integers naming who or what each sample comes from (speaker, patient, recording), which
 makes the accuracy margin account for samples of one group being alike. Stream data (`augment --stream`) also
 carry `stream` (N,) integers naming the recording each window comes from and `order` (N,) the window's position in
-it (distinct within a stream); the stream is then the group, and the samples are put in stream order.
+it (distinct within a stream), and are put in stream order; the stream is then the group, unless `groups` names
+whose recordings they are (one group per stream: a speaker's streams are alike).
 
 A file (data, or any other `.npz` eenn-tvm reads: `read_arrays`) is checked before anything in it is inflated: it
 must be a zip of `.npy` arrays (what `numpy.savez` writes), and the shape and dtype in each array's header must hold
@@ -34,8 +35,9 @@ ARRAYS = ("x", "y", "groups", "stream", "order")  # what is read; other arrays i
 class Dataset:
     x: np.ndarray  # (N, *sample_shape) float32
     y: np.ndarray  # (N,) int64
-    groups: np.ndarray | None = None  # (N,) int64: samples of a group are not independent
-    order: np.ndarray | None = None  # (N,) int64, stream data only: position in its stream (groups: the stream)
+    groups: np.ndarray | None = None  # (N,) int64: samples of a group are not independent (stream data: see below)
+    order: np.ndarray | None = None  # (N,) int64, stream data only: position in its stream
+    stream: np.ndarray | None = None  # (N,) int64, stream data only: the recording; also the group, unless given
 
     def __len__(self) -> int:
         return len(self.y)
@@ -43,12 +45,7 @@ class Dataset:
     def head(self, count: int) -> Dataset:
         """The first `count` samples (of stream data: the first windows in stream order)."""
         cut = slice(0, count)
-        return Dataset(
-            self.x[cut],
-            self.y[cut],
-            None if self.groups is None else self.groups[cut],
-            None if self.order is None else self.order[cut],
-        )
+        return Dataset(*(None if a is None else a[cut] for a in (self.x, self.y, self.groups, self.order, self.stream)))
 
 
 def load_npz(path: str | Path, sample_shape: tuple[int, ...], classes: int) -> Dataset:
@@ -68,7 +65,8 @@ def load_npz(path: str | Path, sample_shape: tuple[int, ...], classes: int) -> D
 
 
 def as_streams(data: Dataset, arrays: dict[str, np.ndarray], where: str) -> Dataset:
-    """Windows of recordings, checked and put in stream order (by stream, then order); the stream is the group."""
+    """Windows of recordings, checked and put in stream order (by stream, then order). The group of a window is
+    the data's (one per stream: a speaker's or a patient's recordings are alike) or else its stream."""
     n = len(data)
     for name in ("stream", "order"):
         a = arrays.get(name)
@@ -87,8 +85,14 @@ def as_streams(data: Dataset, arrays: dict[str, np.ndarray], where: str) -> Data
             f"{where}: stream {stream[first]} has two windows at order {order[first]}: each position once per stream"
         )
     if data.groups is not None:
-        raise EennError(f"{where}: has both groups and stream: the stream is the group of stream data, drop groups")
-    return Dataset(data.x[rank], data.y[rank], stream[rank], order[rank])
+        mixed = np.flatnonzero((np.diff(stream[rank]) == 0) & (np.diff(data.groups[rank]) != 0))
+        if len(mixed):
+            raise EennError(
+                f"{where}: stream {stream[rank[mixed[0]]]} holds windows of two groups: a stream is the recording of "
+                "one group (one speaker, one patient)"
+            )
+    groups = stream if data.groups is None else data.groups
+    return Dataset(data.x[rank], data.y[rank], groups[rank], order[rank], stream[rank])
 
 
 def read_arrays(path: Path, names: tuple[str, ...] | None, advice: str) -> dict[str, np.ndarray]:

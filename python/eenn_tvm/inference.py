@@ -97,9 +97,31 @@ def run(
         batch=batch,
         inference_seconds=inference_seconds,
         samples_per_second=len(data) / inference_seconds,
-        stream=stream_stage.run(folder, plan, data, eenn_outputs) if plan.stream and data.order is not None else None,
+        stream=_run_stream(folder, plan, data, eenn_outputs) if plan.stream and data.order is not None else None,
         runner=runner,
     )
+
+
+def _run_stream(folder: Path, plan: Plan, data: Dataset, eenn_outputs: list[list[np.ndarray]]) -> dict:
+    """The plan's stream decisions (`stream_stage.run`) and how often the compiled rule takes them."""
+    figures = stream_stage.run(folder, plan, data, eenn_outputs)
+    figures["static_host_agreement"] = _compiled_agreement(folder, plan, data, figures)
+    return figures
+
+
+def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, figures: dict) -> float | None:
+    """The share of windows on which the static host module's compiled rule (eenn_infer_stream, each stream from
+    a reset) takes the numpy rule's decision: exit or reuse, and class. None without a static host module that has
+    the rule (an older eenn-tvm's)."""
+    if plan.artifacts.static_host_module is None:
+        return None
+    from eenn_tvm.targets.host.static import StaticEarlyExit
+
+    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"))
+    if not static.decides_streams:
+        return None
+    slots, scores = static.run_streams(data.x, data.stream)
+    return float(((slots == figures["slots"]) & (scores.argmax(1) == figures["answers"])).mean())
 
 
 def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:

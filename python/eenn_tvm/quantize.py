@@ -186,12 +186,21 @@ def add_int8(
     groups = None if data.groups is None else data.groups[val_idx]
     log("building the int8 host module (QDQToInteger, TVM, llvm)")
     model = imported(int8, plan.model.name)
-    section = int8_thresholds(plan, outputs, data.y[val_idx], groups, len(chosen), op_counts(model))
+    serial = data.order is not None
+    section = int8_thresholds(plan, outputs, data.y[val_idx], groups, len(chosen), op_counts(model), serial)
     if taps:
         log(f"int8 stream rule on the {len(val_idx)} validation windows (onnxruntime, the taps' int8 codes)")
         tolerance = int8_tolerance(plan, section.model_accuracy)
         section.stream = stream_stage.certify_int8(
-            plan, taps, outputs, data.y[val_idx], groups, section.thresholds, tolerance, plan.search.confidence
+            plan,
+            taps,
+            outputs,
+            data.y[val_idx],
+            data.stream[val_idx],
+            groups,
+            section.thresholds,
+            tolerance,
+            plan.search.confidence,
         )
     mod = int8_early_exit_module(model, section.thresholds, plan.decision)
     HostModule(build(ChainExits()(mod))).export(folder / INT8_HOST_MODULE)
@@ -248,11 +257,12 @@ def int8_thresholds(
     groups: np.ndarray | None,
     calibration_samples: int,
     ops: dict[str, dict[str, int]],
+    serial: bool = False,
 ) -> Int8Network:
     """The plan's exits (points and heads fixed) with thresholds searched on the int8 network's outputs
-    [final, exit_0, ...] per validation sample, with the plan's tolerance and confidence. Head MACs are folded into
-    the cost of reaching each exit, as the int8 network runs every head it passes, so an exit the search drops only
-    stops firing (threshold infinity)."""
+    [final, exit_0, ...] per validation sample, with the plan's tolerance and confidence (`serial`: the samples
+    are windows of streams, SearchProblem.serial). Head MACs are folded into the cost of reaching each exit, as the
+    int8 network runs every head it passes, so an exit the search drops only stops firing (threshold infinity)."""
     final = np.concatenate([o[0] for o in outputs]).argmax(1)
     heads_before = np.cumsum([e.head_macs for e in plan.exits])
     options = []
@@ -269,6 +279,7 @@ def int8_thresholds(
         final_correct=final == labels,
         min_accuracy=floor,
         groups=groups,
+        serial=serial,
     )
     result = learn_then_test(search, problem, plan.search.confidence).result
     thresholds = [math.inf] * len(plan.exits)

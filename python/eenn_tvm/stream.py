@@ -14,11 +14,12 @@ they fold into `reuse_below`). `distance` is the one definition of the test, whi
 float32 mean absolute difference, or the exact int32 sum of absolute differences.
 
 Calibration (`calibrate`) is Learn-then-Test as for the per-sample thresholds (eenn_tvm.guarantee), with the stream
-as the exchangeable unit: the validation streams are cut in two; on the first part every rule of a grid (how far the
-cascade's thresholds go, tap, reuse_below, patience, patient_scale) is simulated, and the rules on its cost/drop
-Pareto front are ordered from the costliest (the safest) to the cheapest; on the second part they are tested in that
-order against H0 "the drop against the original model exceeds the tolerance" with the streams as groups, stopping at
-the first that is not rejected; the cheapest rejected rule on all validation streams is chosen.
+(or the group of streams the data name: a speaker's) as the exchangeable unit: the validation units are cut in two;
+on the first part every rule of a grid (how far the cascade's thresholds go, tap, reuse_below, patience,
+patient_scale) is simulated, and the rules on its cost/drop Pareto front are ordered from the costliest (the safest)
+to the cheapest; on the second part they are tested in that order against H0 "the drop against the original model
+exceeds the tolerance" with the units as groups, stopping at the first that is not rejected; the cheapest rejected
+rule on all validation streams is chosen.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ class Windows:
     taps: list[np.ndarray]  # per tap: (N, channels) float32 averages, or int64 sums of int8 codes (`distance`)
     tap_reach: list[float]  # per tap: MACs of the backbone up to it
     tap_overhead: list[float]  # per tap: operations of pooling it and of the distance, paid whenever reuse is on
+    groups: np.ndarray | None = None  # (N,) int: the independent units (speakers, patients); None: the streams
+
+    @property
+    def units(self) -> np.ndarray:
+        """What the certificate counts as exchangeable: the groups, else the streams."""
+        return self.stream if self.groups is None else self.groups
 
     def subset(self, keep: np.ndarray) -> Windows:
         return Windows(
@@ -72,6 +79,7 @@ class Windows:
             [t[keep] for t in self.taps],
             self.tap_reach,
             self.tap_overhead,
+            None if self.groups is None else self.groups[keep],
         )
 
 
@@ -212,7 +220,7 @@ class Calibrated:
 def calibrate(windows: Windows, certified: list[float], tolerance: float, confidence: float) -> Calibrated:
     """The cheapest rule of the grid whose drop on new streams stays within `tolerance` (Learn-then-Test)."""
     error = 1.0 - confidence
-    selected = in_selection(windows.stream)
+    selected = in_selection(windows.units)
     selection, testing = windows.subset(selected), windows.subset(~selected)
     rules = grid(selection, certified)
     on_selection = decide_all(selection, rules)
@@ -226,7 +234,7 @@ def calibrate(windows: Windows, certified: list[float], tolerance: float, confid
     best, best_p = None, 1.0
     for position in range(len(order)):
         correct = on_testing.answer[position] == testing.label
-        p = drop_p_value(testing_reference, correct, tolerance, error, testing.stream, serial=True)
+        p = drop_p_value(testing_reference, correct, tolerance, error, testing.units, serial=True)
         if p > error:
             break
         if best is None or on_all[position] < on_all[best]:

@@ -38,12 +38,13 @@ def certify(plan: Plan, analysis: Analysis, features, heads: list[Head], data: D
     taps = _taps(analysis, plan)
     windows = _windows(
         plan,
-        data.groups[val_idx],
+        data.stream[val_idx],
         data.y[val_idx],
         features.final[val_idx].argmax(1),
         scores,
         [features.pooled[t.name][TAP_POOLING][val_idx] for t in taps],
         taps,
+        groups=data.groups[val_idx],
     )
     certified = [e.threshold for e in plan.exits]
     return _decision(
@@ -64,6 +65,7 @@ def certify_int8(
     outputs: list[list[np.ndarray]],
     labels: np.ndarray,
     streams: np.ndarray,
+    groups: np.ndarray,
     thresholds: list[float],
     tolerance: float,
     confidence_level: float,
@@ -76,7 +78,7 @@ def certify_int8(
     final = np.array([o[0].argmax() for o in outputs])
     codes = [tap_features(np.concatenate([o[1 + exits + k] for o in outputs])) for k in range(len(taps))]
     points = [t for t, _ in taps]
-    windows = _windows(plan, streams, labels, final, scores, codes, points)
+    windows = _windows(plan, streams, labels, final, scores, codes, points, groups=groups)
     names = [name for _, name in taps]
     decision = _decision(plan, windows, points, names, thresholds, tolerance, confidence_level)
     return decision.model_copy(update={"tap_dtype": "int8"})
@@ -112,13 +114,14 @@ def _overhead(shape: list[int]) -> int:
     return math.prod(shape[1:]) + shape[1]  # the pooling's adds, then one difference per channel
 
 
-def _windows(plan: Plan, *args) -> Windows:
-    return stream_windows(plan.decision, macs_by_exit(plan.exits, plan.model.total_macs), *args)
+def _windows(plan: Plan, *args, groups=None) -> Windows:
+    return stream_windows(plan.decision, macs_by_exit(plan.exits, plan.model.total_macs), *args, groups=groups)
 
 
-def stream_windows(decision: str, exit_macs, stream, label, final, scores, tap_features, taps) -> Windows:
+def stream_windows(decision: str, exit_macs, stream, label, final, scores, tap_features, taps, groups=None) -> Windows:
     """What the rule needs of each window: its stream, label, the original model's class, each exit's logits
-    (`scores`, per exit (N, classes)), each tap's features, and the points of the taps (MACs, shape)."""
+    (`scores`, per exit (N, classes)), each tap's features, the points of the taps (MACs, shape) and, to certify,
+    the groups (Windows.units)."""
     return Windows(
         stream=stream,
         label=label,
@@ -129,6 +132,7 @@ def stream_windows(decision: str, exit_macs, stream, label, final, scores, tap_f
         taps=[f if integer_features(f) else np.asarray(f, np.float32) for f in tap_features],
         tap_reach=[float(t.macs_before) for t in taps],
         tap_overhead=[float(_overhead(t.shape)) for t in taps],
+        groups=groups,
     )
 
 
@@ -152,9 +156,7 @@ def run(folder: Path, plan: Plan, data: Dataset, eenn: list[list[np.ndarray]]) -
     """The plan's stream decisions over `data`'s streams in order, given eenn.onnx's outputs on each window: figures
     as in the plan's stream section, and the per-window decisions (class; exit, the end, or -1: reused)."""
     taps = _with_tap(plan.artifact(folder, "model_onnx"), plan.stream, data)
-    figures = _figures(plan, plan.stream, data, eenn, tap_features(np.concatenate([t[-1] for t in taps])))
-    figures["static_host_agreement"] = _compiled_agreement(folder, plan, data, figures)
-    return figures
+    return _figures(plan, plan.stream, data, eenn, tap_features(np.concatenate([t[-1] for t in taps])))
 
 
 def run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
@@ -176,7 +178,7 @@ def _with_tap(path: Path, stream: StreamDecision, data: Dataset) -> list[list[np
 def _figures(plan: Plan, stream: StreamDecision, data: Dataset, outputs: list[list[np.ndarray]], tap) -> dict:
     scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(len(plan.exits))]
     final = np.array([o[0].argmax() for o in outputs])
-    windows = _windows(plan, data.groups, data.y, final, scores, [tap], [Tap(stream)])
+    windows = _windows(plan, data.stream, data.y, final, scores, [tap], [Tap(stream)])
     rule = rule_of(stream)
     figures = evaluation(windows, rule, plan).model_dump()
     decisions = decide(windows, [rule])
@@ -185,21 +187,6 @@ def _figures(plan: Plan, stream: StreamDecision, data: Dataset, outputs: list[li
     figures["answers"] = decisions.answer[0].tolist()
     figures["slots"] = decisions.slot[0].tolist()
     return figures
-
-
-def _compiled_agreement(folder: Path, plan: Plan, data: Dataset, figures: dict) -> float | None:
-    """The share of windows on which the static host module's compiled rule (eenn_infer_stream, each stream from
-    a reset) takes the numpy rule's decision: exit or reuse, and class. None without a static host module that has
-    the rule (an older eenn-tvm's)."""
-    if plan.artifacts.static_host_module is None:
-        return None
-    from eenn_tvm.targets.host.static import StaticEarlyExit
-
-    static = StaticEarlyExit(plan.artifact(folder, "static_host_module"))
-    if not static.decides_streams:
-        return None
-    slots, scores = static.run_streams(data.x, data.groups)
-    return float(((slots == figures["slots"]) & (scores.argmax(1) == figures["answers"])).mean())
 
 
 def rule_of(stream: StreamDecision) -> Rule:

@@ -169,7 +169,7 @@ def verify_stream(
     if data.order is None:
         raise EennError(f"{data_path}: is not stream data: verify --stream needs arrays stream and order beside x, y")
     data = data.head(n)
-    starts = np.flatnonzero(np.r_[True, data.groups[1:] != data.groups[:-1]])
+    starts = np.flatnonzero(np.r_[True, data.stream[1:] != data.stream[:-1]])
     streams = np.split(np.arange(len(data)), starts[1:])
     elf = manifest.artifact(folder, "stream_rule_elf")
     where = manifest.machine if on == "qemu" else "this host"
@@ -179,7 +179,7 @@ def verify_stream(
     if manifest.dtype == "int8":
         exits, scores = _int8_stream_reference(reference, manifest, data)
     else:
-        exits, scores = StaticEarlyExit(reference).run_streams(data.x, data.groups)
+        exits, scores = StaticEarlyExit(reference).run_streams(data.x, data.stream)
     same = (device.exit_index == exits) & (device.class_index == scores.argmax(1))
     reused = device.exit_index == REUSED
     return StreamVerification(
@@ -215,7 +215,7 @@ def _int8_stream_reference(path: Path, manifest: FirmwareManifest, data: Dataset
     windows = stream_windows(
         manifest.int8.decision,
         _macs_through(manifest),
-        data.groups,
+        data.stream,
         data.y,
         ends.argmax(1),
         scores,

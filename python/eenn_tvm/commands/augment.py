@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import click
 
 from eenn_tvm.commands.options import (
@@ -61,7 +59,7 @@ def command(
     """
     from eenn_tvm.augment import augment
 
-    settings = replace(settings_from(**search), int8=int8, stream=stream)
+    settings = settings_from(**search, int8=int8, stream=stream)
     output = Output.of(
         out, "augment", augment_inputs(model, data_path, settings, platform_name, cost_model_path), force
     )

@@ -137,10 +137,9 @@ augment_options = _stack(
     ),
     click.option(
         "--val-fraction",
-        default=0.2,
-        show_default=True,
         type=float,
-        help="Share of the data held out (stratified) to set the thresholds; the rest trains the heads.",
+        help="Share of the data held out (stratified; whole groups or streams) to set the thresholds; the rest "
+        "trains the heads. Default: 0.2; 0.5 with --stream (a certificate on streams counts streams, not windows).",
     ),
     click.option(
         "--calibration-data",
@@ -219,8 +218,9 @@ def settings_from(
     cluster,
     workers,
     database,
+    **modes,
 ):
-    """The augment settings of the shared options, checked."""
+    """The augment settings of the shared options and `modes` (Settings' int8, stream), checked."""
     from eenn_tvm.augment import Settings, check_settings
 
     settings = Settings(
@@ -235,6 +235,7 @@ def settings_from(
         cluster=cluster,
         workers=workers,
         database=checked_database(database),
+        **modes,
     )
     check_settings(settings)
     return settings
