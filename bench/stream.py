@@ -38,19 +38,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "stream.json")
     args = parser.parse_args()
     results = [measure(name, args.out / name, args.windows) for name in args.tasks]
-    doc = {
-        "command": " ".join(["python bench/stream.py", *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
-        "tolerance": TOLERANCE,
-        "confidence": CONFIDENCE,
-        "core": CORE,
-        "target_mac_reduction": TARGET,
-        "results": results,
-    }
-    args.json.write_text(json.dumps(doc, indent=2) + "\n")
-    print(table(results))
-    print(f"wrote {args.json}")
+    machine = f"{platform.machine()}, {platform.python_version()}"
+    extra = {"machine": machine, "core": CORE, "target_mac_reduction": TARGET}
+    write(args.json, "bench/stream.py", extra, results, table(results))
+
+
+def write(path: Path, script: str, extra: dict, results: list[dict], table_text: str) -> None:
+    """The benchmark's JSON (the command, the date, the tolerance and confidence, `extra`, the results) and table."""
+    head = {"command": " ".join([f"python {script}", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d")}
+    doc = {**head, "tolerance": TOLERANCE, "confidence": CONFIDENCE, **extra, "results": results}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(table_text)
+    print(f"wrote {path}")
 
 
 def measure(name: str, out: Path, windows: int) -> dict:

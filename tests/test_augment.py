@@ -51,6 +51,16 @@ def test_run_on_held_out_data_and_onnxruntime_reproduces_it_exactly(augmented, f
 
 
 @pytest.mark.slow
+def test_data_the_model_gets_wrong_but_the_heads_learn_are_named_as_a_likely_mismatch(zoo_model, tmp_path):
+    model = zoo_model("mlp", "legacy")
+    x, y = zoo.self_labelled(model.path, model.input_shape, 1000)
+    np.savez(tmp_path / "shifted.npz", x=x, y=(y + 1) % (y.max() + 1))  # every label one class off the model's
+    args = ["--data", tmp_path / "shifted.npz", "--no-cache", "--max-accuracy-drop", "0.1", "-o", tmp_path / "eenn"]
+    code, _, stderr = run_cli("augment", model.path, *args)
+    assert code == 0, stderr
+    assert "points more accurate than the original model" in stderr and "may not be what it was trained on" in stderr
+
+
 def test_same_seed_gives_the_same_plan(augmented, fashion, tmp_path):
     _, plan, cache = augmented
     code, stdout, _ = run_cli(

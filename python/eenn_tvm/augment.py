@@ -48,6 +48,8 @@ VAL_FRACTION = 0.2
 # A stream's windows err alike, so a certificate on streams counts streams: it needs many more of them than the
 # heads do (they learn as much from half the streams).
 STREAM_VAL_FRACTION = 0.5
+# Heads this much more accurate than the model they hang on: the data are likely not what it was trained on.
+MISMATCH_GAIN = 0.05
 MODEL_ONNX = "model.onnx"  # the backbone as imported (shapes fixed, constants folded): later stages rebuild from it
 
 
@@ -175,6 +177,7 @@ def augment(
         data_path,
         {"eenn": certified, "baseline": baseline_certified},
     )
+    _warn_of_mismatch(plan, log)
     if settings.stream:
         heads = trained.heads_of(result)
         plan.stream = stream_stage.certify(plan, analysis, features, heads, data, val_idx, settings.confidence)
@@ -188,6 +191,16 @@ def augment(
 
     _write(out, plan, model, analysis, trained, result, baseline, log, stage, int8, settings.database)
     return plan
+
+
+def _warn_of_mismatch(plan: Plan, log: Callable[[str], None]) -> None:
+    gain = plan.validation.accuracy - plan.validation.baseline_accuracy
+    if gain > MISMATCH_GAIN:
+        log(
+            f"note: the early-exit network is {100 * gain:.1f} points more accurate than the original model "
+            f"({100 * plan.validation.baseline_accuracy:.2f} %) on the validation data: heads trained on these data "
+            "beat the model itself, so they may not be what it was trained on (input scaling, features, label order)"
+        )
 
 
 class _Stopwatch:
