@@ -488,7 +488,6 @@ def _stream_section() -> list[str]:
             f"Target (issue 17): {100 * doc['target_mac_reduction']:.0f} % fewer MACs at <= 1 point. "
             + doc.get("note", "")
         ),
-        lambda doc: importlib.import_module("stream").table(doc["results"]),
     )
 
 
@@ -505,16 +504,15 @@ def _stream_guarantee_section() -> list[str]:
             "measured on the second. Where no rule passes, the stream mode runs the per-sample cascade. "
             + doc.get("note", "")
         ),
-        lambda doc: importlib.import_module("stream_guarantee").table(doc["results"]),
     )
 
 
-def _table_section(title: str, name: str, describe, table_of) -> list[str]:
-    """A recorded benchmark (bench/NAME.json) as a section: what made it, then its table."""
+def _table_section(title: str, name: str, describe) -> list[str]:
+    """A recorded benchmark (bench/NAME.json) as a section: what made it, then its table (bench/NAME.py's)."""
     doc = _recorded(name)
     if doc is None:
         return _not_run(title, name)
-    return [title, "", describe(doc), "", "```", table_of(doc), "```", ""]
+    return [title, "", describe(doc), "", "```", importlib.import_module(name).table(doc["results"]), "```", ""]
 
 
 def _host_section() -> list[str]:
