@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from eenn_tvm import data as datasets
-from eenn_tvm import onnx_runtime
-from eenn_tvm.plan import Plan, macs_by_exit
+from eenn_tvm.plan import Plan
 from eenn_tvm.stream import Rule, calibrate, decide, tap_features
-from eenn_tvm.stream_stage import Tap, stream_windows
+from eenn_tvm.stream_stage import Tap, outputs_with_tap, windows_of
 from eenn_tvm.textui import format_table
 
 HERE = Path(__file__).resolve().parent
@@ -75,34 +74,24 @@ def resplits(name: str, folder: Path, splits: int) -> dict:
 
 
 def _windows(folder: Path, plan: Plan, parts: list[datasets.Dataset]):
-    """The windows of `parts` in stream order, with eenn.onnx's scores and the plan's tap (its streams renumbered
-    apart, so that two parts never share a stream or a group)."""
+    """The windows of `parts` in stream order, with eenn.onnx's scores and the plan's tap (their streams and groups
+    renumbered apart, so that two parts never share one)."""
     x = np.concatenate([p.x for p in parts])
-    offsets = np.cumsum([0] + [int(p.stream.max()) + 1 for p in parts[:-1]])
-    group_offsets = np.cumsum([0] + [int(p.groups.max()) + 1 for p in parts[:-1]])
-    stream = np.concatenate([p.stream + o for p, o in zip(parts, offsets)])
-    groups = np.concatenate([p.groups + o for p, o in zip(parts, group_offsets)])
-    outputs = onnx_runtime.run_each(onnx_runtime.session(_with_tap(folder, plan)), x)
-    exits = len(plan.exits)
-    return stream_windows(
-        plan.decision,
-        macs_by_exit(plan.exits, plan.model.total_macs),
-        stream,
+    outputs = outputs_with_tap(plan.artifact(folder, "eenn_onnx"), plan.stream, x)
+    return windows_of(
+        plan,
+        outputs,
+        _apart([p.stream for p in parts]),
         np.concatenate([p.y for p in parts]),
-        np.array([o[0].argmax() for o in outputs]),
-        [np.concatenate([o[1 + j] for o in outputs]) for j in range(exits)],
         [tap_features(np.concatenate([o[-1] for o in outputs]))],
         [Tap(plan.stream)],
-        groups=groups,
+        groups=_apart([p.groups for p in parts]),
     )
 
 
-def _with_tap(folder: Path, plan: Plan):
-    import onnx
-
-    model = onnx.load(str(plan.artifact(folder, "eenn_onnx")))
-    model.graph.output.append(onnx.helper.make_tensor_value_info(plan.stream.tap, onnx.TensorProto.FLOAT, None))
-    return model
+def _apart(ids: list[np.ndarray]) -> np.ndarray:
+    offsets = np.cumsum([0] + [int(a.max()) + 1 for a in ids[:-1]])
+    return np.concatenate([a + o for a, o in zip(ids, offsets)])
 
 
 def table(results: list[dict]) -> str:

@@ -18,7 +18,7 @@ from eenn_tvm.decision import confidence
 from eenn_tvm.errors import EennError
 from eenn_tvm.heads import Head
 from eenn_tvm.plan import Plan, StreamDecision, StreamEvaluation, macs_by_exit
-from eenn_tvm.stream import MAX_TAPS, Rule, Windows, calibrate, decide, integer_features, tap_features
+from eenn_tvm.stream import MAX_TAPS, Decisions, Rule, Windows, calibrate, decide, integer_features, tap_features
 
 TAP_POOLING = "gap"
 INT8_CODES = "_QuantizeLinear_Output"  # onnxruntime's name for a tensor's int8 codes in a QDQ model
@@ -74,11 +74,9 @@ def certify_int8(
     with the taps' int8 codes appended: [final, exit_0, ..., tap_0, ...]) and from its own per-sample `thresholds`;
     the drop is against the int8 model, within `tolerance` (the plan's, narrowed by the float-to-int8 gap)."""
     exits = len(plan.exits)
-    scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(exits)]
-    final = np.array([o[0].argmax() for o in outputs])
     codes = [tap_features(np.concatenate([o[1 + exits + k] for o in outputs])) for k in range(len(taps))]
     points = [t for t, _ in taps]
-    windows = _windows(plan, streams, labels, final, scores, codes, points, groups=groups)
+    windows = windows_of(plan, outputs, streams, labels, codes, points, groups=groups)
     names = [name for _, name in taps]
     decision = _decision(plan, windows, points, names, thresholds, tolerance, confidence_level)
     return decision.model_copy(update={"tap_dtype": "int8"})
@@ -98,7 +96,7 @@ def _decision(plan: Plan, windows: Windows, taps: list, names: list[str], certif
         patient_scale=rule.patient_scale,
         thresholds=list(rule.thresholds),
         p_value=calibrated.p_value,
-        validation=evaluation(windows, rule, plan),
+        validation=evaluation(windows, decide(windows, [rule]), plan),
     )
 
 
@@ -112,6 +110,13 @@ def _taps(analysis: Analysis, plan: Plan) -> list[ExitPoint]:
 
 def _overhead(shape: list[int]) -> int:
     return math.prod(shape[1:]) + shape[1]  # the pooling's adds, then one difference per channel
+
+
+def windows_of(plan: Plan, outputs: list[list[np.ndarray]], stream, label, tap_features, taps, groups=None) -> Windows:
+    """`stream_windows` of a network's outputs per window ([final, exit_0, ...], anything after them ignored)."""
+    scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(len(plan.exits))]
+    final = np.array([o[0].argmax() for o in outputs])
+    return _windows(plan, stream, label, final, scores, tap_features, taps, groups=groups)
 
 
 def _windows(plan: Plan, *args, groups=None) -> Windows:
@@ -136,8 +141,8 @@ def stream_windows(decision: str, exit_macs, stream, label, final, scores, tap_f
     )
 
 
-def evaluation(windows: Windows, rule: Rule, plan: Plan) -> StreamEvaluation:
-    decisions = decide(windows, [rule])
+def evaluation(windows: Windows, decisions: Decisions, plan: Plan) -> StreamEvaluation:
+    """The figures of one rule's `decisions` (row 0) over `windows`."""
     slot = decisions.slot[0]
     mean_macs = float(decisions.macs[0].mean())
     return StreamEvaluation(
@@ -155,33 +160,30 @@ def evaluation(windows: Windows, rule: Rule, plan: Plan) -> StreamEvaluation:
 def run(folder: Path, plan: Plan, data: Dataset, eenn: list[list[np.ndarray]]) -> dict:
     """The plan's stream decisions over `data`'s streams in order, given eenn.onnx's outputs on each window: figures
     as in the plan's stream section, and the per-window decisions (class; exit, the end, or -1: reused)."""
-    taps = _with_tap(plan.artifact(folder, "model_onnx"), plan.stream, data)
+    taps = outputs_with_tap(plan.artifact(folder, "model_onnx"), plan.stream, data.x)
     return _figures(plan, plan.stream, data, eenn, tap_features(np.concatenate([t[-1] for t in taps])))
 
 
 def run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
     """The int8 network's stream decisions (the plan's `int8.stream`) as `run` gives the float one's: eenn_int8.onnx
     in onnxruntime with the tap's int8 codes appended, the rule in numpy."""
-    outputs = _with_tap(plan.artifact(folder, "eenn_int8_onnx"), plan.int8.stream, data)
+    outputs = outputs_with_tap(plan.artifact(folder, "eenn_int8_onnx"), plan.int8.stream, data.x)
     tap = tap_features(np.concatenate([o[-1] for o in outputs]))
-    return _figures(plan, plan.int8.stream, data, [o[:-1] for o in outputs], tap)
+    return _figures(plan, plan.int8.stream, data, outputs, tap)
 
 
-def _with_tap(path: Path, stream: StreamDecision, data: Dataset) -> list[list[np.ndarray]]:
-    """The outputs of the model at `path` on every window, the stream rule's tap appended."""
+def outputs_with_tap(path: Path, stream: StreamDecision, x: np.ndarray) -> list[list[np.ndarray]]:
+    """The outputs of the model at `path` on every window of `x`, the stream rule's tap appended."""
     model = onnx.load(str(path))
     element = onnx.TensorProto.INT8 if stream.tap_dtype == "int8" else onnx.TensorProto.FLOAT
     model.graph.output.append(onnx.helper.make_tensor_value_info(stream.tap, element, None))
-    return onnx_runtime.run_each(onnx_runtime.session(model), data.x)
+    return onnx_runtime.run_each(onnx_runtime.session(model), x)
 
 
 def _figures(plan: Plan, stream: StreamDecision, data: Dataset, outputs: list[list[np.ndarray]], tap) -> dict:
-    scores = [np.concatenate([o[1 + j] for o in outputs]) for j in range(len(plan.exits))]
-    final = np.array([o[0].argmax() for o in outputs])
-    windows = _windows(plan, data.stream, data.y, final, scores, [tap], [Tap(stream)])
-    rule = rule_of(stream)
-    figures = evaluation(windows, rule, plan).model_dump()
-    decisions = decide(windows, [rule])
+    windows = windows_of(plan, outputs, data.stream, data.y, [tap], [Tap(stream)])
+    decisions = decide(windows, [rule_of(stream)])
+    figures = evaluation(windows, decisions, plan).model_dump()
     figures["accuracy_drop"] = figures["baseline_accuracy"] - figures["accuracy"]
     figures["mac_reduction"] = 1.0 - figures["mac_fraction"]
     figures["answers"] = decisions.answer[0].tolist()
