@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -49,6 +50,17 @@ def mlperf_model():
         return path
 
     return get
+
+
+def ort_int8_is_exact() -> bool:
+    """Does onnxruntime compute int8 networks exactly here? Its x86 int8 kernels on CPUs without VNNI (AVX2, AVX-512
+    without VNNI) sum u8 x s8 pairs in saturating 16-bit lanes, which its documentation warns of: a network with large
+    weights then comes out steps, or classes, away from the exact integer arithmetic that eenn-tvm's code and
+    reference both do (seen on an AMD EPYC with AVX2 only)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return True
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "vnni" in cpuinfo.read_text()
 
 
 def ort_run(model: onnx.ModelProto | Path, x: np.ndarray, extra_outputs: list[str] = ()) -> dict[str, np.ndarray]:

@@ -22,6 +22,13 @@ from eenn_tvm.targets.host.target import host_target, target_cpu
 SAMPLES = 200
 
 
+def assert_same_logits(got, want):
+    """Equal up to float32 summation order: kernels with another layout or schedule add in another order, and the
+    error that leaves grows with the logits' magnitude (a 0.0355 logit beside a 15.7 one came out 1.1e-5 apart on an
+    AVX2 machine), so the absolute tolerance is relative to the largest."""
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+
+
 @pytest.fixture(scope="module")
 def network(augmented):
     return Network.open(augmented[0])
@@ -56,7 +63,7 @@ def test_one_call_takes_the_same_exits_as_the_segments_one_by_one(network, test_
         expected_exit, expected = segments_one_by_one(plain, x)
         exit_index, logits = chained.infer(x)
         assert exit_index == expected_exit
-        np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+        assert_same_logits(logits, expected)
         exits.append(exit_index)
     assert len(set(exits)) > 1  # the images leave at different exits, so every branch was taken
 
@@ -70,7 +77,7 @@ def test_the_static_module_takes_the_exits_and_logits_of_the_one_call_module(aug
         index, logits = static.infer(x[None])
         expected_index, expected = chained.infer(x[None])
         assert index == expected_index
-        np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+        assert_same_logits(logits, expected)
     with pytest.raises(EennError, match="takes 784 values per sample, not 783"):
         static.infer(test_images[0].reshape(-1)[:-1])
 
@@ -105,7 +112,7 @@ def test_batches_with_compaction_take_the_same_exits_as_one_sample_at_a_time(aug
     for i in range(len(test_images)):
         exit_index, expected = one.infer(test_images[i : i + 1])
         assert exits[i] == exit_index
-        np.testing.assert_allclose(logits[i], expected[0], rtol=1e-5, atol=1e-5)
+        assert_same_logits(logits[i], expected[0])
 
 
 def test_run_in_batches_reports_the_same_exits_and_its_throughput(augmented, fashion):
@@ -140,7 +147,7 @@ def test_a_tuned_network_gives_the_outputs_and_exits_of_the_untuned_one(augmente
         x = test_images[i : i + 1]
         (exit_tuned, logits_tuned), (exit_untuned, logits_untuned) = tuned.infer(x), untuned.infer(x)
         assert exit_tuned == exit_untuned
-        np.testing.assert_allclose(logits_tuned, logits_untuned, rtol=1e-5, atol=1e-5)
+        assert_same_logits(logits_tuned, logits_untuned)
     runs = []
     for extra in ([], ["--database", database]):  # the saved static module, then one built with the tuned kernels
         code, stdout, stderr = run_cli("run", folder, "--data", fashion / "test.npz", "--n", 200, "--json", *extra)
@@ -195,4 +202,4 @@ def test_the_static_module_of_a_reference_model_computes_what_the_vm_module_does
     chained = EarlyExitRunner(HostModule(build(ChainExits()(network.mod))))
     for seed in range(3):
         x = np.random.default_rng(seed).normal(size=network.input_shape).astype("float32")
-        np.testing.assert_allclose(static.infer(x)[1], chained.infer(x)[1], rtol=1e-5, atol=1e-5)
+        assert_same_logits(static.infer(x)[1], chained.infer(x)[1])

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import EXAMPLE, MODEL, ort_run
+from conftest import EXAMPLE, MODEL, ort_int8_is_exact, ort_run
 from int8_interpreter import op_attrs, run_reference
 from test_cli import assert_one_line_error, run_cli
 from tvm import relax
@@ -182,9 +182,10 @@ def test_qdq_zoo_models_become_all_integer_and_match_the_reference_bit_for_bit(z
     for x in RNG.normal(size=(4, *model.input_shape)).astype(np.float32):
         got, want = host("main", x), run_reference(mod, x)
         assert all(np.array_equal(g, w) for g, w in zip(got, want))
-        # onnxruntime computes the same network with its own rounding: at most a step of the output scale apart
-        scale = np.abs(np.diff(np.unique(want[0]))).min(initial=1.0)
-        assert np.abs(ort_run(path, x)["y"] - got[0]).max() <= 2.01 * scale
+        if ort_int8_is_exact():
+            # onnxruntime computes the same network with its own rounding: at most a step of the output scale apart
+            scale = np.abs(np.diff(np.unique(want[0]))).min(initial=1.0)
+            assert np.abs(ort_run(path, x)["y"] - got[0]).max() <= 2.01 * scale
 
 
 def test_patterns_without_an_integer_form_stay_float_and_still_compute_the_model(tmp_path):
@@ -213,7 +214,9 @@ def test_patterns_without_an_integer_form_stay_float_and_still_compute_the_model
     assert counts == {"integer": {"conv2d": 2}, "float": {"sigmoid": 1}}
     x = RNG.normal(size=(1, 3, 8, 8)).astype(np.float32)
     got = HostModule(build(QDQToInteger()(imported.mod)))("main", x)[0]
-    assert np.abs(got - ort_run(path, x)["y"]).max() < 0.1 * np.abs(got).max()
+    # without exact int8 in onnxruntime, the float model is what the int8 one is to approximate
+    want = ort_run(path if ort_int8_is_exact() else float_path, x)["y"]
+    assert np.abs(got - want).max() < 0.1 * np.abs(got).max()
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def augment(
     stage.done("features")
     groups = None if data.groups is None else data.groups[val_idx]
     with head_pool(settings.workers, settings.cluster, settings.cache_dir) as pool:
-        streams = data.order is not None  # windows of recordings: their groups run (eenn_tvm.guarantee)
+        streams = data.is_stream  # windows of recordings: their groups run (eenn_tvm.guarantee)
         trained = train_and_score(
             analysis, features, data.y, groups, train_idx, val_idx, classes, settings, costs, pool, streams
         )

@@ -42,6 +42,11 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def is_stream(self) -> bool:
+        """Consecutive windows of recordings (`stream` and `order` given), not independent samples."""
+        return self.order is not None
+
     def head(self, count: int) -> Dataset:
         """The first `count` samples (of stream data: the first windows in stream order)."""
         cut = slice(0, count)

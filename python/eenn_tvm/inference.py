@@ -97,7 +97,7 @@ def run(
         batch=batch,
         inference_seconds=inference_seconds,
         samples_per_second=len(data) / inference_seconds,
-        stream=_run_stream(folder, plan, data, eenn_outputs) if plan.stream and data.order is not None else None,
+        stream=_run_stream(folder, plan, data, eenn_outputs) if plan.stream and data.is_stream else None,
         runner=runner,
     )
 
@@ -140,7 +140,7 @@ def _run_int8(folder: Path, plan: Plan, data: Dataset) -> dict:
         "onnxruntime": _figures(plan.exits, plan, data, ort_exit, ort_pred),
         "tvm": _figures(plan.exits, plan, data, tvm_exit, tvm_pred),
         "agreement": float(((ort_exit == tvm_exit) & (ort_pred == tvm_pred)).mean()),
-        "stream": stream_stage.run_int8(folder, plan, data) if plan.int8.stream and data.order is not None else None,
+        "stream": stream_stage.run_int8(folder, plan, data) if plan.int8.stream and data.is_stream else None,
     }
 
 

@@ -186,7 +186,7 @@ def add_int8(
     groups = None if data.groups is None else data.groups[val_idx]
     log("building the int8 host module (QDQToInteger, TVM, llvm)")
     model = imported(int8, plan.model.name)
-    serial = data.order is not None
+    serial = data.is_stream
     section = int8_thresholds(plan, outputs, data.y[val_idx], groups, len(chosen), op_counts(model), serial)
     if taps:
         log(f"int8 stream rule on the {len(val_idx)} validation windows (onnxruntime, the taps' int8 codes)")
@@ -220,7 +220,7 @@ def _stream_taps(folder: Path, plan: Plan, int8: onnx.ModelProto, data: datasets
     rule, or, said in one line, when the data are not stream data."""
     if plan.stream is None:
         return []
-    if data.order is None:
+    if not data.is_stream:
         log(
             "note: the data are not stream data (no stream and order arrays): the int8 network gets no stream rule "
             "and its firmware decides per sample; give the stream data augment --stream was given"

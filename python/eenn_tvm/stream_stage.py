@@ -25,7 +25,7 @@ INT8_CODES = "_QuantizeLinear_Output"  # onnxruntime's name for a tensor's int8 
 
 
 def require_streams(data: Dataset, where: str) -> None:
-    if data.order is None:
+    if not data.is_stream:
         raise EennError(
             f"{where}: --stream needs stream data: arrays stream (N,) and order (N,) beside x and y "
             "(see docs/streams.md; examples/ecg/make_data.py --stream makes some)"

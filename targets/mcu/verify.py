@@ -166,7 +166,7 @@ def verify_stream(
             "--stream` output (for --dtype int8, quantised with its stream data)"
         )
     data = load_npz(data_path, tuple(manifest.input_shape[1:]), manifest.classes)
-    if data.order is None:
+    if not data.is_stream:
         raise EennError(f"{data_path}: is not stream data: verify --stream needs arrays stream and order beside x, y")
     data = data.head(n)
     starts = np.flatnonzero(np.r_[True, data.stream[1:] != data.stream[:-1]])
