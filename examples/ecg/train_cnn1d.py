@@ -3,7 +3,10 @@
 Development only (needs torch). Reads train.npz/test.npz from make_data.py, writes ecg_cnn.onnx beside this file
 (torch's legacy exporter, batch-norm folded):
 
-    python examples/ecg/make_data.py && python examples/ecg/train_cnn1d.py
+    python examples/ecg/make_data.py --per-class 2000 && python examples/ecg/train_cnn1d.py
+
+(`--per-class 2000`, and calibration and test a quarter of it: the data the shipped model was trained on;
+make_data.py's default makes more, for augment.)
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Keyword-spotting data made offline: the Speech Commands keywords spoken by Debian's espeak-ng and flite.
 
-    python examples/kws/make_data.py [--per-class 800] [--seed 0]
+    python examples/kws/make_data.py [--per-class 2400] [--seed 0]
     python examples/kws/make_data.py --stream [--streams 2400] [--seconds 15] [--seed 0]
 
 Twelve classes as in the MLPerf Tiny benchmark (ten keywords, "silence", "unknown": other words), many voices,
@@ -9,6 +9,10 @@ then MFCC (49x10, `mfcc.py`). Speakers (engine, voice, variant) are split betwee
 the thresholds are set on voices the network never heard, and the test split holds voices neither the network nor
 the thresholds heard. Writes train.npz, calibration.npz and test.npz beside this file (x: (N, 1, 49, 10) float32,
 y: (N,) int64, groups: (N,) the speaker's index, which augment's accuracy margin uses; not committed).
+`dscnn.onnx` was trained on the words of `--per-class 800`; the default makes three times as many words of the
+same voices, almost all new to the network: the exit heads learn from words whose features look like those of new
+data (on the words it was trained on the network is right on every one), and the guarantee tests on more of them
+(`bench/paper.py --tasks kws`: 73.9 % of the MACs saved with the old default, 80.9 % with this one).
 
 With --stream: running streams of --seconds, one speaker each (drawn from STREAM_VARIANTS: most of them unheard by
 the network), words (keywords mostly, other words too) at random gaps inside one steady background noise, cut into
@@ -238,7 +242,7 @@ def plan_samples(per_class: int, seed: int) -> list[tuple[int, tuple[str, str, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=800)
+    parser.add_argument("--per-class", type=int, default=2400)
     parser.add_argument("--stream", action="store_true", help="running streams cut into windows instead")
     parser.add_argument("--streams", type=int, default=2400, help="with --stream: how many (a fifth are test)")
     parser.add_argument("--seconds", type=int, default=15, help="with --stream: the length of a stream")

@@ -3,7 +3,9 @@
 Development only (needs torch). Reads train.npz/test.npz from make_data.py, writes dscnn.onnx beside this file
 (torch's legacy exporter, batch-norm folded):
 
-    python examples/kws/make_data.py && python examples/kws/train_dscnn.py
+    python examples/kws/make_data.py --per-class 800 && python examples/kws/train_dscnn.py
+
+(`--per-class 800`: the data the shipped model was trained on; make_data.py's default makes more, for augment.)
 """
 
 import sys
