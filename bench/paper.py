@@ -462,7 +462,13 @@ def _guarantee_section() -> list[str]:
         f"set on the calibration part at a {100 * doc['tolerance']:.0f}-point tolerance and confidence "
         f"{doc['confidence']}, and measured on the test part. *learn then test*: the guarantee (the default); "
         "*normal margin*: the floor raised by the normal approximation of earlier versions. *drop, MACs saved*: "
-        "on the split bench/paper.py uses.",
+        "on the split bench/paper.py uses. *fresh samples*: each split's thresholds measured also on samples outside "
+        "the pool (`--fresh`; "
+        + (
+            ", ".join(f"{name} {r['fresh_samples']:,}" for name, r in doc["results"].items() if "fresh_samples" in r)
+            or "none"
+        )
+        + "), whose drop is close to the expected drop the guarantee bounds; a test part's drop scatters around it.",
         "",
         "```",
         table(doc["results"]),
