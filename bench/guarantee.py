@@ -109,12 +109,13 @@ def resplits(name: str, splits: int, confidence: float, fresh_files: list[Path])
         print(name, json.dumps(row), flush=True)
         rows.append(row)
     sizes = {"calibration_samples": n_cal, "test_samples": n_pool - n_cal}
-    if fresh:
+    if fresh_part is not None:
         sizes["fresh_samples"] = fresh_part.samples
     return {**sizes, "splits": rows}
 
 
-def _measured(part: SearchProblem, exits) -> dict:
+def _measured(part: SearchProblem, exits: list) -> dict:
+    """The drop against the original model and the MAC saving of `exits` on `part`."""
     outcome = outcome_of(part, exits)
     return {
         "drop": float(part.final_correct.mean()) - outcome.accuracy,
