@@ -454,6 +454,7 @@ def _guarantee_section() -> list[str]:
     sizes = ", ".join(
         f"{name} {r['calibration_samples']:,} / {r['test_samples']:,}" for name, r in doc["results"].items()
     )
+    fresh = ", ".join(f"{name} {r['fresh_samples']:,}" for name, r in doc["results"].items() if "fresh_samples" in r)
     return [
         "## Does the tolerance hold?",
         "",
@@ -463,12 +464,8 @@ def _guarantee_section() -> list[str]:
         f"{doc['confidence']}, and measured on the test part. *learn then test*: the guarantee (the default); "
         "*normal margin*: the floor raised by the normal approximation of earlier versions. *drop, MACs saved*: "
         "on the split bench/paper.py uses. *fresh samples*: each split's thresholds measured also on samples outside "
-        "the pool (`--fresh`; "
-        + (
-            ", ".join(f"{name} {r['fresh_samples']:,}" for name, r in doc["results"].items() if "fresh_samples" in r)
-            or "none"
-        )
-        + "), whose drop is close to the expected drop the guarantee bounds; a test part's drop scatters around it.",
+        f"the pool (`--fresh`; {fresh or 'none'}), whose drop is close to the expected drop the guarantee bounds; "
+        "a test part's drop scatters around it.",
         "",
         "```",
         table(doc["results"]),
