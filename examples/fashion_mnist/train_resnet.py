@@ -16,6 +16,8 @@ import torch
 from fashion_mnist import load
 from torch import nn
 
+from eenn_tvm.data import split
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # examples/training.py
 
@@ -23,10 +25,13 @@ from resnets import cifar_resnet  # noqa: E402
 from training import accuracy, export, fit  # noqa: E402
 
 
-def train(depth: int, epochs: int, seed: int) -> nn.Module:
+def train(depth: int, epochs: int, seed: int, hold_out: float) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = load("train")
+    if hold_out > 0:
+        kept, _ = split(y, hold_out, 0)  # augment's defaults: --val-fraction 0.2 --seed 0
+        x, y = x[kept], y[kept]
     model = cifar_resnet(depth, in_channels=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=epochs * (len(x) // 128))
@@ -44,10 +49,11 @@ def main():
     parser.add_argument("--depth", type=int, default=8, choices=(8, 20, 56))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hold-out", type=float, default=0.2, help="share of the images left for the thresholds")
     parser.add_argument("-o", "--output", type=Path, help="default: resnet{depth}.onnx beside this script")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model = train(args.depth, args.epochs, args.seed).eval()
+    model = train(args.depth, args.epochs, args.seed, args.hold_out).eval()
     x_test, y_test = load("test")
     print(f"test accuracy: {accuracy(model, x_test, y_test):.4f}")
     export(model, (1, 1, 28, 28), "image", args.output or HERE / f"resnet{args.depth}.onnx")
