@@ -30,7 +30,7 @@ def train(depth: int, epochs: int, seed: int, hold_out: float) -> nn.Module:
     rng = np.random.default_rng(seed)
     x, y = load("train")
     if hold_out > 0:
-        kept, _ = split(y, hold_out, 0)  # augment's defaults: --val-fraction 0.2 --seed 0
+        kept, _ = split(y, hold_out, 0)  # as augment splits at --seed 0 (its default) and --val-fraction hold_out
         x, y = x[kept], y[kept]
     model = cifar_resnet(depth, in_channels=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
