@@ -1,10 +1,16 @@
-"""Train the example models: CIFAR-style ResNets on all 60k Fashion-MNIST training images.
+"""Train the example models: CIFAR-style ResNets on Fashion-MNIST's training images.
 
 Development only (needs torch). Writes resnet{depth}.onnx beside this file, exported with torch's legacy
 exporter (batch-norm folded into the convolutions). ResNet-8 (the MLPerf Tiny layout, the README's example)
 takes about 4 minutes on 2 cores, ResNet-20 (the deeper benchmark model) about 12:
 
-    python examples/fashion_mnist/train_resnet.py [--depth 8|20]
+    python examples/fashion_mnist/train_resnet.py [--depth 8|20] [--hold-out 0.2]
+
+The network never sees the --hold-out share of train.npz that `augment --data train.npz` sets the thresholds on
+(eenn_tvm.data.split, at augment's default --seed and a --val-fraction of that share): the guarantee assumes those
+images are as new to the network as the test images, and on its own training images a ResNet-8 trained on all 60k
+is 2 points more accurate than on new ones (94.2 % against 92.2 %). Both `resnet8.onnx` and `resnet20.onnx` were
+trained so, on 48,000 images (test accuracy 91.83 % and 92.99 %).
 """
 
 import argparse
